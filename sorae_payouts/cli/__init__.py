@@ -1,0 +1,1 @@
+"""The operator CLI, `sorae-payouts` (typer + rich). Each command group lives in its own module."""

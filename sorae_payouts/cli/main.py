@@ -1,0 +1,14 @@
+"""Entry point of the `sorae-payouts` command: assembles the command groups."""
+
+from __future__ import annotations
+
+import typer
+
+from sorae_payouts.cli import database_cmd, import_cmd
+
+app = typer.Typer(help="Sorae payouts: affiliate commissions to Stripe Connect transfers.", no_args_is_help=True)
+app.add_typer(database_cmd.app, name="db")
+app.add_typer(import_cmd.app, name="import")
+
+if __name__ == "__main__":
+    app()

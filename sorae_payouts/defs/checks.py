@@ -1,0 +1,49 @@
+"""Blocking asset checks on the payout manifest: a failed check stops execution downstream."""
+
+
+from collections.abc import Callable
+
+import dagster as dg
+
+from sorae_payouts import audit
+from sorae_payouts.defs import metadata as md
+from sorae_payouts.defs.assets import payout_manifest
+from sorae_payouts.defs.partitions import monthly_partitions
+from sorae_payouts.defs.resources import LedgerResource
+from sorae_payouts.periods import parse_period
+
+
+def _result(result: audit.AuditResult) -> dg.AssetCheckResult:
+    columns = {k: ("int" if isinstance(v, int) else "string") for k, v in (result.rows[0].items() if result.rows else [])}
+    meta = {"summary": result.summary}
+    if result.rows:
+        meta["rows"] = md.table(result.rows, columns)
+    return dg.AssetCheckResult(passed=result.passed, metadata=meta, severity=dg.AssetCheckSeverity.ERROR)
+
+
+def _run(context: dg.AssetCheckExecutionContext, ledger: LedgerResource, audit_fn: Callable) -> dg.AssetCheckResult:
+    with ledger.engine.connect() as conn:
+        return _result(audit_fn(conn, parse_period(context.partition_key)))
+
+
+@dg.asset_check(asset=payout_manifest, blocking=True, partitions_def=monthly_partitions)
+def money_is_conserved(context: dg.AssetCheckExecutionContext, ledger: LedgerResource) -> dg.AssetCheckResult:
+    """Per currency, items (payable + carried forward) == finalized commissions, adjustments and
+    clawbacks of the month + balances carried in from the previous batch."""
+    return _run(context, ledger, audit.money_is_conserved)
+
+
+@dg.asset_check(asset=payout_manifest, blocking=True, partitions_def=monthly_partitions)
+def finalized_rows_unchanged(context: dg.AssetCheckExecutionContext, ledger: LedgerResource) -> dg.AssetCheckResult:
+    """The month's finalized commissions and adjustments still match their finalization snapshot,
+    and every item's earned amount still matches them."""
+    return _run(context, ledger, audit.finalized_rows_unchanged)
+
+
+@dg.asset_check(asset=payout_manifest, blocking=True, partitions_def=monthly_partitions)
+def one_item_per_affiliate_currency(context: dg.AssetCheckExecutionContext, ledger: LedgerResource) -> dg.AssetCheckResult:
+    """No affiliate has two payout items for one currency in the month's batch."""
+    return _run(context, ledger, audit.one_item_per_affiliate_currency)
+
+
+manifest_checks = [money_is_conserved, finalized_rows_unchanged, one_item_per_affiliate_currency]

@@ -1,0 +1,11 @@
+"""Monthly commission periods as Dagster partitions (keys are month starts, "2026-10-01", UTC)."""
+
+import dagster as dg
+
+# end_offset=0: only months that have ended are partitions; the holding window is enforced by the
+# finalization itself, with a message naming the date.
+monthly_partitions = dg.MonthlyPartitionsDefinition(start_date="2025-01-01", timezone="UTC", end_offset=0)
+
+# Each period builds on the previous one (carried balances, clawbacks), so backfills run in order.
+previous_month = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1,
+                                               allow_nonexistent_upstream_partitions=True)

@@ -1,0 +1,55 @@
+"""Resources: the ledger database and the payout policy. Secrets come only from the environment."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+import sqlalchemy as sa
+from pydantic import PrivateAttr
+
+from sorae_payouts.ledger.database import create_ledger_engine, database_url, redact
+from sorae_payouts.manifest import DEFAULT_MINIMUM_PAYOUT, PayoutPolicy
+
+
+class LedgerResource(dg.ConfigurableResource):
+    """The payout ledger. `database_url` comes from SORAE_DATABASE_URL (a `dg.EnvVar`, since a
+    Postgres URL carries a password); unset, the embedded SQLite ledger in ./data is used."""
+
+    database_url: str | None = None
+    _engine: sa.Engine | None = PrivateAttr(default=None)
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine = create_ledger_engine(self.database_url)
+        return self._engine
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password hidden: safe for logs and metadata."""
+        return redact(database_url(self.database_url))
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+class PayoutSettings(dg.ConfigurableResource):
+    """Business rules an operator may tune: the holding window before a month can be finalized
+    (late reversals), and the minimum payout per currency in major units (exact decimal strings)."""
+
+    holding_days: int = 3
+    minimum_payout: dict[str, str] = dict(DEFAULT_MINIMUM_PAYOUT)
+
+    @property
+    def policy(self) -> PayoutPolicy:
+        return PayoutPolicy.from_major(self.minimum_payout)
+
+
+def ledger_from_environment() -> LedgerResource:
+    """The ledger resource as deployed: SORAE_DATABASE_URL through `dg.EnvVar` when set (resolved at
+    run time, never written into run config), else the embedded SQLite default."""
+    if os.environ.get("SORAE_DATABASE_URL"):
+        return LedgerResource(database_url=dg.EnvVar("SORAE_DATABASE_URL"))
+    return LedgerResource()

@@ -1,0 +1,175 @@
+"""Ledger tables (SQLAlchemy Core). Money columns are BIGINT minor units next to a lowercase currency.
+
+Record life cycles (the database enforces the immutable states with triggers, see the migrations):
+- affiliate: master data, upserted by imports (onboarding fills `stripe_account_id` later).
+- commission: imported once; immutable (no UPDATE/DELETE/INSERT) once its period is finalized.
+- order_event: imported once, append-only; applied at finalization through `commission_adjustment`.
+- commission_period: one row per finalized period, with a per-currency snapshot; append-only.
+- commission_adjustment: the effect of an order event on a commission, booked in a period:
+  `in_period` for the commission's own period, `clawback` (negative) in a later period. Append-only.
+- payout_batch: one per period; `draft` (rebuildable) -> `approved` (manifest frozen) -> execution.
+- payout_item: one per affiliate and currency per batch; amounts frozen once the batch is approved.
+- transfer_attempt: one Stripe transfer try for an item; `processing` -> `posted` | `failed`, terminal
+  states immutable; the idempotency key is unique and stored before Stripe is called.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# INTEGER PRIMARY KEY is SQLite's rowid alias (fast, autoincrementing); BIGINT everywhere else.
+SurrogateKey = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Money = sa.BigInteger
+Currency = sa.String(3)
+Timestamp = sa.DateTime(timezone=True)
+
+affiliate = sa.Table(
+    "affiliate",
+    metadata,
+    sa.Column("affiliate_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("stripe_account_id", sa.String(64)),
+    sa.Column("currency", Currency, nullable=False),
+    sa.Column("imported_at", Timestamp, nullable=False),
+)
+
+commission = sa.Table(
+    "commission",
+    metadata,
+    sa.Column("commission_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("commission_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("affiliate_id", sa.String(64), sa.ForeignKey("affiliate.affiliate_id"), nullable=False),
+    sa.Column("order_id", sa.String(64), nullable=False, index=True),
+    sa.Column("amount_minor", Money, sa.CheckConstraint("amount_minor > 0"), nullable=False),
+    sa.Column("currency", Currency, nullable=False),
+    sa.Column("earned_at", Timestamp, nullable=False),
+    sa.Column("period", sa.Date, nullable=False),
+    sa.Column("imported_at", Timestamp, nullable=False),
+    # Covering index: the manifest's GROUP BY reads only this index, never the table.
+    sa.Index("ix_commission_period_totals", "period", "affiliate_id", "currency", "amount_minor"),
+)
+
+order_event = sa.Table(
+    "order_event",
+    metadata,
+    sa.Column("event_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("order_id", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    # Only for partial_reversal: the commission amount to take back, in the commission's currency.
+    sa.Column("amount_minor", Money),
+    sa.Column("currency", Currency),
+    sa.Column("occurred_at", Timestamp, nullable=False),
+    sa.Column("imported_at", Timestamp, nullable=False),
+    sa.CheckConstraint("kind IN ('cancellation', 'reversal', 'partial_reversal')", name="ck_order_event_kind"),
+    sa.CheckConstraint(
+        "(kind = 'partial_reversal') = (amount_minor IS NOT NULL AND amount_minor > 0)",
+        name="ck_order_event_partial_amount",
+    ),
+)
+
+commission_period = sa.Table(
+    "commission_period",
+    metadata,
+    sa.Column("period", sa.Date, primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="finalized"),
+    sa.Column("finalized_at", Timestamp, nullable=False),
+    sa.Column("holding_days", sa.Integer, nullable=False),
+)
+
+# What was finalized, per currency: the reference the "finalized rows unchanged" check compares with.
+period_snapshot = sa.Table(
+    "period_snapshot",
+    metadata,
+    sa.Column("period", sa.Date, sa.ForeignKey("commission_period.period"), primary_key=True),
+    sa.Column("currency", Currency, primary_key=True),
+    sa.Column("commission_count", sa.BigInteger, nullable=False),
+    sa.Column("gross_minor", Money, nullable=False),
+    sa.Column("checksum", Money, nullable=False),
+    sa.Column("in_period_adjustments_minor", Money, nullable=False),
+    sa.Column("clawbacks_minor", Money, nullable=False),
+)
+
+commission_adjustment = sa.Table(
+    "commission_adjustment",
+    metadata,
+    sa.Column("adjustment_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("commission_pk", sa.BigInteger, sa.ForeignKey("commission.commission_pk"), nullable=False),
+    sa.Column("event_id", sa.String(64), sa.ForeignKey("order_event.event_id"), nullable=False),
+    sa.Column("affiliate_id", sa.String(64), nullable=False),
+    sa.Column("currency", Currency, nullable=False),
+    sa.Column("amount_minor", Money, sa.CheckConstraint("amount_minor <= 0"), nullable=False),
+    sa.Column("booked_period", sa.Date, sa.ForeignKey("commission_period.period"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("commission_pk", "event_id", name="uq_adjustment_commission_event"),
+    sa.CheckConstraint("kind IN ('in_period', 'clawback')", name="ck_adjustment_kind"),
+    sa.Index("ix_adjustment_booked", "booked_period", "affiliate_id", "currency"),
+)
+
+payout_batch = sa.Table(
+    "payout_batch",
+    metadata,
+    sa.Column("batch_id", sa.String(64), primary_key=True),
+    sa.Column("period", sa.Date, sa.ForeignKey("commission_period.period"), nullable=False, unique=True),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("manifest_hash", sa.String(64), nullable=False),
+    sa.Column("item_count", sa.Integer, nullable=False),
+    sa.Column("policy", sa.JSON, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("built_at", Timestamp, nullable=False),
+    sa.Column("approved_at", Timestamp),
+    sa.Column("approved_by", sa.Text),
+    sa.CheckConstraint(
+        "status IN ('draft', 'approved', 'executing', 'completed', 'partially_completed')",
+        name="ck_payout_batch_status",
+    ),
+)
+
+payout_item = sa.Table(
+    "payout_item",
+    metadata,
+    sa.Column("payout_item_id", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.String(64), sa.ForeignKey("payout_batch.batch_id"), nullable=False),
+    sa.Column("affiliate_id", sa.String(64), sa.ForeignKey("affiliate.affiliate_id"), nullable=False),
+    sa.Column("currency", Currency, nullable=False),
+    # Snapshot of the destination at build time: part of what approvers review and the hash covers.
+    sa.Column("stripe_account_id", sa.String(64)),
+    sa.Column("commission_count", sa.BigInteger, nullable=False),
+    sa.Column("period_amount_minor", Money, nullable=False),
+    sa.Column("carried_in_minor", Money, nullable=False),
+    sa.Column("amount_minor", Money, nullable=False),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("carry_reason", sa.String(24)),
+    sa.UniqueConstraint("batch_id", "affiliate_id", "currency", name="uq_payout_item_affiliate_currency"),
+    sa.CheckConstraint("amount_minor = period_amount_minor + carried_in_minor", name="ck_payout_item_sum"),
+    sa.CheckConstraint(
+        "(status = 'carried_forward') = (carry_reason IS NOT NULL)", name="ck_payout_item_carry_reason"
+    ),
+)
+
+transfer_attempt = sa.Table(
+    "transfer_attempt",
+    metadata,
+    sa.Column("attempt_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("payout_item_id", sa.BigInteger, sa.ForeignKey("payout_item.payout_item_id"), nullable=False),
+    sa.Column("attempt_number", sa.Integer, nullable=False),
+    sa.Column("idempotency_key", sa.String(255), nullable=False, unique=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("amount_minor", Money, nullable=False),
+    sa.Column("currency", Currency, nullable=False),
+    sa.Column("destination", sa.String(64), nullable=False),
+    sa.Column("stripe_transfer_id", sa.String(64)),
+    sa.Column("stripe_request_id", sa.String(64)),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("unknown_reason", sa.Text),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("payout_item_id", "attempt_number", name="uq_transfer_attempt_number"),
+    sa.CheckConstraint("state IN ('processing', 'posted', 'failed')", name="ck_transfer_attempt_state"),
+    sa.CheckConstraint("amount_minor > 0", name="ck_transfer_attempt_amount"),
+)

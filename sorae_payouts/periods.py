@@ -1,0 +1,40 @@
+"""Monthly commission periods. A period is named by the first day of its month (UTC), the same key
+Dagster's `MonthlyPartitionsDefinition` uses ("2026-10-01")."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+
+def parse_period(text: str) -> date:
+    """Accept "2026-10" or "2026-10-01" (a partition key) and return the month's first day."""
+    parts = text.strip().split("-")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "01"):
+        raise ValueError(f"period {text!r} must look like 2026-10 or 2026-10-01")
+    return date(int(parts[0]), int(parts[1]), 1)
+
+
+def period_of(moment: datetime) -> date:
+    """The period a UTC instant belongs to."""
+    utc = moment.astimezone(timezone.utc)
+    return date(utc.year, utc.month, 1)
+
+
+def next_period(period: date) -> date:
+    return date(period.year + period.month // 12, period.month % 12 + 1, 1)
+
+
+def period_end(period: date) -> datetime:
+    """The first instant after the period (exclusive end), in UTC."""
+    nxt = next_period(period)
+    return datetime(nxt.year, nxt.month, 1, tzinfo=timezone.utc)
+
+
+def finalizable_at(period: date, holding_days: int) -> datetime:
+    """When a period may be finalized: its end plus the holding window for late reversals."""
+    return period_end(period) + timedelta(days=holding_days)
+
+
+def period_key(period: date) -> str:
+    """Human and Stripe-facing name of a period: "2026-10"."""
+    return f"{period.year:04d}-{period.month:02d}"

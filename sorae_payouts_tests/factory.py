@@ -1,0 +1,57 @@
+"""Test data written straight into the ledger through SQLAlchemy Core (the import path has its own
+tests); amounts are integer minor units."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date, datetime, timezone
+
+import sqlalchemy as sa
+
+from sorae_payouts.ledger import schema
+from sorae_payouts.periods import period_of
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+OCT = date(2026, 10, 1)
+NOV = date(2026, 11, 1)
+SEP = date(2026, 9, 1)
+_ids = itertools.count(1)
+
+
+def add_affiliate(engine: sa.Engine, affiliate_id: str, currency: str = "usd", account: str | None = "auto") -> str:
+    with engine.begin() as conn:
+        conn.execute(schema.affiliate.insert().values(
+            affiliate_id=affiliate_id, name=affiliate_id.title(), email=f"{affiliate_id}@example.com",
+            stripe_account_id=f"acct_{affiliate_id}" if account == "auto" else account,
+            currency=currency, imported_at=NOW))
+    return affiliate_id
+
+
+def add_commission(engine: sa.Engine, affiliate_id: str, amount_minor: int, *, currency: str = "usd",
+                   earned_at: datetime | None = None, order_id: str | None = None) -> str:
+    n = next(_ids)
+    earned_at = earned_at or datetime(2026, 10, 15, tzinfo=timezone.utc)
+    commission_id, order_id = f"com_{n}", order_id or f"ord_{n}"
+    with engine.begin() as conn:
+        conn.execute(schema.commission.insert().values(
+            commission_id=commission_id, affiliate_id=affiliate_id, order_id=order_id,
+            amount_minor=amount_minor, currency=currency, earned_at=earned_at, period=period_of(earned_at),
+            imported_at=NOW))
+    return order_id
+
+
+def add_event(engine: sa.Engine, order_id: str, kind: str, amount_minor: int | None = None, *,
+              currency: str | None = "usd", occurred_at: datetime | None = None) -> str:
+    event_id = f"evt_{next(_ids)}"
+    with engine.begin() as conn:
+        conn.execute(schema.order_event.insert().values(
+            event_id=event_id, order_id=order_id, kind=kind, amount_minor=amount_minor,
+            currency=currency if amount_minor is not None else None,
+            occurred_at=occurred_at or datetime(2026, 10, 20, tzinfo=timezone.utc), imported_at=NOW))
+    return event_id
+
+
+def items(engine: sa.Engine, batch_id: str) -> dict[tuple[str, str], dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(schema.payout_item).where(schema.payout_item.c.batch_id == batch_id)).mappings()
+        return {(r["affiliate_id"], r["currency"]): dict(r) for r in rows}
