@@ -1,6 +1,7 @@
 """The monthly payout assets: finalized_commissions -> payout_manifest (-> executed_transfers)."""
 
 
+import time
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -35,11 +36,13 @@ def finalized_commissions(
     Re-materializing a finalized month changes nothing and says so.
     """
     period = parse_period(context.partition_key)
+    started = time.perf_counter()
     try:
         report = finalize_period(ledger.engine, period, now=datetime.now(timezone.utc),
                                  holding_days=payout_settings.holding_days)
     except FinalizeError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
+    ledger_seconds = round(time.perf_counter() - started, 3)
     verb = "was already finalized; nothing changed" if report.already_finalized else "finalized"
     context.log.info(f"{period_key(period)} {verb}: {report.commission_count} commissions")
     rows = [{"currency": s.currency, "commissions": s.commission_count, "gross": md.money(s.gross_minor, s.currency),
@@ -59,6 +62,7 @@ def finalized_commissions(
                                               "adjustments": "string", "clawbacks": "string", "net": "string",
                                               "net_minor": "int"}),
         "ledger": ledger.display_url,
+        "ledger_seconds": ledger_seconds,
     })
 
 
@@ -81,10 +85,12 @@ def payout_manifest(
     manifest hash, until an operator approves it; after approval it is frozen.
     """
     period = parse_period(context.partition_key)
+    started = time.perf_counter()
     try:
         report = build_manifest(ledger.engine, period, policy=payout_settings.policy, now=datetime.now(timezone.utc))
     except ManifestError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
+    ledger_seconds = round(time.perf_counter() - started, 3)
     context.log.info(f"batch {report.batch_id}: {report.outcome}, {report.item_count} items, {report.status}")
     totals = [{"currency": t.currency, "payable_items": t.pending_count,
                "payable": md.money(t.pending_minor, t.currency), "payable_minor": t.pending_minor,
@@ -106,6 +112,7 @@ def payout_manifest(
         "outcome": report.outcome,
         "manifest_hash": report.manifest_hash,
         "item_count": report.item_count,
+        "ledger_seconds": ledger_seconds,
         "totals_by_currency": md.table(totals, {k: ("int" if k.endswith(("_minor", "_items")) else "string")
                                                 for k in totals[0]} if totals else {"currency": "string"}),
         "items_preview": md.table(preview, {"affiliate_id": "string", "currency": "string", "amount": "string",

@@ -1,0 +1,117 @@
+"""`sorae-payouts batch ...`: review, export and approve a period's payout manifest."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sorae_payouts.batches import BatchError, approve_batch, batch_items, list_batches, load_batch
+from sorae_payouts.ledger.database import create_ledger_engine
+from sorae_payouts.money import format_minor, to_decimal
+from sorae_payouts.periods import parse_period, period_key
+
+app = typer.Typer(help="Review, export and approve payout batches.", no_args_is_help=True)
+console = Console()
+PREVIEW_ROWS = 50
+
+
+def _period(text: str):
+    try:
+        return parse_period(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@app.command("list")
+def list_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """All batches with their status and approval."""
+    with create_ledger_engine().connect() as conn:
+        batches = list_batches(conn)
+    if as_json:
+        typer.echo(json.dumps([b.as_json() for b in batches], indent=2))
+        return
+    table = Table("period", "batch", "status", "items", "manifest hash", "approved by")
+    for b in batches:
+        table.add_row(period_key(b.period), b.batch_id, b.status, str(b.item_count), b.manifest_hash[:16],
+                      b.approved_by or "")
+    console.print(table)
+
+
+@app.command("show")
+def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
+                 as_json: bool = typer.Option(False, "--json", help="The batch and ALL its items as JSON.")) -> None:
+    """The batch of a period and its manifest (all items with --json, a preview otherwise)."""
+    with create_ledger_engine().connect() as conn:
+        try:
+            batch = load_batch(conn, _period(period))
+        except BatchError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        items = list(batch_items(conn, batch.batch_id))
+    if as_json:
+        typer.echo(json.dumps({"batch": batch.as_json(), "items": items}, indent=2))
+        return
+    console.print(f"[bold]{batch.batch_id}[/bold] {batch.status}, {batch.item_count} items, "
+                  f"manifest hash {batch.manifest_hash}")
+    totals: dict[tuple[str, str], list[int]] = {}
+    for item in items:
+        t = totals.setdefault((item["currency"], item["status"]), [0, 0])
+        t[0], t[1] = t[0] + 1, t[1] + item["amount_minor"]
+    summary = Table("currency", "status", "items", "amount")
+    for (currency, status), (count, amount) in sorted(totals.items()):
+        summary.add_row(currency, status, str(count), format_minor(amount, currency))
+    console.print(summary)
+    table = Table("item", "affiliate", "currency", "amount", "status", "reason", "account")
+    for item in items[:PREVIEW_ROWS]:
+        table.add_row(str(item["payout_item_id"]), item["affiliate_id"], item["currency"],
+                      format_minor(item["amount_minor"], item["currency"]), item["status"],
+                      item["carry_reason"] or "", item["stripe_account_id"] or "(not onboarded)")
+    console.print(table)
+    if len(items) > PREVIEW_ROWS:
+        console.print(f"... {len(items) - PREVIEW_ROWS} more items: use --json or `batch export`")
+
+
+@app.command("export")
+def export_command(period: str = typer.Argument(..., help="YYYY-MM"),
+                   csv_path: Path = typer.Option(..., "--csv", help="Where to write the full manifest.")) -> None:
+    """Write the full manifest of a period to CSV (amounts in minor units and exact major units)."""
+    with create_ledger_engine().connect() as conn:
+        try:
+            batch = load_batch(conn, _period(period))
+        except BatchError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        count = 0
+        with csv_path.open("w", newline="") as handle:
+            writer = None
+            for item in batch_items(conn, batch.batch_id):
+                row = {"batch_id": batch.batch_id, "period": period_key(batch.period), **item,
+                       "amount": str(to_decimal(item["amount_minor"], item["currency"]))}
+                if writer is None:
+                    writer = csv.DictWriter(handle, fieldnames=list(row))
+                    writer.writeheader()
+                writer.writerow(row)
+                count += 1
+    console.print(f"wrote {count} items of {batch.batch_id} ({batch.status}, hash {batch.manifest_hash[:16]}) "
+                  f"to {csv_path}")
+
+
+@app.command("approve")
+def approve_command(period: str = typer.Argument(..., help="YYYY-MM"),
+                    by: str = typer.Option(..., "--by", help="Who approves (recorded with the hash)."),
+                    manifest_hash: str = typer.Option(None, "--hash", help="The hash you reviewed (prefix ok).")) -> None:
+    """Approve a draft batch: freezes its manifest so it can be executed."""
+    try:
+        batch = approve_batch(create_ledger_engine(), _period(period), approved_by=by,
+                              now=datetime.now(timezone.utc), expected_hash=manifest_hash)
+    except BatchError as exc:
+        console.print(f"[red]refused:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"[green]approved[/green] {batch.batch_id} by {batch.approved_by} at "
+                  f"{batch.approved_at:%Y-%m-%d %H:%M} UTC, manifest hash {batch.manifest_hash}")
