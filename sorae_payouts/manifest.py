@@ -4,7 +4,9 @@ An item's amount is what the affiliate earned in the period (finalized commissio
 adjustments and of clawbacks booked in the period) plus the balance carried in from the previous
 batch. An item is `pending` (to be paid) when its amount reaches the currency's minimum payout;
 otherwise it is `carried_forward` with a reason (`below_minimum`, `negative_balance`,
-`zero_balance`) and its amount becomes the next batch's carried-in balance. Money never disappears
+`zero_balance`, or `not_onboarded` for an affiliate without a Stripe connected account yet) and its
+amount becomes the next batch's carried-in balance: an affiliate who onboards is paid in the first
+batch built after onboarding, with nothing lost meanwhile. Money never disappears
 between batches: conservation is checked per currency (`sorae_payouts.audit`).
 
 Batches are built in period order: a period's batch needs the batches of all earlier finalized periods
@@ -82,11 +84,13 @@ INSERT INTO payout_item (batch_id, affiliate_id, currency, stripe_account_id, co
                          period_amount_minor, carried_in_minor, amount_minor, status, carry_reason)
 SELECT :batch_id, t.affiliate_id, t.currency, a.stripe_account_id, t.cnt, t.earned, t.carried,
        t.earned + t.carried,
-       CASE WHEN t.earned + t.carried >= {minimum} THEN 'pending' ELSE 'carried_forward' END,
-       CASE WHEN t.earned + t.carried >= {minimum} THEN NULL
-            WHEN t.earned + t.carried < 0 THEN 'negative_balance'
+       CASE WHEN t.earned + t.carried >= {minimum} AND a.stripe_account_id IS NOT NULL
+            THEN 'pending' ELSE 'carried_forward' END,
+       CASE WHEN t.earned + t.carried < 0 THEN 'negative_balance'
             WHEN t.earned + t.carried = 0 THEN 'zero_balance'
-            ELSE 'below_minimum' END
+            WHEN t.earned + t.carried < {minimum} THEN 'below_minimum'
+            WHEN a.stripe_account_id IS NULL THEN 'not_onboarded'
+            ELSE NULL END
 FROM (
     SELECT affiliate_id, currency, SUM(cnt) AS cnt, SUM(earned) AS earned, SUM(carried) AS carried FROM (
         SELECT affiliate_id, currency, COUNT(*) AS cnt, SUM(amount_minor) AS earned, 0 AS carried
@@ -101,8 +105,10 @@ FROM (
 ) t JOIN affiliate a ON a.affiliate_id = t.affiliate_id
 """
 
+# The reviewed, frozen fields only: `status` moves during execution, while `carry_reason` (NULL for a
+# payable item) already says which items are to be paid.
 _ITEM_HASH_COLUMNS = ("affiliate_id", "currency", "stripe_account_id", "commission_count",
-                      "period_amount_minor", "carried_in_minor", "amount_minor", "status", "carry_reason")
+                      "period_amount_minor", "carried_in_minor", "amount_minor", "carry_reason")
 
 
 def build_manifest(engine: sa.Engine, period: date, *, policy: PayoutPolicy, now: datetime) -> ManifestReport:

@@ -131,3 +131,19 @@ def test_draft_rebuild_is_stable_and_policy_changes_the_hash(engine):
     lower = build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "30.00"}), now=NOW)
     assert lower.outcome == "rebuilt" and lower.manifest_hash != first.manifest_hash
     assert items(engine, lower.batch_id)[("erin", "usd")]["status"] == "pending"
+
+
+def test_affiliate_without_account_carries_until_onboarded(engine):
+    add_affiliate(engine, "fay", account=None)
+    add_commission(engine, "fay", 9_000)
+    finalize_period(engine, OCT, now=NOW, holding_days=3)
+    october = build_manifest(engine, OCT, policy=POLICY, now=NOW)
+    item = items(engine, october.batch_id)[("fay", "usd")]
+    assert (item["status"], item["carry_reason"], item["amount_minor"]) == ("carried_forward", "not_onboarded", 9_000)
+    with engine.begin() as conn:  # onboarding, as an affiliates import would record it
+        conn.exec_driver_sql("UPDATE affiliate SET stripe_account_id = 'acct_fay' WHERE affiliate_id = 'fay'")
+    finalize_period(engine, NOV, now=DEC_NOW, holding_days=3)
+    november = build_manifest(engine, NOV, policy=POLICY, now=DEC_NOW)
+    item = items(engine, november.batch_id)[("fay", "usd")]
+    assert (item["status"], item["carried_in_minor"], item["stripe_account_id"]) == ("pending", 9_000, "acct_fay")
+    _checks_pass(engine, NOV)

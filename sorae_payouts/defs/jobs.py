@@ -1,4 +1,4 @@
-"""Jobs: month-end finalization and manifest (execution comes with the Stripe issue)."""
+"""Jobs: month end (finalize + manifest, a draft to review) and execution (an approved batch only)."""
 
 import dagster as dg
 
@@ -7,4 +7,11 @@ month_end_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("finalized_commissions", "payout_manifest").without_checks()
     | dg.AssetSelection.checks_for_assets("payout_manifest"),
     description="Finalize the month's commissions and build its payout manifest (a draft to review).",
+)
+
+payout_execution_job = dg.define_asset_job(
+    name="payout_execution_job",
+    selection=dg.AssetSelection.assets("executed_transfers"),
+    description="Send the Stripe transfers of an APPROVED batch; only pending items are sent. Re-run it "
+    "to finish a batch after a crash or a fix: it never pays an item twice.",
 )

@@ -8,8 +8,10 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 
+from sorae_payouts.execution.executor import ExecutionSettings
 from sorae_payouts.ledger.database import create_ledger_engine, database_url, redact
 from sorae_payouts.manifest import DEFAULT_MINIMUM_PAYOUT, PayoutPolicy
+from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 
 
 class LedgerResource(dg.ConfigurableResource):
@@ -53,3 +55,32 @@ def ledger_from_environment() -> LedgerResource:
     if os.environ.get("SORAE_DATABASE_URL"):
         return LedgerResource(database_url=dg.EnvVar("SORAE_DATABASE_URL"))
     return LedgerResource()
+
+
+class StripeResource(dg.ConfigurableResource):
+    """Stripe Connect through the official SDK. `api_key` from STRIPE_API_KEY (`dg.EnvVar`);
+    `api_base` from STRIPE_API_BASE when set (the local sandbox or a Stripe-compatible mock), real
+    Stripe otherwise. Client-side rate limit in requests/s (SORAE_STRIPE_RATE_LIMIT; Stripe allows
+    25/s per endpoint in test mode, so the default keeps headroom)."""
+
+    api_key: str
+    api_base: str | None = None
+    max_network_retries: int = 2
+    timeout_seconds: float = 30.0
+    rate_limit_per_second: float = 20.0
+    workers: int = 16
+
+    def gateway(self) -> StripeGateway:
+        return StripeGateway(GatewayConfig(self.api_key, self.api_base, self.max_network_retries,
+                                           self.timeout_seconds, self.rate_limit_per_second))
+
+    def execution_settings(self) -> ExecutionSettings:
+        return ExecutionSettings(workers=self.workers)
+
+
+def stripe_from_environment() -> StripeResource:
+    """The Stripe resource as deployed; nothing secret is read here, only resolved at run time."""
+    optional = {"api_base": dg.EnvVar("STRIPE_API_BASE")} if os.environ.get("STRIPE_API_BASE") else {}
+    return StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY"),
+                          rate_limit_per_second=float(os.environ.get("SORAE_STRIPE_RATE_LIMIT", "20")),
+                          workers=int(os.environ.get("SORAE_STRIPE_WORKERS", "16")), **optional)

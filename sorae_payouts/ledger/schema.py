@@ -144,11 +144,23 @@ payout_item = sa.Table(
     sa.Column("amount_minor", Money, nullable=False),
     sa.Column("status", sa.String(24), nullable=False),
     sa.Column("carry_reason", sa.String(24)),
+    # Execution state (not part of the frozen manifest): why a payable item was not sent this run.
+    sa.Column("hold_reason", sa.Text),
+    sa.Column("status_updated_at", Timestamp),
     sa.UniqueConstraint("batch_id", "affiliate_id", "currency", name="uq_payout_item_affiliate_currency"),
     sa.CheckConstraint("amount_minor = period_amount_minor + carried_in_minor", name="ck_payout_item_sum"),
     sa.CheckConstraint(
         "(status = 'carried_forward') = (carry_reason IS NOT NULL)", name="ck_payout_item_carry_reason"
     ),
+)
+
+# One row: this ledger's identity, minted at migration time and embedded in idempotency keys.
+ledger_meta = sa.Table(
+    "ledger_meta",
+    metadata,
+    sa.Column("singleton", sa.Integer, primary_key=True),
+    sa.Column("ledger_id", sa.String(32), nullable=False),
+    sa.CheckConstraint("singleton = 1", name="ck_ledger_meta_singleton"),
 )
 
 transfer_attempt = sa.Table(

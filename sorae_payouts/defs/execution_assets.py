@@ -1,0 +1,83 @@
+"""The execution asset: pays an approved month through Stripe Connect."""
+
+import dagster as dg
+
+from sorae_payouts.defs import metadata as md
+from sorae_payouts.defs.assets import GROUP, payout_manifest
+from sorae_payouts.defs.partitions import monthly_partitions
+from sorae_payouts.defs.resources import LedgerResource, StripeResource
+from sorae_payouts.execution.executor import ExecutionRefused, execute_batch
+from sorae_payouts.execution.outcomes import item_outcomes
+from sorae_payouts.periods import parse_period
+from sorae_payouts.stripe_gateway import dashboard_url
+from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError
+
+ITEM_TABLE_ROWS = 500
+
+
+@dg.asset(
+    partitions_def=monthly_partitions,
+    deps=[payout_manifest],
+    group_name=GROUP,
+    kinds={"stripe", "python"},
+    owners=["team:payments"],
+    pool="stripe_api",
+)
+def executed_transfers(
+    context: dg.AssetExecutionContext, ledger: LedgerResource, stripe: StripeResource
+) -> dg.MaterializeResult:
+    """The month's Stripe Connect transfers: one per payable item of the APPROVED batch.
+
+    Only pending work is sent; posted and failed attempts are never re-sent. Each transfer's
+    idempotency key is committed before Stripe is called, so re-materializing the partition (after a
+    crash, a timeout or a fix) finishes the batch without ever paying an item twice. Items whose
+    connected account cannot receive transfers are held and stay pending; one bad account never
+    blocks the others. Refuses, sending nothing, a batch that is not approved or whose items no
+    longer match the approved manifest, and a platform balance that cannot cover the batch.
+    """
+    period = parse_period(context.partition_key)
+    gateway = stripe.gateway()
+    try:
+        report = execute_batch(ledger.engine, gateway, period, settings=stripe.execution_settings())
+    except (ExecutionRefused, GatewayConfigurationError) as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
+    for anomaly in report.anomalies:
+        context.log.error(anomaly)
+    outcome = report.outcome
+    totals = [{"currency": c, "outcome": o, "items": n, "amount": md.money(a, c), "amount_minor": a}
+              for (c, o), (n, a) in sorted(outcome.totals.items())]
+    with ledger.engine.connect() as conn:
+        items = list(item_outcomes(conn, report.batch_id, payable_only=True))
+    rows = [{"item": i["payout_item_id"], "affiliate_id": i["affiliate_id"], "currency": i["currency"],
+             "amount": md.money(i["amount_minor"], i["currency"]), "amount_minor": i["amount_minor"],
+             "status": i["outcome"], "transfer_id": i["stripe_transfer_id"],
+             "error_code": i["error_code"] or i["hold_reason"] or i["unknown_reason"],
+             "dashboard": dashboard_url(i["stripe_transfer_id"], gateway.test_mode) if i["stripe_transfer_id"] else None}
+            for i in items]
+    problems = [r for r in rows if r["status"] != "posted"]
+    links = "\n".join(f"- [{r['transfer_id']}]({r['dashboard']}) {r['affiliate_id']} {r['amount']}"
+                      for r in rows if r["transfer_id"])
+    counts = ", ".join(f"{outcome.count(o)} {o}" for o in ("posted", "failed", "held", "processing", "pending"))
+    return dg.MaterializeResult(metadata={
+        "summary": dg.MetadataValue.md(
+            f"**{report.batch_id}** is **{outcome.status}**: {counts}. {report.sent} Stripe transfer requests "
+            f"this run, {report.resolved_by_lookup} unknown outcomes resolved by lookup, "
+            f"{len(report.anomalies)} anomalies, {report.seconds:.1f} s."),
+        "batch_status": outcome.status,
+        "posted": outcome.count("posted"),
+        "failed": outcome.count("failed"),
+        "held": outcome.count("held"),
+        "processing": outcome.count("processing"),
+        "requests_sent": report.sent,
+        "resolved_by_lookup": report.resolved_by_lookup,
+        "totals_by_currency_and_outcome": md.table(totals, {"currency": "string", "outcome": "string",
+                                                             "items": "int", "amount": "string", "amount_minor": "int"}),
+        "items_needing_attention": md.table(problems[:ITEM_TABLE_ROWS], _ITEM_COLUMNS),
+        "items": md.table(rows[:ITEM_TABLE_ROWS], _ITEM_COLUMNS),
+        "stripe_transfers": dg.MetadataValue.md(links[:60_000] or "no transfers yet"),
+    })
+
+
+_ITEM_COLUMNS = {"item": "int", "affiliate_id": "string", "currency": "string", "amount": "string",
+                 "amount_minor": "int", "status": "string", "transfer_id": "string", "error_code": "string",
+                 "dashboard": "string"}

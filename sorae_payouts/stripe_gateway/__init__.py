@@ -1,0 +1,20 @@
+"""The Stripe boundary: the only code that talks to Stripe, always through the official SDK.
+
+`StripeGateway` wraps `stripe.StripeClient`; `STRIPE_API_BASE` points the same code at real Stripe
+(unset), at the project's sandbox (`sorae_payouts.sandbox`) or at any Stripe-compatible mock.
+`dispositions` is the one table deciding what each Stripe error means for a transfer attempt.
+"""
+
+from sorae_payouts.stripe_gateway.dispositions import Disposition, classify
+from sorae_payouts.stripe_gateway.gateway import (
+    AccountReadiness,
+    GatewayConfig,
+    StripeGateway,
+    TransferOutcome,
+    TransferRecord,
+    TransferRequest,
+    dashboard_url,
+)
+
+__all__ = ["AccountReadiness", "Disposition", "GatewayConfig", "StripeGateway", "TransferOutcome",
+           "TransferRecord", "TransferRequest", "classify", "dashboard_url"]

@@ -1,0 +1,178 @@
+"""`StripeGateway`: transfers, account readiness, balance and lookups through `stripe.StripeClient`.
+
+Every call passes the client-side rate limiter. Transfers carry the caller's idempotency key (never an
+SDK-generated one: that key would live only in memory and die with a crashed process).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import stripe
+
+from sorae_payouts.stripe_gateway.dispositions import ClassifiedError, Disposition, classify
+from sorae_payouts.stripe_gateway.rate_limit import TokenBucket
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    api_key: str
+    api_base: str | None = None  # None: real Stripe
+    max_network_retries: int = 2
+    timeout_seconds: float = 30.0
+    rate_limit_per_second: float = 20.0
+
+    def __repr__(self) -> str:  # never print the key
+        return f"GatewayConfig(api_base={self.api_base!r}, rate_limit_per_second={self.rate_limit_per_second})"
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    amount_minor: int
+    currency: str
+    destination: str
+    transfer_group: str
+    description: str
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class TransferRecord:
+    transfer_id: str
+    amount_minor: int
+    currency: str
+    destination: str
+    transfer_group: str | None
+    metadata: dict[str, str]
+    reversed: bool = False
+    amount_reversed: int = 0
+
+
+@dataclass(frozen=True)
+class TransferOutcome:
+    disposition: Disposition
+    transfer: TransferRecord | None = None
+    request_id: str | None = None
+    error: ClassifiedError | None = None
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class AccountReadiness:
+    account_id: str
+    exists: bool
+    transfers_capability: str | None = None
+    payouts_enabled: bool = False
+    disabled_reason: str | None = None
+    currently_due: list[str] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.exists and self.transfers_capability == "active" and self.payouts_enabled
+
+    @property
+    def hold_reason(self) -> str | None:
+        if not self.exists:
+            return f"connected account {self.account_id} not found in Stripe"
+        if self.transfers_capability != "active":
+            return f"transfers capability is {self.transfers_capability or 'missing'}"
+        if not self.payouts_enabled:
+            return f"payouts disabled ({self.disabled_reason or 'requirements due'})"
+        return None
+
+
+class GatewayConfigurationError(Exception):
+    """Stripe refused our credentials or configuration: stop, nothing can succeed."""
+
+
+def dashboard_url(transfer_id: str, api_key_is_test: bool) -> str:
+    prefix = "https://dashboard.stripe.com/test" if api_key_is_test else "https://dashboard.stripe.com"
+    return f"{prefix}/connect/transfers/{transfer_id}"
+
+
+def _record(transfer) -> TransferRecord:
+    # stripe-python 16 objects are not dicts: read optional fields from the plain-dict form.
+    data = transfer.to_dict()
+    return TransferRecord(data["id"], int(data["amount"]), data["currency"], str(data["destination"]),
+                          data.get("transfer_group"), dict(data.get("metadata") or {}),
+                          bool(data.get("reversed")), int(data.get("amount_reversed") or 0))
+
+
+class StripeGateway:
+    """The one way this project talks to Stripe."""
+
+    def __init__(self, config: GatewayConfig):
+        self.config = config
+        self.test_mode = config.api_key.startswith(("sk_test_", "rk_test_"))
+        self.limiter = TokenBucket(config.rate_limit_per_second)
+        base = {"api": config.api_base} if config.api_base else None
+        self.client = stripe.StripeClient(
+            config.api_key, base_addresses=base, max_network_retries=config.max_network_retries,
+            http_client=stripe.RequestsClient(timeout=config.timeout_seconds))
+
+    def create_transfer(self, request: TransferRequest, idempotency_key: str) -> TransferOutcome:
+        """POST /v1/transfers with our idempotency key; errors become a classified outcome."""
+        self.limiter.acquire()
+        params = {"amount": request.amount_minor, "currency": request.currency, "destination": request.destination,
+                  "transfer_group": request.transfer_group, "description": request.description,
+                  "metadata": request.metadata}
+        try:
+            transfer = self.client.v1.transfers.create(params=params, options={"idempotency_key": idempotency_key})
+        except stripe.AuthenticationError as exc:
+            raise GatewayConfigurationError("Stripe rejected the API key (401); check STRIPE_API_KEY") from exc
+        except stripe.StripeError as exc:
+            classified = classify(exc)
+            return TransferOutcome(classified.disposition, request_id=classified.request_id, error=classified)
+        response = transfer.last_response
+        return TransferOutcome(Disposition.POSTED, _record(transfer), response.request_id if response else None,
+                               replayed=bool(response and response.headers.get("Idempotent-Replayed") == "true"))
+
+    def account_readiness(self, account_id: str) -> AccountReadiness:
+        self.limiter.acquire()
+        try:
+            account = self.client.v1.accounts.retrieve(account_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404 or exc.code == "resource_missing":
+                return AccountReadiness(account_id, exists=False)
+            raise
+        return _readiness(account)
+
+    def all_account_readiness(self) -> Iterator[AccountReadiness]:
+        """Every connected account of the platform, 100 per request (cheaper than one GET each)."""
+        params: dict = {"limit": 100}
+        while True:
+            self.limiter.acquire()
+            page = self.client.v1.accounts.list(params=params)
+            for account in page.data:
+                yield _readiness(account)
+            if not page.has_more or not page.data:
+                return
+            params["starting_after"] = page.data[-1].id
+
+    def available_balance(self) -> dict[str, int]:
+        self.limiter.acquire()
+        balance = self.client.v1.balance.retrieve()
+        return {entry.currency: int(entry.amount) for entry in balance.available}
+
+    def transfers(self, transfer_group: str, destination: str | None = None) -> Iterator[TransferRecord]:
+        """All transfers of a group (optionally to one destination), paging 100 at a time."""
+        params: dict = {"transfer_group": transfer_group, "limit": 100}
+        if destination:
+            params["destination"] = destination
+        while True:
+            self.limiter.acquire()
+            page = self.client.v1.transfers.list(params=params)
+            for transfer in page.data:
+                yield _record(transfer)
+            if not page.has_more or not page.data:
+                return
+            params["starting_after"] = page.data[-1].id
+
+
+def _readiness(account) -> AccountReadiness:
+    data = account.to_dict()
+    capabilities = data.get("capabilities") or {}
+    requirements = data.get("requirements") or {}
+    return AccountReadiness(data["id"], True, capabilities.get("transfers"), bool(data.get("payouts_enabled")),
+                            requirements.get("disabled_reason"), list(requirements.get("currently_due") or []))

@@ -1,0 +1,100 @@
+"""Execution fixtures: a real sandbox over HTTP, the official SDK, an approved batch in the ledger."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+import stripe
+
+from sorae_payouts.batches import approve_batch
+from sorae_payouts.finalize import finalize_period
+from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts.sandbox import SandboxServer
+from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
+from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission
+
+API_KEY = "sk_test_sorae_tests"
+BALANCES = {"usd": 10_000_000_00, "eur": 10_000_000_00, "jpy": 10_000_000_000}
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    server = SandboxServer(port=0, state_path=tmp_path / "sandbox.sqlite3", balances=BALANCES).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stripe_client(sandbox) -> stripe.StripeClient:
+    return stripe.StripeClient(API_KEY, base_addresses={"api": sandbox.url}, max_network_retries=0)
+
+
+def make_gateway(sandbox, *, retries: int = 2, rate: float = 1_000.0) -> StripeGateway:
+    return StripeGateway(GatewayConfig(api_key=API_KEY, api_base=sandbox.url, max_network_retries=retries,
+                                       timeout_seconds=10, rate_limit_per_second=rate))
+
+
+def seed_batch(engine, stripe_client, amounts: dict[str, int], *, currency: str = "usd",
+               missing: set[str] = frozenset(), approve: bool = True) -> dict[str, str]:
+    """Affiliates with sandbox accounts (or an unknown account id for names in `missing`), one
+    commission each in October, finalized, manifest built (and approved). Returns affiliate -> account."""
+    accounts = {}
+    for name, amount in amounts.items():
+        if name in missing:
+            accounts[name] = f"acct_missing{name}"
+        else:
+            accounts[name] = stripe_client.v1.accounts.create(params={
+                "type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}},
+                "metadata": {"affiliate_id": name}}).id
+        add_affiliate(engine, name, currency=currency, account=accounts[name])
+        add_commission(engine, name, amount, currency=currency)
+    finalize_period(engine, OCT, now=NOW, holding_days=3)
+    build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=NOW)
+    if approve:
+        approve_batch(engine, OCT, approved_by="tests", now=NOW)
+    return accounts
+
+
+def sandbox_transfers(stripe_client, transfer_group: str = "payout_2026-10") -> list:
+    transfers, params = [], {"transfer_group": transfer_group, "limit": 100}
+    while True:
+        page = stripe_client.v1.transfers.list(params=params)
+        transfers += page.data
+        if not page.has_more:
+            return transfers
+        params["starting_after"] = page.data[-1].id
+
+
+def assert_paid_exactly_once(engine, stripe_client) -> dict[int, str]:
+    """The check that matters everywhere: per item at most one transfer in Stripe, and the posted
+    ledger amounts equal the Stripe transfer amounts. Returns item id -> transfer id."""
+    transfers = sandbox_transfers(stripe_client)
+    per_item = Counter(t.metadata["payout_item_id"] for t in transfers)
+    assert max(per_item.values(), default=0) <= 1, f"items paid twice: {[k for k, v in per_item.items() if v > 1]}"
+    by_id = {t.id: t for t in transfers}
+    with engine.connect() as conn:
+        posted = conn.execute(sa.text(
+            "SELECT a.payout_item_id, a.stripe_transfer_id, a.amount_minor, a.currency, a.destination "
+            "FROM transfer_attempt a WHERE a.state = 'posted'")).all()
+        posted_items = conn.execute(sa.text("SELECT COUNT(*) FROM payout_item WHERE status = 'posted'")).scalar_one()
+    assert len(posted) == len(transfers) == posted_items
+    for item_id, transfer_id, amount, currency, destination in posted:
+        t = by_id[transfer_id]
+        assert (t.amount, t.currency, t.destination, t.metadata["payout_item_id"]) == (
+            amount, currency, destination, str(item_id))
+    return {int(i): t for i, t, *_ in posted}
+
+
+def item_states(engine) -> dict[str, tuple[str, str | None]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT affiliate_id, status, hold_reason FROM payout_item")).all()
+    return {a: (s, h) for a, s, h in rows}
+
+
+def later(hours: float):
+    base = datetime.now(timezone.utc)
+    from datetime import timedelta
+    return lambda: base + timedelta(hours=hours)
