@@ -7,7 +7,6 @@ the one the approver reviewed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -17,10 +16,6 @@ from sorae_payouts.ledger.sql import as_date, as_utc, text
 from sorae_payouts.manifest import compute_manifest_hash
 from sorae_payouts.money import format_minor
 from sorae_payouts.periods import period_key
-
-ITEM_COLUMNS = ("payout_item_id", "affiliate_id", "currency", "amount_minor", "status", "carry_reason",
-                "period_amount_minor", "carried_in_minor", "commission_count", "stripe_account_id")
-
 
 class BatchError(Exception):
     """The batch operation is refused; the message says why."""
@@ -65,18 +60,6 @@ def load_batch(conn: sa.Connection, period: date) -> Batch:
 
 def list_batches(conn: sa.Connection) -> list[Batch]:
     return [_batch(r) for r in conn.execute(text(f"{_BATCH_SELECT} ORDER BY period"))]
-
-
-def batch_items(conn: sa.Connection, batch_id: str) -> Iterator[dict]:
-    """Every item of the batch, streamed, ordered by affiliate and currency."""
-    result = conn.execution_options(stream_results=True, yield_per=5_000).execute(
-        text(f"SELECT {', '.join(ITEM_COLUMNS)} FROM payout_item WHERE batch_id = :b ORDER BY affiliate_id, currency"),
-        {"b": batch_id})
-    for row in result.mappings():
-        item = dict(row)
-        for key in ("amount_minor", "period_amount_minor", "carried_in_minor", "commission_count", "payout_item_id"):
-            item[key] = int(item[key])
-        yield item
 
 
 def manifest_preview(conn: sa.Connection, batch_id: str, limit: int = 50) -> list[dict]:

@@ -82,3 +82,16 @@ def test_terminal_transfer_attempts_are_immutable(finalized):
     assert _raw_ok(finalized, "UPDATE transfer_attempt SET state = 'posted', stripe_transfer_id = 'tr_1'") == 1
     _raw_fails(finalized, "UPDATE transfer_attempt SET stripe_transfer_id = 'tr_2'")
     _raw_fails(finalized, "DELETE FROM transfer_attempt")
+
+
+def test_database_refuses_a_second_posted_attempt_for_one_item(finalized):
+    build_manifest(finalized, OCT, policy=POLICY, now=NOW)
+    for n in (1, 2):
+        _raw_ok(finalized, "INSERT INTO transfer_attempt (payout_item_id, attempt_number, idempotency_key, state, "
+                           f"amount_minor, currency, destination, created_at, updated_at) SELECT payout_item_id, {n}, "
+                           f"'k{n}', 'processing', amount_minor, currency, 'acct_alice', '2026-11-25 00:00:00', "
+                           "'2026-11-25 00:00:00' FROM payout_item")
+    assert _raw_ok(finalized, "UPDATE transfer_attempt SET state = 'posted' WHERE attempt_number = 1") == 1
+    with pytest.raises(sa.exc.IntegrityError):
+        with finalized.begin() as conn:
+            conn.exec_driver_sql("UPDATE transfer_attempt SET state = 'posted' WHERE attempt_number = 2")

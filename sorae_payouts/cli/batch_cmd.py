@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sorae_payouts.batches import BatchError, approve_batch, batch_items, list_batches, load_batch
+from sorae_payouts.batches import BatchError, approve_batch, list_batches, load_batch
+from sorae_payouts.execution.outcomes import item_outcomes
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.money import format_minor, to_decimal
 from sorae_payouts.periods import parse_period, period_key
@@ -46,14 +47,15 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Machine-rea
 @app.command("show")
 def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
                  as_json: bool = typer.Option(False, "--json", help="The batch and ALL its items as JSON.")) -> None:
-    """The batch of a period and its manifest (all items with --json, a preview otherwise)."""
+    """The batch of a period and its items with their outcome (transfer id, error code); all items
+    with --json, the totals and the first items otherwise."""
     with create_ledger_engine().connect() as conn:
         try:
             batch = load_batch(conn, _period(period))
         except BatchError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from exc
-        items = list(batch_items(conn, batch.batch_id))
+        items = list(item_outcomes(conn, batch.batch_id))
     if as_json:
         typer.echo(json.dumps({"batch": batch.as_json(), "items": items}, indent=2))
         return
@@ -61,17 +63,18 @@ def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
                   f"manifest hash {batch.manifest_hash}")
     totals: dict[tuple[str, str], list[int]] = {}
     for item in items:
-        t = totals.setdefault((item["currency"], item["status"]), [0, 0])
+        t = totals.setdefault((item["currency"], item["outcome"]), [0, 0])
         t[0], t[1] = t[0] + 1, t[1] + item["amount_minor"]
     summary = Table("currency", "status", "items", "amount")
     for (currency, status), (count, amount) in sorted(totals.items()):
         summary.add_row(currency, status, str(count), format_minor(amount, currency))
     console.print(summary)
-    table = Table("item", "affiliate", "currency", "amount", "status", "reason", "account")
+    table = Table("item", "affiliate", "currency", "amount", "status", "reason / error", "transfer", "account")
     for item in items[:PREVIEW_ROWS]:
+        reason = item["carry_reason"] or item["hold_reason"] or item["error_code"] or item["unknown_reason"] or ""
         table.add_row(str(item["payout_item_id"]), item["affiliate_id"], item["currency"],
-                      format_minor(item["amount_minor"], item["currency"]), item["status"],
-                      item["carry_reason"] or "", item["stripe_account_id"] or "(not onboarded)")
+                      format_minor(item["amount_minor"], item["currency"]), item["outcome"], reason,
+                      item["stripe_transfer_id"] or "", item["stripe_account_id"] or "(not onboarded)")
     console.print(table)
     if len(items) > PREVIEW_ROWS:
         console.print(f"... {len(items) - PREVIEW_ROWS} more items: use --json or `batch export`")
@@ -90,7 +93,7 @@ def export_command(period: str = typer.Argument(..., help="YYYY-MM"),
         count = 0
         with csv_path.open("w", newline="") as handle:
             writer = None
-            for item in batch_items(conn, batch.batch_id):
+            for item in item_outcomes(conn, batch.batch_id):
                 row = {"batch_id": batch.batch_id, "period": period_key(batch.period), **item,
                        "amount": str(to_decimal(item["amount_minor"], item["currency"]))}
                 if writer is None:

@@ -1,27 +1,37 @@
-"""`sorae-payouts demo`: the whole month on the embedded defaults, in one command.
+"""`sorae-payouts demo`: a whole month end to end on the embedded defaults, in one command.
 
-Creates the ledger, writes a realistic demo data set, imports it, then runs the Dagster month-end job
-(finalize + manifest + checks) for the month on a local Dagster instance that `dagster dev` shares.
+Starts the local Stripe sandbox (unless STRIPE_API_KEY is set: then that Stripe, e.g. test mode),
+creates demo connected accounts, writes and imports a demo data set, runs the Dagster month-end job
+(finalize + manifest + checks), approves the batch (demo only: in production a person reviews it),
+runs the execution job and prints the batch summary. Runs land in a local Dagster home that
+`dagster dev` shares. Re-running it changes nothing that is already done.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+import stripe
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from sorae_payouts.batches import batch_items, load_batch
+from sorae_payouts.batches import BatchError, approve_batch
+from sorae_payouts.demo_accounts import ensure_demo_accounts
 from sorae_payouts.demo_data import write_demo_data
+from sorae_payouts.execution.outcomes import batch_outcome
 from sorae_payouts.ingest import ImportKind, import_file
 from sorae_payouts.ledger.database import create_ledger_engine, data_dir, database_url, redact, upgrade
+from sorae_payouts.manifest import batch_id_for
 from sorae_payouts.money import format_minor
-from sorae_payouts.periods import finalizable_at, parse_period, period_key
+from sorae_payouts.periods import finalizable_at, parse_period
 
 console = Console()
 DEFAULT_HOLDING_DAYS = 3
+SANDBOX_KEY = "sk_test_sorae_demo"
+SANDBOX_BALANCES = {"usd": 100_000_000_00, "eur": 100_000_000_00, "jpy": 10_000_000_000}
 
 
 def latest_finalizable_month(now: datetime, holding_days: int = DEFAULT_HOLDING_DAYS) -> str:
@@ -33,28 +43,68 @@ def latest_finalizable_month(now: datetime, holding_days: int = DEFAULT_HOLDING_
             return f"{year:04d}-{month:02d}"
 
 
+def _start_sandbox_if_needed():
+    """Use the Stripe named by STRIPE_API_KEY/STRIPE_API_BASE, else start the sandbox in-process."""
+    if os.environ.get("STRIPE_API_KEY"):
+        return None
+    from sorae_payouts.sandbox import SandboxServer
+
+    server = SandboxServer(port=0, state_path=str(data_dir() / "sandbox.sqlite3"), balances=SANDBOX_BALANCES).start()
+    os.environ["STRIPE_API_KEY"], os.environ["STRIPE_API_BASE"] = SANDBOX_KEY, server.url
+    console.print(f"Stripe: local sandbox at {server.url} (state in {data_dir() / 'sandbox.sqlite3'})")
+    return server
+
+
 def demo(
     month: str = typer.Option(None, "--month", help="YYYY-MM; default: the latest month ready to finalize."),
     affiliates: int = typer.Option(200, "--affiliates"),
     commissions: int = typer.Option(5_000, "--commissions"),
 ) -> None:
-    """Run a demo month end to end on the embedded SQLite ledger (or SORAE_DATABASE_URL)."""
-    from sorae_payouts.definitions import defs  # Dagster loads only for this command
+    """Run a demo month end to end: import, finalize, manifest, approve, pay, summarize."""
+    month = month or latest_finalizable_month(datetime.now(timezone.utc))
+    sandbox = _start_sandbox_if_needed()
+    try:
+        _demo(month, affiliates, commissions)
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+
+
+def _demo(month: str, affiliates: int, commissions: int) -> None:
+    from sorae_payouts.definitions import defs  # after the Stripe environment is set
     from sorae_payouts.defs.instance import local_instance
 
-    month = month or latest_finalizable_month(datetime.now(timezone.utc))
     engine = create_ledger_engine()
     upgrade(engine)
     console.print(f"ledger: {redact(database_url())}")
     files = write_demo_data(data_dir() / "demo" / month, affiliates=affiliates, commissions=commissions, month=month)
+    client = stripe.StripeClient(os.environ["STRIPE_API_KEY"],
+                                 base_addresses={"api": os.environ["STRIPE_API_BASE"]}
+                                 if os.environ.get("STRIPE_API_BASE") else None)
+    created = ensure_demo_accounts(client, Path(files.affiliates))
+    console.print(f"connected accounts: {created} created")
     for kind, path in ((ImportKind.AFFILIATES, files.affiliates), (ImportKind.COMMISSIONS, files.commissions),
                        (ImportKind.ORDER_EVENTS, files.order_events)):
         report = import_file(engine, kind, Path(path))
         console.print(f"import {kind.value}: {report.rows_read} read, {report.inserted} inserted, "
-                      f"{report.already_present} already present, {report.rejected_count} rejected")
+                      f"{report.updated} updated, {report.already_present} already present, "
+                      f"{report.rejected_count} rejected")
     instance = local_instance(data_dir())
     partition = f"{month}-01"
-    result = defs.resolve_job_def("month_end_job").execute_in_process(
+    _run(defs, "month_end_job", partition, instance)
+    try:
+        approve_batch(engine, parse_period(partition), approved_by="demo (auto-approved)", now=datetime.now(timezone.utc))
+        console.print("batch approved (demo only: in production an operator reviews and approves it)")
+    except BatchError as exc:
+        console.print(f"approval: {exc}")
+    _run(defs, "payout_execution_job", partition, instance)
+    _print_batch(engine, partition)
+    console.print(f"Dagster runs are in {instance.root_directory}; open them with "
+                  f"`DAGSTER_HOME={instance.root_directory} dagster dev`")
+
+
+def _run(defs, job_name: str, partition: str, instance) -> None:
+    result = defs.resolve_job_def(job_name).execute_in_process(
         partition_key=partition, instance=instance, raise_on_error=False)
     for evaluation in result.get_asset_check_evaluations():
         colour = "green" if evaluation.passed else "red"
@@ -63,21 +113,15 @@ def demo(
         for failure in result.get_step_failure_events():
             console.print(f"[red]{failure.step_key} failed:[/red] {failure.event_specific_data.error.message}")
         raise typer.Exit(1)
-    _print_batch(engine, partition)
-    console.print(f"Dagster run {result.run_id} is in {instance.root_directory}; see it with "
-                  f"`DAGSTER_HOME={instance.root_directory} dagster dev`")
+    console.print(f"{job_name} [{partition}]: [green]success[/green] (run {result.run_id[:8]})")
 
 
 def _print_batch(engine, partition: str) -> None:
+    batch_id = batch_id_for(parse_period(partition))
     with engine.connect() as conn:
-        batch = load_batch(conn, parse_period(partition))
-        totals: dict[tuple[str, str], list[int]] = {}
-        for item in batch_items(conn, batch.batch_id):
-            t = totals.setdefault((item["currency"], item["carry_reason"] or item["status"]), [0, 0])
-            t[0], t[1] = t[0] + 1, t[1] + item["amount_minor"]
-    table = Table("currency", "status / reason", "items", "amount", title=f"{batch.batch_id} ({batch.status})")
-    for (currency, status), (count, amount) in sorted(totals.items()):
+        outcome = batch_outcome(conn, batch_id)
+    table = Table("currency", "outcome", "items", "amount", title=f"{batch_id}: {outcome.status}")
+    for (currency, status), (count, amount) in sorted(outcome.totals.items()):
         table.add_row(currency, status, str(count), format_minor(amount, currency))
     console.print(table)
-    console.print(f"period {period_key(batch.period)}: manifest hash {batch.manifest_hash}; review with "
-                  f"`sorae-payouts batch show {period_key(batch.period)}`")
+    console.print(f"item details: `sorae-payouts batch show {partition[:7]}`")

@@ -1,6 +1,7 @@
 """Blocking asset checks on the payout manifest: a failed check stops execution downstream."""
 
 
+import time
 from collections.abc import Callable
 
 import dagster as dg
@@ -13,17 +14,19 @@ from sorae_payouts.defs.resources import LedgerResource
 from sorae_payouts.periods import parse_period
 
 
-def _result(result: audit.AuditResult) -> dg.AssetCheckResult:
+def _result(result: audit.AuditResult, seconds: float) -> dg.AssetCheckResult:
     columns = {k: ("int" if isinstance(v, int) else "string") for k, v in (result.rows[0].items() if result.rows else [])}
-    meta = {"summary": result.summary}
+    meta = {"summary": result.summary, "seconds": round(seconds, 3)}
     if result.rows:
         meta["rows"] = md.table(result.rows, columns)
     return dg.AssetCheckResult(passed=result.passed, metadata=meta, severity=dg.AssetCheckSeverity.ERROR)
 
 
 def _run(context: dg.AssetCheckExecutionContext, ledger: LedgerResource, audit_fn: Callable) -> dg.AssetCheckResult:
+    started = time.perf_counter()
     with ledger.engine.connect() as conn:
-        return _result(audit_fn(conn, parse_period(context.partition_key)))
+        result = audit_fn(conn, parse_period(context.partition_key))
+    return _result(result, time.perf_counter() - started)
 
 
 @dg.asset_check(asset=payout_manifest, blocking=True, partitions_def=monthly_partitions)

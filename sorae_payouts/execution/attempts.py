@@ -8,7 +8,8 @@
 - An attempt still `processing` (outcome unknown, or a crashed run) is never replaced by a new key: it
   is resumed with the SAME key, or resolved by looking the transfer up in Stripe.
 - Outcomes are recorded with a compare-and-set on `state = 'processing'`; terminal attempts are
-  immutable (database trigger), so a late duplicate recorder cannot overwrite them.
+  immutable (database trigger), so a late duplicate recorder cannot overwrite them, and a partial
+  unique index allows at most one posted attempt per item.
 """
 
 from __future__ import annotations
@@ -45,10 +46,6 @@ class Attempt:
     resumed: bool  # created by an earlier run, outcome not known
 
 
-class LedgerInvariantError(Exception):
-    """The ledger is in a state that must never happen (e.g. a second attempt for a posted item)."""
-
-
 def ledger_id(conn: sa.Connection) -> str:
     return conn.execute(text("SELECT ledger_id FROM ledger_meta WHERE singleton = 1")).scalar_one()
 
@@ -79,29 +76,26 @@ def claim(engine: sa.Engine, item: WorkItem, *, ledger: str, now: datetime) -> A
     """The attempt to send for `item`: its unresolved one, or a new one claimed atomically.
     None when another run claimed it first or the item is no longer pending."""
     with engine.begin() as conn:
-        open_attempt = conn.execute(text(
-            f"SELECT {_ATTEMPT_COLUMNS} FROM transfer_attempt WHERE payout_item_id = :i AND state = 'processing'"),
-            {"i": item.payout_item_id}).first()
-        if open_attempt is not None:
-            return _attempt(open_attempt, resumed=True)
+        if item.status == "processing":
+            open_attempt = conn.execute(text(
+                f"SELECT {_ATTEMPT_COLUMNS} FROM transfer_attempt WHERE payout_item_id = :i AND state = 'processing'"),
+                {"i": item.payout_item_id}).first()
+            return _attempt(open_attempt, resumed=True) if open_attempt is not None else None
+        # Compare-and-set: of two runs, only the one that flips the item from pending owns it.
         taken = conn.execute(text(
             "UPDATE payout_item SET status = 'processing', hold_reason = NULL, status_updated_at = :now "
             "WHERE payout_item_id = :i AND status = 'pending'"), {"i": item.payout_item_id, "now": now})
         if taken.rowcount != 1:
             return None
-        previous = conn.execute(text(
-            "SELECT COALESCE(MAX(attempt_number), 0), SUM(CASE WHEN state = 'posted' THEN 1 ELSE 0 END) "
-            "FROM transfer_attempt WHERE payout_item_id = :i"), {"i": item.payout_item_id}).one()
-        if previous[1]:
-            raise LedgerInvariantError(f"payout item {item.payout_item_id} has a posted attempt but was pending")
-        number = int(previous[0]) + 1
-        key = idempotency_key(ledger, item.payout_item_id, number)
+        # The next attempt number and its key, computed in the same statement that stores them.
         row = conn.execute(text(
             "INSERT INTO transfer_attempt (payout_item_id, attempt_number, idempotency_key, state, amount_minor, "
-            "currency, destination, created_at, updated_at) VALUES (:i, :n, :k, 'processing', :a, :c, :d, :now, :now) "
+            "currency, destination, created_at, updated_at) "
+            "SELECT :i, n, CAST(:prefix AS TEXT) || CAST(n AS TEXT), 'processing', :a, :c, :d, :now, :now FROM "
+            "(SELECT COALESCE(MAX(attempt_number), 0) + 1 AS n FROM transfer_attempt WHERE payout_item_id = :i) nxt "
             f"RETURNING {_ATTEMPT_COLUMNS}"),
-            {"i": item.payout_item_id, "n": number, "k": key, "a": item.amount_minor, "c": item.currency,
-             "d": item.destination, "now": now}).one()
+            {"i": item.payout_item_id, "prefix": idempotency_key(ledger, item.payout_item_id, 0)[:-1],
+             "a": item.amount_minor, "c": item.currency, "d": item.destination, "now": now}).one()
         return _attempt(row, resumed=False)
 
 

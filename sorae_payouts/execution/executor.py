@@ -45,7 +45,9 @@ class ExecutionSettings:
     backoff_max_seconds: float = 8.0
     # Stripe may prune idempotency keys after 24 h; past this age an unknown outcome is looked up first.
     key_safe_age: timedelta = timedelta(hours=20)
-    account_list_threshold: int = 200  # above this many destinations, list all accounts instead of GETs
+    # Above this many destinations, page through all connected accounts (100 per request) instead of
+    # one GET per destination.
+    account_list_threshold: int = 100
 
 
 @dataclass
@@ -114,7 +116,8 @@ class _Run:
             known = {a.account_id: a for a in self.gateway.all_account_readiness()}
             readiness = {d: known.get(d) or self.gateway.account_readiness(d) for d in destinations}
         else:
-            readiness = {d: self.gateway.account_readiness(d) for d in destinations}
+            with ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="preflight") as pool:
+                readiness = dict(zip(destinations, pool.map(self.gateway.account_readiness, destinations)))
         holds = {i.payout_item_id: readiness[i.destination].hold_reason for i in pending
                  if not readiness[i.destination].ready}
         ledger.hold(self.engine, holds, now=self.clock())

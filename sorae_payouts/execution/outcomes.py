@@ -15,7 +15,7 @@ from sorae_payouts.ledger.sql import text
 
 _ITEM_OUTCOMES = """
 SELECT i.payout_item_id, i.affiliate_id, i.currency, i.amount_minor, i.status, i.carry_reason, i.hold_reason,
-       i.stripe_account_id, a.attempt_number, a.state, a.stripe_transfer_id, a.error_code, a.error_message,
+       i.period_amount_minor, i.carried_in_minor, i.commission_count, i.stripe_account_id, a.attempt_number, a.state, a.stripe_transfer_id, a.error_code, a.error_message,
        a.unknown_reason, a.idempotency_key
 FROM payout_item i
 LEFT JOIN transfer_attempt a ON a.payout_item_id = i.payout_item_id AND a.attempt_number =
@@ -36,7 +36,8 @@ def item_outcomes(conn: sa.Connection, batch_id: str, *, payable_only: bool = Fa
         text(_ITEM_OUTCOMES.format(where=where)), {"b": batch_id})
     for row in result.mappings():
         item = dict(row)
-        item["payout_item_id"], item["amount_minor"] = int(item["payout_item_id"]), int(item["amount_minor"])
+        for key in ("payout_item_id", "amount_minor", "period_amount_minor", "carried_in_minor", "commission_count"):
+            item[key] = int(item[key])
         item["outcome"] = display_status(item["status"], item["hold_reason"])
         yield item
 

@@ -184,4 +184,6 @@ transfer_attempt = sa.Table(
     sa.UniqueConstraint("payout_item_id", "attempt_number", name="uq_transfer_attempt_number"),
     sa.CheckConstraint("state IN ('processing', 'posted', 'failed')", name="ck_transfer_attempt_state"),
     sa.CheckConstraint("amount_minor > 0", name="ck_transfer_attempt_amount"),
+    sa.Index("uq_transfer_attempt_one_posted", "payout_item_id", unique=True,
+             sqlite_where=sa.text("state = 'posted'"), postgresql_where=sa.text("state = 'posted'")),
 )

@@ -29,6 +29,9 @@ def upgrade() -> None:
     )
     op.execute(sa.text("INSERT INTO ledger_meta (singleton, ledger_id) VALUES (1, :id)").bindparams(
         id=uuid.uuid4().hex[:12]))
+    # At most one posted attempt per item: the database itself refuses to record a second payment.
+    op.create_index("uq_transfer_attempt_one_posted", "transfer_attempt", ["payout_item_id"], unique=True,
+                    sqlite_where=sa.text("state = 'posted'"), postgresql_where=sa.text("state = 'posted'"))
     with op.batch_alter_table("payout_item") as batch:
         batch.add_column(sa.Column("hold_reason", sa.Text))
         batch.add_column(sa.Column("status_updated_at", sa.DateTime(timezone=True)))
@@ -47,6 +50,7 @@ def downgrade() -> None:
     for event in ("UPDATE", "DELETE"):
         name = f"guard_ledger_meta_{event.lower()}"
         op.execute(f"DROP TRIGGER IF EXISTS {name}" + ("" if op.get_bind().dialect.name == "sqlite" else " ON ledger_meta"))
+    op.drop_index("uq_transfer_attempt_one_posted", "transfer_attempt")
     with op.batch_alter_table("payout_item") as batch:
         batch.drop_column("status_updated_at")
         batch.drop_column("hold_reason")
