@@ -30,6 +30,8 @@ from sorae_payouts.money import parse_minor
 from sorae_payouts.periods import period_key
 
 DEFAULT_MINIMUM_PAYOUT = {"usd": "50.00", "eur": "50.00", "gbp": "50.00", "jpy": "5000"}
+# A batch paying more than this in any currency needs two approvals by different people.
+DEFAULT_DUAL_APPROVAL_OVER = {"usd": "100000.00", "eur": "100000.00", "gbp": "100000.00", "jpy": "15000000"}
 
 
 class ManifestError(Exception):
@@ -38,19 +40,26 @@ class ManifestError(Exception):
 
 @dataclass(frozen=True)
 class PayoutPolicy:
-    """Minimum payout per currency, in minor units. Below it, balances carry to the next period."""
+    """The rules a batch is built and approved under, frozen into the batch (and its hash).
+
+    `minimum_minor`: per currency; below it, balances carry to the next period.
+    `dual_approval_over_minor`: per currency; a batch paying more than this needs two approvers.
+    """
 
     minimum_minor: dict[str, int] = field(default_factory=dict)
     default_minimum_minor: int = 1  # a currency without a configured minimum pays any positive amount
+    dual_approval_over_minor: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_major(cls, minimums: dict[str, str]) -> "PayoutPolicy":
+    def from_major(cls, minimums: dict[str, str], dual_approval_over: dict[str, str] | None = None) -> "PayoutPolicy":
         """Build from decimal strings in major units ({"usd": "50.00", "jpy": "5000"}), parsed exactly."""
-        return cls({c.lower(): parse_minor(v, c.lower()) for c, v in minimums.items()})
+        return cls({c.lower(): parse_minor(v, c.lower()) for c, v in minimums.items()}, 1,
+                   {c.lower(): parse_minor(v, c.lower()) for c, v in (dual_approval_over or {}).items()})
 
     def as_json(self) -> dict:
         return {"minimum_minor": dict(sorted(self.minimum_minor.items())),
-                "default_minimum_minor": self.default_minimum_minor}
+                "default_minimum_minor": self.default_minimum_minor,
+                "dual_approval_over_minor": dict(sorted(self.dual_approval_over_minor.items()))}
 
 
 @dataclass

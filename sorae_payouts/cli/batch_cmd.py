@@ -109,12 +109,19 @@ def export_command(period: str = typer.Argument(..., help="YYYY-MM"),
 def approve_command(period: str = typer.Argument(..., help="YYYY-MM"),
                     by: str = typer.Option(..., "--by", help="Who approves (recorded with the hash)."),
                     manifest_hash: str = typer.Option(None, "--hash", help="The hash you reviewed (prefix ok).")) -> None:
-    """Approve a draft batch: freezes its manifest so it can be executed."""
+    """Approve a draft batch (one person's approval; large batches need two people). Once fully
+    approved, the manifest is frozen and can be executed."""
     try:
-        batch = approve_batch(create_ledger_engine(), _period(period), approved_by=by,
-                              now=datetime.now(timezone.utc), expected_hash=manifest_hash)
+        approval = approve_batch(create_ledger_engine(), _period(period), approved_by=by,
+                                 now=datetime.now(timezone.utc), expected_hash=manifest_hash)
     except BatchError as exc:
         console.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(1) from exc
+    batch = approval.batch
+    if not approval.complete:
+        console.print(f"[yellow]approval recorded[/yellow] for {batch.batch_id} by {by}: "
+                      f"{len(approval.approvers)} of {approval.required} approvals (a second person must approve "
+                      f"hash {batch.manifest_hash[:16]})")
+        return
     console.print(f"[green]approved[/green] {batch.batch_id} by {batch.approved_by} at "
                   f"{batch.approved_at:%Y-%m-%d %H:%M} UTC, manifest hash {batch.manifest_hash}")

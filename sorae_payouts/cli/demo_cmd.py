@@ -92,9 +92,12 @@ def _demo(month: str, affiliates: int, commissions: int) -> None:
     instance = local_instance(data_dir())
     partition = f"{month}-01"
     _run(defs, "month_end_job", partition, instance)
-    try:
-        approve_batch(engine, parse_period(partition), approved_by="demo (auto-approved)", now=datetime.now(timezone.utc))
-        console.print("batch approved (demo only: in production an operator reviews and approves it)")
+    try:  # demo only: in production people review the manifest and approve it (two of them above a limit)
+        for approver in ("demo approver 1", "demo approver 2"):
+            if approve_batch(engine, parse_period(partition), approved_by=approver,
+                             now=datetime.now(timezone.utc)).complete:
+                break
+        console.print("batch approved (demo only: in production operators review and approve it)")
     except BatchError as exc:
         console.print(f"approval: {exc}")
     _run(defs, "payout_execution_job", partition, instance)

@@ -1,4 +1,5 @@
-"""Blocking asset checks on the payout manifest: a failed check stops execution downstream."""
+"""Asset checks: blocking checks on the payout manifest (a failure stops execution downstream), and
+the reconciliation of executed transfers with Stripe."""
 
 
 import time
@@ -10,7 +11,8 @@ from sorae_payouts import audit
 from sorae_payouts.defs import metadata as md
 from sorae_payouts.defs.assets import payout_manifest
 from sorae_payouts.defs.partitions import monthly_partitions
-from sorae_payouts.defs.resources import LedgerResource
+from sorae_payouts.defs.resources import LedgerResource, StripeResource
+from sorae_payouts.operations.reconcile import reconcile_batch
 from sorae_payouts.periods import parse_period
 
 
@@ -50,3 +52,15 @@ def one_item_per_affiliate_currency(context: dg.AssetCheckExecutionContext, ledg
 
 
 manifest_checks = [money_is_conserved, finalized_rows_unchanged, one_item_per_affiliate_currency]
+
+
+@dg.asset_check(asset="executed_transfers", partitions_def=monthly_partitions)
+def transfers_reconciled(
+    context: dg.AssetCheckExecutionContext, ledger: LedgerResource, stripe: StripeResource
+) -> dg.AssetCheckResult:
+    """The batch's transfers in Stripe (transfer group) match the ledger's posted attempts: same ids,
+    amounts and count, nothing in Stripe that the ledger does not know."""
+    started = time.perf_counter()
+    with ledger.engine.connect() as conn:
+        result = reconcile_batch(conn, stripe.gateway(), parse_period(context.partition_key))
+    return _result(result, time.perf_counter() - started)

@@ -22,6 +22,9 @@ ITEM_TABLE_ROWS = 500
     kinds={"stripe", "python"},
     owners=["team:payments"],
     pool="stripe_api",
+    # Safe because every item is idempotent on its own (claim -> call -> record): a retried step
+    # resumes, it never re-sends a posted or failed attempt. Refusals are not retried (dg.Failure).
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL),
 )
 def executed_transfers(
     context: dg.AssetExecutionContext, ledger: LedgerResource, stripe: StripeResource

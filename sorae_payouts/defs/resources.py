@@ -10,7 +10,7 @@ from pydantic import PrivateAttr
 
 from sorae_payouts.execution.executor import ExecutionSettings
 from sorae_payouts.ledger.database import create_ledger_engine, database_url, redact
-from sorae_payouts.manifest import DEFAULT_MINIMUM_PAYOUT, PayoutPolicy
+from sorae_payouts.manifest import DEFAULT_DUAL_APPROVAL_OVER, DEFAULT_MINIMUM_PAYOUT, PayoutPolicy
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 
 
@@ -39,14 +39,17 @@ class LedgerResource(dg.ConfigurableResource):
 
 class PayoutSettings(dg.ConfigurableResource):
     """Business rules an operator may tune: the holding window before a month can be finalized
-    (late reversals), and the minimum payout per currency in major units (exact decimal strings)."""
+    (late reversals), the minimum payout per currency, and the batch total per currency above which
+    two different people must approve (amounts in major units, exact decimal strings). The last two
+    are frozen into each batch when its manifest is built."""
 
     holding_days: int = 3
     minimum_payout: dict[str, str] = dict(DEFAULT_MINIMUM_PAYOUT)
+    dual_approval_over: dict[str, str] = dict(DEFAULT_DUAL_APPROVAL_OVER)
 
     @property
     def policy(self) -> PayoutPolicy:
-        return PayoutPolicy.from_major(self.minimum_payout)
+        return PayoutPolicy.from_major(self.minimum_payout, self.dual_approval_over)
 
 
 def ledger_from_environment() -> LedgerResource:

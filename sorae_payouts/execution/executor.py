@@ -67,7 +67,10 @@ def utcnow() -> datetime:
 
 
 def execute_batch(engine: sa.Engine, gateway: StripeGateway, period, *, settings: ExecutionSettings | None = None,
-                  on_item_done: Callable[[], None] | None = None, clock: Callable[[], datetime] = utcnow) -> ExecutionReport:
+                  on_item_done: Callable[[], None] | None = None, clock: Callable[[], datetime] = utcnow,
+                  only: Callable[[ledger.WorkItem], bool] | None = None) -> ExecutionReport:
+    """Send (or resolve) the batch's pending and processing items; `only` narrows the work, e.g. to
+    the items an operator retries, or to unresolved attempts for a refresh."""
     settings = settings or ExecutionSettings()
     started = time.perf_counter()
     with engine.begin() as conn:
@@ -80,7 +83,7 @@ def execute_batch(engine: sa.Engine, gateway: StripeGateway, period, *, settings
             raise ExecutionRefused(f"batch {batch.batch_id}: items no longer match the approved manifest "
                                    f"(hash {actual[:16]} != {batch.manifest_hash[:16]}); nothing was sent")
         ledger_identity = ledger.ledger_id(conn)
-        items = ledger.work_items(conn, batch.batch_id)
+        items = [i for i in ledger.work_items(conn, batch.batch_id) if only is None or only(i)]
     report = ExecutionReport(batch.batch_id, period_key(period))
     run = _Run(engine, gateway, settings, batch.batch_id, report.period_label, ledger_identity, report, clock,
                on_item_done)

@@ -187,3 +187,52 @@ transfer_attempt = sa.Table(
     sa.Index("uq_transfer_attempt_one_posted", "payout_item_id", unique=True,
              sqlite_where=sa.text("state = 'posted'"), postgresql_where=sa.text("state = 'posted'")),
 )
+
+
+# --- operations (revision 0003): approvals and append-only history ---------------------------------
+
+batch_approval = sa.Table(
+    "batch_approval",
+    metadata,
+    sa.Column("approval_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.String(64), sa.ForeignKey("payout_batch.batch_id"), nullable=False),
+    sa.Column("approved_by", sa.Text, nullable=False),
+    sa.Column("approved_at", Timestamp, nullable=False),
+    sa.Column("manifest_hash", sa.String(64), nullable=False),
+    sa.UniqueConstraint("batch_id", "approved_by", name="uq_batch_approval_person"),
+)
+
+# Written by a database trigger on every status (or hold reason) change of a payout item.
+payout_item_status_event = sa.Table(
+    "payout_item_status_event",
+    metadata,
+    sa.Column("event_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("payout_item_id", sa.BigInteger, nullable=False, index=True),
+    sa.Column("old_status", sa.String(24)),
+    sa.Column("new_status", sa.String(24), nullable=False),
+    sa.Column("hold_reason", sa.Text),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+)
+
+transfer_status_event = sa.Table(
+    "transfer_status_event",
+    metadata,
+    sa.Column("event_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("attempt_pk", sa.BigInteger, sa.ForeignKey("transfer_attempt.attempt_pk"), nullable=False, index=True),
+    sa.Column("stripe_transfer_id", sa.String(64), nullable=False),
+    sa.Column("reversed", sa.Boolean, nullable=False),
+    sa.Column("amount_reversed_minor", Money, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+)
+
+account_status_event = sa.Table(
+    "account_status_event",
+    metadata,
+    sa.Column("event_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("stripe_account_id", sa.String(64), nullable=False, index=True),
+    sa.Column("exists_in_stripe", sa.Boolean, nullable=False),
+    sa.Column("transfers_capability", sa.String(16)),
+    sa.Column("payouts_enabled", sa.Boolean, nullable=False),
+    sa.Column("disabled_reason", sa.Text),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+)

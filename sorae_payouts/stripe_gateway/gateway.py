@@ -6,6 +6,7 @@ SDK-generated one: that key would live only in memory and die with a crashed pro
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -176,3 +177,13 @@ def _readiness(account) -> AccountReadiness:
     requirements = data.get("requirements") or {}
     return AccountReadiness(data["id"], True, capabilities.get("transfers"), bool(data.get("payouts_enabled")),
                             requirements.get("disabled_reason"), list(requirements.get("currently_due") or []))
+
+
+def config_from_environment() -> GatewayConfig:
+    """STRIPE_API_KEY (required), STRIPE_API_BASE (optional: sandbox or mock), SORAE_STRIPE_RATE_LIMIT."""
+    key = os.environ.get("STRIPE_API_KEY")
+    if not key:
+        raise GatewayConfigurationError("STRIPE_API_KEY is not set: export a Stripe secret key (sk_test_... for "
+                                        "test mode, any sk_test_ key for the local sandbox)")
+    return GatewayConfig(key, os.environ.get("STRIPE_API_BASE") or None,
+                         rate_limit_per_second=float(os.environ.get("SORAE_STRIPE_RATE_LIMIT", "20")))

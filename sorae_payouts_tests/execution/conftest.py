@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 import stripe
 
 from sorae_payouts.batches import approve_batch
+from sorae_payouts.execution import attempts as ledger
+from sorae_payouts.execution.executor import ExecutionReport, ExecutionSettings, _Run, utcnow
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
 from sorae_payouts.sandbox import SandboxServer
@@ -96,5 +98,18 @@ def item_states(engine) -> dict[str, tuple[str, str | None]]:
 
 def later(hours: float):
     base = datetime.now(timezone.utc)
-    from datetime import timedelta
     return lambda: base + timedelta(hours=hours)
+
+
+def crash_after_stripe_call(engine, sandbox, names):
+    """Reproduce a process that died between Stripe's answer and the ledger commit: the attempt is
+    claimed (committed) and the transfer sent with its key, but the outcome is never recorded."""
+    gateway = make_gateway(sandbox)
+    with engine.connect() as conn:
+        identity = ledger.ledger_id(conn)
+        items = [i for i in ledger.work_items(conn, "payout_2026-10") if i.affiliate_id in names]
+    run = _Run(engine, gateway, ExecutionSettings(), "payout_2026-10", "2026-10", identity,
+               ExecutionReport("payout_2026-10", "2026-10"), utcnow, None)
+    for item in items:
+        attempt = ledger.claim(engine, item, ledger=identity, now=utcnow())
+        assert gateway.create_transfer(run._request(item, attempt), attempt.idempotency_key).transfer

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from sorae_payouts.execution.executor import ExecutionSettings, execute_batch
 from sorae_payouts_tests.execution.conftest import (
-    assert_paid_exactly_once, item_states, later, make_gateway, sandbox_transfers, seed_batch)
+    assert_paid_exactly_once, crash_after_stripe_call, item_states, later, make_gateway, sandbox_transfers, seed_batch)
 from sorae_payouts_tests.factory import OCT
 
 TWELVE = {f"aff{i:02d}": 1_000 + i for i in range(12)}
@@ -42,25 +42,9 @@ def test_drop_after_commit_then_rerun_pays_each_item_exactly_once(engine, sandbo
     assert len(assert_paid_exactly_once(engine, stripe_client)) == 20
 
 
-def _crash_after_stripe_call(engine, sandbox, names):
-    """Reproduce a process that died between Stripe's answer and the ledger commit: the attempt is
-    claimed (committed) and the transfer sent with its key, but the outcome is never recorded."""
-    from sorae_payouts.execution import attempts as ledger
-    from sorae_payouts.execution.executor import _Run, ExecutionReport, utcnow
-    gateway = make_gateway(sandbox)
-    with engine.connect() as conn:
-        identity = ledger.ledger_id(conn)
-        items = [i for i in ledger.work_items(conn, "payout_2026-10") if i.affiliate_id in names]
-    run = _Run(engine, gateway, ExecutionSettings(), "payout_2026-10", "2026-10", identity,
-               ExecutionReport("payout_2026-10", "2026-10"), utcnow, None)
-    for item in items:
-        attempt = ledger.claim(engine, item, ledger=identity, now=utcnow())
-        assert gateway.create_transfer(run._request(item, attempt), attempt.idempotency_key).transfer
-
-
 def test_unknown_outcome_with_stale_key_is_resolved_by_lookup_not_a_second_transfer(engine, sandbox, stripe_client):
     seed_batch(engine, stripe_client, {"alice": 5_000, "bob": 7_000, "carol": 9_000})
-    _crash_after_stripe_call(engine, sandbox, {"alice", "bob"})
+    crash_after_stripe_call(engine, sandbox, {"alice", "bob"})
     assert _processing(engine) == 2 and len(sandbox_transfers(stripe_client)) == 2
     sandbox.admin("POST", "/_sandbox/clock/advance", {"seconds": 25 * 3600})  # Stripe pruned the keys
     report = execute_batch(engine, make_gateway(sandbox, retries=0), OCT, clock=later(25))
@@ -70,7 +54,7 @@ def test_unknown_outcome_with_stale_key_is_resolved_by_lookup_not_a_second_trans
 
 def test_fresh_unknown_outcome_is_resent_with_the_same_key_and_replayed(engine, sandbox, stripe_client):
     seed_batch(engine, stripe_client, {"alice": 5_000})
-    _crash_after_stripe_call(engine, sandbox, {"alice"})
+    crash_after_stripe_call(engine, sandbox, {"alice"})
     report = execute_batch(engine, make_gateway(sandbox, retries=0), OCT)
     assert report.sent == 1 and report.resolved_by_lookup == 0
     assert sandbox.admin("GET", "/_sandbox/stats")["replays"] == 1

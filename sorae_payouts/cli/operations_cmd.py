@@ -1,0 +1,120 @@
+"""`sorae-payouts retry | refresh | reconcile`: operators' controls after execution."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sorae_payouts.batches import BatchError, list_batches
+from sorae_payouts.execution.executor import ExecutionRefused, execute_batch, utcnow
+from sorae_payouts.ledger.database import create_ledger_engine
+from sorae_payouts.money import format_minor
+from sorae_payouts.operations.reconcile import reconcile_batch
+from sorae_payouts.operations.refresh import refresh_batch
+from sorae_payouts.operations.retry import apply_retry, plan_retry
+from sorae_payouts.periods import parse_period
+from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, StripeGateway, config_from_environment
+
+console = Console()
+
+
+def _gateway() -> StripeGateway:
+    try:
+        return StripeGateway(config_from_environment())
+    except GatewayConfigurationError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+def retry(
+    period: str = typer.Argument(..., help="YYYY-MM"),
+    item: list[int] = typer.Option(None, "--item", help="Payout item id to retry (repeatable)."),
+    error_code: str = typer.Option(None, "--error-code", help="Retry the failed items with this Stripe error code."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print exactly which transfers would be sent; change nothing."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Retry failed items in isolation: each gets a NEW attempt (new idempotency key); only they are sent."""
+    engine = create_ledger_engine()
+    try:
+        with engine.connect() as conn:
+            plan = plan_retry(conn, parse_period(period), item_ids=item or None, error_code=error_code)
+    except (BatchError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    sends = [{"payout_item_id": i["payout_item_id"], "affiliate_id": i["affiliate_id"], "amount_minor": i["amount_minor"],
+              "currency": i["currency"], "destination": i["stripe_account_id"], "last_error_code": i["error_code"],
+              "idempotency_key": i["next_idempotency_key"]} for i in plan.retry]
+    if as_json and dry_run:
+        typer.echo(json.dumps({"would_send": sends, "refused": plan.refused}, indent=2))
+        return
+    table = Table("item", "affiliate", "amount", "destination", "last error", "new idempotency key",
+                  title=f"{'would send' if dry_run else 'retrying'} ({len(sends)})")
+    for s in sends:
+        table.add_row(str(s["payout_item_id"]), s["affiliate_id"], format_minor(s["amount_minor"], s["currency"]),
+                      s["destination"], s["last_error_code"] or "", s["idempotency_key"])
+    console.print(table)
+    for refused in plan.refused:
+        console.print(f"[yellow]refused[/yellow] item {refused['payout_item_id']}: {refused['reason']}")
+    if dry_run or not sends:
+        raise typer.Exit(1 if plan.refused and not sends else 0)
+    moved = set(apply_retry(engine, plan, now=utcnow()))
+    try:
+        report = execute_batch(engine, _gateway(), parse_period(period), only=lambda i: i.payout_item_id in moved)
+    except ExecutionRefused as exc:
+        console.print(f"[red]{exc}[/red] (the items stay pending)")
+        raise typer.Exit(1) from exc
+    _print_outcome(report.outcome)
+
+
+def refresh(period: str = typer.Argument(None, help="YYYY-MM; default: every executed batch")) -> None:
+    """Resolve unknown outcomes, record reversals and account readiness changes (appended history)."""
+    engine = create_ledger_engine()
+    gateway = _gateway()
+    with engine.connect() as conn:
+        periods = [parse_period(period)] if period else [b.period for b in list_batches(conn) if b.status != "draft"]
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("refreshing batches", total=len(periods))
+        reports = []
+        for p in periods:
+            reports.append(refresh_batch(engine, gateway, p))
+            progress.advance(task)
+    table = Table("batch", "resolved", "still unknown", "reversal changes", "account changes", "holds released")
+    for r in reports:
+        table.add_row(r.batch_id, str(r.resolved), str(r.still_unknown), str(len(r.reversal_changes)),
+                      str(len(r.account_changes)), str(r.released_holds))
+    console.print(table)
+
+
+def reconcile(period: str = typer.Argument(..., help="YYYY-MM"), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Compare the batch's transfers in Stripe with the ledger's posted attempts; exit 1 on drift."""
+    with create_ledger_engine().connect() as conn:
+        result = reconcile_batch(conn, _gateway(), parse_period(period))
+    if as_json:
+        typer.echo(json.dumps({"passed": result.passed, "summary": result.summary, "drift": result.rows}, indent=2))
+    else:
+        console.print(("[green]" if result.passed else "[red]") + result.summary + "[/]")
+        if result.rows:
+            table = Table(*result.rows[0].keys())
+            for row in result.rows:
+                table.add_row(*(str(v) for v in row.values()))
+            console.print(table)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _print_outcome(outcome) -> None:
+    table = Table("currency", "outcome", "items", "amount", title=f"{outcome.batch_id}: {outcome.status}")
+    for (currency, status), (count, amount) in sorted(outcome.totals.items()):
+        table.add_row(currency, status, str(count), format_minor(amount, currency))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("retry")(retry)
+    app.command("refresh")(refresh)
+    app.command("reconcile")(reconcile)

@@ -1,0 +1,1 @@
+"""Operators' controls over executed batches: isolated retry, status refresh, reconciliation."""

@@ -1,0 +1,130 @@
+"""Payout status refresh: what changed in Stripe since the batch was executed.
+
+1. Attempts still `processing` (outcome unknown) are resolved exactly as execution does: the same key
+   re-sent while it is safe, else a lookup by transfer group and metadata. Never a new key.
+2. Posted transfers' reversal state (`reversed`, `amount_reversed`) is appended to
+   `transfer_status_event` when it differs from the last record.
+3. Connected accounts of held items are checked; a readiness change is appended to
+   `account_status_event`, and an item whose account became ready loses its hold, so the next
+   execution pays it.
+Nothing is overwritten: every change is a new row with its timestamp.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import sqlalchemy as sa
+
+from sorae_payouts.batches import load_batch
+from sorae_payouts.execution.executor import ExecutionSettings, execute_batch, utcnow
+from sorae_payouts.ledger.sql import text
+from sorae_payouts.stripe_gateway import StripeGateway
+
+
+@dataclass
+class RefreshReport:
+    batch_id: str
+    resolved: int = 0
+    still_unknown: int = 0
+    reversal_changes: list[dict] = field(default_factory=list)
+    account_changes: list[dict] = field(default_factory=list)
+    released_holds: int = 0
+
+
+def refresh_batch(engine: sa.Engine, gateway: StripeGateway, period: date, *, now: datetime | None = None,
+                  settings: ExecutionSettings | None = None) -> RefreshReport:
+    now = now or utcnow()
+    with engine.connect() as conn:
+        batch = load_batch(conn, period)
+    report = RefreshReport(batch.batch_id)
+    if batch.status == "draft":
+        return report
+    with engine.connect() as conn:
+        unknown_before = _processing(conn, batch.batch_id)
+    if unknown_before:
+        execute_batch(engine, gateway, period, settings=settings, only=lambda item: item.status == "processing")
+    with engine.connect() as conn:
+        report.still_unknown = _processing(conn, batch.batch_id)
+    report.resolved = unknown_before - report.still_unknown
+    report.reversal_changes = _refresh_reversals(engine, gateway, batch.batch_id, now)
+    report.account_changes, report.released_holds = _refresh_accounts(engine, gateway, batch.batch_id, now)
+    return report
+
+
+def _processing(conn: sa.Connection, batch_id: str) -> int:
+    return conn.execute(text("SELECT COUNT(*) FROM transfer_attempt a JOIN payout_item i ON i.payout_item_id = "
+                             "a.payout_item_id WHERE i.batch_id = :b AND a.state = 'processing'"),
+                        {"b": batch_id}).scalar_one()
+
+
+_LATEST_REVERSAL = """
+SELECT a.attempt_pk, a.stripe_transfer_id,
+       (SELECT e.reversed FROM transfer_status_event e WHERE e.attempt_pk = a.attempt_pk
+        ORDER BY e.event_pk DESC LIMIT 1) AS reversed,
+       (SELECT e.amount_reversed_minor FROM transfer_status_event e WHERE e.attempt_pk = a.attempt_pk
+        ORDER BY e.event_pk DESC LIMIT 1) AS amount_reversed
+FROM transfer_attempt a JOIN payout_item i ON i.payout_item_id = a.payout_item_id
+WHERE i.batch_id = :b AND a.state = 'posted'
+"""
+
+
+def _refresh_reversals(engine: sa.Engine, gateway: StripeGateway, batch_id: str, now: datetime) -> list[dict]:
+    with engine.connect() as conn:
+        known = {r.stripe_transfer_id: r for r in conn.execute(text(_LATEST_REVERSAL), {"b": batch_id})}
+    changes = []
+    for transfer in gateway.transfers(batch_id):
+        last = known.get(transfer.transfer_id)
+        if last is None:
+            continue  # not ours or not posted: reconciliation reports it
+        previous = (bool(last.reversed or False), int(last.amount_reversed or 0))
+        if previous != (transfer.reversed, transfer.amount_reversed):
+            changes.append({"attempt_pk": last.attempt_pk, "stripe_transfer_id": transfer.transfer_id,
+                            "reversed": transfer.reversed, "amount_reversed_minor": transfer.amount_reversed,
+                            "recorded_at": now})
+    if changes:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO transfer_status_event (attempt_pk, stripe_transfer_id, reversed, "
+                              "amount_reversed_minor, recorded_at) VALUES (:attempt_pk, :stripe_transfer_id, "
+                              ":reversed, :amount_reversed_minor, :now)"),
+                         [{**c, "now": now} for c in changes])
+    return changes
+
+
+_HELD = """
+SELECT i.payout_item_id, i.stripe_account_id FROM payout_item i
+WHERE i.batch_id = :b AND i.status = 'pending' AND i.hold_reason IS NOT NULL
+"""
+_LATEST_ACCOUNT = """
+SELECT exists_in_stripe, transfers_capability, payouts_enabled FROM account_status_event
+WHERE stripe_account_id = :a ORDER BY event_pk DESC LIMIT 1
+"""
+
+
+def _refresh_accounts(engine: sa.Engine, gateway: StripeGateway, batch_id: str, now: datetime) -> tuple[list[dict], int]:
+    with engine.connect() as conn:
+        held = conn.execute(text(_HELD), {"b": batch_id}).all()
+    changes, released = [], []
+    for account_id in sorted({a for _, a in held}):
+        readiness = gateway.account_readiness(account_id)
+        state = (readiness.exists, readiness.transfers_capability, readiness.payouts_enabled)
+        with engine.connect() as conn:
+            last = conn.execute(text(_LATEST_ACCOUNT), {"a": account_id}).first()
+        if last is None or (bool(last[0]), last[1], bool(last[2])) != state:
+            changes.append({"stripe_account_id": account_id, "exists_in_stripe": readiness.exists,
+                            "transfers_capability": readiness.transfers_capability,
+                            "payouts_enabled": readiness.payouts_enabled, "disabled_reason": readiness.disabled_reason})
+        if readiness.ready:
+            released += [item_id for item_id, a in held if a == account_id]
+    with engine.begin() as conn:
+        if changes:
+            conn.execute(text("INSERT INTO account_status_event (stripe_account_id, exists_in_stripe, "
+                              "transfers_capability, payouts_enabled, disabled_reason, recorded_at) VALUES "
+                              "(:stripe_account_id, :exists_in_stripe, :transfers_capability, :payouts_enabled, "
+                              ":disabled_reason, :now)"), [{**c, "now": now} for c in changes])
+        if released:
+            conn.execute(text("UPDATE payout_item SET hold_reason = NULL, status_updated_at = :now "
+                              "WHERE payout_item_id = :i AND status = 'pending'"),
+                         [{"i": i, "now": now} for i in released])
+    return changes, len(released)

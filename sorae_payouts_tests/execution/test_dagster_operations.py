@@ -1,0 +1,108 @@
+"""Operator jobs, the sensor, the schedules and the reconciliation check, through Dagster."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import sqlalchemy as sa
+
+from sorae_payouts.batches import approve_batch
+from sorae_payouts.defs.resources import LedgerResource, PayoutSettings, StripeResource
+from sorae_payouts.definitions import defs
+from sorae_payouts.execution.executor import execute_batch
+from sorae_payouts.finalize import finalize_period
+from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts_tests.execution.conftest import (
+    API_KEY, assert_paid_exactly_once, crash_after_stripe_call, item_states, make_gateway, seed_batch)
+from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission
+
+
+def _resources(ledger_url, sandbox):
+    return {"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings(),
+            "stripe": StripeResource(api_key=API_KEY, api_base=sandbox.url, rate_limit_per_second=500)}
+
+
+def _run(job, ledger_url, sandbox, config=None, partition=None):
+    return defs.resolve_job_def(job).execute_in_process(
+        run_config=config or {}, partition_key=partition, raise_on_error=False,
+        instance=dg.DagsterInstance.ephemeral(), resources=_resources(ledger_url, sandbox))
+
+
+def _approval(period, by, manifest_hash):
+    return {"ops": {"approve_batch_op": {"config": {"period": period, "approved_by": by, "manifest_hash": manifest_hash}}}}
+
+
+def test_approval_job_needs_two_people_above_the_policy_amount(engine, ledger_url, sandbox):
+    add_affiliate(engine, "whale")
+    add_commission(engine, "whale", 20_000_000)  # 200,000.00 usd, above the 100,000.00 dual-approval amount
+    finalize_period(engine, OCT, now=NOW, holding_days=3)
+    batch = build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "50.00"}, {"usd": "100000.00"}), now=NOW)
+    assert _run("approve_batch_job", ledger_url, sandbox, _approval("2026-10", "ana", "0000")).success is False
+    assert _run("approve_batch_job", ledger_url, sandbox, _approval("2026-10", "ana", batch.manifest_hash[:12])).success
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM payout_batch")).scalar_one() == "draft"
+    same_person = _run("approve_batch_job", ledger_url, sandbox, _approval("2026-10", "ana", batch.manifest_hash))
+    assert not same_person.success
+    assert "someone else" in same_person.get_step_failure_events()[0].event_specific_data.error.message
+    assert _run("approve_batch_job", ledger_url, sandbox, _approval("2026-10", "ben", batch.manifest_hash)).success
+    with engine.connect() as conn:
+        assert tuple(conn.execute(sa.text("SELECT status, approved_by FROM payout_batch")).one()) == (
+            "approved", "ana, ben")
+
+
+def test_retry_job_dry_run_changes_nothing_then_pays(engine, ledger_url, sandbox, stripe_client):
+    accounts = seed_batch(engine, stripe_client, {"alice": 5_000})
+    sandbox.admin("POST", f"/_sandbox/accounts/{accounts['alice']}", {"invalid": True})
+    with engine.begin() as conn:  # a failed attempt, as a refused transfer leaves it
+        conn.exec_driver_sql("UPDATE payout_item SET status = 'failed'")
+    config = {"ops": {"retry_items_op": {"config": {"period": "2026-10", "dry_run": True}}}}
+    assert _run("retry_items_job", ledger_url, sandbox, config).success
+    assert item_states(engine)["alice"][0] == "failed"
+    sandbox.admin("POST", f"/_sandbox/accounts/{accounts['alice']}", {"invalid": False})
+    config["ops"]["retry_items_op"]["config"]["dry_run"] = False
+    assert _run("retry_items_job", ledger_url, sandbox, config).success
+    assert item_states(engine)["alice"] == ("posted", None)
+    assert len(assert_paid_exactly_once(engine, stripe_client)) == 1
+
+
+def test_refresh_job_resolves_unknown_outcomes(engine, ledger_url, sandbox, stripe_client):
+    seed_batch(engine, stripe_client, {"alice": 5_000})
+    crash_after_stripe_call(engine, sandbox, {"alice"})
+    assert _run("payout_refresh_job", ledger_url, sandbox).success
+    assert item_states(engine)["alice"] == ("posted", None)
+    assert len(assert_paid_exactly_once(engine, stripe_client)) == 1
+
+
+def test_execution_run_reconciles_and_the_check_catches_drift(engine, ledger_url, sandbox, stripe_client):
+    accounts = seed_batch(engine, stripe_client, {"alice": 5_000})
+    result = _run("payout_execution_job", ledger_url, sandbox, partition="2026-10-01")
+    [check] = result.get_asset_check_evaluations()
+    assert (check.check_name, check.passed) == ("transfers_reconciled", True)
+    stripe_client.v1.transfers.create(params={"amount": 1, "currency": "usd", "destination": accounts["alice"],
+                                              "transfer_group": "payout_2026-10"})
+    again = _run("payout_execution_job", ledger_url, sandbox, partition="2026-10-01")
+    [check] = again.get_asset_check_evaluations()
+    assert not check.passed and check.metadata["rows"].value.records[0].data["drift"] == "unknown_to_ledger"
+
+
+def test_sensor_requests_execution_once_per_approved_manifest(engine, ledger_url, sandbox, stripe_client):
+    seed_batch(engine, stripe_client, {"alice": 5_000}, approve=False)
+    sensor = defs.resolve_sensor_def("approved_batch_sensor")
+    with dg.instance_for_test() as instance, dg.build_sensor_context(
+            instance=instance, resources=_resources(ledger_url, sandbox),
+            definitions=defs) as context:
+        assert isinstance(sensor.evaluate_tick(context).skip_message, str)
+        batch = approve_batch(engine, OCT, approved_by="ops", now=NOW).batch
+        [request] = sensor.evaluate_tick(context).run_requests
+        assert request.partition_key == "2026-10-01" and request.run_key == f"payout_2026-10:{batch.manifest_hash}"
+        execute_batch(engine, make_gateway(sandbox), OCT)
+        assert sensor.evaluate_tick(context).run_requests == []  # executed: nothing more to launch
+
+
+def test_month_end_schedule_requests_last_complete_month():
+    schedule = defs.resolve_schedule_def("month_end_job_schedule")
+    tick = datetime(2026, 12, 4, 6, 0, tzinfo=timezone.utc)
+    [request] = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=tick)).run_requests
+    assert request.partition_key == "2026-11-01"
+    assert schedule.cron_schedule == "0 6 4 * *"
