@@ -116,7 +116,7 @@ def approve_batch(engine: sa.Engine, period: date, *, approved_by: str, now: dat
         if approver in approvers:
             raise BatchError(f"{approver} already approved batch {batch.batch_id}; a second approval must come "
                              "from someone else")
-        # Approvals are append-only; one per person per batch (a rebuilt draft needs fresh approvals).
+        # Approvals are append-only; one per person per manifest (a rebuilt draft needs fresh approvals).
         conn.execute(text("INSERT INTO batch_approval (batch_id, approved_by, approved_at, manifest_hash) "
                           "VALUES (:b, :by, :now, :h)"),
                      {"b": batch.batch_id, "by": approver, "now": now, "h": batch.manifest_hash})

@@ -17,6 +17,9 @@ import sqlalchemy as sa
 
 from sorae_payouts.ledger.database import create_ledger_engine, upgrade
 
+# Rich wraps console output at the terminal width; CLI assertions read whole lines.
+os.environ["COLUMNS"] = "250"
+
 PG_ADMIN_URL = os.environ.get("SORAE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -87,3 +87,25 @@ def test_approve_refuses_a_manifest_changed_after_build(built, engine):
 def test_unknown_period_is_a_clear_error(built):
     result = _invoke("batch", "show", "2026-07")
     assert result.exit_code == 1 and "no payout batch for 2026-07" in result.output
+
+
+def test_large_batch_needs_two_different_approvers_and_a_rebuild_resets_them(engine, ledger_url, monkeypatch):
+    monkeypatch.setenv("SORAE_DATABASE_URL", ledger_url)
+    add_affiliate(engine, "whale")
+    add_commission(engine, "whale", 20_000_000)
+    finalize_period(engine, OCT, now=NOW, holding_days=3)
+    dual = PayoutPolicy.from_major({"usd": "50.00"}, {"usd": "100000.00"})
+    build_manifest(engine, OCT, policy=dual, now=NOW)
+    first = _invoke("batch", "approve", "2026-10", "--by", "ana")
+    assert first.exit_code == 0 and "1 of 2 approvals" in first.output
+    # The draft is rebuilt under another policy: the approval given to the old manifest no longer counts.
+    rebuilt = build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "40.00"}, {"usd": "100000.00"}), now=NOW)
+    assert rebuilt.outcome == "rebuilt"
+    assert "1 of 2 approvals" in _invoke("batch", "approve", "2026-10", "--by", "ben").output
+    again = _invoke("batch", "approve", "2026-10", "--by", "ben")
+    assert again.exit_code == 1 and "someone else" in again.output
+    done = _invoke("batch", "approve", "2026-10", "--by", "ana")
+    assert done.exit_code == 0 and "approved" in done.output
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT approved_by FROM payout_batch")).scalar_one() == "ben, ana"
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM batch_approval")).scalar_one() == 3

@@ -199,7 +199,7 @@ batch_approval = sa.Table(
     sa.Column("approved_by", sa.Text, nullable=False),
     sa.Column("approved_at", Timestamp, nullable=False),
     sa.Column("manifest_hash", sa.String(64), nullable=False),
-    sa.UniqueConstraint("batch_id", "approved_by", name="uq_batch_approval_person"),
+    sa.UniqueConstraint("batch_id", "manifest_hash", "approved_by", name="uq_batch_approval_person"),
 )
 
 # Written by a database trigger on every status (or hold reason) change of a payout item.

@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.Column("approved_by", sa.Text, nullable=False),
         sa.Column("approved_at", TS, nullable=False),
         sa.Column("manifest_hash", sa.String(64), nullable=False),
-        sa.UniqueConstraint("batch_id", "approved_by", name="uq_batch_approval_person"),
+        sa.UniqueConstraint("batch_id", "manifest_hash", "approved_by", name="uq_batch_approval_person"),
     )
     op.create_table(
         "payout_item_status_event",
