@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from sorae_payouts.cli import batch_cmd, database_cmd, demo_cmd, demo_data_cmd, import_cmd, operations_cmd, sandbox_cmd
+from sorae_payouts.cli import (
+    batch_cmd,
+    database_cmd,
+    demo_cmd,
+    demo_data_cmd,
+    history_cmd,
+    import_cmd,
+    operations_cmd,
+    sandbox_cmd,
+)
 
 app = typer.Typer(help="Sorae payouts: affiliate commissions to Stripe Connect transfers.", no_args_is_help=True)
 app.add_typer(database_cmd.app, name="db")
@@ -14,6 +23,7 @@ app.command("demo-data")(demo_data_cmd.demo_data)
 app.command("demo")(demo_cmd.demo)
 app.command("sandbox")(sandbox_cmd.sandbox)
 operations_cmd.register(app)
+app.command("history")(history_cmd.history)
 
 if __name__ == "__main__":
     app()

@@ -148,6 +148,7 @@ payout_item = sa.Table(
     sa.Column("hold_reason", sa.Text),
     sa.Column("status_updated_at", Timestamp),
     sa.UniqueConstraint("batch_id", "affiliate_id", "currency", name="uq_payout_item_affiliate_currency"),
+    sa.Index("ix_payout_item_affiliate", "affiliate_id", "currency"),  # the portal's history lookups
     sa.CheckConstraint("amount_minor = period_amount_minor + carried_in_minor", name="ck_payout_item_sum"),
     sa.CheckConstraint(
         "(status = 'carried_forward') = (carry_reason IS NOT NULL)", name="ck_payout_item_carry_reason"

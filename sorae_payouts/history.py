@@ -1,0 +1,202 @@
+"""An affiliate's payout history, in words the affiliate understands (for the portal and the CLI).
+
+Each month Sorae builds one payout item per affiliate and currency. The history shows, newest month
+first, what the affiliate earned in the month and how (gross commissions, orders reversed in the
+month, clawbacks of commissions from earlier months that were reversed later), the balance carried
+in from earlier months, the total due, and what became of it: paid (with the Stripe transfer id),
+being sent, scheduled, carried to next month, on hold, or failed, with a plain-language reason.
+
+It reads only the `affiliate_payout_history` view (migration 0004), only the asked affiliate's rows,
+selected with a bound parameter. The view holds no idempotency keys, Stripe request ids or Stripe
+error messages, and the wording below never echoes raw hold or error text: an affiliate sees our
+sentences, never our internals. The portal's database role needs SELECT on that view only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+import sqlalchemy as sa
+
+from sorae_payouts.ledger.sql import as_date
+from sorae_payouts.money import format_minor
+from sorae_payouts.periods import period_key
+
+VIEW = "affiliate_payout_history"
+
+_HISTORY = sa.text(
+    "SELECT period, currency, commission_count, gross_minor, in_period_adjustments_minor, clawbacks_minor, "
+    "earned_minor, carried_in_minor, amount_minor, minimum_minor, item_status, carry_reason, hold_reason, "
+    "attempt_state, stripe_transfer_id, error_code "
+    f"FROM {VIEW} WHERE affiliate_id = :affiliate_id ORDER BY period DESC, currency"
+).bindparams(sa.bindparam("affiliate_id", type_=sa.String()))
+
+# Item status (plus hold) -> (stable code for programs, words for the affiliate).
+STATUS_WORDS = {
+    "posted": ("paid", "Paid"),
+    "processing": ("sending", "Sending"),
+    "pending": ("scheduled", "Scheduled"),
+    "held": ("on_hold", "On hold"),
+    "carried_forward": ("carried_forward", "Carried to next month"),
+    "failed": ("failed", "Payment failed"),
+}
+_UNKNOWN_STATUS = ("in_review", "In review")
+
+_FIX_ACCOUNT = "we will send the payment once it is fixed."
+# Stripe error codes (see stripe_gateway.dispositions) -> what the affiliate should know or do.
+ERROR_WORDS = {
+    "account_invalid": "Your payout account could not accept this payment. Please check the details of your "
+                       "payout account; " + _FIX_ACCOUNT,
+    "insufficient_capabilities_for_transfer": "Your payout account is not yet set up to receive transfers. Please "
+                                              "finish the verification steps of your payout account; "
+                                              + _FIX_ACCOUNT,
+    "transfers_not_allowed": "Transfers to your payout account are not allowed at the moment. Please contact "
+                             "support so we can help you receive this payment.",
+    "resource_missing": "We could not find your payout account. Please reconnect your payout account; "
+                        + _FIX_ACCOUNT,
+    "balance_insufficient": "A temporary delay on our side held this payment. It will be sent automatically in a "
+                            "later payout run; no action is needed.",
+    "amount_too_small": "This amount is too small to send as a transfer. Our support team will follow up.",
+}
+GENERIC_FAILURE = ("We could not complete this payment. Our team has been notified and will follow up; "
+                   "your balance is safe.")
+GENERIC_HOLD = ("This payment is on hold while we check your payout account. It will be sent as soon as "
+                "possible.")
+PAYOUTS_PAUSED = ("Payouts are paused on your payout account until the information it asks for is provided. "
+                  "Please review your payout account; we will send the payment once it is ready.")
+# Hold reasons are operator text (`AccountReadiness.hold_reason`, `attempts.record`): matched by their
+# stable beginning and translated, never shown as is (they name accounts and internal codes).
+_HOLD_PATTERNS = (
+    (re.compile(r"^connected account \S+ not found"), ERROR_WORDS["resource_missing"]),
+    (re.compile(r"^transfers capability is"), ERROR_WORDS["insufficient_capabilities_for_transfer"]),
+    (re.compile(r"^payouts disabled"), PAYOUTS_PAUSED),
+)
+_HOLD_CODE = re.compile(r"^([a-z_]+):")
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One month (and currency) of an affiliate's payouts. Amounts are integer minor units.
+
+    earned = gross + in_period_adjustments + clawbacks (adjustments and clawbacks are <= 0);
+    amount = earned + carried_in is what was due this month (negative: owed back from later earnings).
+    """
+
+    period: date
+    currency: str
+    commission_count: int
+    gross_minor: int
+    in_period_adjustments_minor: int
+    clawbacks_minor: int
+    earned_minor: int
+    carried_in_minor: int
+    amount_minor: int
+    minimum_minor: int | None
+    status_code: str
+    status: str
+    transfer_id: str | None
+    reason: str | None
+
+    def money(self, amount_minor: int) -> str:
+        return format_minor(amount_minor, self.currency)
+
+    def as_json(self) -> dict:
+        """Plain JSON: every amount as minor units (`*_minor`) and as a display string ("123.45 usd")."""
+        def pair(name: str) -> dict:
+            value = getattr(self, f"{name}_minor")
+            return {f"{name}_minor": value, name: self.money(value)}
+
+        return {
+            "period": period_key(self.period),
+            "currency": self.currency,
+            "status": self.status,
+            "status_code": self.status_code,
+            "transfer_id": self.transfer_id,
+            "reason": self.reason,
+            "breakdown": {"commission_count": self.commission_count, **pair("gross"),
+                          **pair("in_period_adjustments"), **pair("clawbacks")},
+            **pair("earned"),
+            **pair("carried_in"),
+            **pair("amount"),
+        }
+
+
+def affiliate_history(conn: sa.Connection, affiliate_id: str) -> list[HistoryEntry]:
+    """Every payout item of `affiliate_id`, newest period first (then by currency); read-only.
+
+    An unknown affiliate, or one without any payout item yet (commissions of months not finalized
+    and built), gets an empty list.
+    """
+    rows = conn.execute(_HISTORY, {"affiliate_id": affiliate_id}).mappings()
+    return [_entry(row) for row in rows]
+
+
+def _entry(row) -> HistoryEntry:
+    currency = row["currency"]
+    held = row["item_status"] == "pending" and bool(row["hold_reason"])
+    status_code, status = STATUS_WORDS.get("held" if held else row["item_status"], _UNKNOWN_STATUS)
+    amount, minimum = int(row["amount_minor"]), _int_or_none(row["minimum_minor"])
+    paid = row["item_status"] == "posted" and row["attempt_state"] == "posted"
+    return HistoryEntry(
+        period=as_date(row["period"]), currency=currency, commission_count=int(row["commission_count"]),
+        gross_minor=int(row["gross_minor"]), in_period_adjustments_minor=int(row["in_period_adjustments_minor"]),
+        clawbacks_minor=int(row["clawbacks_minor"]), earned_minor=int(row["earned_minor"]),
+        carried_in_minor=int(row["carried_in_minor"]), amount_minor=amount, minimum_minor=minimum,
+        status_code=status_code, status=status, transfer_id=row["stripe_transfer_id"] if paid else None,
+        reason=explain(status_code, currency=currency, amount_minor=amount, minimum_minor=minimum,
+                       carry_reason=row["carry_reason"], hold_reason=row["hold_reason"],
+                       error_code=row["error_code"]),
+    )
+
+
+def explain(status_code: str, *, currency: str, amount_minor: int, minimum_minor: int | None,
+            carry_reason: str | None, hold_reason: str | None, error_code: str | None) -> str | None:
+    """The plain-language reason for an item's status (None when "Paid" says it all)."""
+    balance = format_minor(amount_minor, currency)
+    if status_code == "carried_forward":
+        return _carry_words(carry_reason, balance, currency, minimum_minor)
+    if status_code == "failed":
+        return ERROR_WORDS.get(error_code or "", GENERIC_FAILURE)
+    if status_code == "on_hold":
+        return hold_words(hold_reason or "")
+    if status_code == "sending":
+        return "Your payment is on its way to your payout account."
+    if status_code == "scheduled":
+        return "Your payment is scheduled to be sent to your payout account."
+    if status_code == "paid":
+        return None
+    return "We are reviewing this payment; no action is needed from you."
+
+
+def _carry_words(carry_reason: str | None, balance: str, currency: str, minimum_minor: int | None) -> str:
+    if carry_reason == "below_minimum":
+        if minimum_minor is None:
+            return f"Your balance of {balance} is below the minimum payout; it carries to next month."
+        return (f"Your balance of {balance} is below the {format_minor(minimum_minor, currency)} minimum payout; "
+                "it carries to next month.")
+    if carry_reason == "negative_balance":
+        return (f"Some orders were reversed or refunded after you earned their commission, leaving a balance of "
+                f"{balance}; it carries to next month and is deducted from your next commissions.")
+    if carry_reason == "zero_balance":
+        return "Nothing to pay this month: your commissions and reversed orders balance out."
+    if carry_reason == "not_onboarded":
+        return (f"Connect your payout account to receive payments. Your balance of {balance} is kept and "
+                "carries to next month.")
+    return f"Your balance of {balance} carries to next month."
+
+
+def hold_words(hold_reason: str) -> str:
+    """A hold reason (operator text) as affiliate wording; unknown reasons get a generic sentence."""
+    for pattern, words in _HOLD_PATTERNS:
+        if pattern.match(hold_reason):
+            return words
+    code = _HOLD_CODE.match(hold_reason)
+    if code and code.group(1) in ERROR_WORDS:
+        return ERROR_WORDS[code.group(1)]
+    return GENERIC_HOLD
+
+
+def _int_or_none(value) -> int | None:
+    return None if value is None else int(value)
