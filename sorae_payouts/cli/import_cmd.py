@@ -1,0 +1,117 @@
+"""`sorae-payouts import ...`: load affiliates, commissions or order events from a CSV/Parquet file.
+
+Exit codes: 0 = every row loaded or already present; 2 = the valid rows loaded and some rows were
+rejected (listed on the console and in `<file stem>.rejects.csv` next to the file); 1 = nothing was
+loaded, because the file cannot be read at all or the database refused the load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sorae_payouts.ingest import (
+    ImportAbortedError,
+    ImportKind,
+    ImportReport,
+    UnreadableFileError,
+    estimate_rows,
+    import_file,
+)
+from sorae_payouts.ingest.importer import DEFAULT_CHUNK_ROWS
+from sorae_payouts.ledger.database import create_ledger_engine
+
+EXIT_LOADED, EXIT_NOTHING_LOADED, EXIT_REJECTS = 0, 1, 2
+REJECTS_SHOWN = 20
+
+app = typer.Typer(
+    help="Import affiliates, commissions or order events (CSV or Parquet) into the ledger "
+    "(SORAE_DATABASE_URL). Exit code 0: all rows loaded or already present; 2: some rows rejected "
+    "(the valid ones loaded; see <file>.rejects.csv); 1: nothing loaded (unreadable file or database error).",
+    no_args_is_help=True,
+)
+console = Console()
+errors = Console(stderr=True)
+
+FileArgument = Annotated[Path, typer.Argument(help="Input file: .csv, .parquet or .pq", show_default=False)]
+ChunkRows = Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows read and checked per chunk (memory bound).")]
+
+
+@app.command("affiliates")
+def affiliates_command(file: FileArgument, chunk_rows: ChunkRows = DEFAULT_CHUNK_ROWS) -> None:
+    """Affiliates: affiliate_id, name, email, stripe_account_id, currency. Known ids are updated."""
+    _run(ImportKind.AFFILIATES, file, chunk_rows)
+
+
+@app.command("commissions")
+def commissions_command(file: FileArgument, chunk_rows: ChunkRows = DEFAULT_CHUNK_ROWS) -> None:
+    """Commissions: commission_id, affiliate_id, order_id, amount, currency, earned_at (with time zone)."""
+    _run(ImportKind.COMMISSIONS, file, chunk_rows)
+
+
+@app.command("order-events")
+def order_events_command(file: FileArgument, chunk_rows: ChunkRows = DEFAULT_CHUNK_ROWS) -> None:
+    """Order events: event_id, order_id, kind (cancellation|reversal|partial_reversal), amount, occurred_at."""
+    _run(ImportKind.ORDER_EVENTS, file, chunk_rows)
+
+
+def _run(kind: ImportKind, file: Path, chunk_rows: int) -> None:
+    engine = create_ledger_engine()
+    try:
+        report = _import_with_progress(engine, kind, file, chunk_rows)
+    except (UnreadableFileError, ImportAbortedError) as exc:
+        errors.print(f"[bold red]import failed:[/] {exc}", highlight=False)
+        errors.print("nothing was loaded", style="red")
+        raise typer.Exit(EXIT_NOTHING_LOADED) from None
+    finally:
+        engine.dispose()
+    console.print(summary_line(report), highlight=False)
+    if report.rejected_count:
+        console.print(rejects_table(report))
+        hidden = report.rejected_count - min(len(report.rejected), REJECTS_SHOWN)
+        if hidden > 0:
+            console.print(f"{hidden:,} more in {report.rejects_path}", highlight=False)
+        else:
+            console.print(f"all rejects in {report.rejects_path}", highlight=False)
+        raise typer.Exit(EXIT_REJECTS)
+
+
+def _import_with_progress(engine, kind: ImportKind, file: Path, chunk_rows: int) -> ImportReport:
+    estimate = estimate_rows(file)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("rows"), TimeElapsedColumn())
+    with Progress(*columns, console=errors, transient=True) as progress:
+        task = progress.add_task(f"{kind.value} {file.name}", total=estimate)
+        total = estimate
+
+        def advance(rows_read: int) -> None:
+            nonlocal total
+            # A CSV's row count is estimated from its first lines; never let the bar run past 100%.
+            if total is not None and rows_read > total:
+                total = rows_read
+            progress.update(task, completed=rows_read, total=total)
+
+        return import_file(engine, kind, file, chunk_rows=chunk_rows, on_progress=advance)
+
+
+def summary_line(report: ImportReport) -> str:
+    rejected = f"rejected {report.rejected_rows:,}"
+    if report.rejected_count != report.rejected_rows:
+        rejected += f" ({report.rejected_count:,} problems)"
+    return (f"{report.kind.value} {report.path.name}: read {report.rows_read:,} | inserted {report.inserted:,} | "
+            f"updated {report.updated:,} | already present {report.already_present:,} | {rejected} | "
+            f"{report.rows_per_second:,.0f} rows/s ({report.seconds:.1f} s)")
+
+
+def rejects_table(report: ImportReport) -> Table:
+    table = Table(title=f"rejected rows (row = data row number in {report.path.name}, header excluded)")
+    for name, justify in (("row", "right"), ("column", "left"), ("reason", "left"), ("value", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for reject in report.rejected[:REJECTS_SHOWN]:
+        table.add_row(str(reject.row), reject.column, reject.reason, "" if reject.value is None else reject.value)
+    return table

@@ -1,0 +1,66 @@
+"""Affiliates: who gets paid, where (Stripe connected account) and in which payout currency.
+
+Affiliates are master data, not facts: the affiliate platform's export is the current truth. An
+affiliate_id already in the ledger with different content is therefore UPDATED (counted as
+`updated`), which is how onboarding arrives (an empty `stripe_account_id` later filled with
+`acct_...`) and how an email or name change arrives. An empty `stripe_account_id` in the file means
+"not onboarded (any more)" and clears the stored one. Identical content is `already_present`.
+Within one file, one affiliate_id with two different contents is still rejected (all those rows):
+the file contradicts itself and neither version can be trusted.
+
+Updates do not reach payouts already built: payout items snapshot the destination account.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+
+from sorae_payouts.ingest.checks import RowChecks
+from sorae_payouts.ingest.model import ImportKind, KindSpec, Written
+from sorae_payouts.ingest.staging import STAGE, StagingArea
+
+COLUMNS = ("affiliate_id", "name", "email", "stripe_account_id", "currency")
+_EMAIL = r"[^@ \t\r\n]+@[^@ \t\r\n]+"
+_STRIPE_ACCOUNT = r"acct_[A-Za-z0-9]+"
+_FIELDS = ("name", "email", "stripe_account_id", "currency")
+
+
+def validate(chunk: pd.DataFrame, checks: RowChecks) -> pd.DataFrame:
+    """Row-level rules: id, name, email (one @) and currency present and well-formed; the Stripe
+    account, when present, looks like acct_..."""
+    checks.require("affiliate_id", "name", "email", "currency")
+    checks.no_nul(*COLUMNS)
+    checks.identifier("affiliate_id", "stripe_account_id")
+    email = chunk["email"]
+    checks.fail((email != "") & ~email.str.fullmatch(_EMAIL), "email",
+                "not an email address (expected exactly one @ with text on both sides, no spaces)")
+    account = chunk["stripe_account_id"]
+    checks.fail((account != "") & ~account.str.fullmatch(_STRIPE_ACCOUNT), "stripe_account_id",
+                "not a Stripe connected account id (expected acct_ followed by letters and digits, or empty "
+                "when not onboarded yet)")
+    checks.currency("currency")
+    return pd.DataFrame(index=chunk.index)
+
+
+def apply(db: StagingArea, now: datetime) -> Written:
+    """In-file conflicts, then one UPDATE of changed affiliates and one INSERT of new ones."""
+    db.lock("affiliate")
+    db.reject_in_file_conflicts(["s.name", "s.email", "COALESCE(s.stripe_account_id, '')", "s.currency"])
+    loadable = f"s.ok = 1 AND {db.not_rejected}"
+    changed = " OR ".join(db.differs(f"a.{c}", f"s.{c}") for c in _FIELDS)
+    updated = db.execute(
+        "UPDATE affiliate AS a SET name = s.name, email = s.email, stripe_account_id = s.stripe_account_id, "
+        f"currency = s.currency, imported_at = :now FROM {STAGE} s WHERE a.affiliate_id = s.affiliate_id "
+        f"AND {loadable} AND {db.first_of_id} AND ({changed})", now=now).rowcount
+    inserted = db.execute(
+        "INSERT INTO affiliate (affiliate_id, name, email, stripe_account_id, currency, imported_at) "
+        f"SELECT s.affiliate_id, s.name, s.email, s.stripe_account_id, s.currency, :now FROM {STAGE} s "
+        f"WHERE {loadable} AND {db.first_of_id} "
+        "AND NOT EXISTS (SELECT 1 FROM affiliate a WHERE a.affiliate_id = s.affiliate_id) ORDER BY s.row_no",
+        now=now).rowcount
+    return Written(inserted=inserted, updated=updated)
+
+
+SPEC = KindSpec(ImportKind.AFFILIATES, COLUMNS, "affiliate_id", (), validate, apply)

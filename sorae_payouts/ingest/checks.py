@@ -1,0 +1,140 @@
+"""Row-level checks of one chunk, column-wise (no Python loop over rows).
+
+A check marks the rows it fails with a column and a reason; a row can collect several problems and
+all of them are reported. Rows with at least one problem are not loaded, but they are still staged
+(with their raw fields) so that the cross-row rules can see them: an id that appears once valid and
+once broken in the same file is a conflict, not a silent pick of the valid one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sorae_payouts.money import SUPPORTED_CURRENCIES, exponent, parse_minor_series
+
+# Column widths of the ledger (String(64)): a longer id would abort the whole load in PostgreSQL.
+MAX_ID_LENGTH = 64
+# BIGINT holds 9.2e18; 15 integer digits with up to 3 decimals stays well inside it. Anything larger
+# is a broken export, and must not reach the integer arithmetic where it would overflow.
+MAX_WHOLE_DIGITS = 15
+# A zone after a time of day: Z, +02:00, -0500, +02. A bare date such as 2026-10-05 has none.
+# Written for pyarrow's RE2 ([0-9] and a literal space, not \d and \s, which make pandas fall back
+# to a Python loop over the rows).
+_ZONE_PATTERN = r"[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)? ?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)$"
+_TOO_PRECISE = "more decimals than the currency allows"
+_MONEY_REASONS = {
+    "not a plain decimal number like 12.34": "not a plain positive decimal number like 12.34 (no sign, "
+    "exponent or thousands separator)",
+}
+
+
+class RowChecks:
+    """Collects the problems of the rows of one chunk; `row_no` numbers them in the whole file."""
+
+    def __init__(self, chunk: pd.DataFrame, first_row: int = 1, row_no: pd.Series | None = None) -> None:
+        self.chunk = chunk
+        if row_no is None:
+            row_no = pd.Series(np.arange(first_row, first_row + len(chunk), dtype="int64"), index=chunk.index)
+        self.row_no = row_no
+        self._parts: list[pd.DataFrame] = []
+        self._bad = pd.Series(False, index=chunk.index)
+
+    def fail(self, mask: pd.Series, column: str, reason: str | pd.Series) -> None:
+        """Record `reason` (text, or one per row) against `column` for the rows where `mask` is true."""
+        mask = mask.fillna(False).astype(bool)
+        if not mask.any():
+            return
+        reasons = reason[mask] if isinstance(reason, pd.Series) else reason
+        self._parts.append(pd.DataFrame({
+            "row_no": self.row_no[mask], "col": column, "reason": reasons, "value": self.chunk[column][mask],
+        }))
+        self._bad |= mask
+
+    @property
+    def ok(self) -> pd.Series:
+        return ~self._bad
+
+    def blank(self, column: str) -> pd.Series:
+        return self.chunk[column] == ""
+
+    def require(self, *columns: str) -> None:
+        for column in columns:
+            self.fail(self.blank(column), column, f"missing {column}")
+
+    def no_nul(self, *columns: str) -> None:
+        # The database refuses NUL characters in text; catching them here keeps it a row reject.
+        for column in columns:
+            self.fail(self.chunk[column].str.contains("\x00", regex=False), column, "contains a NUL character")
+
+    def identifier(self, *columns: str) -> None:
+        for column in columns:
+            too_long = self.chunk[column].str.len() > MAX_ID_LENGTH
+            self.fail(too_long, column, f"{column} is longer than {MAX_ID_LENGTH} characters")
+
+    def currency(self, column: str = "currency") -> pd.Series:
+        """Mask of rows with a supported lowercase currency (blank ones are reported by `require`)."""
+        text = self.chunk[column]
+        known = text.isin(SUPPORTED_CURRENCIES)
+        self.fail(~known & (text != ""), column, "unknown currency (expected a lowercase code Sorae pays in, "
+                  "e.g. usd, eur, jpy)")
+        return known
+
+    def amount(self, column: str, currencies: pd.Series, rows: pd.Series) -> pd.Series:
+        """Exact integer minor units of `column` in each row's currency, for the `rows` selected
+        (rows with a known currency and a non-blank amount); <NA> where it does not parse."""
+        text = self.chunk[column]
+        minor = pd.Series(pd.NA, index=text.index, dtype="Int64")
+        too_large = rows & text.str.match(f"[0-9]{{{MAX_WHOLE_DIGITS + 1}}}")
+        self.fail(too_large, column, f"amount too large (more than {MAX_WHOLE_DIGITS} digits before the point)")
+        rows = rows & ~too_large
+        if rows.any():
+            parsed, reason = parse_minor_series(text[rows], currencies[rows])
+            reason = reason.map(lambda r: _MONEY_REASONS.get(r, r), na_action="ignore")
+            too_precise = (reason == _TOO_PRECISE).fillna(False)
+            if too_precise.any():  # say which currency and how many decimals it has
+                currency = currencies[rows][too_precise]
+                reason[too_precise] = ("more decimals than " + currency + " allows ("
+                                       + currency.map(exponent).astype("str") + " decimals)")
+            self.fail(reason.notna().reindex(text.index, fill_value=False), column,
+                      reason.reindex(text.index))
+            minor[rows] = parsed
+            self.fail(minor == 0, column, "amount must be positive")
+        return minor.where(minor > 0)
+
+    def timestamp(self, column: str) -> pd.Series:
+        """UTC instants of an ISO 8601 column that must carry a time zone; NaT where rejected."""
+        text = self.chunk[column]
+        present = text != ""
+        moment = pd.to_datetime(text.where(present), utc=True, format="ISO8601", errors="coerce")
+        unparseable = present & moment.isna()
+        self.fail(unparseable, column, "not an ISO 8601 timestamp like 2026-10-05T12:00:00Z")
+        naive = present & ~unparseable & ~text.str.contains(_ZONE_PATTERN, regex=True)
+        self.fail(naive, column, "timestamp has no time zone (naive); write it like 2026-10-05T12:00:00Z "
+                  "or 2026-10-05T14:00:00+02:00")
+        return moment.where(~naive).astype("datetime64[us, UTC]")
+
+    def rejects(self) -> pd.DataFrame:
+        """All problems of the chunk, in row order and, within a row, in the order they were found."""
+        if not self._parts:
+            return pd.DataFrame(columns=["row_no", "col", "reason", "value"])
+        return pd.concat(self._parts, ignore_index=True).sort_values("row_no", kind="stable")
+
+    def stage_frame(self, parsed: pd.DataFrame) -> pd.DataFrame:
+        """Raw fields + row number + ok flag + parsed values (nulled on rejected rows) for staging.
+
+        `raw_key` (all raw fields joined) is set only on rejected rows: it lets the duplicate rule
+        tell two identical broken rows from two different versions of one id.
+        """
+        ok = self.ok
+        frame = self.chunk.copy()
+        frame.insert(0, "row_no", self.row_no)
+        frame.insert(1, "ok", ok.astype("int64"))
+        raw_key = pd.Series(None, index=frame.index, dtype="str")
+        if (~ok).any():
+            bad = self.chunk[~ok]
+            raw_key[~ok] = bad.iloc[:, 0].str.cat([bad[c] for c in bad.columns[1:]], sep="\x1f")
+        frame.insert(2, "raw_key", raw_key)
+        for name in parsed.columns:
+            frame[name] = parsed[name].where(ok)
+        return frame

@@ -1,0 +1,134 @@
+"""`import_file`: one input file into the ledger, in one transaction.
+
+Flow: check the header (an unreadable file stops here, before the database is touched); then, in
+one transaction, stream the file in chunks through the row-level checks into the staging table;
+run the kind's cross-row rules in SQL; write the ledger; stream the rejects file; commit. If the
+database fails anywhere on the way the transaction rolls back: nothing from the file is loaded and
+`ImportAbortedError` says why.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from contextlib import closing
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import psycopg
+import sqlalchemy as sa
+
+from sorae_payouts.ingest import affiliates, commissions, order_events
+from sorae_payouts.ingest.checks import RowChecks
+from sorae_payouts.ingest.model import ImportAbortedError, ImportKind, ImportReport, KindSpec
+from sorae_payouts.ingest.reader import Source, open_source, read_ahead
+from sorae_payouts.ingest.rejects import RejectsSummary, rejects_path, write_rejects
+from sorae_payouts.ingest.staging import Prepared, StagingArea
+
+SPECS: dict[ImportKind, KindSpec] = {
+    ImportKind.AFFILIATES: affiliates.SPEC,
+    ImportKind.COMMISSIONS: commissions.SPEC,
+    ImportKind.ORDER_EVENTS: order_events.SPEC,
+}
+DEFAULT_CHUNK_ROWS = 200_000
+_DATABASE_ERRORS = (sa.exc.SQLAlchemyError, psycopg.Error, sqlite3.Error)
+
+
+def import_file(engine: sa.Engine, kind: ImportKind, path: Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                on_progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Import `path` (CSV or Parquet) of `kind` into the ledger behind `engine`.
+
+    Valid rows load all together or not at all; invalid rows are reported (in the returned report
+    and in `<input stem>.rejects.csv` next to the input) and never loaded. Re-importing a file is a
+    no-op. `on_progress` is called after each chunk with the total number of rows read so far.
+
+    Raises `UnreadableFileError` when the file cannot be read at all (nothing loaded) and
+    `ImportAbortedError` when the database refused the load (nothing loaded).
+    """
+    kind = ImportKind(kind)
+    spec, path = SPECS[kind], Path(path)
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be at least 1")
+    started = time.monotonic()
+    source = open_source(path, spec.columns)
+    target = rejects_path(path)
+    temporary = target.with_name(f".{target.name}.partial")
+    try:
+        with engine.begin() as conn:
+            db = StagingArea(conn, spec, chunk_rows)
+            try:
+                db.create()
+                chunks = _checked_chunks(source, spec, db, chunk_rows)
+                if db.dialect == "postgresql":
+                    # COPY sends a chunk in one call, so parsing the next chunk in a thread overlaps
+                    # with it. Not on SQLite: executemany gives up the GIL once per row, and every
+                    # row would then wait for the reading thread to hand it back.
+                    chunks = read_ahead(chunks)
+                with closing(chunks):
+                    for rows, stage, rejects in chunks:
+                        db.write(stage)
+                        db.write(rejects)
+                        db.rows_read += rows
+                        if on_progress is not None:
+                            on_progress(db.rows_read)
+                db.finish_loading()
+                written = spec.apply(db, datetime.now(timezone.utc))
+                try:
+                    summary = write_rejects(db, path, temporary)
+                except OSError as exc:  # rejects nobody can read would be lost: load nothing instead
+                    raise ImportAbortedError(f"nothing was imported from {path}: cannot write the rejects file "
+                                             f"{target}: {exc}") from exc
+                db.drop()
+            finally:
+                _quietly(db.restore_settings)
+    except _DATABASE_ERRORS as exc:
+        temporary.unlink(missing_ok=True)
+        raise ImportAbortedError(f"nothing was imported from {path}: the database refused the load: "
+                                 f"{_first_line(exc)}") from exc
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _publish(summary, target)
+    return ImportReport(
+        kind=kind, path=path, rows_read=db.rows_read, inserted=written.inserted, updated=written.updated,
+        already_present=db.rows_read - summary.rows - written.inserted - written.updated,
+        rejected=summary.head, rejected_count=summary.count, rejects_path=target if summary.count else None,
+        seconds=time.monotonic() - started, rejected_rows=summary.rows,
+    )
+
+
+def _checked_chunks(source: Source, spec: KindSpec, db: StagingArea,
+                    chunk_rows: int) -> Iterator[tuple[int, Prepared, Prepared]]:
+    """Read, check and convert chunk after chunk (possibly in the read-ahead thread: so no use of
+    the connection here)."""
+    first_row = 1
+    for chunk in source.chunks(chunk_rows):
+        checks = RowChecks(chunk, first_row=first_row)
+        parsed = spec.validate(chunk, checks)
+        yield len(chunk), db.prepare_stage(checks.stage_frame(parsed)), db.prepare_rejects(checks.rejects())
+        first_row += len(chunk)
+
+
+def _publish(rejects: RejectsSummary, target: Path) -> None:
+    """After commit: put the rejects file in place, or remove a stale one from an earlier import."""
+    try:
+        if rejects.written is not None:
+            rejects.written.replace(target)
+        else:
+            target.unlink(missing_ok=True)
+    except OSError as exc:
+        raise OSError(f"the import committed, but its rejects file could not be put in place at {target} "
+                      f"(the rejects are in {rejects.written}): {exc}") from exc
+
+
+def _quietly(action: Callable[[], None]) -> None:
+    try:
+        action()
+    except _DATABASE_ERRORS:  # a broken connection is reported by the original error, not this one
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None) or exc
+    return (str(original).strip().splitlines() or [type(original).__name__])[0]
