@@ -42,6 +42,7 @@ def bench_backend(backend: str, files, workdir: Path, rows: int) -> list[str]:
             started = time.perf_counter()
             result = job.execute_in_process(
                 partition_key=f"{MONTH}-01", instance=dg.DagsterInstance.ephemeral(),
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
                 resources={"ledger": LedgerResource(database_url=url), "payout_settings": PayoutSettings()})
             wall = time.perf_counter() - started
         assert result.success and all(e.passed for e in result.get_asset_check_evaluations())

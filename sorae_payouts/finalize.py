@@ -134,6 +134,7 @@ def finalize_period(engine: sa.Engine, period: date, *, now: datetime, holding_d
             names = ", ".join(period_key(as_date(p)) for p in earlier)
             raise FinalizeError(f"earlier periods with commissions are not finalized yet: {names}; "
                                 f"finalize them first (periods are finalized in order)")
+        _refresh_planner_statistics(conn)
         # The period row goes first: from here on the commission triggers refuse changes to the month,
         # and a concurrent finalization of the same month fails on the primary key.
         conn.execute(
@@ -150,6 +151,16 @@ def finalize_period(engine: sa.Engine, period: date, *, now: datetime, holding_d
                     "WHERE c.period > :period"), {"period": period}).scalar_one()
         return FinalizeReport(period, False, now, load_snapshots(conn, period),
                               counts.get("in_period", 0), counts.get("clawback", 0), waiting)
+
+
+def _refresh_planner_statistics(conn: sa.Connection) -> None:
+    """A month's import can add a million rows since the planner last looked: without fresh
+    statistics both databases drive the event join from the commission side (~2 s instead of ~0.4 s
+    per million). Sampled, so it costs milliseconds (SQLite) to ~0.2 s (PostgreSQL)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
+    for table in ("commission", "order_event", "commission_adjustment"):
+        conn.exec_driver_sql(f"ANALYZE {table}")
 
 
 def load_snapshots(conn: sa.Connection, period: date) -> list[CurrencySnapshot]:

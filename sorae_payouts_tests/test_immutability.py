@@ -38,6 +38,17 @@ def test_open_period_commission_can_be_corrected(engine):
     assert _raw_ok(engine, "UPDATE commission SET amount_minor = 6000") == 1
 
 
+def test_commissions_must_name_a_known_affiliate_and_affiliates_stay(engine):
+    add_affiliate(engine, "alice")
+    add_commission(engine, "alice", 5_000)
+    _raw_fails(engine, "INSERT INTO commission (commission_id, affiliate_id, order_id, amount_minor, currency, "
+                       "earned_at, period, imported_at) SELECT 'c2', 'nobody', 'o2', 100, 'usd', earned_at, period, "
+                       "imported_at FROM commission")
+    _raw_fails(engine, "DELETE FROM affiliate")
+    _raw_fails(engine, "UPDATE affiliate SET affiliate_id = 'alicia'")
+    assert _raw_ok(engine, "UPDATE affiliate SET email = 'new@example.com'") == 1
+
+
 @pytest.mark.parametrize("statement", [
     "UPDATE commission SET amount_minor = amount_minor + 1",
     "UPDATE commission SET affiliate_id = affiliate_id",
