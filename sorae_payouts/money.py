@@ -30,6 +30,8 @@ TWO_DECIMAL = frozenset(
 SUPPORTED_CURRENCIES = ZERO_DECIMAL | THREE_DECIMAL | TWO_DECIMAL
 
 _AMOUNT_PATTERN = r"^(\d+)(?:\.(\d+))?$"
+# BIGINT holds 9.2e18: 15 whole digits plus up to 3 decimals stays far inside it. Larger is a bug.
+MAX_WHOLE_DIGITS = 15
 _AMOUNT_RE = re.compile(_AMOUNT_PATTERN)
 
 
@@ -59,6 +61,8 @@ def parse_minor(text: str, currency: str) -> int:
     if not match:
         raise MoneyError(f"amount {text!r} is not a plain decimal number like 12.34")
     whole, fraction = match.group(1), match.group(2) or ""
+    if len(whole.lstrip("0")) > MAX_WHOLE_DIGITS:
+        raise MoneyError(f"amount {text!r} is too large (more than {MAX_WHOLE_DIGITS} whole digits)")
     if len(fraction) > places:
         raise MoneyError(f"amount {text!r} has more than {places} decimals allowed for {currency}")
     return int(whole) * 10**places + (int(fraction.ljust(places, "0")) if places else 0)
@@ -93,11 +97,13 @@ def parse_minor_series(amounts: pd.Series, currencies: pd.Series) -> tuple[pd.Se
     reason = reason.mask(places.isna(), "unknown currency")
     reason = reason.mask(reason.isna() & text.isna(), "missing amount")
     reason = reason.mask(reason.isna() & ~well_formed, "not a plain decimal number like 12.34")
+    whole = text.str.replace(r"\.\d*$", "", regex=True)
+    too_big = (whole.str.lstrip("0").str.len() > MAX_WHOLE_DIGITS).fillna(False)
+    reason = reason.mask(reason.isna() & too_big, f"too large (more than {MAX_WHOLE_DIGITS} whole digits)")
     too_long = (fraction.str.len().astype("Int64") > places).fillna(False)
     reason = reason.mask(reason.isna() & too_long, "more decimals than the currency allows")
     ok = reason.isna()
     minor = pd.Series(pd.NA, index=amounts.index, dtype="Int64")
-    whole = text.str.replace(r"\.\d*$", "", regex=True)
     for n in places[ok].unique().tolist():
         rows = ok & (places == n)
         whole_int = pd.to_numeric(whole[rows], errors="raise").astype("int64")

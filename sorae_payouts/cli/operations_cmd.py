@@ -70,19 +70,25 @@ def retry(
     _print_outcome(report.outcome)
 
 
-def refresh(period: str = typer.Argument(None, help="YYYY-MM; default: every executed batch")) -> None:
+def refresh(period: str = typer.Argument(None, help="YYYY-MM; default: every executed batch"),
+            as_json: bool = typer.Option(False, "--json")) -> None:
     """Resolve unknown outcomes, record reversals and account readiness changes (appended history)."""
     engine = create_ledger_engine()
     gateway = _gateway()
     with engine.connect() as conn:
         periods = [parse_period(period)] if period else [b.period for b in list_batches(conn) if b.status != "draft"]
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
+                  console=console, disable=as_json) as progress:
         task = progress.add_task("refreshing batches", total=len(periods))
         reports = []
         for p in periods:
             reports.append(refresh_batch(engine, gateway, p))
             progress.advance(task)
+    if as_json:
+        typer.echo(json.dumps([{"batch_id": r.batch_id, "resolved": r.resolved, "still_unknown": r.still_unknown,
+                                "reversal_changes": len(r.reversal_changes), "account_changes": len(r.account_changes),
+                                "released_holds": r.released_holds} for r in reports], indent=2))
+        return
     table = Table("batch", "resolved", "still unknown", "reversal changes", "account changes", "holds released")
     for r in reports:
         table.add_row(r.batch_id, str(r.resolved), str(r.still_unknown), str(len(r.reversal_changes)),

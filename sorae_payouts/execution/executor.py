@@ -165,6 +165,8 @@ class _Run:
             with self.lock:
                 self.report.sent += 1
             if outcome.disposition is Disposition.RETRY_SAME_KEY:
+                if outcome.error and outcome.error.should_retry_header == "false":
+                    break  # Stripe says re-sending now is pointless: the next run or a refresh does it
                 time.sleep(random.uniform(0, min(self.settings.backoff_max_seconds,
                                                  self.settings.backoff_base_seconds * 2 ** send)))
                 continue
@@ -178,7 +180,7 @@ class _Run:
             ledger.record(self.engine, attempt, outcome, now=self.clock())
             return
         ledger.record(self.engine, attempt, outcome, now=self.clock(),
-                      unknown_reason=f"still refused after {self.settings.same_key_attempts} sends "
+                      unknown_reason=f"not accepted after {send + 1} sends "
                                      f"({outcome.error.code if outcome.error else 'unknown'}); same key next run")
 
     def _request(self, item: ledger.WorkItem, attempt: ledger.Attempt) -> TransferRequest:

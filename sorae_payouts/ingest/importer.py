@@ -31,7 +31,7 @@ SPECS: dict[ImportKind, KindSpec] = {
     ImportKind.COMMISSIONS: commissions.SPEC,
     ImportKind.ORDER_EVENTS: order_events.SPEC,
 }
-DEFAULT_CHUNK_ROWS = 200_000
+DEFAULT_CHUNK_ROWS = 100_000
 _DATABASE_ERRORS = (sa.exc.SQLAlchemyError, psycopg.Error, sqlite3.Error)
 
 

@@ -89,8 +89,10 @@ def test_refresh_resolves_a_lost_answer_without_a_second_transfer(engine, sandbo
     seed_batch(engine, stripe_client, {"alice": 5_000, "bob": 6_000})
     crash_after_stripe_call(engine, sandbox, {"alice"})
     assert item_states(engine)["alice"][0] == "processing"
-    result = cli("refresh", "2026-10")
+    result = cli("refresh", "2026-10", "--json")
     assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == [{"batch_id": "payout_2026-10", "resolved": 1, "still_unknown": 0,
+                                          "reversal_changes": 0, "account_changes": 0, "released_holds": 0}]
     assert item_states(engine)["alice"] == ("posted", None)
     assert item_states(engine)["bob"][0] == "pending"  # refresh resolves, it does not send new work
     assert len(assert_paid_exactly_once(engine, stripe_client)) == 1
