@@ -29,6 +29,15 @@ def _period(text: str):
         raise typer.BadParameter(str(exc)) from exc
 
 
+def _load(conn, period: str):
+    """The period's batch, or a clear message and exit code 1."""
+    try:
+        return load_batch(conn, _period(period))
+    except BatchError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
 @app.command("list")
 def list_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """All batches with their status and approval."""
@@ -50,11 +59,7 @@ def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
     """The batch of a period and its items with their outcome (transfer id, error code); all items
     with --json, the totals and the first items otherwise."""
     with create_ledger_engine().connect() as conn:
-        try:
-            batch = load_batch(conn, _period(period))
-        except BatchError as exc:
-            console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from exc
+        batch = _load(conn, period)
         items = list(item_outcomes(conn, batch.batch_id))
     if as_json:
         typer.echo(json.dumps({"batch": batch.as_json(), "items": items}, indent=2))
@@ -85,11 +90,7 @@ def export_command(period: str = typer.Argument(..., help="YYYY-MM"),
                    csv_path: Path = typer.Option(..., "--csv", help="Where to write the full manifest.")) -> None:
     """Write the full manifest of a period to CSV (amounts in minor units and exact major units)."""
     with create_ledger_engine().connect() as conn:
-        try:
-            batch = load_batch(conn, _period(period))
-        except BatchError as exc:
-            console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from exc
+        batch = _load(conn, period)
         count = 0
         with csv_path.open("w", newline="") as handle:
             writer = None

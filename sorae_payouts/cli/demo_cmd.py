@@ -108,7 +108,8 @@ def _demo(month: str, affiliates: int, commissions: int) -> None:
 
 def _run(defs, job_name: str, partition: str, instance) -> None:
     result = defs.resolve_job_def(job_name).execute_in_process(
-        partition_key=partition, instance=instance, raise_on_error=False)
+        partition_key=partition, instance=instance, raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})  # the summary says the rest
     for evaluation in result.get_asset_check_evaluations():
         colour = "green" if evaluation.passed else "red"
         console.print(f"check {evaluation.check_name}: [{colour}]{'passed' if evaluation.passed else 'FAILED'}[/]")

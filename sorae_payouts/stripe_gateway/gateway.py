@@ -141,15 +141,7 @@ class StripeGateway:
 
     def all_account_readiness(self) -> Iterator[AccountReadiness]:
         """Every connected account of the platform, 100 per request (cheaper than one GET each)."""
-        params: dict = {"limit": 100}
-        while True:
-            self.limiter.acquire()
-            page = self.client.v1.accounts.list(params=params)
-            for account in page.data:
-                yield _readiness(account)
-            if not page.has_more or not page.data:
-                return
-            params["starting_after"] = page.data[-1].id
+        return map(_readiness, self._pages(self.client.v1.accounts.list, {"limit": 100}))
 
     def available_balance(self) -> dict[str, int]:
         self.limiter.acquire()
@@ -161,11 +153,15 @@ class StripeGateway:
         params: dict = {"transfer_group": transfer_group, "limit": 100}
         if destination:
             params["destination"] = destination
+        return map(_record, self._pages(self.client.v1.transfers.list, params))
+
+    def _pages(self, list_call, params: dict) -> Iterator:
+        """Every object of a Stripe list endpoint, following `starting_after`, each page rate-limited."""
+        params = dict(params)
         while True:
             self.limiter.acquire()
-            page = self.client.v1.transfers.list(params=params)
-            for transfer in page.data:
-                yield _record(transfer)
+            page = list_call(params=params)
+            yield from page.data
             if not page.has_more or not page.data:
                 return
             params["starting_after"] = page.data[-1].id
