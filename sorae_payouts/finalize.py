@@ -27,6 +27,9 @@ import sqlalchemy as sa
 from sorae_payouts.ledger.sql import as_date, as_utc, least, text
 from sorae_payouts.periods import finalizable_at, period_key
 
+# Days after a month ends before it may be finalized, so late reversals still count (configurable).
+DEFAULT_HOLDING_DAYS = 3
+
 # Spreads a row's amount over its key so a moved or swapped amount changes the checksum; the modulus
 # keeps the sum far from BIGINT overflow at 10M rows per period.
 CHECKSUM_SQL = "SUM((amount_minor % 1000003) * (commission_pk % 997 + 1))"

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sorae_payouts.batches import BatchError, approve_batch, list_batches, load_batch
-from sorae_payouts.execution.outcomes import item_outcomes
+from sorae_payouts.cli.tables import outcome_table
+from sorae_payouts.execution.outcomes import batch_outcome, item_outcomes
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.money import format_minor, to_decimal
 from sorae_payouts.periods import parse_period, period_key
@@ -61,19 +62,13 @@ def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
     with create_ledger_engine().connect() as conn:
         batch = _load(conn, period)
         items = list(item_outcomes(conn, batch.batch_id))
+        outcome = batch_outcome(conn, batch.batch_id)
     if as_json:
         typer.echo(json.dumps({"batch": batch.as_json(), "items": items}, indent=2))
         return
     console.print(f"[bold]{batch.batch_id}[/bold] {batch.status}, {batch.item_count} items, "
                   f"manifest hash {batch.manifest_hash}")
-    totals: dict[tuple[str, str], list[int]] = {}
-    for item in items:
-        t = totals.setdefault((item["currency"], item["outcome"]), [0, 0])
-        t[0], t[1] = t[0] + 1, t[1] + item["amount_minor"]
-    summary = Table("currency", "status", "items", "amount")
-    for (currency, status), (count, amount) in sorted(totals.items()):
-        summary.add_row(currency, status, str(count), format_minor(amount, currency))
-    console.print(summary)
+    console.print(outcome_table(outcome))
     table = Table("item", "affiliate", "currency", "amount", "status", "reason / error", "transfer", "account")
     for item in items[:PREVIEW_ROWS]:
         reason = item["carry_reason"] or item["hold_reason"] or item["error_code"] or item["unknown_reason"] or ""

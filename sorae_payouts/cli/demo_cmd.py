@@ -16,20 +16,19 @@ from pathlib import Path
 import stripe
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from sorae_payouts.batches import BatchError, approve_batch
+from sorae_payouts.cli.tables import outcome_table
 from sorae_payouts.demo_accounts import ensure_demo_accounts
 from sorae_payouts.demo_data import write_demo_data
 from sorae_payouts.execution.outcomes import batch_outcome
 from sorae_payouts.ingest import ImportKind, import_file
 from sorae_payouts.ledger.database import create_ledger_engine, data_dir, database_url, redact, upgrade
 from sorae_payouts.manifest import batch_id_for
-from sorae_payouts.money import format_minor
+from sorae_payouts.finalize import DEFAULT_HOLDING_DAYS
 from sorae_payouts.periods import finalizable_at, parse_period
 
 console = Console()
-DEFAULT_HOLDING_DAYS = 3
 SANDBOX_KEY = "sk_test_sorae_demo"
 SANDBOX_BALANCES = {"usd": 100_000_000_00, "eur": 100_000_000_00, "jpy": 10_000_000_000}
 
@@ -121,11 +120,6 @@ def _run(defs, job_name: str, partition: str, instance) -> None:
 
 
 def _print_batch(engine, partition: str) -> None:
-    batch_id = batch_id_for(parse_period(partition))
     with engine.connect() as conn:
-        outcome = batch_outcome(conn, batch_id)
-    table = Table("currency", "outcome", "items", "amount", title=f"{batch_id}: {outcome.status}")
-    for (currency, status), (count, amount) in sorted(outcome.totals.items()):
-        table.add_row(currency, status, str(count), format_minor(amount, currency))
-    console.print(table)
+        console.print(outcome_table(batch_outcome(conn, batch_id_for(parse_period(partition)))))
     console.print(f"item details: `sorae-payouts batch show {partition[:7]}`")

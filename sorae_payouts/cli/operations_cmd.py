@@ -9,13 +9,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sorae_payouts.batches import BatchError, list_batches
-from sorae_payouts.execution.executor import ExecutionRefused, execute_batch, utcnow
+from sorae_payouts.batches import BatchError
+from sorae_payouts.cli.tables import outcome_table
+from sorae_payouts.execution.executor import ExecutionRefused, utcnow
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.money import format_minor
 from sorae_payouts.operations.reconcile import reconcile_batch
-from sorae_payouts.operations.refresh import refresh_batch
-from sorae_payouts.operations.retry import apply_retry, plan_retry
+from sorae_payouts.operations.refresh import refresh_batch, refreshable_periods
+from sorae_payouts.operations.retry import execute_retry, plan_retry
 from sorae_payouts.periods import parse_period
 from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, StripeGateway, config_from_environment
 
@@ -61,13 +62,12 @@ def retry(
         console.print(f"[yellow]refused[/yellow] item {refused['payout_item_id']}: {refused['reason']}")
     if dry_run or not sends:
         raise typer.Exit(1 if plan.refused and not sends else 0)
-    moved = set(apply_retry(engine, plan, now=utcnow()))
     try:
-        report = execute_batch(engine, _gateway(), parse_period(period), only=lambda i: i.payout_item_id in moved)
+        report = execute_retry(engine, _gateway(), plan, now=utcnow())
     except ExecutionRefused as exc:
         console.print(f"[red]{exc}[/red] (the items stay pending)")
         raise typer.Exit(1) from exc
-    _print_outcome(report.outcome)
+    console.print(outcome_table(report.outcome))
 
 
 def refresh(period: str = typer.Argument(None, help="YYYY-MM; default: every executed batch"),
@@ -76,7 +76,7 @@ def refresh(period: str = typer.Argument(None, help="YYYY-MM; default: every exe
     engine = create_ledger_engine()
     gateway = _gateway()
     with engine.connect() as conn:
-        periods = [parse_period(period)] if period else [b.period for b in list_batches(conn) if b.status != "draft"]
+        periods = refreshable_periods(conn, parse_period(period) if period else None)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, disable=as_json) as progress:
         task = progress.add_task("refreshing batches", total=len(periods))
@@ -85,9 +85,7 @@ def refresh(period: str = typer.Argument(None, help="YYYY-MM; default: every exe
             reports.append(refresh_batch(engine, gateway, p))
             progress.advance(task)
     if as_json:
-        typer.echo(json.dumps([{"batch_id": r.batch_id, "resolved": r.resolved, "still_unknown": r.still_unknown,
-                                "reversal_changes": len(r.reversal_changes), "account_changes": len(r.account_changes),
-                                "released_holds": r.released_holds} for r in reports], indent=2))
+        typer.echo(json.dumps([r.as_json() for r in reports], indent=2))
         return
     table = Table("batch", "resolved", "still unknown", "reversal changes", "account changes", "holds released")
     for r in reports:
@@ -111,13 +109,6 @@ def reconcile(period: str = typer.Argument(..., help="YYYY-MM"), as_json: bool =
             console.print(table)
     if not result.passed:
         raise typer.Exit(1)
-
-
-def _print_outcome(outcome) -> None:
-    table = Table("currency", "outcome", "items", "amount", title=f"{outcome.batch_id}: {outcome.status}")
-    for (currency, status), (count, amount) in sorted(outcome.totals.items()):
-        table.add_row(currency, status, str(count), format_minor(amount, currency))
-    console.print(table)
 
 
 def register(app: typer.Typer) -> None:

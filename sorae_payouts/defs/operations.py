@@ -5,11 +5,11 @@ from datetime import datetime, timezone
 import dagster as dg
 from pydantic import Field
 
-from sorae_payouts.batches import BatchError, approve_batch, list_batches
+from sorae_payouts.batches import BatchError, approve_batch
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
-from sorae_payouts.execution.executor import ExecutionRefused, execute_batch
-from sorae_payouts.operations.refresh import refresh_batch
-from sorae_payouts.operations.retry import apply_retry, plan_retry
+from sorae_payouts.execution.executor import ExecutionRefused
+from sorae_payouts.operations.refresh import refresh_batch, refreshable_periods
+from sorae_payouts.operations.retry import execute_retry, plan_retry
 from sorae_payouts.periods import parse_period
 
 
@@ -58,10 +58,9 @@ def retry_items_op(context: dg.OpExecutionContext, config: RetryConfig, ledger: 
                          f"{item['next_idempotency_key']}")
     if config.dry_run or not plan.retry:
         return
-    moved = set(apply_retry(ledger.engine, plan, now=datetime.now(timezone.utc)))
     try:
-        report = execute_batch(ledger.engine, stripe.gateway(), period, settings=stripe.execution_settings(),
-                               only=lambda item: item.payout_item_id in moved)
+        report = execute_retry(ledger.engine, stripe.gateway(), plan, now=datetime.now(timezone.utc),
+                               settings=stripe.execution_settings())
     except ExecutionRefused as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
     context.log.info(f"{report.batch_id}: {report.outcome.count('posted')} posted, "
@@ -82,13 +81,11 @@ def refresh_payouts_op(context: dg.OpExecutionContext, config: RefreshConfig, le
                        stripe: StripeResource) -> None:
     """Resolve unknown outcomes, append reversal and account readiness changes, release holds."""
     with ledger.engine.connect() as conn:
-        periods = ([parse_period(config.period)] if config.period
-                   else [b.period for b in list_batches(conn) if b.status != "draft"])
+        periods = refreshable_periods(conn, parse_period(config.period) if config.period else None)
+    gateway = stripe.gateway()  # one client and one rate limiter for every batch of this run
     for period in periods:
-        report = refresh_batch(ledger.engine, stripe.gateway(), period, settings=stripe.execution_settings())
-        context.log.info(f"{report.batch_id}: {report.resolved} resolved, {report.still_unknown} still unknown, "
-                         f"{len(report.reversal_changes)} reversal changes, {len(report.account_changes)} "
-                         f"account changes, {report.released_holds} holds released")
+        report = refresh_batch(ledger.engine, gateway, period, settings=stripe.execution_settings())
+        context.log.info(f"refreshed {report.as_json()}")
 
 
 @dg.job(description="Payout status refresh (same as `sorae-payouts refresh`).")

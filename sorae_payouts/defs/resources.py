@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from pydantic import PrivateAttr
 
 from sorae_payouts.execution.executor import ExecutionSettings
+from sorae_payouts.finalize import DEFAULT_HOLDING_DAYS
 from sorae_payouts.ledger.database import create_ledger_engine, database_url, redact
 from sorae_payouts.manifest import DEFAULT_DUAL_APPROVAL_OVER, DEFAULT_MINIMUM_PAYOUT, PayoutPolicy
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
@@ -43,7 +44,7 @@ class PayoutSettings(dg.ConfigurableResource):
     two different people must approve (amounts in major units, exact decimal strings). The last two
     are frozen into each batch when its manifest is built."""
 
-    holding_days: int = 3
+    holding_days: int = DEFAULT_HOLDING_DAYS
     minimum_payout: dict[str, str] = dict(DEFAULT_MINIMUM_PAYOUT)
     dual_approval_over: dict[str, str] = dict(DEFAULT_DUAL_APPROVAL_OVER)
 

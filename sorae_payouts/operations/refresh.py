@@ -17,7 +17,7 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.batches import load_batch
+from sorae_payouts.batches import list_batches, load_batch
 from sorae_payouts.execution.executor import ExecutionSettings, execute_batch, utcnow
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.stripe_gateway import StripeGateway
@@ -31,6 +31,16 @@ class RefreshReport:
     reversal_changes: list[dict] = field(default_factory=list)
     account_changes: list[dict] = field(default_factory=list)
     released_holds: int = 0
+
+    def as_json(self) -> dict:
+        return {"batch_id": self.batch_id, "resolved": self.resolved, "still_unknown": self.still_unknown,
+                "reversal_changes": len(self.reversal_changes), "account_changes": len(self.account_changes),
+                "released_holds": self.released_holds}
+
+
+def refreshable_periods(conn: sa.Connection, period: date | None = None) -> list[date]:
+    """The given period, or every batch that has left draft (only executed batches can change in Stripe)."""
+    return [period] if period else [b.period for b in list_batches(conn) if b.status != "draft"]
 
 
 def refresh_batch(engine: sa.Engine, gateway: StripeGateway, period: date, *, now: datetime | None = None,

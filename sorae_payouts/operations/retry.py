@@ -15,7 +15,10 @@ import sqlalchemy as sa
 
 from sorae_payouts.batches import load_batch
 from sorae_payouts.execution.attempts import idempotency_key, ledger_id
+from sorae_payouts.execution.executor import ExecutionReport, ExecutionSettings, execute_batch
 from sorae_payouts.execution.outcomes import item_outcomes
+from sorae_payouts.ledger.sql import text
+from sorae_payouts.stripe_gateway import StripeGateway
 
 _REFUSALS = {
     "posted": "already paid (transfer {transfer}); an item is never paid twice",
@@ -73,13 +76,20 @@ def apply_retry(engine: sa.Engine, plan: RetryPlan, *, now: datetime) -> list[in
     moved = []
     with engine.begin() as conn:
         for item in plan.retry:
-            updated = conn.execute(sa.text(
+            updated = conn.execute(text(
                 "UPDATE payout_item SET status = 'pending', hold_reason = NULL, status_updated_at = :now "
-                "WHERE payout_item_id = :i AND status = 'failed'").bindparams(
-                sa.bindparam("now", type_=sa.DateTime(timezone=True))), {"now": now, "i": item["payout_item_id"]})
+                "WHERE payout_item_id = :i AND status = 'failed'"), {"now": now, "i": item["payout_item_id"]})
             if updated.rowcount == 1:
                 moved.append(item["payout_item_id"])
         if moved:  # a completed batch has work again
-            conn.execute(sa.text("UPDATE payout_batch SET status = 'partially_completed' WHERE batch_id = :b "
-                                 "AND status = 'completed'"), {"b": plan.batch_id})
+            conn.execute(text("UPDATE payout_batch SET status = 'partially_completed' WHERE batch_id = :b "
+                              "AND status = 'completed'"), {"b": plan.batch_id})
     return moved
+
+
+def execute_retry(engine: sa.Engine, gateway: StripeGateway, plan: RetryPlan, *, now: datetime,
+                  settings: ExecutionSettings | None = None) -> ExecutionReport:
+    """Apply the plan, then send only the items it moved back to pending (each with a new attempt).
+    Raises `ExecutionRefused` (nothing sent, items stay pending) like any execution."""
+    moved = set(apply_retry(engine, plan, now=now))
+    return execute_batch(engine, gateway, plan.period, settings=settings, only=lambda i: i.payout_item_id in moved)
