@@ -29,7 +29,9 @@ TWO_DECIMAL = frozenset(
 )
 SUPPORTED_CURRENCIES = ZERO_DECIMAL | THREE_DECIMAL | TWO_DECIMAL
 
-_AMOUNT_PATTERN = r"^(\d+)(?:\.(\d+))?$"
+# [0-9], never \d: \d also matches other scripts' digits ("١٢", "１２"), which int() would accept.
+_AMOUNT_PATTERN = r"^([0-9]+)(?:\.([0-9]+))?$"
+NON_ASCII_DIGITS = "digits must be ASCII 0-9"
 # BIGINT holds 9.2e18: 15 whole digits plus up to 3 decimals stays far inside it. Larger is a bug.
 MAX_WHOLE_DIGITS = 15
 _AMOUNT_RE = re.compile(_AMOUNT_PATTERN)
@@ -57,6 +59,8 @@ def parse_minor(text: str, currency: str) -> int:
     rather than rounding: a commission of "12.345" usd is an upstream bug, not 1234 or 1235 cents.
     """
     places = exponent(currency)
+    if has_non_ascii_digit(text):
+        raise MoneyError(f"amount {text!r}: {NON_ASCII_DIGITS}")
     match = _AMOUNT_RE.match(text.strip())
     if not match:
         raise MoneyError(f"amount {text!r} is not a plain decimal number like 12.34")
@@ -92,12 +96,13 @@ def parse_minor_series(amounts: pd.Series, currencies: pd.Series) -> tuple[pd.Se
     text = amounts.astype("string").str.strip()
     places = currencies.astype("category").map(_exponent_or_none).astype("Int64")
     well_formed = text.str.fullmatch(_AMOUNT_PATTERN[1:-1]).fillna(False)
-    fraction = text.str.replace(r"^\d+\.?", "", regex=True)
+    fraction = text.str.replace(r"^[0-9]+\.?", "", regex=True)
     reason = pd.Series(pd.NA, index=amounts.index, dtype="string")
     reason = reason.mask(places.isna(), "unknown currency")
     reason = reason.mask(reason.isna() & text.isna(), "missing amount")
+    reason = reason.mask(reason.isna() & non_ascii_digits(text.fillna("")), NON_ASCII_DIGITS)
     reason = reason.mask(reason.isna() & ~well_formed, "not a plain decimal number like 12.34")
-    whole = text.str.replace(r"\.\d*$", "", regex=True)
+    whole = text.str.replace(r"\.[0-9]*$", "", regex=True)
     too_big = (whole.str.lstrip("0").str.len() > MAX_WHOLE_DIGITS).fillna(False)
     reason = reason.mask(reason.isna() & too_big, f"too large (more than {MAX_WHOLE_DIGITS} whole digits)")
     too_long = (fraction.str.len().astype("Int64") > places).fillna(False)
@@ -117,3 +122,17 @@ def _exponent_or_none(currency: object) -> int | None:
         return exponent(currency) if isinstance(currency, str) else None
     except MoneyError:
         return None
+
+
+def has_non_ascii_digit(text: str) -> bool:
+    """True when `text` holds a digit of another script (Arabic-Indic, full-width, ...)."""
+    return not text.isascii() and any(ch.isdigit() and not ("0" <= ch <= "9") for ch in text)
+
+
+def non_ascii_digits(text: pd.Series) -> pd.Series:
+    """Column-wise `has_non_ascii_digit`; only the (rare) non-ASCII values are looked at one by one."""
+    found = pd.Series(False, index=text.index)
+    candidates = text.str.contains(r"[^\x00-\x7f]", regex=True).fillna(False).astype(bool)
+    if candidates.any():
+        found[candidates] = text[candidates].map(has_non_ascii_digit).astype(bool)
+    return found

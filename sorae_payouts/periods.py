@@ -3,15 +3,22 @@ Dagster's `MonthlyPartitionsDefinition` uses ("2026-10-01")."""
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime, timedelta, timezone
+
+DEFAULT_FIRST_PERIOD = "2025-01"
 
 
 def parse_period(text: str) -> date:
     """Accept "2026-10" or "2026-10-01" (a partition key) and return the month's first day."""
     parts = text.strip().split("-")
-    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "01"):
+    if (len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "01")
+            or not all(p.isascii() and p.isdigit() for p in parts) or len(parts[0]) != 4 or len(parts[1]) != 2):
         raise ValueError(f"period {text!r} must look like 2026-10 or 2026-10-01")
-    return date(int(parts[0]), int(parts[1]), 1)
+    try:
+        return date(int(parts[0]), int(parts[1]), 1)
+    except ValueError:
+        raise ValueError(f"period {text!r} must look like 2026-10 or 2026-10-01") from None
 
 
 def period_of(moment: datetime) -> date:
@@ -38,3 +45,13 @@ def finalizable_at(period: date, holding_days: int) -> datetime:
 def period_key(period: date) -> str:
     """Human and Stripe-facing name of a period: "2026-10"."""
     return f"{period.year:04d}-{period.month:02d}"
+
+
+def first_period() -> date:
+    """The ledger's first period: SORAE_FIRST_PERIOD (YYYY-MM), default 2025-01. The Dagster partitions
+    start there, and no commission or order event dated before it is accepted."""
+    raw = os.environ.get("SORAE_FIRST_PERIOD", "").strip() or DEFAULT_FIRST_PERIOD
+    try:
+        return parse_period(raw)
+    except ValueError:
+        raise ValueError(f"SORAE_FIRST_PERIOD={raw!r} must be a month like 2025-01") from None

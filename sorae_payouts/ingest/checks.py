@@ -8,10 +8,14 @@ once broken in the same file is a conflict, not a silent pick of the valid one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
 import numpy as np
 import pandas as pd
 
-from sorae_payouts.money import SUPPORTED_CURRENCIES, exponent, parse_minor_series
+from sorae_payouts.money import NON_ASCII_DIGITS, SUPPORTED_CURRENCIES, exponent, non_ascii_digits, parse_minor_series
+from sorae_payouts.periods import first_period, period_key
 
 # Column widths of the ledger (String(64)): a longer id would abort the whole load in PostgreSQL.
 MAX_ID_LENGTH = 64
@@ -29,16 +33,44 @@ _MONEY_REASONS = {
 }
 
 
+# How far ahead of this machine's clock a timestamp may be: other systems' clocks drift a little.
+CLOCK_SKEW = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class DateWindow:
+    """The instants a commission or order event may carry: from the start of the ledger's first
+    period (SORAE_FIRST_PERIOD) to now plus a small clock skew. An older date would open a month
+    before the first one, which no month-end can ever finalize (and which then blocks every later
+    month); a date in the future is a typo or a broken clock."""
+
+    earliest: datetime
+    latest: datetime
+
+    @classmethod
+    def at(cls, now: datetime) -> "DateWindow":
+        first = first_period()
+        return cls(datetime(first.year, first.month, 1, tzinfo=timezone.utc), now + CLOCK_SKEW)
+
+    def describe(self) -> str:
+        return (f"accepted from {self.earliest:%Y-%m-%d} (first period {period_key(self.earliest.date())}, "
+                f"SORAE_FIRST_PERIOD) to {self.latest:%Y-%m-%d %H:%M} UTC (now + "
+                f"{int(CLOCK_SKEW.total_seconds() // 60)} min clock skew)")
+
+
 class RowChecks:
     """Collects the problems of the rows of one chunk; `row_no` numbers them in the whole file."""
 
-    def __init__(self, chunk: pd.DataFrame, first_row: int = 1, row_no: pd.Series | None = None) -> None:
+    def __init__(self, chunk: pd.DataFrame, first_row: int = 1, row_no: pd.Series | None = None,
+                 window: DateWindow | None = None) -> None:
         self.chunk = chunk
         if row_no is None:
             row_no = pd.Series(np.arange(first_row, first_row + len(chunk), dtype="int64"), index=chunk.index)
         self.row_no = row_no
+        self.window = window or DateWindow.at(datetime.now(timezone.utc))
         self._parts: list[pd.DataFrame] = []
         self._bad = pd.Series(False, index=chunk.index)
+        self._unreadable: pd.DataFrame | None = None
 
     def fail(self, mask: pd.Series, column: str, reason: str | pd.Series) -> None:
         """Record `reason` (text, or one per row) against `column` for the rows where `mask` is true."""
@@ -67,6 +99,22 @@ class RowChecks:
         for column in columns:
             self.fail(self.chunk[column].str.contains("\x00", regex=False), column, "contains a NUL character")
 
+    def unreadable(self, rows: pd.Series, problems: pd.DataFrame) -> None:
+        """`rows` (a mask) could not be read at all: their only problems are `problems` (row_no, col,
+        reason, value), whatever the other checks said about their (empty) fields."""
+        if rows.any():
+            self._bad |= rows
+            self._unreadable = problems
+
+    def cell_length(self, limit: int, *columns: str) -> None:
+        """Cells longer than `limit` bytes (Parquet has no line limit; a CSV line is already capped)."""
+        for column in columns:
+            text = self.chunk[column]
+            long = text.str.len() > limit // 4  # a character is at most 4 bytes: only these can be too long
+            if long.any():
+                long[long] = text[long].map(lambda v: len(v.encode("utf-8", "surrogatepass")) > limit)
+                self.fail(long, column, f"{column} is longer than the limit of {limit:,} bytes")
+
     def identifier(self, *columns: str) -> None:
         for column in columns:
             too_long = self.chunk[column].str.len() > MAX_ID_LENGTH
@@ -85,6 +133,9 @@ class RowChecks:
         (rows with a known currency and a non-blank amount); <NA> where it does not parse."""
         text = self.chunk[column]
         minor = pd.Series(pd.NA, index=text.index, dtype="Int64")
+        foreign = rows & non_ascii_digits(text)
+        self.fail(foreign, column, NON_ASCII_DIGITS)
+        rows = rows & ~foreign
         too_large = rows & text.str.match(f"[0-9]{{{MAX_WHOLE_DIGITS + 1}}}")
         self.fail(too_large, column, f"amount too large (more than {MAX_WHOLE_DIGITS} digits before the point)")
         rows = rows & ~too_large
@@ -105,20 +156,30 @@ class RowChecks:
     def timestamp(self, column: str) -> pd.Series:
         """UTC instants of an ISO 8601 column that must carry a time zone; NaT where rejected."""
         text = self.chunk[column]
-        present = text != ""
+        foreign = non_ascii_digits(text)
+        self.fail(foreign, column, NON_ASCII_DIGITS)
+        present = (text != "") & ~foreign
         moment = pd.to_datetime(text.where(present), utc=True, format="ISO8601", errors="coerce")
+        moment = moment.astype("datetime64[us, UTC]")
         unparseable = present & moment.isna()
         self.fail(unparseable, column, "not an ISO 8601 timestamp like 2026-10-05T12:00:00Z")
         naive = present & ~unparseable & ~text.str.contains(_ZONE_PATTERN, regex=True)
         self.fail(naive, column, "timestamp has no time zone (naive); write it like 2026-10-05T12:00:00Z "
                   "or 2026-10-05T14:00:00+02:00")
-        return moment.where(~naive).astype("datetime64[us, UTC]")
+        outside = present & ~unparseable & ~naive & (
+            (moment < self.window.earliest) | (moment > self.window.latest)).fillna(False)
+        self.fail(outside, column, f"{column} outside the plausible window: {self.window.describe()}")
+        return moment.where(~naive & ~outside & ~foreign)
 
     def rejects(self) -> pd.DataFrame:
         """All problems of the chunk, in row order and, within a row, in the order they were found."""
-        if not self._parts:
+        parts = self._parts
+        if self._unreadable is not None:  # their fields were blanks standing in for an unreadable line
+            skip = set(self._unreadable["row_no"].tolist())
+            parts = [p[~p["row_no"].isin(skip)] for p in parts] + [self._unreadable]
+        if not parts:
             return pd.DataFrame(columns=["row_no", "col", "reason", "value"])
-        return pd.concat(self._parts, ignore_index=True).sort_values("row_no", kind="stable")
+        return pd.concat(parts, ignore_index=True).sort_values("row_no", kind="stable")
 
     def stage_frame(self, parsed: pd.DataFrame) -> pd.DataFrame:
         """Raw fields + row number + ok flag + parsed values (nulled on rejected rows) for staging.

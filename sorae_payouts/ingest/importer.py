@@ -20,7 +20,9 @@ import psycopg
 import sqlalchemy as sa
 
 from sorae_payouts.ingest import affiliates, commissions, order_events
-from sorae_payouts.ingest.checks import RowChecks
+import pandas as pd
+
+from sorae_payouts.ingest.checks import DateWindow, RowChecks
 from sorae_payouts.ingest.model import ImportAbortedError, ImportKind, ImportReport, KindSpec
 from sorae_payouts.ingest.reader import Source, open_source, read_ahead
 from sorae_payouts.ingest.rejects import RejectsSummary, rejects_path, write_rejects
@@ -36,12 +38,13 @@ _DATABASE_ERRORS = (sa.exc.SQLAlchemyError, psycopg.Error, sqlite3.Error)
 
 
 def import_file(engine: sa.Engine, kind: ImportKind, path: Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                on_progress: Callable[[int], None] | None = None) -> ImportReport:
+                on_progress: Callable[[int], None] | None = None, now: datetime | None = None) -> ImportReport:
     """Import `path` (CSV or Parquet) of `kind` into the ledger behind `engine`.
 
     Valid rows load all together or not at all; invalid rows are reported (in the returned report
     and in `<input stem>.rejects.csv` next to the input) and never loaded. Re-importing a file is a
     no-op. `on_progress` is called after each chunk with the total number of rows read so far.
+    `now` (default: the clock) bounds the plausible dates and stamps `imported_at`.
 
     Raises `UnreadableFileError` when the file cannot be read at all (nothing loaded) and
     `ImportAbortedError` when the database refused the load (nothing loaded).
@@ -51,7 +54,9 @@ def import_file(engine: sa.Engine, kind: ImportKind, path: Path, *, chunk_rows: 
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
     started = time.monotonic()
-    source = open_source(path, spec.columns)
+    source = open_source(path, spec.columns, spec.optional)
+    now = now or datetime.now(timezone.utc)
+    window = DateWindow.at(now)
     target = rejects_path(path)
     temporary = target.with_name(f".{target.name}.partial")
     try:
@@ -59,7 +64,7 @@ def import_file(engine: sa.Engine, kind: ImportKind, path: Path, *, chunk_rows: 
             db = StagingArea(conn, spec, chunk_rows)
             try:
                 db.create()
-                chunks = _checked_chunks(source, spec, db, chunk_rows)
+                chunks = _checked_chunks(source, spec, db, chunk_rows, window)
                 if db.dialect == "postgresql":
                     # COPY sends a chunk in one call, so parsing the next chunk in a thread overlaps
                     # with it. Not on SQLite: executemany gives up the GIL once per row, and every
@@ -73,7 +78,7 @@ def import_file(engine: sa.Engine, kind: ImportKind, path: Path, *, chunk_rows: 
                         if on_progress is not None:
                             on_progress(db.rows_read)
                 db.finish_loading()
-                written = spec.apply(db, datetime.now(timezone.utc))
+                written = spec.apply(db, now)
                 try:
                     summary = write_rejects(db, path, temporary)
                 except OSError as exc:  # rejects nobody can read would be lost: load nothing instead
@@ -98,16 +103,24 @@ def import_file(engine: sa.Engine, kind: ImportKind, path: Path, *, chunk_rows: 
     )
 
 
-def _checked_chunks(source: Source, spec: KindSpec, db: StagingArea,
-                    chunk_rows: int) -> Iterator[tuple[int, Prepared, Prepared]]:
+def _checked_chunks(source: Source, spec: KindSpec, db: StagingArea, chunk_rows: int,
+                    window: DateWindow) -> Iterator[tuple[int, Prepared, Prepared]]:
     """Read, check and convert chunk after chunk (possibly in the read-ahead thread: so no use of
     the connection here)."""
-    first_row = 1
     for chunk in source.chunks(chunk_rows):
-        checks = RowChecks(chunk, first_row=first_row)
-        parsed = spec.validate(chunk, checks)
-        yield len(chunk), db.prepare_stage(checks.stage_frame(parsed)), db.prepare_rejects(checks.rejects())
-        first_row += len(chunk)
+        frame, row_no, unreadable = chunk.frame, chunk.row_no, chunk.unreadable
+        if len(unreadable):
+            # Lines that could not be read are staged too (blank fields), so that every row of the file
+            # has exactly one outcome and the rejects file can list them in order.
+            blank = pd.DataFrame({c: pd.Series([""] * len(unreadable), dtype="str") for c in frame.columns})
+            frame = pd.concat([frame, blank], ignore_index=True)
+            row_no = pd.concat([row_no, unreadable["row_no"]], ignore_index=True)
+        checks = RowChecks(frame, row_no=row_no, window=window)
+        checks.unreadable(row_no.isin(unreadable["row_no"]) if len(unreadable) else pd.Series(False, index=frame.index),
+                          unreadable)
+        checks.cell_length(source.max_line_bytes, *spec.columns)
+        parsed = spec.validate(frame, checks)
+        yield chunk.rows, db.prepare_stage(checks.stage_frame(parsed)), db.prepare_rejects(checks.rejects())
 
 
 def _publish(rejects: RejectsSummary, target: Path) -> None:

@@ -96,7 +96,7 @@ class Written(NamedTuple):
 class KindSpec:
     """How one kind of file is checked and loaded.
 
-    `columns` are the required input columns (exactly these, in any order); `parsed` the typed
+    `columns` are the input columns (exactly these, in any order; those in `optional` may be absent); `parsed` the typed
     staging columns derived from them ("text", "int", "ts" or "date"). `validate` does the row-level
     checks of one chunk and returns the parsed columns; `apply` does the cross-row checks in SQL on
     the staging table and writes the ledger.
@@ -108,3 +108,4 @@ class KindSpec:
     parsed: tuple[tuple[str, str], ...]
     validate: Callable[[pd.DataFrame, "RowChecks"], pd.DataFrame]
     apply: Callable[["StagingArea", datetime], Written]
+    optional: tuple[str, ...] = ()  # columns of `columns` a file may leave out (read as "")

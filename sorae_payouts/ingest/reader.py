@@ -6,11 +6,15 @@ floats: a Parquet column of floating point type makes the file unreadable, decim
 their exact text.
 
 The header is checked before anything else: the file must have exactly the expected columns (in any
-order, names compared case-insensitively). A missing column, an unexpected one or a repeated one
-makes the whole file unreadable (`UnreadableFileError`): an unexpected column is most often the
-wrong file or a changed export, and silently dropping its data is how payments get lost. So is a
-CSV line with more or fewer fields than the header (broken quoting, a stray comma): the rows after
-it cannot be trusted, and the error quotes the line.
+order, names compared case-insensitively; a kind's optional columns may be absent and then read as
+""). A missing column, an unexpected one or a repeated one makes the whole file unreadable
+(`UnreadableFileError`): an unexpected column is most often the wrong file or a changed export, and
+silently dropping its data is how payments get lost. So is a header that is not UTF-8 or longer than
+the line limit.
+
+Past the header, a problem of one CSV line is a problem of that row only (see `csv_records`): a
+line that is not UTF-8, longer than the limit (`SORAE_MAX_LINE_BYTES`, default 1 MB), with the wrong
+number of fields or an unclosed quote is rejected with its row number; the other rows load.
 
 Files are streamed: a chunk of rows at a time, never the whole file in memory.
 """
@@ -18,8 +22,10 @@ Files are streamed: a chunk of rows at a time, never the whole file in memory.
 from __future__ import annotations
 
 import csv
+import io
+import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Full, Queue
 from typing import Iterator, TypeVar
@@ -30,12 +36,43 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from sorae_payouts.ingest.csv_records import (DEFAULT_MAX_RECORD_BYTES, HeaderError, RecordBatch, RecordProblem,
+                                              RecordSplitter)
 from sorae_payouts.ingest.model import UnreadableFileError
 
 T = TypeVar("T")
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
-CSV_BLOCK_BYTES = 4 << 20
+WHOLE_ROW = "(row)"  # the column named by a reject that concerns the whole line
+
+
+def max_line_bytes() -> int:
+    """The length cap of a header, a CSV line and a cell: SORAE_MAX_LINE_BYTES (bytes), default 1 MB."""
+    raw = os.environ.get("SORAE_MAX_LINE_BYTES", "").strip()
+    if not raw:
+        return DEFAULT_MAX_RECORD_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"SORAE_MAX_LINE_BYTES={raw!r} is not a number of bytes") from None
+    if value < 1024:
+        raise ValueError(f"SORAE_MAX_LINE_BYTES={value} is too small (at least 1024 bytes)")
+    return value
+
+
+@dataclass
+class ReadChunk:
+    """Consecutive rows of a file: `frame` the readable ones (exactly the source's columns, text,
+    stripped), `row_no` their data row numbers; `unreadable` the rows rejected as a whole while
+    reading (row_no, col, reason, value)."""
+
+    frame: pd.DataFrame
+    row_no: pd.Series
+    unreadable: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row_no", "col", "reason", "value"]))
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame) + len(self.unreadable)
 
 
 @dataclass(frozen=True)
@@ -47,40 +84,80 @@ class Source:
     header: tuple[str, ...]
     names: tuple[str, ...]
     columns: tuple[str, ...]
+    max_line_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
-    def chunks(self, chunk_rows: int) -> Iterator[pd.DataFrame]:
-        """Frames of at most `chunk_rows` rows with exactly `columns`, all text, stripped."""
-        tables = self._csv_tables(chunk_rows) if self.format == "csv" else self._parquet_tables(chunk_rows)
+    def chunks(self, chunk_rows: int) -> Iterator[ReadChunk]:
+        """Chunks of at most `chunk_rows` rows, in file order."""
+        if self.format == "csv":
+            yield from self._csv_chunks(chunk_rows)
+            return
+        first_row = 1
         try:
-            for table in tables:
-                frame = {name: pc.utf8_trim_whitespace(_as_text(table.column(i))).to_pandas()
-                         for i, name in enumerate(self.names)}
-                yield pd.DataFrame({c: frame[c].astype("str") for c in self.columns})
+            for table in self._parquet_tables(chunk_rows):
+                frame = self._frame(table)
+                yield ReadChunk(frame, pd.Series(range(first_row, first_row + len(frame)), dtype="int64"))
+                first_row += len(frame)
         except (pa.ArrowException, OSError) as exc:
             raise UnreadableFileError(f"{self.path}: cannot be read past the header: {exc}") from exc
 
-    def _csv_tables(self, chunk_rows: int) -> Iterator[pa.Table]:
-        # Arrow's CSV reader parses on all cores, several times faster than pandas'; everything is
-        # typed as string so nothing is ever inferred (no floats, no dates, no "NA" -> null).
-        batches = pa_csv.open_csv(
-            self.path,
-            read_options=pa_csv.ReadOptions(column_names=list(self.names), skip_rows=1, block_size=CSV_BLOCK_BYTES),
-            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-            convert_options=pa_csv.ConvertOptions(column_types={n: pa.string() for n in self.names},
-                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
-        )
-        pending: list[pa.RecordBatch] = []
-        count = 0
-        for batch in batches:
-            pending.append(batch)
-            count += batch.num_rows
-            while count >= chunk_rows:  # blocks are sized in bytes; chunks are sized in rows
-                table = pa.Table.from_batches(pending)
-                yield table.slice(0, chunk_rows)
-                rest = table.slice(chunk_rows)
-                pending, count = rest.to_batches(), rest.num_rows
-        if count:
-            yield pa.Table.from_batches(pending)
+    def _frame(self, table: pa.Table) -> pd.DataFrame:
+        frame = {name: pc.utf8_trim_whitespace(_as_text(table.column(i))).to_pandas()
+                 for i, name in enumerate(self.names)}
+        empty = pd.Series([""] * table.num_rows, dtype="str")
+        return pd.DataFrame({c: frame[c].astype("str") if c in frame else empty for c in self.columns})
+
+    def _csv_chunks(self, chunk_rows: int) -> Iterator[ReadChunk]:
+        with self.path.open("rb") as handle:
+            splitter = RecordSplitter(handle, None, max_record_bytes=self.max_line_bytes)
+            splitter.header()
+            splitter.fields = len(self.names)
+            for batch in splitter.batches(chunk_rows):
+                table = self._parse(batch)
+                unreadable = pd.DataFrame({"row_no": pd.Series([p.row_no for p in batch.problems], dtype="int64"),
+                                           "col": WHOLE_ROW, "reason": [p.reason for p in batch.problems],
+                                           "value": [p.value for p in batch.problems]})
+                yield ReadChunk(self._frame(table), pd.Series(batch.row_no, dtype="int64"), unreadable)
+
+    def _parse(self, batch: RecordBatch) -> pa.Table:
+        """Arrow parses the records the splitter kept; one row per record, or the slow path."""
+        names = list(self.names)
+        if batch.row_no:
+            # Arrow's CSV reader parses on all cores, several times faster than pandas'; everything is
+            # typed as string so nothing is ever inferred (no floats, no dates, no "NA" -> null).
+            try:
+                table = pa_csv.read_csv(
+                    pa.py_buffer(batch.data),
+                    read_options=pa_csv.ReadOptions(column_names=names, block_size=max(len(batch.data), 1 << 20)),
+                    parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+                    convert_options=pa_csv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                          strings_can_be_null=False, quoted_strings_can_be_null=False))
+                if table.num_rows == len(batch.row_no):
+                    return table
+            except pa.ArrowInvalid:
+                pass
+        return self._parse_one_by_one(batch)
+
+    def _parse_one_by_one(self, batch: RecordBatch) -> pa.Table:
+        """Python's csv module, record by record: records Arrow would not split one to one become
+        rejects of their own row instead of shifting every row number after them."""
+        rows, kept = [], []
+        for i, row_no in enumerate(batch.row_no):
+            record = batch.data[batch.offsets[i]:batch.offsets[i + 1]].decode("utf-8")
+            try:
+                fields = next(csv.reader(io.StringIO(record, newline=""), strict=True))
+            except (csv.Error, StopIteration) as exc:
+                fields, problem = None, f"not a well-formed CSV line ({exc})"
+            else:
+                problem = None if len(fields) == len(self.names) else \
+                    f"has {len(fields)} fields, the header has {len(self.names)}"
+            if problem is None:
+                rows.append(fields)
+                kept.append(row_no)
+            else:
+                batch.problems.append(RecordProblem(row_no, problem, record[:200]))
+        batch.row_no = kept
+        batch.problems.sort(key=lambda p: p.row_no)
+        return pa.table({n: pa.array([r[i] for r in rows], pa.string()) for i, n in enumerate(self.names)})
 
     def _parquet_tables(self, chunk_rows: int) -> Iterator[pa.Table]:
         parquet = pq.ParquetFile(self.path)
@@ -88,16 +165,18 @@ class Source:
             yield pa.Table.from_batches([batch])
 
 
-def open_source(path: Path, columns: tuple[str, ...]) -> Source:
-    """Check that `path` is a readable CSV or Parquet file with exactly `columns`."""
+def open_source(path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()) -> Source:
+    """Check that `path` is a readable CSV or Parquet file with exactly `columns` (those in
+    `optional` may be absent)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
         raise UnreadableFileError(f"{path}: not a CSV or Parquet file (expected .csv, .parquet or .pq)")
     if not path.is_file():
         raise UnreadableFileError(f"{path}: no such file")
+    limit = max_line_bytes()
     if suffix in CSV_SUFFIXES:
-        fmt, header = "csv", _csv_header(path)
+        fmt, header = "csv", _csv_header(path, limit)
     else:
         fmt, header = "parquet", _parquet_header(path)
     names = [raw.strip().lower() for raw in header]
@@ -105,15 +184,16 @@ def open_source(path: Path, columns: tuple[str, ...]) -> Source:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         problems.append("repeated columns: " + ", ".join(repeated))
-    missing = [c for c in columns if c not in names]
+    missing = [c for c in columns if c not in names and c not in optional]
     if missing:
         problems.append("missing columns: " + ", ".join(missing))
     extra = [raw for raw, name in zip(header, names) if name not in columns]
     if extra:
-        problems.append("unexpected columns: " + ", ".join(extra))
+        problems.append("unexpected columns: " + ", ".join(_short(e) for e in extra))
     if problems:
-        raise UnreadableFileError(f"{path}: {'; '.join(problems)} (expected exactly: {', '.join(columns)})")
-    return Source(path, fmt, tuple(header), tuple(names), columns)
+        expected = ", ".join(c + (" (optional)" if c in optional else "") for c in columns)
+        raise UnreadableFileError(f"{path}: {'; '.join(problems)} (expected exactly: {expected})")
+    return Source(path, fmt, tuple(header), tuple(names), columns, limit)
 
 
 def estimate_rows(path: Path) -> int | None:
@@ -133,15 +213,22 @@ def estimate_rows(path: Path) -> int | None:
         return None
 
 
-def _csv_header(path: Path) -> list[str]:
+def _csv_header(path: Path, limit: int) -> list[str]:
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), None)
-    except (UnicodeDecodeError, csv.Error, OSError) as exc:
+        with path.open("rb") as handle:
+            line = RecordSplitter(handle, None, max_record_bytes=limit).header()
+        header = next(csv.reader([line]), None)
+    except HeaderError as exc:
+        raise UnreadableFileError(f"{path}: not a readable UTF-8 CSV file: {exc}") from exc
+    except (csv.Error, OSError) as exc:
         raise UnreadableFileError(f"{path}: not a readable UTF-8 CSV file ({exc})") from exc
     if not header or all(not h.strip() for h in header):
         raise UnreadableFileError(f"{path}: empty file (no header row)")
     return header
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _parquet_header(path: Path) -> list[str]:

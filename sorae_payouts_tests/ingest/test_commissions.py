@@ -35,7 +35,7 @@ def test_valid_file_loads_exact_minor_amounts_utc_instants_and_periods(usd_affil
         ["K1", "A1", "O1", "12.34", "usd", "2026-10-05T12:00:00Z"],
         # 01:00 at +02:00 on Nov 1st is still October in UTC: the period is the UTC month.
         ["K2", "A2", "O2", "0.5", "eur", "2026-11-01T01:00:00+02:00"],
-        ["K3", "A1", "O3", "7", "usd", "2026-11-30T23:59:59.123456-05:00"],
+        ["K3", "A1", "O3", "7", "usd", "2026-10-31T23:59:59.123456-05:00"],
     ])
     report = run_import(usd_affiliates, C, path)
     assert (report.rows_read, report.inserted, report.already_present, report.rejected_count) == (3, 3, 0, 0)
@@ -44,7 +44,7 @@ def test_valid_file_loads_exact_minor_amounts_utc_instants_and_periods(usd_affil
     assert rows == [
         ("K1", "A1", "O1", 1234, "usd", datetime(2026, 10, 5, 12, tzinfo=UTC), date(2026, 10, 1)),
         ("K2", "A2", "O2", 50, "eur", datetime(2026, 10, 31, 23, tzinfo=UTC), date(2026, 10, 1)),
-        ("K3", "A1", "O3", 700, "usd", datetime(2026, 12, 1, 4, 59, 59, 123456, tzinfo=UTC), date(2026, 12, 1)),
+        ("K3", "A1", "O3", 700, "usd", datetime(2026, 11, 1, 4, 59, 59, 123456, tzinfo=UTC), date(2026, 11, 1)),
     ]
     assert all(row[6] == period_of(row[5]) for row in rows)
 

@@ -60,13 +60,14 @@ def test_a_header_only_file_is_an_empty_import_not_an_error(usd_affiliates, tmp_
     assert (report.rows_read, report.inserted, report.rejected_count, report.rejects_path) == (0, 0, 0, None)
 
 
-def test_a_broken_line_after_valid_chunks_loads_nothing(usd_affiliates, tmp_path):
+def test_a_line_with_a_surplus_field_is_rejected_by_itself(usd_affiliates, tmp_path):
     path = write_csv(tmp_path / "c.csv", COMMISSION_HEADER, [[f"K{i}", *ROW[1:]] for i in range(5)])
     with path.open("a") as handle:
-        handle.write("K9,A1,O9,1.00,usd,2026-10-05T12:00:00Z,surplus\n")
-    with pytest.raises(UnreadableFileError, match="cannot be read past the header.*Expected 6 columns, got 7"):
-        import_file(usd_affiliates, C, path, chunk_rows=2)
-    assert_nothing_loaded(usd_affiliates, tmp_path)
+        handle.write("K9,A1,O9,1.00,usd,2026-10-05T12:00:00Z,surplus\nK10,A1,O10,1.00,usd,2026-10-05T12:00:00Z\n")
+    report = run_import(usd_affiliates, C, path, chunk_rows=2)
+    assert [(r.row, r.column) for r in report.rejected] == [(6, "(row)")]
+    assert "has 7 fields, the header has 6" in report.rejected[0].reason
+    assert report.inserted == 6
 
 
 def test_csv_quirks_bom_header_case_quotes_blank_lines_and_padding(usd_affiliates, tmp_path):
