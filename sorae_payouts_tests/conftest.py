@@ -79,3 +79,17 @@ def engine(ledger_url):
     engine = create_ledger_engine(ledger_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _rejects_files_hold_no_formula(request):
+    """After every test that wrote files: no rejects file of the run holds a cell a spreadsheet would
+    evaluate (issue 9: the import neutralizes formulas in everything it writes)."""
+    yield
+    tmp = request.node.funcargs.get("tmp_path")
+    if tmp is None:
+        return
+    from sorae_payouts_tests.csv_cells import evaluable_cells
+
+    for path in tmp.rglob("*.rejects.csv"):
+        assert evaluable_cells(path, numeric=("row",)) == [], f"{path} holds cells a spreadsheet would evaluate"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sorae_payouts.csv_safe import SafeDictWriter
 from sorae_payouts.batches import BatchError, approve_batch, list_batches, load_batch
 from sorae_payouts.cli.tables import outcome_table
 from sorae_payouts.execution.outcomes import batch_outcome, item_outcomes
@@ -21,6 +21,9 @@ from sorae_payouts.periods import parse_period, period_key
 app = typer.Typer(help="Review, export and approve payout batches.", no_args_is_help=True)
 console = Console()
 PREVIEW_ROWS = 50
+# Columns of the export this program computes as numbers: written as numbers (negatives stay numeric).
+EXPORT_NUMERIC_COLUMNS = ("payout_item_id", "amount_minor", "period_amount_minor", "carried_in_minor",
+                          "commission_count", "attempt_number", "amount")
 
 
 def _period(text: str):
@@ -93,7 +96,8 @@ def export_command(period: str = typer.Argument(..., help="YYYY-MM"),
                 row = {"batch_id": batch.batch_id, "period": period_key(batch.period), **item,
                        "amount": str(to_decimal(item["amount_minor"], item["currency"]))}
                 if writer is None:
-                    writer = csv.DictWriter(handle, fieldnames=list(row))
+                    # Affiliate ids, names and reasons come from input files: no formula may reach a spreadsheet.
+                    writer = SafeDictWriter(handle, list(row), numeric=EXPORT_NUMERIC_COLUMNS)
                     writer.writeheader()
                 writer.writerow(row)
                 count += 1

@@ -2,7 +2,8 @@
 
 `<input stem>.rejects.csv` starts with one `#` line saying what the row numbers mean (read it with
 `skiprows=1`), then a header `row, column, reason, value` followed by the raw fields of the row as
-read. Rows are in file order; a row with several problems has several lines.
+read. Rows are in file order; a row with several problems has several lines. Cells are written
+through `csv_safe`: a raw field such as `=HYPERLINK(...)` appears as `'=HYPERLINK(...)`.
 
 The file is written to a temporary name while the import's transaction is open and renamed into
 place only once the transaction has committed, so a rejects file always describes an import that
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sorae_payouts.csv_safe import write_comment, write_frame
 from sorae_payouts.ingest.model import MAX_REJECTS_IN_MEMORY, RejectedRow
 from sorae_payouts.ingest.staging import REJECT, STAGE, StagingArea
 
@@ -42,8 +44,8 @@ def write_rejects(db: StagingArea, path: Path, temporary: Path) -> RejectsSummar
     raw = ", ".join(f"s.{c}" for c in db.spec.columns)
     head: list[RejectedRow] = []
     with temporary.open("w", newline="", encoding="utf-8") as handle:
-        handle.write(f"# rejects of {path.name}: row = 1-based data row number in that file, header row "
-                     "excluded\n")
+        write_comment(handle, f"rejects of {path.name}: row = 1-based data row number in that file (header row "
+                      "excluded)")
         header, after = True, (0, 0)
         while True:  # keyset pages of problems, in (row, order found) order
             frame = db.frame(
@@ -54,7 +56,7 @@ def write_rejects(db: StagingArea, path: Path, temporary: Path) -> RejectsSummar
                 break
             after = (int(frame["row_no"].iloc[-1]), int(frame["seq"].iloc[-1]))
             frame = frame.drop(columns="seq").rename(columns={"row_no": "row", "col": "column"})
-            frame.to_csv(handle, header=header, index=False)
+            write_frame(frame, handle, header=header, numeric=("row",))  # no formula reaches a spreadsheet
             header = False
             room = MAX_REJECTS_IN_MEMORY - len(head)
             if room > 0:
