@@ -72,6 +72,10 @@ _HOLD_PATTERNS = (
     (re.compile(r"^connected account \S+ not found"), ERROR_WORDS["resource_missing"]),
     (re.compile(r"^transfers capability is"), ERROR_WORDS["insufficient_capabilities_for_transfer"]),
     (re.compile(r"^payouts disabled"), PAYOUTS_PAUSED),
+    # Never echo the other affiliates' ids: the reason names them for operators only.
+    (re.compile(r"^shared_destination:"), "This payment is on hold: your payout account is also registered for "
+                                          "another partner account, so we are checking who it belongs to. Please "
+                                          "contact support if you did not expect this."),
 )
 _HOLD_CODE = re.compile(r"^([a-z_]+):")
 

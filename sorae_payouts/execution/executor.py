@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sorae_payouts.batches import load_batch
 from sorae_payouts.execution import attempts as ledger
 from sorae_payouts.execution.outcomes import BatchOutcome, batch_outcome, settle_batch_status
+from sorae_payouts.execution.shared_destinations import shared_destination_holds
 from sorae_payouts.manifest import compute_manifest_hash
 from sorae_payouts.money import format_minor
 from sorae_payouts.periods import period_key
@@ -113,7 +114,9 @@ class _Run:
 
     def preflight(self, items: list[ledger.WorkItem]) -> list[ledger.WorkItem]:
         """Hold items whose account cannot receive transfers; stop on a balance shortfall."""
-        pending = [i for i in items if i.status == "pending"]
+        with self.engine.connect() as conn:  # one account, one affiliate (unless allowed to share)
+            shared = shared_destination_holds(conn, self.batch_id, items)
+        pending = [i for i in items if i.status == "pending" and i.payout_item_id not in shared]
         destinations = sorted({i.destination for i in pending})
         if len(destinations) > self.settings.account_list_threshold:
             known = {a.account_id: a for a in self.gateway.all_account_readiness()}
@@ -121,8 +124,8 @@ class _Run:
         else:
             with ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="preflight") as pool:
                 readiness = dict(zip(destinations, pool.map(self.gateway.account_readiness, destinations)))
-        holds = {i.payout_item_id: readiness[i.destination].hold_reason for i in pending
-                 if not readiness[i.destination].ready}
+        holds = shared | {i.payout_item_id: readiness[i.destination].hold_reason for i in pending
+                          if not readiness[i.destination].ready}
         ledger.hold(self.engine, holds, now=self.clock())
         self.report.held = holds
         # Unresolved attempts are always resumed: they may already be paid, so they never wait on readiness.

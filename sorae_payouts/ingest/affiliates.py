@@ -9,6 +9,10 @@ Within one file, one affiliate_id with two different contents is still rejected 
 the file contradicts itself and neither version can be trusted.
 
 Updates do not reach payouts already built: payout items snapshot the destination account.
+
+`allow_shared_destination` (optional column; `true`/`false`, also yes/no/1/0, empty = false) marks an
+affiliate whose connected account may also be another affiliate's. Without it, an item paid into a
+shared account is held at execution pre-flight (`sorae_payouts.execution.shared_destinations`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from sorae_payouts.ingest.checks import RowChecks
 from sorae_payouts.ingest.model import ImportKind, KindSpec, Written
 from sorae_payouts.ingest.staging import STAGE, StagingArea
 
-COLUMNS = ("affiliate_id", "name", "email", "stripe_account_id", "currency")
+COLUMNS = ("affiliate_id", "name", "email", "stripe_account_id", "currency", "allow_shared_destination")
+OPTIONAL = ("allow_shared_destination",)
+PARSED = (("allow_shared", "int"),)
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0", "")
 _EMAIL = r"[^@ \t\r\n]+@[^@ \t\r\n]+"
 _STRIPE_ACCOUNT = r"acct_[A-Za-z0-9]+"
 _FIELDS = ("name", "email", "stripe_account_id", "currency")
@@ -41,26 +48,38 @@ def validate(chunk: pd.DataFrame, checks: RowChecks) -> pd.DataFrame:
                 "not a Stripe connected account id (expected acct_ followed by letters and digits, or empty "
                 "when not onboarded yet)")
     checks.currency("currency")
-    return pd.DataFrame(index=chunk.index)
+    shared = chunk["allow_shared_destination"].str.lower()
+    checks.fail(~shared.isin(_TRUE + _FALSE), "allow_shared_destination",
+                "not true or false (also yes/no, 1/0; empty means false)")
+    return pd.DataFrame({"allow_shared": shared.isin(_TRUE).astype("int64")}, index=chunk.index)
 
 
 def apply(db: StagingArea, now: datetime) -> Written:
     """In-file conflicts, then one UPDATE of changed affiliates and one INSERT of new ones."""
     db.lock("affiliate")
-    db.reject_in_file_conflicts(["s.name", "s.email", "COALESCE(s.stripe_account_id, '')", "s.currency"])
+    db.reject_in_file_conflicts(["s.name", "s.email", "COALESCE(s.stripe_account_id, '')", "s.currency",
+                                 "s.allow_shared"])
     loadable = f"s.ok = 1 AND {db.not_rejected}"
-    changed = " OR ".join(db.differs(f"a.{c}", f"s.{c}") for c in _FIELDS)
+    shared = _as_bool(db, "s.allow_shared")
+    changed = " OR ".join([*(db.differs(f"a.{c}", f"s.{c}") for c in _FIELDS),
+                           db.differs("a.allow_shared_destination", shared)])
     updated = db.execute(
         "UPDATE affiliate AS a SET name = s.name, email = s.email, stripe_account_id = s.stripe_account_id, "
-        f"currency = s.currency, imported_at = :now FROM {STAGE} s WHERE a.affiliate_id = s.affiliate_id "
-        f"AND {loadable} AND {db.first_of_id} AND ({changed})", now=now).rowcount
+        f"currency = s.currency, allow_shared_destination = {shared}, imported_at = :now FROM {STAGE} s "
+        f"WHERE a.affiliate_id = s.affiliate_id AND {loadable} AND {db.first_of_id} AND ({changed})", now=now).rowcount
     inserted = db.execute(
-        "INSERT INTO affiliate (affiliate_id, name, email, stripe_account_id, currency, imported_at) "
-        f"SELECT s.affiliate_id, s.name, s.email, s.stripe_account_id, s.currency, :now FROM {STAGE} s "
+        "INSERT INTO affiliate (affiliate_id, name, email, stripe_account_id, currency, allow_shared_destination, "
+        f"imported_at) SELECT s.affiliate_id, s.name, s.email, s.stripe_account_id, s.currency, {shared}, :now "
+        f"FROM {STAGE} s "
         f"WHERE {loadable} AND {db.first_of_id} "
         "AND NOT EXISTS (SELECT 1 FROM affiliate a WHERE a.affiliate_id = s.affiliate_id) ORDER BY s.row_no",
         now=now).rowcount
     return Written(inserted=inserted, updated=updated)
 
 
-SPEC = KindSpec(ImportKind.AFFILIATES, COLUMNS, "affiliate_id", (), validate, apply)
+def _as_bool(db: StagingArea, column: str) -> str:
+    """The staged 0/1 as the ledger's boolean (SQLite stores 0/1, PostgreSQL has a boolean type)."""
+    return column if db.dialect == "sqlite" else f"({column} = 1)"
+
+
+SPEC = KindSpec(ImportKind.AFFILIATES, COLUMNS, "affiliate_id", PARSED, validate, apply, optional=OPTIONAL)

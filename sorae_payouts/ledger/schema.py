@@ -34,6 +34,8 @@ affiliate = sa.Table(
     sa.Column("stripe_account_id", sa.String(64)),
     sa.Column("currency", Currency, nullable=False),
     sa.Column("imported_at", Timestamp, nullable=False),
+    # 0007: may this affiliate's connected account also be another affiliate's? (default: no, held)
+    sa.Column("allow_shared_destination", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 commission = sa.Table(

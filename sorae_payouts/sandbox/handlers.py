@@ -67,7 +67,7 @@ def _get_account(store: Store, params: dict[str, Any], args: dict[str, str]) -> 
     reject_unknown(params, {"expand"})
     found = store.account(args["id"])
     if found is None:
-        raise missing("account", args["id"], "account")
+        raise accounts.no_access(args["id"], args.get("api_key", ""))
     return accounts.view(*found)
 
 

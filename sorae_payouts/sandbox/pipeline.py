@@ -95,7 +95,7 @@ class SandboxApp:
     def handle_v1(self, method: str, path: str, query: str, headers: Mapping[str, str],
                   body: str, request_id: str) -> Response:
         try:
-            self._authenticate(headers.get("Authorization"))
+            key = self._authenticate(headers.get("Authorization"))
             if self.limiter is not None and not self.limiter.take():
                 raise self._rate_limited()
             endpoint, args = route(method, path.rstrip("/") or path)
@@ -106,15 +106,15 @@ class SandboxApp:
                 return self._write(endpoint, args, method, path, params, headers, request_id)
             self._sleep(self.latency_ms)
             assert endpoint.read is not None
-            with self.store.reading():
-                return Response(200, endpoint.read(self.store, params, args))
+            with self.store.reading():  # reads may name the (masked) key, as Stripe's 403s do
+                return Response(200, endpoint.read(self.store, params, {**args, "api_key": key}))
         except ApiError as err:
             return err.response()
 
     # -- steps ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _authenticate(header: str | None) -> None:
+    def _authenticate(header: str | None) -> str:
         key = None
         if header and header.startswith("Bearer "):
             key = header[len("Bearer "):].strip()
@@ -133,6 +133,7 @@ class SandboxApp:
             raise ApiError(401, "invalid_request_error",
                            f"Invalid API Key provided: {shown}. The sandbox accepts test-mode "
                            "secret keys (sk_test_...) only.")
+        return key
 
     def _rate_limited(self) -> ApiError:
         self.stats.bump("rate_limited")

@@ -67,6 +67,7 @@ class AccountReadiness:
     payouts_enabled: bool = False
     disabled_reason: str | None = None
     currently_due: list[str] = field(default_factory=list)
+    error_code: str | None = None  # Stripe's code when the account could not be read at all
 
     @property
     def ready(self) -> bool:
@@ -75,7 +76,8 @@ class AccountReadiness:
     @property
     def hold_reason(self) -> str | None:
         if not self.exists:
-            return f"connected account {self.account_id} not found in Stripe"
+            return (f"connected account {self.account_id} not found in Stripe, or not connected to this platform "
+                    f"({self.error_code or 'account_invalid'}): check the affiliate's stripe_account_id")
         if self.transfers_capability != "active":
             return f"transfers capability is {self.transfers_capability or 'missing'}"
         if not self.payouts_enabled:
@@ -133,9 +135,16 @@ class StripeGateway:
         self.limiter.acquire()
         try:
             account = self.client.v1.accounts.retrieve(account_id)
-        except stripe.InvalidRequestError as exc:
-            if exc.http_status == 404 or exc.code == "resource_missing":
-                return AccountReadiness(account_id, exists=False)
+        except stripe.AuthenticationError as exc:
+            raise GatewayConfigurationError("Stripe rejected the API key (401); check STRIPE_API_KEY") from exc
+        except (stripe.PermissionError, stripe.InvalidRequestError) as exc:
+            # Stripe answers an unknown account, or one not connected to this platform, with 403
+            # permission_error / account_invalid (PermissionError); 404 resource_missing is kept for
+            # older API versions and mocks. Either way: a hold with a plain reason, never a crash.
+            # (stripe-python sets `code` on InvalidRequestError only; PermissionError keeps it in `error`.)
+            code = exc.code or (exc.error.code if exc.error is not None else None)
+            if exc.http_status in (403, 404) and code in ("account_invalid", "resource_missing"):
+                return AccountReadiness(account_id, exists=False, error_code=code)
             raise
         return _readiness(account)
 

@@ -73,8 +73,9 @@ def finalize_period(engine: sa.Engine, period: date) -> None:
 
 
 def table_rows(engine: sa.Engine, table: sa.Table, *columns: str) -> list[tuple]:
-    """Rows of `table` (only `columns`, else all but surrogate keys and import times), sorted."""
-    names = columns or [c.name for c in table.columns if c.name not in ("imported_at", "commission_pk", "event_pk")]
+    """Rows of `table` (only `columns`, else all but surrogate keys, import times and the sharing flag), sorted."""
+    names = columns or [c.name for c in table.columns
+                        if c.name not in ("imported_at", "commission_pk", "event_pk", "allow_shared_destination")]
     with engine.connect() as conn:
         result = conn.execute(sa.select(*[table.c[n] for n in names]))
         return sorted(tuple(_utc(v) for v in row) for row in result)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import stripe
 
@@ -30,12 +32,18 @@ def test_account_without_capability_is_not_ready(make_account):
     assert acct.requirements.currently_due  # onboarding not done
 
 
-def test_unknown_account_is_resource_missing(client):
-    with pytest.raises(stripe.InvalidRequestError) as info:
+def test_unknown_account_is_a_403_account_invalid_like_stripe(client):
+    """Stripe answers an unknown (or not connected) account with 403 permission_error/account_invalid,
+    which the SDK raises as PermissionError; the key is masked in the message."""
+    with pytest.raises(stripe.PermissionError) as info:
         client.v1.accounts.retrieve("acct_doesnotexist")
     err = info.value
-    assert err.http_status == 404
-    assert err.code == "resource_missing" and err.param == "account"
+    # stripe-python 16 sets `code` only on InvalidRequestError/CardError: read it from the error object.
+    assert err.http_status == 403 and err.error.code == "account_invalid" and err.error.type == "permission_error"
+    assert err.error.param is None
+    assert re.fullmatch(r"The provided key 'sk_test_\*+dbox' does not have access to account 'acct_doesnotexist' "
+                        r"\(or that account does not exist\)\. Application access may have been revoked\.",
+                        err.user_message)
     assert err.request_id and err.request_id.startswith("req_")
 
 
