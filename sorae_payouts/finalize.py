@@ -25,7 +25,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 
 from sorae_payouts.ledger.sql import as_date, as_utc, least, text
-from sorae_payouts.periods import finalizable_at, period_key
+from sorae_payouts.periods import finalizable_at, first_period, period_key
 
 # Days after a month ends before it may be finalized, so late reversals still count (configurable).
 DEFAULT_HOLDING_DAYS = 3
@@ -113,6 +113,31 @@ SELECT :period, currency, SUM(cnt), SUM(gross), SUM(chk), SUM(adj), SUM(claw) FR
 """
 
 
+BLOCKING_IDS_SHOWN = 5
+
+
+def blocked_message(conn: sa.Connection, period: date, earlier: list[date]) -> str:
+    """Why `period` waits for the first unfinalized earlier month, with its rows and the fix."""
+    first = earlier[0]
+    count, = conn.execute(text("SELECT COUNT(*) FROM commission WHERE period = :p"), {"p": first}).one()
+    ids = conn.execute(text("SELECT commission_id FROM commission WHERE period = :p ORDER BY commission_id "
+                            "LIMIT :n"), {"p": first, "n": BLOCKING_IDS_SHOWN}).scalars().all()
+    shown = ", ".join(ids) + (f" and {count - len(ids)} more" if count > len(ids) else "")
+    others = f" (then {', '.join(period_key(p) for p in earlier[1:])})" if len(earlier) > 1 else ""
+    command = (f"dagster asset materialize -m sorae_payouts.definitions --select finalized_commissions "
+               f"--partition {first.isoformat()}")
+    if first < first_period():
+        fix = (f"{period_key(first)} is before the ledger's first period {period_key(first_period())}, so no "
+               f"partition can finalize it: if these commissions are real, run `SORAE_FIRST_PERIOD="
+               f"{period_key(first)} {command}`; if they are mistakes, they must be removed from the ledger "
+               "by a database administrator (imports no longer accept dates before the first period)")
+    else:
+        fix = f"finalize it first: `{command}` (or materialize that partition in the Dagster UI)"
+    return (f"month-end {period_key(period)} is blocked: the earlier month {period_key(first)}{others} has "
+            f"{count} commission{'s' if count != 1 else ''} ({shown}) and is not finalized yet, and months are "
+            f"finalized in order; {fix}")
+
+
 def finalize_period(engine: sa.Engine, period: date, *, now: datetime, holding_days: int) -> FinalizeReport:
     """Finalize `period` once it has ended and the holding window has passed. Idempotent: a period
     that is already finalized is reported as such and nothing changes."""
@@ -134,9 +159,7 @@ def finalize_period(engine: sa.Engine, period: date, *, now: datetime, holding_d
                     "(SELECT period FROM commission_period) ORDER BY period"), {"period": period}
         ).scalars().all()
         if earlier:
-            names = ", ".join(period_key(as_date(p)) for p in earlier)
-            raise FinalizeError(f"earlier periods with commissions are not finalized yet: {names}; "
-                                f"finalize them first (periods are finalized in order)")
+            raise FinalizeError(blocked_message(conn, period, [as_date(p) for p in earlier]))
         _refresh_planner_statistics(conn)
         # The period row goes first: from here on the commission triggers refuse changes to the month,
         # and a concurrent finalization of the same month fails on the primary key.
