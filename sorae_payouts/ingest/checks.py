@@ -179,7 +179,10 @@ class RowChecks:
             parts = [p[~p["row_no"].isin(skip)] for p in parts] + [self._unreadable]
         if not parts:
             return pd.DataFrame(columns=["row_no", "col", "reason", "value"])
-        return pd.concat(parts, ignore_index=True).sort_values("row_no", kind="stable")
+        found = pd.concat(parts, ignore_index=True).sort_values("row_no", kind="stable")
+        found["value"] = _visible_nul(found["value"])
+        found["reason"] = _visible_nul(found["reason"])
+        return found
 
     def stage_frame(self, parsed: pd.DataFrame) -> pd.DataFrame:
         """Raw fields + row number + ok flag + parsed values (nulled on rejected rows) for staging.
@@ -189,6 +192,8 @@ class RowChecks:
         """
         ok = self.ok
         frame = self.chunk.copy()
+        for column in frame.columns:  # PostgreSQL refuses NUL in text; such rows are rejected (`no_nul`)
+            frame[column] = _visible_nul(frame[column])
         frame.insert(0, "row_no", self.row_no)
         frame.insert(1, "ok", ok.astype("int64"))
         raw_key = pd.Series(None, index=frame.index, dtype="str")
@@ -199,3 +204,11 @@ class RowChecks:
         for name in parsed.columns:
             frame[name] = parsed[name].where(ok)
         return frame
+
+
+def _visible_nul(values: pd.Series) -> pd.Series:
+    """NUL characters written as the four characters \\x00, so a rejected raw field can be stored and shown."""
+    if values.dtype == object:
+        return values.map(lambda v: v.replace("\x00", "\\x00") if isinstance(v, str) and "\x00" in v else v)
+    has = values.str.contains("\x00", regex=False).fillna(False)
+    return values.where(~has, values.str.replace("\x00", "\\x00", regex=False)) if has.any() else values

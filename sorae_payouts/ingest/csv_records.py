@@ -67,7 +67,7 @@ class HeaderError(Exception):
 
 def preview(raw: bytes, limit: int = 120) -> str:
     """A short printable extract of raw bytes, for reasons and rejects files."""
-    text = raw[:limit].decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+    text = raw[:limit].decode("utf-8", errors="backslashreplace").rstrip("\r\n").replace("\x00", "\\x00")
     return text + (f"... ({len(raw):,} bytes)" if len(raw) > limit else "")
 
 
