@@ -48,6 +48,8 @@ def validate(chunk: pd.DataFrame, checks: RowChecks) -> pd.DataFrame:
                 "not a Stripe connected account id (expected acct_ followed by letters and digits, or empty "
                 "when not onboarded yet)")
     checks.currency("currency")
+    if "allow_shared_destination" not in chunk:  # optional: the reader fills it in, direct callers may not
+        return pd.DataFrame({"allow_shared": 0}, index=chunk.index, dtype="int64")
     shared = chunk["allow_shared_destination"].str.lower()
     checks.fail(~shared.isin(_TRUE + _FALSE), "allow_shared_destination",
                 "not true or false (also yes/no, 1/0; empty means false)")
