@@ -38,7 +38,7 @@ def validate(chunk: pd.DataFrame, checks: RowChecks) -> pd.DataFrame:
     """Row-level rules: id, name, email (one @) and currency present and well-formed; the Stripe
     account, when present, looks like acct_..."""
     checks.require("affiliate_id", "name", "email", "currency")
-    checks.no_nul(*COLUMNS)
+    checks.no_nul(*(c for c in COLUMNS if c in chunk))  # the optional column may be absent for direct callers
     checks.identifier("affiliate_id", "stripe_account_id")
     email = chunk["email"]
     checks.fail((email != "") & ~email.str.fullmatch(_EMAIL), "email",
@@ -48,7 +48,7 @@ def validate(chunk: pd.DataFrame, checks: RowChecks) -> pd.DataFrame:
                 "not a Stripe connected account id (expected acct_ followed by letters and digits, or empty "
                 "when not onboarded yet)")
     checks.currency("currency")
-    if "allow_shared_destination" not in chunk:  # optional: the reader fills it in, direct callers may not
+    if "allow_shared_destination" not in chunk:
         return pd.DataFrame({"allow_shared": 0}, index=chunk.index, dtype="int64")
     shared = chunk["allow_shared_destination"].str.lower()
     checks.fail(~shared.isin(_TRUE + _FALSE), "allow_shared_destination",
