@@ -121,7 +121,10 @@ class Source:
     def _parse(self, batch: RecordBatch) -> pa.Table:
         """Arrow parses the records the splitter kept; one row per record, or the slow path."""
         names = list(self.names)
-        if batch.row_no:
+        # A lone CR ends a row for Arrow but not for the splitter: such chunks take the slow path, so
+        # that a row count that still matches can never hide a shifted row.
+        lone_cr = batch.data.count(b"\r") != batch.data.count(b"\r\n")
+        if batch.row_no and not lone_cr:
             # Arrow's CSV reader parses on all cores, several times faster than pandas'; everything is
             # typed as string so nothing is ever inferred (no floats, no dates, no "NA" -> null).
             try:
@@ -144,12 +147,16 @@ class Source:
         for i, row_no in enumerate(batch.row_no):
             record = batch.data[batch.offsets[i]:batch.offsets[i + 1]].decode("utf-8")
             try:
-                fields = next(csv.reader(io.StringIO(record, newline=""), strict=True))
-            except (csv.Error, StopIteration) as exc:
-                fields, problem = None, f"not a well-formed CSV line ({exc})"
+                parsed = list(csv.reader(io.StringIO(record, newline=""), strict=True))
+            except csv.Error as exc:
+                parsed, problem = [], f"not a well-formed CSV line ({exc})"
             else:
-                problem = None if len(fields) == len(self.names) else \
-                    f"has {len(fields)} fields, the header has {len(self.names)}"
+                problem = None
+            fields = parsed[0] if len(parsed) == 1 else None
+            if problem is None and fields is None:  # a bare CR outside quotes ends a row for CSV readers
+                problem = "a carriage return outside quotes splits this line (quote the field or remove the CR)"
+            elif problem is None and len(fields) != len(self.names):
+                problem = f"has {len(fields)} fields, the header has {len(self.names)}"
             if problem is None:
                 rows.append(fields)
                 kept.append(row_no)
