@@ -95,6 +95,18 @@ def view(obj: dict[str, Any], invalid: bool) -> dict[str, Any]:
                             disabled_reason="requirements.past_due")
     active_any = any(state == "active" for state in obj["capabilities"].values())
     out["requirements"] = requirements
+    # Fields of stripe-python 16's `Account` the engine does not read, present so SDK users see
+    # Stripe's shape: nothing is due in the future, no bank account is listed (payouts are simulated).
+    out["future_requirements"] = {key: ([] if isinstance(value, list) else None)
+                                  for key, value in requirements.items()} | {"alternatives": []}
+    out["requirements"]["alternatives"] = []
+    out["controller"] = ({"type": "application", "is_controller": True} if obj["type"] != "standard"
+                         else {"type": "account"})
+    out["business_profile"] = {"mcc": None, "name": None, "url": None, "support_email": None,
+                               "product_description": None}
+    out["tos_acceptance"] = {"date": obj["created"] if active_any else None, "ip": None, "user_agent": None}
+    out["external_accounts"] = {"object": "list", "data": [], "has_more": False, "total_count": 0,
+                                "url": f"/v1/accounts/{obj['id']}/external_accounts"}
     out["details_submitted"] = active_any
     out["charges_enabled"] = active_any and not invalid
     out["payouts_enabled"] = bool(obj["payouts_enabled"]) and not invalid

@@ -212,9 +212,13 @@ def _list_reversals(store: Store, params: dict[str, Any], args: dict[str, str]) 
 # -- balance -----------------------------------------------------------------------------------
 
 def balance_view(store: Store) -> dict[str, Any]:
+    balances = store.balances().items()
     available = [{"amount": amount, "currency": currency, "source_types": {"card": amount}}
-                 for currency, amount in store.balances().items()]
-    return {"object": "balance", "available": available, "pending": [], "livemode": False}
+                 for currency, amount in balances]
+    # A Connect platform's balance also lists what is reserved for connected accounts (nothing here).
+    reserved = [{"amount": 0, "currency": currency} for currency, _ in balances]
+    return {"object": "balance", "available": available, "connect_reserved": reserved, "pending": [],
+            "livemode": False}
 
 
 def _get_balance(store: Store, params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
