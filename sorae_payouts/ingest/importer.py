@@ -24,7 +24,8 @@ import pandas as pd
 
 from sorae_payouts.ingest.checks import DateWindow, RowChecks
 from sorae_payouts.ingest.model import ImportAbortedError, ImportKind, ImportReport, KindSpec
-from sorae_payouts.ingest.reader import Source, open_source, read_ahead
+from sorae_payouts.ingest.read_ahead import read_ahead
+from sorae_payouts.ingest.reader import Source, open_source
 from sorae_payouts.ingest.rejects import RejectsSummary, rejects_path, write_rejects
 from sorae_payouts.ingest.staging import Prepared, StagingArea
 

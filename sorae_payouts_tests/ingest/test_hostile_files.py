@@ -135,3 +135,21 @@ def test_dates_outside_the_ledger_window_are_rejected_with_the_window(usd_affili
     path = write_csv(tmp_path / "e.csv", EVENT_HEADER, [["E1", "K4", "reversal", "", "2026-10-31T23:00:00Z"]])
     report = run_import(usd_affiliates, E, path, now=now)
     assert report.rejected[0].column == "occurred_at" and "accepted from 2026-11-01" in report.rejected[0].reason
+
+
+def test_the_cli_exits_2_on_a_hostile_file_and_loads_the_valid_rows(usd_affiliates, ledger_url, tmp_path):
+    from typer.testing import CliRunner
+
+    from sorae_payouts.cli import import_cmd
+
+    path = tmp_path / "c.csv"
+    path.write_bytes(HEADER + good(1) + "K2,A1,O2,١٢,usd,".encode() + AT.encode() + b"\n"
+                     + b"K3,A1,O3,1.00,\xffusd," + AT.encode() + b"\n" + b"K4,A1,O4,1.00,usd,1970-01-01T00:00:00Z\n"
+                     + good(5))
+    result = CliRunner().invoke(import_cmd.app, ["commissions", str(path)],
+                                env={"SORAE_DATABASE_URL": ledger_url, "COLUMNS": "250"})
+    assert result.exit_code == 2, result.output
+    assert "inserted 2" in result.output and "rejected 3" in result.output
+    assert "digits must be ASCII 0-9" in result.output and "not UTF-8 text" in result.output
+    assert "outside the plausible window" in result.output
+    assert loaded(usd_affiliates) == ["K1", "K5"]
