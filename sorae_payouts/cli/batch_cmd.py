@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from sorae_payouts.csv_safe import SafeDictWriter
 from sorae_payouts.batches import BatchError, approve_batch, list_batches, load_batch
@@ -75,8 +76,9 @@ def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
     table = Table("item", "affiliate", "currency", "amount", "status", "reason / error", "transfer", "account")
     for item in items[:PREVIEW_ROWS]:
         reason = item["carry_reason"] or item["hold_reason"] or item["error_code"] or item["unknown_reason"] or ""
-        table.add_row(str(item["payout_item_id"]), item["affiliate_id"], item["currency"],
-                      format_minor(item["amount_minor"], item["currency"]), item["outcome"], reason,
+        # Affiliate ids and reasons come from input files: plain text, never rich markup.
+        table.add_row(str(item["payout_item_id"]), Text(item["affiliate_id"]), item["currency"],
+                      format_minor(item["amount_minor"], item["currency"]), item["outcome"], Text(reason),
                       item["stripe_transfer_id"] or "", item["stripe_account_id"] or "(not onboarded)")
     console.print(table)
     if len(items) > PREVIEW_ROWS:

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -65,19 +67,21 @@ def _run(kind: ImportKind, file: Path, chunk_rows: int) -> None:
     try:
         report = _import_with_progress(engine, kind, file, chunk_rows)
     except (UnreadableFileError, ImportAbortedError) as exc:
-        errors.print(f"[bold red]import failed:[/] {exc}", highlight=False)
+        errors.print(f"[bold red]import failed:[/] {escape(str(exc))}", highlight=False)
         errors.print("nothing was loaded", style="red")
         raise typer.Exit(EXIT_NOTHING_LOADED) from None
     finally:
         engine.dispose()
-    console.print(summary_line(report), highlight=False)
+    # File names, reasons and values come from the input: printed as text, never as rich markup
+    # (a cell like "[/x]" would otherwise crash the command after the import committed).
+    console.print(Text(summary_line(report)), highlight=False)
     if report.rejected_count:
         console.print(rejects_table(report))
         hidden = report.rejected_count - min(len(report.rejected), REJECTS_SHOWN)
         if hidden > 0:
-            console.print(f"{hidden:,} more in {report.rejects_path}", highlight=False)
+            console.print(Text(f"{hidden:,} more in {report.rejects_path}"), highlight=False)
         else:
-            console.print(f"all rejects in {report.rejects_path}", highlight=False)
+            console.print(Text(f"all rejects in {report.rejects_path}"), highlight=False)
         raise typer.Exit(EXIT_REJECTS)
 
 
@@ -109,9 +113,10 @@ def summary_line(report: ImportReport) -> str:
 
 
 def rejects_table(report: ImportReport) -> Table:
-    table = Table(title=f"rejected rows (row = data row number in {report.path.name}, header excluded)")
+    table = Table(title=Text(f"rejected rows (row = data row number in {report.path.name}, header excluded)"))
     for name, justify in (("row", "right"), ("column", "left"), ("reason", "left"), ("value", "left")):
         table.add_column(name, justify=justify, overflow="fold")
     for reject in report.rejected[:REJECTS_SHOWN]:
-        table.add_row(str(reject.row), reject.column, reject.reason, "" if reject.value is None else reject.value)
+        table.add_row(str(reject.row), Text(reject.column), Text(reject.reason),
+                      Text("" if reject.value is None else reject.value))
     return table

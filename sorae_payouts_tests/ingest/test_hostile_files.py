@@ -143,7 +143,7 @@ def test_the_cli_exits_2_on_a_hostile_file_and_loads_the_valid_rows(usd_affiliat
     from sorae_payouts.cli import import_cmd
 
     path = tmp_path / "c.csv"
-    path.write_bytes(HEADER + good(1) + "K2,A1,O2,١٢,usd,".encode() + AT.encode() + b"\n"
+    path.write_bytes(HEADER + good(1) + "K2,A1,O2,١٢[/x],usd,".encode() + AT.encode() + b"\n"
                      + b"K3,A1,O3,1.00,\xffusd," + AT.encode() + b"\n" + b"K4,A1,O4,1.00,usd,1970-01-01T00:00:00Z\n"
                      + good(5))
     result = CliRunner().invoke(import_cmd.app, ["commissions", str(path)],
@@ -151,5 +151,6 @@ def test_the_cli_exits_2_on_a_hostile_file_and_loads_the_valid_rows(usd_affiliat
     assert result.exit_code == 2, result.output
     assert "inserted 2" in result.output and "rejected 3" in result.output
     assert "digits must be ASCII 0-9" in result.output and "not UTF-8 text" in result.output
+    assert "[/x]" in result.output  # input text is printed as text, never read as rich markup
     assert "outside the plausible window" in result.output
     assert loaded(usd_affiliates) == ["K1", "K5"]
