@@ -17,8 +17,8 @@ only after decoding. So records are cut here first, each one judged on its own:
 
 Lines that are plain records (the vast majority) are recognized column-wise with numpy, a buffer at a
 time; only a line with a quote, a non-UTF-8 byte, a wrong field count or a blank goes through the
-record-by-record path. Only the surviving records reach Arrow's reader, as one contiguous buffer per chunk, so Arrow still
-does the actual field parsing (quotes, escaped quotes, CRLF) at its speed. The check that Arrow
+record-by-record path. Only the surviving records reach Arrow's reader, as one contiguous buffer
+per chunk, so Arrow still does the actual field parsing (quotes, escaped quotes, CRLF) at its speed. The check that Arrow
 returned exactly one row per record keeps the row numbers honest; if that ever fails, the chunk is
 parsed record by record with Python's csv module instead.
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO, Iterator
 
 import numpy as np
@@ -39,7 +38,6 @@ DEFAULT_MAX_RECORD_BYTES = 1 << 20
 BLOCK_BYTES = 4 << 20
 _NEWLINE, _QUOTE, _COMMA = 10, 34, 44
 _QUOTED_BODY = re.compile(rb'(?:[^"]+|"")*')  # inside quotes: anything but a lone quote
-_UNQUOTED_FIELD = re.compile(rb"[^,]*")
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -78,8 +76,11 @@ def preview(raw: bytes, limit: int = 120) -> str:
 
 def scan_fields(buf: bytes, pos: int, end: int, in_quote: bool) -> tuple[bool, int]:
     """Scan `buf[pos:end]` (one physical line, no newline) starting in or out of a quoted field.
-    Returns whether the line ends inside a quoted field, and the commas that separate fields."""
+    Returns whether the line ends inside a quoted field, and the commas that separate fields.
+    Outside quotes only a quote at a field start matters, so it jumps from `,"` to `,"` (C speed)."""
     commas = 0
+    if not in_quote and pos < end and buf[pos] == _QUOTE:
+        pos, in_quote = pos + 1, True
     while True:
         if in_quote:
             pos = _QUOTED_BODY.match(buf, pos, end).end()
@@ -87,15 +88,11 @@ def scan_fields(buf: bytes, pos: int, end: int, in_quote: bool) -> tuple[bool, i
                 return True, commas
             pos += 1  # the closing quote; whatever follows up to the comma stays in the field
             in_quote = False
-        elif pos < end and buf[pos] == _QUOTE:
-            pos += 1
-            in_quote = True
-            continue
-        pos = _UNQUOTED_FIELD.match(buf, pos, end).end()
-        if pos >= end:
-            return False, commas
-        pos += 1
-        commas += 1
+        opening = buf.find(b',"', pos, end)
+        if opening < 0:
+            return False, commas + buf.count(b",", pos, end)
+        commas += buf.count(b",", pos, opening) + 1
+        pos, in_quote = opening + 2, True
 
 
 class RecordSplitter:
@@ -306,10 +303,3 @@ class RecordSplitter:
 def taken_hint(newlines: np.ndarray, count: int) -> int:
     """Twice the bytes of the plain lines just taken: the next window's size after a stop."""
     return 2 * (int(newlines[count - 1]) + 1) if count else 0
-
-
-def open_splitter(path: Path, fields: int | None, max_record_bytes: int) -> tuple[BinaryIO, RecordSplitter]:
-    handle = Path(path).open("rb")
-    return handle, RecordSplitter(handle, fields, max_record_bytes=max_record_bytes)
-
-
