@@ -26,6 +26,8 @@ from _common import scratch_ledger  # noqa: E402
 from sorae_payouts.batches import approve_batch  # noqa: E402
 from sorae_payouts.execution import attempts as ledger  # noqa: E402
 from sorae_payouts.execution.executor import ExecutionSettings, execute_batch  # noqa: E402
+from sorae_payouts.execution.identity import PaymentIdentity  # noqa: E402
+from sorae_payouts.programs import DEFAULT_PROGRAM  # noqa: E402
 from sorae_payouts.finalize import finalize_period  # noqa: E402
 from sorae_payouts.ledger import schema  # noqa: E402
 from sorae_payouts.manifest import PayoutPolicy, build_manifest  # noqa: E402
@@ -87,11 +89,11 @@ def pay(url_engine, state: Path, accounts, latency_ms: int, limit: float, worker
 def ledger_overhead(engine, n: int) -> float:
     """ms per item for claim + record alone (what the ledger adds to each Stripe call)."""
     with engine.connect() as conn:
-        identity = ledger.ledger_id(conn)
         items = ledger.work_items(conn, "payout_2026-10")[:n]
     started = time.perf_counter()
     for item in items:
-        attempt = ledger.claim(engine, item, ledger=identity, now=NOW)
+        identity = PaymentIdentity(DEFAULT_PROGRAM, "2026-10", item.affiliate_id, item.currency)
+        attempt = ledger.claim(engine, item, paying_account="acct_benchplatform", identity=identity, now=NOW)
         record = TransferRecord(f"tr_bench{item.payout_item_id}", item.amount_minor, item.currency, item.destination,
                                 "payout_2026-10", {})
         ledger.record(engine, attempt, TransferOutcome(Disposition.POSTED, record, "req_bench"), now=NOW)
