@@ -138,7 +138,9 @@ class SandboxServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
                  state_path: str | os.PathLike[str] | None = None,
                  latency_ms: int = 0, rate_limit: float | None = None,
-                 balances: dict[str, int] | None = None, clock_offset_seconds: int = 0):
+                 balances: dict[str, int] | None = None, clock_offset_seconds: int = 0,
+                 allow_live_keys: bool = False):
+        self.allow_live_keys = allow_live_keys
         if clock_offset_seconds < 0:
             raise ValueError("the sandbox clock only moves forward: clock_offset_seconds >= 0")
         self.clock_offset_seconds = clock_offset_seconds
@@ -167,7 +169,7 @@ class SandboxServer:
             behind = self.clock_offset_seconds - self.store.clock_offset()
             if behind > 0:
                 self.store.advance_clock(behind)
-        self.app = SandboxApp(self.store, self.latency_ms, self.rate_limit, self.balances)
+        self.app = SandboxApp(self.store, self.latency_ms, self.rate_limit, self.balances, self.allow_live_keys)
         self._httpd = _HTTPServer((self.host, self.port), self.app)
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.05},

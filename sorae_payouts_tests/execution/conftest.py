@@ -71,10 +71,11 @@ def sandbox_transfers(stripe_client, transfer_group: str = "payout_2026-10") -> 
 
 
 def assert_paid_exactly_once(engine, stripe_client) -> dict[int, str]:
-    """The check that matters everywhere: per item at most one transfer in Stripe, and the posted
-    ledger amounts equal the Stripe transfer amounts. Returns item id -> transfer id."""
+    """The check that matters everywhere: per payment (program, period, affiliate, currency, from the
+    transfers' metadata) at most one transfer in Stripe; the posted ledger amounts equal the Stripe
+    transfer amounts; and a transfer this ledger has not posted belongs to one of its `blocked` items
+    (paid outside this ledger, parked for an operator). Returns item id -> transfer id."""
     transfers = sandbox_transfers(stripe_client)
-    # One payment = program, period, affiliate, currency (from metadata); never a ledger-local id.
     per_payment = Counter(payment_of(t) for t in transfers)
     assert max(per_payment.values(), default=0) <= 1, f"paid twice: {[k for k, v in per_payment.items() if v > 1]}"
     by_id = {t.id: t for t in transfers}
@@ -84,11 +85,15 @@ def assert_paid_exactly_once(engine, stripe_client) -> dict[int, str]:
             "FROM transfer_attempt a JOIN payout_item i ON i.payout_item_id = a.payout_item_id "
             "WHERE a.state = 'posted'")).all()
         posted_items = conn.execute(sa.text("SELECT COUNT(*) FROM payout_item WHERE status = 'posted'")).scalar_one()
-    assert len(posted) == len(transfers) == posted_items
+        blocked = {(a, c) for a, c in conn.execute(sa.text(
+            "SELECT affiliate_id, currency FROM payout_item WHERE status = 'blocked'"))}
+    assert len(posted) == posted_items
     for item_id, transfer_id, amount, currency, destination, affiliate in posted:
         t = by_id[transfer_id]
         assert (t.amount, t.currency, t.destination, t.metadata["affiliate_id"]) == (
             amount, currency, destination, affiliate)
+    outside = [t for t in transfers if t.id not in {p[1] for p in posted}]
+    assert {(payment_of(t)[2], payment_of(t)[3]) for t in outside} <= blocked, "a transfer the ledger ignores"
     return {int(i): t for i, t, *_ in posted}
 
 
