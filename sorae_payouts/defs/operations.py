@@ -60,7 +60,7 @@ def retry_items_op(context: dg.OpExecutionContext, config: RetryConfig, ledger: 
         return
     try:
         report = execute_retry(ledger.engine, stripe.gateway(), plan, now=datetime.now(timezone.utc),
-                               settings=stripe.execution_settings())
+                               settings=stripe.execution_settings(), announce=context.log.warning)
     except ExecutionRefused as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
     context.log.info(f"{report.batch_id}: {report.outcome.count('posted')} posted, "
@@ -84,7 +84,11 @@ def refresh_payouts_op(context: dg.OpExecutionContext, config: RefreshConfig, le
         periods = refreshable_periods(conn, parse_period(config.period) if config.period else None)
     gateway = stripe.gateway()  # one client and one rate limiter for every batch of this run
     for period in periods:
-        report = refresh_batch(ledger.engine, gateway, period, settings=stripe.execution_settings())
+        try:
+            report = refresh_batch(ledger.engine, gateway, period, settings=stripe.execution_settings(),
+                                   announce=context.log.warning)
+        except ExecutionRefused as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from exc
         context.log.info(f"refreshed {report.as_json()}")
 
 
