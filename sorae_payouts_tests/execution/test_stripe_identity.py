@@ -238,3 +238,42 @@ def test_rebuilt_ledger_with_a_changed_amount_is_refused_by_stripe_and_blocked(
             "WHERE i.affiliate_id = 'bob'")).all()
     assert (state, code) == ("failed", "idempotency_error")
     assert_paid_exactly_once(second, stripe_client)
+
+
+def _legacy_open_attempt(engine, affiliate: str) -> tuple[int, str]:
+    """An attempt claimed by the code before revision 0005 (random ledger id in the key), outcome unknown."""
+    with engine.begin() as conn:
+        item_id, amount, destination = conn.execute(sa.text(
+            "SELECT payout_item_id, amount_minor, stripe_account_id FROM payout_item WHERE affiliate_id = :a"),
+            {"a": affiliate}).one()
+        key = f"sorae-abc123def456-item-{item_id}-attempt-1"
+        conn.execute(sa.text("UPDATE payout_item SET status = 'processing' WHERE payout_item_id = :i"), {"i": item_id})
+        conn.execute(sa.text(
+            "INSERT INTO transfer_attempt (payout_item_id, attempt_number, idempotency_key, state, amount_minor, "
+            "currency, destination, created_at, updated_at) VALUES (:i, 1, :k, 'processing', :a, 'usd', :d, "
+            ":now, :now)").bindparams(sa.bindparam("now", type_=sa.DateTime(timezone=True))),
+            {"i": item_id, "k": key, "a": amount, "d": destination, "now": NOW})
+    return item_id, key
+
+
+def test_resumed_attempts_of_the_previous_key_format_still_resolve(engine, sandbox, stripe_client):
+    seed_batch(engine, stripe_client, {"alice": 5_000, "bob": 6_000, "carol": 7_000})
+    alice_id, alice_key = _legacy_open_attempt(engine, "alice")
+    bob_id, bob_key = _legacy_open_attempt(engine, "bob")
+    # The old code had sent alice's transfer (its metadata format) before it died; bob's never left.
+    with engine.connect() as conn:
+        [alice] = [i for i in ledger.work_items(conn, "payout_2026-10") if i.payout_item_id == alice_id]
+    run = _Run(engine, make_gateway(sandbox), ExecutionSettings(), "payout_2026-10", "2026-10",
+               ExecutionReport("payout_2026-10", "2026-10"), utcnow, None)
+    with engine.connect() as conn:
+        attempt = ledger.open_attempt(conn, alice_id)
+    sent = run.gateway.create_transfer(run._request(alice, attempt), alice_key).transfer
+    assert sent.metadata["sorae_ledger_id"] == "abc123def456" and "program_id" not in sent.metadata
+    sandbox.admin("POST", "/_sandbox/clock/advance", {"seconds": DAY_AND_AN_HOUR})
+    report = execute_batch(engine, make_gateway(sandbox), OCT, clock=later(25))
+    assert report.resolved_by_lookup == 1 and report.sent == 2  # bob's old key re-sent, carol new
+    with engine.connect() as conn:
+        keys = dict(conn.execute(sa.text("SELECT i.affiliate_id, a.idempotency_key FROM transfer_attempt a "
+                                         "JOIN payout_item i USING (payout_item_id) WHERE a.state = 'posted'")).all())
+    assert keys["alice"] == alice_key and keys["bob"] == bob_key and keys["carol"].startswith("sorae:v2:acct_")
+    assert len(assert_paid_exactly_once(engine, stripe_client)) == 3
