@@ -277,3 +277,18 @@ def test_resumed_attempts_of_the_previous_key_format_still_resolve(engine, sandb
                                          "JOIN payout_item i USING (payout_item_id) WHERE a.state = 'posted'")).all())
     assert keys["alice"] == alice_key and keys["bob"] == bob_key and keys["carol"].startswith("sorae:v2:acct_")
     assert len(assert_paid_exactly_once(engine, stripe_client)) == 3
+
+
+def test_anomalies_are_recorded_once_and_are_append_only(engine, sandbox, stripe_client):
+    from sorae_payouts.execution.anomalies import Anomaly, record_anomalies
+    seed_batch(engine, stripe_client, {"alice": 5_000})
+    anomaly = Anomaly("second_transfer_for_item", "tr_x also pays this item", 1, None, "tr_x")
+    record_anomalies(engine, "payout_2026-10", [anomaly, anomaly], now=NOW)
+    record_anomalies(engine, "payout_2026-10", [anomaly, Anomaly("unmatched_transfer_in_group", "d")], now=NOW)
+    with engine.connect() as conn:
+        assert [a["kind"] for a in list_anomalies(conn, "payout_2026-10")] == [
+            "second_transfer_for_item", "unmatched_transfer_in_group"]
+    for statement in ("UPDATE execution_anomaly SET detail = 'edited'", "DELETE FROM execution_anomaly"):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+            with engine.begin() as conn:
+                conn.execute(sa.text(statement))

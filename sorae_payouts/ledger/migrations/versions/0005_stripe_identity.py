@@ -62,6 +62,7 @@ def downgrade() -> None:
         if not sqlite:
             op.execute(f"DROP FUNCTION IF EXISTS {name}()")
     op.drop_table("execution_anomaly")
-    with op.batch_alter_table("transfer_attempt") as batch:
-        batch.drop_column("note")
-        batch.drop_column("key_basis")
+    # Plain DROP COLUMN (SQLite >= 3.35): a batch copy of the table would drop its triggers and break
+    # the view of revision 0004 that reads it.
+    op.execute("ALTER TABLE transfer_attempt DROP COLUMN note")
+    op.execute("ALTER TABLE transfer_attempt DROP COLUMN key_basis")
