@@ -29,7 +29,8 @@ import sqlalchemy as sa
 from sorae_payouts.batches import load_batch
 from sorae_payouts.execution import attempts as ledger
 from sorae_payouts.execution.anomalies import Anomaly, record_anomalies
-from sorae_payouts.execution.identity import PaymentIdentity, transfer_group, transfer_metadata
+from sorae_payouts.execution.identity import (
+    PaymentIdentity, legacy_transfer_metadata, transfer_group, transfer_metadata)
 from sorae_payouts.execution.outcomes import BatchOutcome, batch_outcome, settle_batch_status
 from sorae_payouts.execution.stripe_scan import blocked_reason, differences, find_transfer, scan_transfer_group
 from sorae_payouts.manifest import compute_manifest_hash
@@ -246,10 +247,8 @@ class _Run:
         parameters it was first sent with, or Stripe refuses it)."""
         description = f"Sorae affiliate commissions {self.period_label} ({item.affiliate_id})"
         if attempt.legacy:  # claimed before revision 0005: the metadata of that format
-            ledger_id = attempt.idempotency_key.removeprefix("sorae-").split("-item-")[0]
-            metadata = {"sorae_ledger_id": ledger_id, "payout_item_id": str(item.payout_item_id),
-                        "attempt_number": str(attempt.attempt_number), "period": self.period_label,
-                        "batch_id": self.batch_id, "affiliate_id": item.affiliate_id}
+            metadata = legacy_transfer_metadata(attempt.idempotency_key, self.identity(item), attempt.attempt_number,
+                                                item.payout_item_id, self.batch_id)
         else:
             metadata = transfer_metadata(self.identity(item), attempt.attempt_number, item.payout_item_id)
         return TransferRequest(attempt.amount_minor, attempt.currency, attempt.destination, self.group,

@@ -92,6 +92,16 @@ def transfer_metadata(identity: PaymentIdentity, attempt_number: int, payout_ite
             "payout_item_id": str(payout_item_id)}
 
 
+def legacy_transfer_metadata(key: str, identity: PaymentIdentity, attempt_number: int, payout_item_id: int,
+                             batch_id: str) -> dict[str, str]:
+    """Metadata of an attempt claimed before revision 0005, exactly as that code sent it: a re-sent old
+    key must carry its first parameters, or Stripe refuses it."""
+    ledger_id = key.removeprefix(LEGACY_KEY_PREFIX).split("-item-")[0]
+    return {"sorae_ledger_id": ledger_id, "payout_item_id": str(payout_item_id),
+            "attempt_number": str(attempt_number), "period": identity.period, "batch_id": batch_id,
+            "affiliate_id": identity.affiliate_id}
+
+
 def transfer_identity(metadata: dict[str, str], currency: str) -> PaymentIdentity | None:
     """The payment a transfer in Stripe is for, read from its metadata; None when it carries none of
     ours. Transfers of the previous format have no program or currency metadata: default program and
