@@ -15,12 +15,12 @@ import sqlalchemy as sa
 
 from sorae_payouts.batches import load_batch
 from sorae_payouts.execution.identity import PaymentIdentity, idempotency_key
-from sorae_payouts.execution.executor import ExecutionReport, ExecutionSettings, execute_batch
+from sorae_payouts.execution.executor import ExecutionRefused, ExecutionReport, ExecutionSettings, execute_batch
 from sorae_payouts.execution.outcomes import item_outcomes
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.periods import period_key
 from sorae_payouts.programs import DEFAULT_PROGRAM
-from sorae_payouts.stripe_gateway import StripeGateway
+from sorae_payouts.stripe_gateway import LivePayoutsRefused, StripeGateway
 
 _REFUSALS = {
     "posted": "already paid (transfer {transfer}); an item is never paid twice",
@@ -95,7 +95,12 @@ def apply_retry(engine: sa.Engine, plan: RetryPlan, *, now: datetime) -> list[in
 def execute_retry(engine: sa.Engine, gateway: StripeGateway, plan: RetryPlan, *, now: datetime,
                   settings: ExecutionSettings | None = None, announce=None) -> ExecutionReport:
     """Apply the plan, then send only the items it moved back to pending (each with a new attempt).
-    Raises `ExecutionRefused` (nothing sent, items stay pending) like any execution."""
+    Raises `ExecutionRefused` (nothing sent, items stay pending) like any execution; a live key without
+    SORAE_LIVE_PAYOUTS=1 is refused before any item moves."""
+    try:
+        gateway.require_live_payouts_allowed()
+    except LivePayoutsRefused as exc:
+        raise ExecutionRefused(str(exc)) from exc
     moved = set(apply_retry(engine, plan, now=now))
     return execute_batch(engine, gateway, plan.period, settings=settings, only=lambda i: i.payout_item_id in moved,
                          announce=announce)

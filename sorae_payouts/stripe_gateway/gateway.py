@@ -140,11 +140,15 @@ class StripeGateway:
                 raise GatewayConfigurationError("Stripe rejected the API key (401); check STRIPE_API_KEY") from exc
         return self._paying_account
 
+    def require_live_payouts_allowed(self) -> None:
+        """Raise `LivePayoutsRefused` for a live key without SORAE_LIVE_PAYOUTS=1 (no request made)."""
+        require_live_payouts_allowed(self.config.api_key)
+
     def authorize_payouts(self, batch_id: str, totals: dict[str, tuple[int, int]]) -> str | None:
         """The live-money rule, before a run's first request: a live key refuses (`LivePayoutsRefused`)
         unless SORAE_LIVE_PAYOUTS=1; then returns what to announce (account, batch, totals per
         currency as (count, minor)). None for a test key."""
-        require_live_payouts_allowed(self.config.api_key)  # refuse before any request is made
+        self.require_live_payouts_allowed()  # refuse before any request is made
         announcement = live_payout_announcement(self.config.api_key, self.paying_account(), batch_id, totals)
         self._live_authorized = True
         return announcement

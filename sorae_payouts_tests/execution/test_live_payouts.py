@@ -118,3 +118,28 @@ def test_demo_refuses_live_keys_and_real_stripe_outright(env, tmp_path, monkeypa
     result = runner.invoke(app, ["demo"])
     assert result.exit_code == 1 and "demo refused" in result.output
     assert not any(tmp_path.iterdir())  # nothing was created
+
+
+def test_retry_with_a_live_key_refuses_before_any_item_moves(engine, live_sandbox, monkeypatch):
+    from sorae_payouts.execution import attempts as ledger
+    from sorae_payouts.execution.executor import utcnow
+    from sorae_payouts.execution.identity import PaymentIdentity
+    from sorae_payouts.operations.retry import execute_retry, plan_retry
+    from sorae_payouts.stripe_gateway import Disposition, TransferOutcome
+    from sorae_payouts.stripe_gateway.dispositions import ClassifiedError
+    monkeypatch.delenv("SORAE_LIVE_PAYOUTS", raising=False)
+    seed_batch(engine, _sdk(live_sandbox), {"alice": 5_000})
+    with engine.connect() as conn:
+        [item] = ledger.work_items(conn, "payout_2026-10")
+    attempt = ledger.claim(engine, item, paying_account="acct_p", identity=PaymentIdentity(
+        "default", "2026-10", "alice", "usd"), now=utcnow())
+    error = ClassifiedError(Disposition.FAILED, "account_invalid", "closed", "req_1", 400, None)
+    ledger.record(engine, attempt, TransferOutcome(Disposition.FAILED, error=error), now=utcnow())
+    with engine.connect() as conn:
+        plan = plan_retry(conn, OCT)
+    assert len(plan.retry) == 1
+    with pytest.raises(ExecutionRefused, match="SORAE_LIVE_PAYOUTS=1"):
+        execute_retry(engine, _live_gateway(live_sandbox), plan, now=utcnow())
+    with engine.connect() as conn:
+        assert ledger.work_items(conn, "payout_2026-10") == []  # still failed, not moved back to pending
+    assert sandbox_transfers(_sdk(live_sandbox)) == []
