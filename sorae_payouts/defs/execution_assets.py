@@ -32,7 +32,10 @@ def executed_transfers(
 ) -> dg.MaterializeResult:
     """The month's Stripe Connect transfers: one per payable item of the APPROVED batch.
 
-    Only pending work is sent; posted and failed attempts are never re-sent. Each transfer's
+    Before sending, the batch's transfer group is listed at Stripe once: a transfer this ledger does
+    not know is adopted (it matches the item) or blocks its item (it does not); unknown outcomes of
+    earlier runs are looked up there. Only pending work is sent; posted and failed attempts are never
+    re-sent. A live key needs SORAE_LIVE_PAYOUTS=1 (the run logs the account, batch and totals). Each transfer's
     idempotency key is committed before Stripe is called, so re-materializing the partition (after a
     crash, a timeout or a fix) finishes the batch without ever paying an item twice. Items whose
     connected account cannot receive transfers are held and stay pending; one bad account never

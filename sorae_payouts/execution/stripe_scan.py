@@ -79,6 +79,8 @@ def blocked_reason(transfer: TransferRecord, diffs: list[str]) -> str:
 def scan_transfer_group(engine: sa.Engine, gateway: StripeGateway, *, batch_id: str, group: str, program_id: str,
                         period_label: str, paying_account: str, now: datetime) -> ScanResult:
     result = ScanResult()
+    # Stripe first, the ledger second: a transfer listed was claimed (committed) before it was sent, so
+    # a concurrent run's transfer is seen here with its item already `processing`, never `pending`.
     before = gateway.request_counts["transfers.list"]
     transfers = list(gateway.transfers(group))
     result.list_requests = gateway.request_counts["transfers.list"] - before
