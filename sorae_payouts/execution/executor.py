@@ -32,7 +32,7 @@ from sorae_payouts.execution.anomalies import Anomaly, record_anomalies
 from sorae_payouts.execution.identity import (
     PaymentIdentity, legacy_transfer_metadata, transfer_group, transfer_metadata)
 from sorae_payouts.execution.outcomes import BatchOutcome, batch_outcome, settle_batch_status
-from sorae_payouts.execution.stripe_scan import blocked_reason, differences, find_transfer, scan_transfer_group
+from sorae_payouts.execution.stripe_scan import after_refused_key, differences, find_transfer, scan_transfer_group
 from sorae_payouts.manifest import compute_manifest_hash
 from sorae_payouts.money import format_minor
 from sorae_payouts.periods import parse_period, period_key
@@ -285,35 +285,21 @@ class _Run:
         return True
 
     def _key_refused(self, item: ledger.WorkItem, attempt: ledger.Attempt, outcome: TransferOutcome) -> None:
-        """`idempotency_error`: our key was first used with other parameters. A matching transfer for
-        the payment is adopted; otherwise the item is blocked. Never a new key, never a new transfer."""
-        found = find_transfer(self.gateway, self.group, self.identity(item), attempt.destination,
-                              attempt.attempt_number)
-        matching = [t for t in found if not differences(t, attempt.amount_minor, attempt.currency, attempt.destination)]
-        if matching:
-            note = (f"adopted from Stripe: key {attempt.idempotency_key} was refused (idempotency_error) and "
-                    f"transfer {matching[0].transfer_id} pays this item; nothing new sent")
-            ledger.record(self.engine, attempt, TransferOutcome(Disposition.POSTED, matching[0]), now=self.clock(),
-                          note=note)
-            self._anomaly(Anomaly("adopted_from_stripe", note, item.payout_item_id, attempt.attempt_pk,
-                                  matching[0].transfer_id))
+        """`idempotency_error`: adopt the transfer that pays the item, or block it. Never a new key."""
+        adopt, kind, reason = after_refused_key(self.gateway, self.group, self.identity(item), attempt,
+                                                outcome.request_id)
+        if adopt is not None:
+            ledger.record(self.engine, attempt, TransferOutcome(Disposition.POSTED, adopt), now=self.clock(),
+                          note=reason)
             with self.lock:
                 self.report.adopted += 1
-            return
-        if found:
-            kind, reason = "already_paid_outside_this_ledger", blocked_reason(
-                found[0], differences(found[0], attempt.amount_minor, attempt.currency, attempt.destination))
         else:
-            kind, reason = "idempotency_key_reused", (
-                f"idempotency_key_reused: Stripe refused key {attempt.idempotency_key} (first used with other "
-                f"parameters, request {outcome.request_id}); no transfer for this payment found in "
-                f"{self.group}: check the Stripe dashboard before paying it by hand")
-        ledger.block(self.engine, item.payout_item_id, reason, now=self.clock(), attempt=attempt,
-                     error_code="idempotency_error")
-        with self.lock:
-            self.report.blocked[item.payout_item_id] = reason
+            ledger.block(self.engine, item.payout_item_id, reason, now=self.clock(), attempt=attempt,
+                         error_code="idempotency_error")
+            with self.lock:
+                self.report.blocked[item.payout_item_id] = reason
         self._anomaly(Anomaly(kind, reason, item.payout_item_id, attempt.attempt_pk,
-                              found[0].transfer_id if found else None))
+                              adopt.transfer_id if adopt else None))
 
     def _check_matches(self, attempt: ledger.Attempt, transfer: TransferRecord) -> None:
         diffs = differences(transfer, attempt.amount_minor, attempt.currency, attempt.destination)

@@ -175,3 +175,23 @@ def find_transfer(gateway: StripeGateway, group: str, identity: PaymentIdentity,
              if transfer_identity(t.metadata, t.currency) == identity]
     found.sort(key=lambda t: t.metadata.get("attempt_number") != str(attempt_number))
     return found
+
+
+def after_refused_key(gateway: StripeGateway, group: str, identity: PaymentIdentity, attempt: ledger.Attempt,
+                      request_id: str | None) -> tuple[TransferRecord | None, str, str]:
+    """After `idempotency_error` (our key was first used with other parameters): the transfer to adopt
+    when one pays this payment exactly, else why the item is blocked. Returns (transfer or None, anomaly
+    kind, note or blocked reason)."""
+    found = find_transfer(gateway, group, identity, attempt.destination, attempt.attempt_number)
+    for transfer in found:
+        if not differences(transfer, attempt.amount_minor, attempt.currency, attempt.destination):
+            return transfer, "adopted_from_stripe", (
+                f"adopted from Stripe: key {attempt.idempotency_key} was refused (idempotency_error) and transfer "
+                f"{transfer.transfer_id} pays this item; nothing new sent")
+    if found:
+        return None, "already_paid_outside_this_ledger", blocked_reason(
+            found[0], differences(found[0], attempt.amount_minor, attempt.currency, attempt.destination))
+    return None, "idempotency_key_reused", (
+        f"idempotency_key_reused: Stripe refused key {attempt.idempotency_key} (first used with other parameters, "
+        f"request {request_id}); no transfer for this payment found in {group}: check the Stripe dashboard "
+        "before paying it by hand")

@@ -292,3 +292,20 @@ def test_anomalies_are_recorded_once_and_are_append_only(engine, sandbox, stripe
         with pytest.raises(sa.exc.DatabaseError, match="append-only"):
             with engine.begin() as conn:
                 conn.execute(sa.text(statement))
+
+
+def test_refused_key_with_no_transfer_behind_it_blocks_the_item(engine, other_ledger, sandbox, stripe_client):
+    accounts = seed_batch(engine, stripe_client, {"alice": 5_000})
+    available = sandbox.admin("GET", "/_sandbox/balance")["available"]
+    usd = next(b["amount"] for b in available if b["currency"] == "usd")
+    sandbox.admin("POST", "/_sandbox/balance", {"currency": "usd", "amount": -usd})  # Stripe stores the refusal
+    first = _send_without_scan(engine, sandbox)
+    assert item_states(engine)["alice"][0] == "pending" and first.sent == 1  # balance_insufficient, retryable
+    second = other_ledger("refused_nothing.sqlite3")
+    _seed(second, accounts, {"alice": 5_500})
+    report = _send_without_scan(second, sandbox)
+    status, reason = item_states(second)["alice"]
+    assert status == "blocked" and reason.startswith("idempotency_key_reused: Stripe refused key sorae:v2:")
+    assert [a.kind for a in report.anomalies] == ["idempotency_key_reused"]
+    assert sandbox_transfers(stripe_client) == []
+    assert_paid_exactly_once(second, stripe_client)
