@@ -123,6 +123,8 @@ def _settle_item(engine, item: _Item, found: list[TransferRecord], result: ScanR
                  identity: PaymentIdentity, now: datetime) -> None:
     work = item.work
     item_id = work.payout_item_id
+    if item.status == "blocked" and not item.posted_transfer:
+        return  # already parked for an operator, with its anomaly recorded when it was blocked
     if item.posted_transfer or item.status not in ("pending", "processing"):
         kind = "second_transfer_for_item" if item.posted_transfer else "transfer_for_unpayable_item"
         for t in found:
