@@ -142,6 +142,9 @@ def test_c_restored_ledger_with_one_changed_amount_blocks_that_item_and_pays_not
     assert len(sandbox_transfers(stripe_client)) == 5 and len(bob_transfer) == 1
     assert accounts["bob"] == bob_transfer[0].destination
     assert execute_batch(restored, make_gateway(sandbox), OCT).sent == 0  # blocked stays blocked
+    with restored.connect() as conn:
+        kinds = sorted(a["kind"] for a in list_anomalies(conn, "payout_2026-10"))
+    assert kinds == ["adopted_from_stripe"] * 4 + ["already_paid_outside_this_ledger"]
     assert len(assert_paid_exactly_once(restored, stripe_client)) == 4
 
 
