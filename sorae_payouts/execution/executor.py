@@ -123,8 +123,7 @@ def execute_batch(engine: sa.Engine, gateway: StripeGateway, period, *, settings
                                  "AND status <> 'executing'"), {"b": batch.batch_id})
         with ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="transfer") as pool:
             list(pool.map(run.process, sendable))
-    record_anomalies(engine, batch.batch_id, report.anomalies, now=clock())
-    for anomaly in report.anomalies:
+    for anomaly in report.anomalies:  # each was recorded in the ledger when it was met
         log.warning("%s: %s", batch.batch_id, anomaly)
     with engine.begin() as conn:
         settle_batch_status(conn, batch.batch_id)
@@ -144,6 +143,7 @@ def _scan(engine, gateway: StripeGateway, batch, items: list[ledger.WorkItem], r
     report.adopted += scan.adopted
     report.blocked.update(scan.blocked)
     report.anomalies += scan.anomalies
+    record_anomalies(engine, batch.batch_id, scan.anomalies, now=clock())  # before anything else can fail
     return [i for i in items if i.payout_item_id not in scan.settled]
 
 
@@ -200,6 +200,8 @@ class _Run:
         return PaymentIdentity(self.program_id, self.period_label, item.affiliate_id, item.currency)
 
     def _anomaly(self, anomaly: Anomaly) -> None:
+        """Recorded at once (rare): a run killed later still leaves it for operators."""
+        record_anomalies(self.engine, self.batch_id, [anomaly], now=self.clock())
         with self.lock:
             self.report.anomalies.append(anomaly)
 
