@@ -312,3 +312,33 @@ def test_refused_key_with_no_transfer_behind_it_blocks_the_item(engine, other_le
     assert [a.kind for a in report.anomalies] == ["idempotency_key_reused"]
     assert sandbox_transfers(stripe_client) == []
     assert_paid_exactly_once(second, stripe_client)
+
+
+def test_blocked_item_and_its_anomaly_are_shown_by_batch_show_and_reconcile(
+        engine, ledger_url, sandbox, stripe_client, monkeypatch):
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from sorae_payouts.cli import batch_cmd, operations_cmd
+    accounts = seed_batch(engine, stripe_client, {"alice": 5_000, "bob": 6_000})
+    by_hand = stripe_client.v1.transfers.create(params={  # someone paid alice by hand, with other amount
+        "amount": 4_000, "currency": "usd", "destination": accounts["alice"], "transfer_group": "payout_2026-10",
+        "metadata": {"period": "2026-10", "affiliate_id": "alice"}})
+    report = execute_batch(engine, make_gateway(sandbox), OCT)
+    assert report.sent == 1 and list(report.blocked.values()) == [
+        f"already_paid_outside_this_ledger: {by_hand.id}, amount 40.00 usd != 50.00 usd"]
+    for name, value in {"SORAE_DATABASE_URL": ledger_url, "STRIPE_API_KEY": "sk_test_sorae_tests",
+                        "STRIPE_API_BASE": sandbox.url}.items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+    shown = runner.invoke(batch_cmd.app, ["show", "2026-10"])
+    assert shown.exit_code == 0 and "already_paid_outside_this_ledger" in shown.output and "blocked" in shown.output
+    app = typer.Typer()
+    operations_cmd.register(app)
+    reconciled = runner.invoke(app, ["reconcile", "2026-10", "--json"])
+    body = json.loads(reconciled.output)
+    assert reconciled.exit_code == 1 and [a["kind"] for a in body["anomalies"]] == ["already_paid_outside_this_ledger"]
+    assert [d["drift"] for d in body["drift"]] == ["unknown_to_ledger"]
+    assert_paid_exactly_once(engine, stripe_client)
