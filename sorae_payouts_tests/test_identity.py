@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from sorae_payouts.execution.identity import (
-    MAX_KEY_LENGTH, PaymentIdentity, idempotency_key, is_legacy_key, key_basis, transfer_group, transfer_identity,
+    MAX_KEY_LENGTH, PaymentIdentity, idempotency_key, idempotency_key_prefix, is_legacy_key, key_basis, transfer_group, transfer_identity,
     transfer_metadata)
 
 ALICE = PaymentIdentity("default", "2026-10", "alice", "usd")
@@ -14,9 +14,12 @@ ALICE = PaymentIdentity("default", "2026-10", "alice", "usd")
 def test_key_names_the_paying_account_program_period_affiliate_currency_and_attempt():
     assert idempotency_key("acct_1Plat", ALICE, 1) == "sorae:v2:acct_1Plat:default:2026-10:alice:usd:attempt-1"
     assert idempotency_key("acct_1Plat", ALICE, 2).endswith(":attempt-2")
-    assert key_basis("acct_1Plat", ALICE, 3) == {"paying_account": "acct_1Plat", "program_id": "default",
-                                                  "period": "2026-10", "affiliate_id": "alice", "currency": "usd",
-                                                  "attempt_number": 3}
+    assert key_basis("acct_1Plat", ALICE) == {"paying_account": "acct_1Plat", "program_id": "default",
+                                               "period": "2026-10", "affiliate_id": "alice", "currency": "usd"}
+    long = PaymentIdentity("default", "2026-10", "a" * 64, "usd")
+    for identity in (ALICE, long):  # the database appends the number to the prefix
+        assert idempotency_key_prefix("acct_" + "x" * 150, identity) + "7" == idempotency_key(
+            "acct_" + "x" * 150, identity, 7)
 
 
 def test_every_part_of_the_identity_changes_the_key():

@@ -25,7 +25,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from sorae_payouts.execution.identity import (
-    PaymentIdentity, idempotency_key, is_legacy_key, key_basis_json)
+    PaymentIdentity, idempotency_key, idempotency_key_prefix, is_legacy_key, key_basis_json)
 from sorae_payouts.ledger.sql import as_utc, text
 from sorae_payouts.stripe_gateway import Disposition, TransferOutcome, TransferRecord
 
@@ -105,19 +105,20 @@ def claim(engine: sa.Engine, item: WorkItem, *, paying_account: str, identity: P
     with engine.begin() as conn:
         if item.status == "processing":
             return open_attempt(conn, item.payout_item_id)
-        # Compare-and-set: of two runs, only the one that flips the item from pending owns it, so the
-        # next number read below cannot be read by anyone else before this transaction commits.
+        # Compare-and-set: of two runs, only the one that flips the item from pending owns it.
         if not _take(conn, item.payout_item_id, now):
             return None
-        number = _next_number(conn, item.payout_item_id)
+        # The next attempt number and its key, computed in the same statement that stores them.
         row = conn.execute(text(
             "INSERT INTO transfer_attempt (payout_item_id, attempt_number, idempotency_key, state, amount_minor, "
             "currency, destination, created_at, updated_at, key_basis) "
-            "VALUES (:i, :n, :k, 'processing', :a, :c, :d, :now, :now, :basis) "
+            "SELECT :i, n, CAST(:prefix AS TEXT) || CAST(n AS TEXT), 'processing', :a, :c, :d, :now, :now, "
+            "CAST(:basis AS TEXT) FROM "
+            "(SELECT COALESCE(MAX(attempt_number), 0) + 1 AS n FROM transfer_attempt WHERE payout_item_id = :i) nxt "
             f"RETURNING {_ATTEMPT_COLUMNS}"),
-            {"i": item.payout_item_id, "n": number, "k": idempotency_key(paying_account, identity, number),
+            {"i": item.payout_item_id, "prefix": idempotency_key_prefix(paying_account, identity),
              "a": item.amount_minor, "c": item.currency, "d": item.destination, "now": now,
-             "basis": key_basis_json(paying_account, identity, number)}).one()
+             "basis": key_basis_json(paying_account, identity)}).one()
         return _attempt(row, resumed=False)
 
 
@@ -180,7 +181,7 @@ def adopt(engine: sa.Engine, item: WorkItem, transfer: TransferRecord, *, paying
             "VALUES (:i, :n, :k, 'posted', :a, :c, :d, :t, :now, :now, :basis, :note)"),
             {"i": item.payout_item_id, "n": number, "k": idempotency_key(paying_account, identity, number),
              "a": transfer.amount_minor, "c": transfer.currency, "d": transfer.destination,
-             "t": transfer.transfer_id, "now": now, "basis": key_basis_json(paying_account, identity, number),
+             "t": transfer.transfer_id, "now": now, "basis": key_basis_json(paying_account, identity),
              "note": note[:2000]})
         conn.execute(text("UPDATE payout_item SET status = 'posted', hold_reason = NULL, status_updated_at = :now "
                           "WHERE payout_item_id = :i AND status = 'processing'"), {"i": item.payout_item_id, "now": now})

@@ -25,6 +25,7 @@ from sorae_payouts.programs import DEFAULT_PROGRAM
 KEY_PREFIX = "sorae:v2"
 LEGACY_KEY_PREFIX = "sorae-"
 MAX_KEY_LENGTH = 255
+_NUMBER_ROOM = 6
 # Characters kept as they are in a key part; anything else (':' included) is replaced by a hash, and a
 # hashed part starts with '~', which no kept part can contain: two different ids never share a key.
 _PLAIN_PART = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
@@ -46,10 +47,11 @@ def _part(value: str) -> str:
     return "~" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
 
 
-def key_basis(paying_account: str, identity: PaymentIdentity, attempt_number: int) -> dict[str, str | int]:
-    """What the key is derived from (stored on the attempt, so an operator can re-derive it)."""
+def key_basis(paying_account: str, identity: PaymentIdentity) -> dict[str, str]:
+    """What the key is derived from besides the attempt number (stored on the attempt, whose
+    `attempt_number` column completes it, so an operator can re-derive the key)."""
     return {"paying_account": paying_account, "program_id": identity.program_id, "period": identity.period,
-            "affiliate_id": identity.affiliate_id, "currency": identity.currency, "attempt_number": attempt_number}
+            "affiliate_id": identity.affiliate_id, "currency": identity.currency}
 
 
 def idempotency_key(paying_account: str, identity: PaymentIdentity, attempt_number: int) -> str:
@@ -60,15 +62,23 @@ def idempotency_key(paying_account: str, identity: PaymentIdentity, attempt_numb
     if attempt_number < 1:
         raise ValueError("attempt numbers start at 1")
     tail = f"{_part(identity.program_id)}:{identity.period}:{_part(identity.affiliate_id)}:{identity.currency}"
-    key = f"{KEY_PREFIX}:{_part(paying_account)}:{tail}:attempt-{attempt_number}"
-    if len(key) <= MAX_KEY_LENGTH:
-        return key
-    digest = hashlib.sha256(tail.encode("utf-8")).hexdigest()
-    return f"{KEY_PREFIX}:{_part(paying_account)}:~{digest}:attempt-{attempt_number}"
+    head = f"{KEY_PREFIX}:{_part(paying_account)}:{tail}:attempt-"
+    # The form is chosen without the number (room kept for 6 digits), so every attempt of a payment has
+    # the same prefix (see `idempotency_key_prefix`).
+    if len(head) + _NUMBER_ROOM > MAX_KEY_LENGTH:
+        digest = hashlib.sha256(tail.encode("utf-8")).hexdigest()
+        head = f"{KEY_PREFIX}:{_part(paying_account)}:~{digest}:attempt-"
+    return f"{head}{attempt_number}"
 
 
-def key_basis_json(paying_account: str, identity: PaymentIdentity, attempt_number: int) -> str:
-    return json.dumps(key_basis(paying_account, identity, attempt_number), sort_keys=True)
+def key_basis_json(paying_account: str, identity: PaymentIdentity) -> str:
+    return json.dumps(key_basis(paying_account, identity), sort_keys=True)
+
+
+def idempotency_key_prefix(paying_account: str, identity: PaymentIdentity) -> str:
+    """The key without its attempt number: both key forms end with `attempt-<n>`, so the database can
+    append the number it computes in the same statement that stores the attempt."""
+    return idempotency_key(paying_account, identity, 1)[:-1]
 
 
 def is_legacy_key(key: str) -> bool:
