@@ -26,7 +26,7 @@ def _error(status: int, code: str | None, kind: str = "invalid_request_error", c
     (429, "rate_limit", stripe.RateLimitError, Disposition.RETRY_SAME_KEY),
     (429, "lock_timeout", stripe.RateLimitError, Disposition.RETRY_SAME_KEY),
     (409, "idempotency_key_in_use", stripe.APIError, Disposition.RETRY_SAME_KEY),
-    (400, None, stripe.IdempotencyError, Disposition.UNKNOWN),
+    (400, None, stripe.IdempotencyError, Disposition.KEY_REFUSED),
     (500, None, stripe.APIError, Disposition.UNKNOWN),
     (400, "something_new", stripe.InvalidRequestError, Disposition.FAILED),
     (429, None, stripe.RateLimitError, Disposition.RETRY_SAME_KEY),

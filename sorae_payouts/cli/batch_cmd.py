@@ -14,6 +14,7 @@ from rich.text import Text
 from sorae_payouts.csv_safe import SafeDictWriter
 from sorae_payouts.batches import BatchError, approve_batch, list_batches, load_batch
 from sorae_payouts.cli.tables import outcome_table
+from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.outcomes import batch_outcome, item_outcomes
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.money import format_minor, to_decimal
@@ -67,8 +68,9 @@ def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
         batch = _load(conn, period)
         items = list(item_outcomes(conn, batch.batch_id))
         outcome = batch_outcome(conn, batch.batch_id)
+        anomalies = list_anomalies(conn, batch.batch_id)
     if as_json:
-        typer.echo(json.dumps({"batch": batch.as_json(), "items": items}, indent=2))
+        typer.echo(json.dumps({"batch": batch.as_json(), "items": items, "anomalies": anomalies}, indent=2))
         return
     console.print(f"[bold]{batch.batch_id}[/bold] {batch.status}, {batch.item_count} items, "
                   f"manifest hash {batch.manifest_hash}")
@@ -83,6 +85,11 @@ def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
     console.print(table)
     if len(items) > PREVIEW_ROWS:
         console.print(f"... {len(items) - PREVIEW_ROWS} more items: use --json or `batch export`")
+    if anomalies:  # what execution met that an operator must look at (docs/operations.md)
+        console.print(f"[yellow]{len(anomalies)} execution anomalies[/yellow] (blocked items need an operator):")
+        for a in anomalies[-PREVIEW_ROWS:]:
+            console.print(f"  {a['recorded_at'][:19]} {a['kind']} item {a['payout_item_id'] or '-'} "
+                          f"{a['stripe_transfer_id'] or ''}: {a['detail']}")
 
 
 @app.command("export")

@@ -1,6 +1,7 @@
 """`sorae-payouts demo`: a whole month end to end on the embedded defaults, in one command.
 
-Starts the local Stripe sandbox (unless STRIPE_API_KEY is set: then that Stripe, e.g. test mode),
+Starts the local Stripe sandbox (unless STRIPE_API_KEY is set: then the test-mode Stripe or mock at
+STRIPE_API_BASE; a live key or real Stripe is refused outright),
 creates demo connected accounts, writes and imports a demo data set, runs the Dagster month-end job
 (finalize + manifest + checks), approves the batch (demo only: in production a person reviews it),
 runs the execution job and prints the batch summary. Runs land in a local Dagster home that
@@ -27,6 +28,7 @@ from sorae_payouts.ledger.database import create_ledger_engine, data_dir, databa
 from sorae_payouts.manifest import batch_id_for
 from sorae_payouts.finalize import DEFAULT_HOLDING_DAYS
 from sorae_payouts.periods import finalizable_at, parse_period
+from sorae_payouts.stripe_gateway import demo_refusal
 
 console = Console()
 SANDBOX_KEY = "sk_test_sorae_demo"
@@ -43,8 +45,13 @@ def latest_finalizable_month(now: datetime, holding_days: int = DEFAULT_HOLDING_
 
 
 def _start_sandbox_if_needed():
-    """Use the Stripe named by STRIPE_API_KEY/STRIPE_API_BASE, else start the sandbox in-process."""
+    """Use the Stripe named by STRIPE_API_KEY/STRIPE_API_BASE, else start the sandbox in-process.
+    Never a live key, never real Stripe: the demo approves its own batch."""
     if os.environ.get("STRIPE_API_KEY"):
+        refusal = demo_refusal(os.environ["STRIPE_API_KEY"], os.environ.get("STRIPE_API_BASE"))
+        if refusal:
+            console.print(f"[red]demo refused: {refusal}; nothing was done[/red]")
+            raise typer.Exit(1)
         return None
     from sorae_payouts.sandbox import SandboxServer
 
@@ -60,8 +67,8 @@ def demo(
     commissions: int = typer.Option(5_000, "--commissions"),
 ) -> None:
     """Run a demo month end to end: import, finalize, manifest, approve, pay, summarize."""
+    sandbox = _start_sandbox_if_needed()  # first: a refused Stripe leaves nothing behind
     month = month or latest_finalizable_month(datetime.now(timezone.utc))
-    sandbox = _start_sandbox_if_needed()
     try:
         _demo(month, affiliates, commissions)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import typer
 from rich.console import Console
@@ -11,9 +12,11 @@ from rich.table import Table
 
 from sorae_payouts.batches import BatchError
 from sorae_payouts.cli.tables import outcome_table
+from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.executor import ExecutionRefused, utcnow
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.money import format_minor
+from sorae_payouts.batches import load_batch
 from sorae_payouts.operations.reconcile import reconcile_batch
 from sorae_payouts.operations.refresh import refresh_batch, refreshable_periods
 from sorae_payouts.operations.retry import execute_retry, plan_retry
@@ -31,6 +34,11 @@ def _gateway() -> StripeGateway:
         raise typer.Exit(1) from exc
 
 
+def _announce(message: str) -> None:
+    """What a live run says before it pays (account, batch, totals)."""
+    console.print(f"[bold yellow]{message}[/bold yellow]")
+
+
 def retry(
     period: str = typer.Argument(..., help="YYYY-MM"),
     item: list[int] = typer.Option(None, "--item", help="Payout item id to retry (repeatable)."),
@@ -40,9 +48,12 @@ def retry(
 ) -> None:
     """Retry failed items in isolation: each gets a NEW attempt (new idempotency key); only they are sent."""
     engine = create_ledger_engine()
+    # The next keys name the paying account: ask Stripe when a key is configured (a dry run works without).
+    gateway = _gateway() if (os.environ.get("STRIPE_API_KEY") or not dry_run) else None
     try:
         with engine.connect() as conn:
-            plan = plan_retry(conn, parse_period(period), item_ids=item or None, error_code=error_code)
+            plan = plan_retry(conn, parse_period(period), item_ids=item or None, error_code=error_code,
+                              paying_account=gateway.paying_account() if gateway else None)
     except (BatchError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
@@ -63,7 +74,7 @@ def retry(
     if dry_run or not sends:
         raise typer.Exit(1 if plan.refused and not sends else 0)
     try:
-        report = execute_retry(engine, _gateway(), plan, now=utcnow())
+        report = execute_retry(engine, gateway, plan, now=utcnow(), announce=_announce)
     except ExecutionRefused as exc:
         console.print(f"[red]{exc}[/red] (the items stay pending)")
         raise typer.Exit(1) from exc
@@ -82,7 +93,11 @@ def refresh(period: str = typer.Argument(None, help="YYYY-MM; default: every exe
         task = progress.add_task("refreshing batches", total=len(periods))
         reports = []
         for p in periods:
-            reports.append(refresh_batch(engine, gateway, p))
+            try:
+                reports.append(refresh_batch(engine, gateway, p, announce=_announce))
+            except ExecutionRefused as exc:
+                console.print(f"[red]{exc}[/red]")
+                raise typer.Exit(1) from exc
             progress.advance(task)
     if as_json:
         typer.echo(json.dumps([r.as_json() for r in reports], indent=2))
@@ -95,12 +110,21 @@ def refresh(period: str = typer.Argument(None, help="YYYY-MM; default: every exe
 
 
 def reconcile(period: str = typer.Argument(..., help="YYYY-MM"), as_json: bool = typer.Option(False, "--json")) -> None:
-    """Compare the batch's transfers in Stripe with the ledger's posted attempts; exit 1 on drift."""
+    """Compare the batch's transfers in Stripe with the ledger's posted attempts; exit 1 on drift.
+    Also lists the execution anomalies recorded for the batch (adopted or blocked items, ...)."""
     with create_ledger_engine().connect() as conn:
         result = reconcile_batch(conn, _gateway(), parse_period(period))
+        anomalies = list_anomalies(conn, load_batch(conn, parse_period(period)).batch_id)
     if as_json:
-        typer.echo(json.dumps({"passed": result.passed, "summary": result.summary, "drift": result.rows}, indent=2))
+        typer.echo(json.dumps({"passed": result.passed, "summary": result.summary, "drift": result.rows,
+                               "anomalies": anomalies}, indent=2))
     else:
+        if anomalies:
+            table = Table("recorded", "kind", "item", "transfer", "detail", title=f"execution anomalies ({len(anomalies)})")
+            for a in anomalies:
+                table.add_row(a["recorded_at"][:19], a["kind"], str(a["payout_item_id"] or ""),
+                              a["stripe_transfer_id"] or "", a["detail"])
+            console.print(table)
         console.print(("[green]" if result.passed else "[red]") + result.summary + "[/]")
         if result.rows:
             table = Table(*result.rows[0].keys())

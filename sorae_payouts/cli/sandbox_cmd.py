@@ -21,6 +21,9 @@ def sandbox(
     rate_limit: float = typer.Option(None, "--rate-limit", help="Requests/s over /v1; excess gets 429 rate_limit."),
     balance: list[str] = typer.Option(["usd=100000000000", "eur=100000000000", "jpy=10000000000000"], "--balance",
                                       help="Starting platform balance CUR=MINOR_UNITS, repeatable."),
+    clock_offset: int = typer.Option(0, "--clock-offset-seconds", min=0,
+                                     help="Run the sandbox clock this far ahead of real time (idempotency keys "
+                                          "expire 24 h after first use on the sandbox clock)."),
 ) -> None:
     """Serve a Stripe-compatible sandbox: point STRIPE_API_BASE at it, any sk_test_ key works."""
     balances = {}
@@ -30,4 +33,4 @@ def sandbox(
             raise typer.BadParameter(f"--balance {entry!r}: expected CUR=MINOR_UNITS, e.g. usd=100000000")
         balances[currency.lower()] = int(amount)
     signal.signal(signal.SIGTERM, _interrupt)
-    run_sandbox(host, port, state, latency_ms, rate_limit, balances)
+    run_sandbox(host, port, state, latency_ms, rate_limit, balances, clock_offset)

@@ -6,6 +6,7 @@ from sorae_payouts.defs import metadata as md
 from sorae_payouts.defs.assets import GROUP, payout_manifest
 from sorae_payouts.defs.partitions import monthly_partitions
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
+from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.executor import ExecutionRefused, execute_batch
 from sorae_payouts.execution.outcomes import item_outcomes
 from sorae_payouts.periods import parse_period
@@ -31,7 +32,10 @@ def executed_transfers(
 ) -> dg.MaterializeResult:
     """The month's Stripe Connect transfers: one per payable item of the APPROVED batch.
 
-    Only pending work is sent; posted and failed attempts are never re-sent. Each transfer's
+    Before sending, the batch's transfer group is listed at Stripe once: a transfer this ledger does
+    not know is adopted (it matches the item) or blocks its item (it does not); unknown outcomes of
+    earlier runs are looked up there. Only pending work is sent; posted and failed attempts are never
+    re-sent. A live key needs SORAE_LIVE_PAYOUTS=1 (the run logs the account, batch and totals). Each transfer's
     idempotency key is committed before Stripe is called, so re-materializing the partition (after a
     crash, a timeout or a fix) finishes the batch without ever paying an item twice. Items whose
     connected account cannot receive transfers are held and stay pending; one bad account never
@@ -41,12 +45,15 @@ def executed_transfers(
     period = parse_period(context.partition_key)
     gateway = stripe.gateway()
     try:
-        report = execute_batch(ledger.engine, gateway, period, settings=stripe.execution_settings())
+        report = execute_batch(ledger.engine, gateway, period, settings=stripe.execution_settings(),
+                               announce=context.log.warning)
     except (ExecutionRefused, GatewayConfigurationError) as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
     for anomaly in report.anomalies:
-        context.log.error(anomaly)
+        context.log.error(str(anomaly))
     outcome = report.outcome
+    with ledger.engine.connect() as conn:
+        anomalies = list_anomalies(conn, report.batch_id)
     totals = [{"currency": c, "outcome": o, "items": n, "amount": md.money(a, c), "amount_minor": a}
               for (c, o), (n, a) in sorted(outcome.totals.items())]
     with ledger.engine.connect() as conn:
@@ -60,12 +67,14 @@ def executed_transfers(
     problems = [r for r in rows if r["status"] != "posted"]
     links = "\n".join(f"- [{r['transfer_id']}]({r['dashboard']}) {r['affiliate_id']} {r['amount']}"
                       for r in rows if r["transfer_id"])
-    counts = ", ".join(f"{outcome.count(o)} {o}" for o in ("posted", "failed", "held", "processing", "pending"))
+    counts = ", ".join(f"{outcome.count(o)} {o}" for o in ("posted", "failed", "held", "processing", "pending",
+                                                             "blocked"))
     return dg.MaterializeResult(metadata={
         "summary": dg.MetadataValue.md(
             f"**{report.batch_id}** is **{outcome.status}**: {counts}. {report.sent} Stripe transfer requests "
-            f"this run, {report.resolved_by_lookup} unknown outcomes resolved by lookup, "
-            f"{len(report.anomalies)} anomalies, {report.seconds:.1f} s."),
+            f"this run, {report.resolved_by_lookup} unknown outcomes resolved by lookup, {report.adopted} transfers "
+            f"adopted from Stripe, {len(report.blocked)} items blocked, {len(report.anomalies)} anomalies this run "
+            f"({len(anomalies)} recorded for the batch), {report.seconds:.1f} s."),
         "batch_status": outcome.status,
         "posted": outcome.count("posted"),
         "failed": outcome.count("failed"),
@@ -73,6 +82,11 @@ def executed_transfers(
         "processing": outcome.count("processing"),
         "requests_sent": report.sent,
         "resolved_by_lookup": report.resolved_by_lookup,
+        "adopted_from_stripe": report.adopted,
+        "blocked": outcome.count("blocked"),
+        "group_list_requests": report.group_list_requests,
+        "anomalies": md.table([{k: a[k] for k in _ANOMALY_COLUMNS} for a in anomalies[-ITEM_TABLE_ROWS:]],
+                              _ANOMALY_COLUMNS),
         "totals_by_currency_and_outcome": md.table(totals, {"currency": "string", "outcome": "string",
                                                              "items": "int", "amount": "string", "amount_minor": "int"}),
         "items_needing_attention": md.table(problems[:ITEM_TABLE_ROWS], _ITEM_COLUMNS),
@@ -81,6 +95,8 @@ def executed_transfers(
     })
 
 
+_ANOMALY_COLUMNS = {"recorded_at": "string", "kind": "string", "payout_item_id": "int",
+                    "stripe_transfer_id": "string", "detail": "string"}
 _ITEM_COLUMNS = {"item": "int", "affiliate_id": "string", "currency": "string", "amount": "string",
                  "amount_minor": "int", "status": "string", "transfer_id": "string", "error_code": "string",
                  "dashboard": "string"}

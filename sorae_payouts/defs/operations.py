@@ -48,8 +48,10 @@ def retry_items_op(context: dg.OpExecutionContext, config: RetryConfig, ledger: 
                    stripe: StripeResource) -> None:
     """Give the chosen failed items a new attempt and send only them; refusals are logged."""
     period = parse_period(config.period)
-    with ledger.engine.connect() as conn:
-        plan = plan_retry(conn, period, item_ids=config.item_ids or None, error_code=config.error_code)
+    gateway = stripe.gateway()
+    with ledger.engine.connect() as conn:  # the next keys name the paying account (GET /v1/account)
+        plan = plan_retry(conn, period, item_ids=config.item_ids or None, error_code=config.error_code,
+                          paying_account=gateway.paying_account())
     for refused in plan.refused:
         context.log.warning(f"item {refused['payout_item_id']} refused: {refused['reason']}")
     for item in plan.retry:
@@ -59,8 +61,8 @@ def retry_items_op(context: dg.OpExecutionContext, config: RetryConfig, ledger: 
     if config.dry_run or not plan.retry:
         return
     try:
-        report = execute_retry(ledger.engine, stripe.gateway(), plan, now=datetime.now(timezone.utc),
-                               settings=stripe.execution_settings())
+        report = execute_retry(ledger.engine, gateway, plan, now=datetime.now(timezone.utc),
+                               settings=stripe.execution_settings(), announce=context.log.warning)
     except ExecutionRefused as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
     context.log.info(f"{report.batch_id}: {report.outcome.count('posted')} posted, "
@@ -84,7 +86,11 @@ def refresh_payouts_op(context: dg.OpExecutionContext, config: RefreshConfig, le
         periods = refreshable_periods(conn, parse_period(config.period) if config.period else None)
     gateway = stripe.gateway()  # one client and one rate limiter for every batch of this run
     for period in periods:
-        report = refresh_batch(ledger.engine, gateway, period, settings=stripe.execution_settings())
+        try:
+            report = refresh_batch(ledger.engine, gateway, period, settings=stripe.execution_settings(),
+                                   announce=context.log.warning)
+        except ExecutionRefused as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from exc
         context.log.info(f"refreshed {report.as_json()}")
 
 

@@ -184,6 +184,10 @@ transfer_attempt = sa.Table(
     sa.Column("unknown_reason", sa.Text),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    # Revision 0005: what the idempotency key was derived from (JSON; NULL for keys of the previous
+    # format), and why the attempt exists when this ledger did not send it (adopted from Stripe).
+    sa.Column("key_basis", sa.Text),
+    sa.Column("note", sa.Text),
     sa.UniqueConstraint("payout_item_id", "attempt_number", name="uq_transfer_attempt_number"),
     sa.CheckConstraint("state IN ('processing', 'posted', 'failed')", name="ck_transfer_attempt_state"),
     sa.CheckConstraint("amount_minor > 0", name="ck_transfer_attempt_amount"),
@@ -237,5 +241,21 @@ account_status_event = sa.Table(
     sa.Column("transfers_capability", sa.String(16)),
     sa.Column("payouts_enabled", sa.Boolean, nullable=False),
     sa.Column("disabled_reason", sa.Text),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+)
+
+
+# --- revision 0005: what operators must look at after an execution; append-only ----------------------
+
+execution_anomaly = sa.Table(
+    "execution_anomaly",
+    metadata,
+    sa.Column("anomaly_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.String(64), sa.ForeignKey("payout_batch.batch_id"), nullable=False, index=True),
+    sa.Column("payout_item_id", sa.BigInteger),
+    sa.Column("attempt_pk", sa.BigInteger),
+    sa.Column("kind", sa.String(48), nullable=False),
+    sa.Column("stripe_transfer_id", sa.String(64)),
+    sa.Column("detail", sa.Text, nullable=False),
     sa.Column("recorded_at", Timestamp, nullable=False),
 )

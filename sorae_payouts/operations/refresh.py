@@ -1,7 +1,8 @@
 """Payout status refresh: what changed in Stripe since the batch was executed.
 
-1. Attempts still `processing` (outcome unknown) are resolved exactly as execution does: the same key
-   re-sent while it is safe, else a lookup by transfer group and metadata. Never a new key.
+1. Attempts still `processing` (outcome unknown) are resolved exactly as execution does: the batch's
+   transfer group is looked up at Stripe first (whatever the attempt's age), and only an attempt
+   with no transfer there has its SAME key re-sent. Never a new key.
 2. Posted transfers' reversal state (`reversed`, `amount_reversed`) is appended to
    `transfer_status_event` when it differs from the last record.
 3. Connected accounts of held items are checked; a readiness change is appended to
@@ -44,7 +45,7 @@ def refreshable_periods(conn: sa.Connection, period: date | None = None) -> list
 
 
 def refresh_batch(engine: sa.Engine, gateway: StripeGateway, period: date, *, now: datetime | None = None,
-                  settings: ExecutionSettings | None = None) -> RefreshReport:
+                  settings: ExecutionSettings | None = None, announce=None) -> RefreshReport:
     now = now or utcnow()
     with engine.connect() as conn:
         batch = load_batch(conn, period)
@@ -54,7 +55,8 @@ def refresh_batch(engine: sa.Engine, gateway: StripeGateway, period: date, *, no
     with engine.connect() as conn:
         unknown_before = _processing(conn, batch.batch_id)
     if unknown_before:
-        execute_batch(engine, gateway, period, settings=settings, only=lambda item: item.status == "processing")
+        execute_batch(engine, gateway, period, settings=settings, only=lambda item: item.status == "processing",
+                      announce=announce)
     with engine.connect() as conn:
         report.still_unknown = _processing(conn, batch.batch_id)
     report.resolved = unknown_before - report.still_unknown

@@ -14,11 +14,13 @@ from datetime import date, datetime
 import sqlalchemy as sa
 
 from sorae_payouts.batches import load_batch
-from sorae_payouts.execution.attempts import idempotency_key, ledger_id
-from sorae_payouts.execution.executor import ExecutionReport, ExecutionSettings, execute_batch
+from sorae_payouts.execution.identity import PaymentIdentity, idempotency_key
+from sorae_payouts.execution.executor import ExecutionRefused, ExecutionReport, ExecutionSettings, execute_batch
 from sorae_payouts.execution.outcomes import item_outcomes
 from sorae_payouts.ledger.sql import text
-from sorae_payouts.stripe_gateway import StripeGateway
+from sorae_payouts.periods import period_key
+from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.stripe_gateway import LivePayoutsRefused, StripeGateway
 
 _REFUSALS = {
     "posted": "already paid (transfer {transfer}); an item is never paid twice",
@@ -37,13 +39,14 @@ class RetryPlan:
 
 
 def plan_retry(conn: sa.Connection, period: date, *, item_ids: list[int] | None = None,
-               error_code: str | None = None) -> RetryPlan:
+               error_code: str | None = None, paying_account: str | None = None) -> RetryPlan:
     """Which failed items would be retried, with the exact transfer each would send; refusals explained.
-    With neither `item_ids` nor `error_code`, every failed item of the batch is chosen."""
+    With neither `item_ids` nor `error_code`, every failed item of the batch is chosen. The next key is
+    shown for `paying_account` (the platform account behind the API key; a placeholder without it)."""
     batch = load_batch(conn, period)
     if batch.status == "draft":
         raise ValueError(f"batch {batch.batch_id} is a draft: nothing was executed, nothing to retry")
-    identity = ledger_id(conn)
+    account = paying_account or "<paying account>"
     plan = RetryPlan(period, batch.batch_id)
     wanted = set(item_ids or [])
     seen = set()
@@ -63,7 +66,9 @@ def plan_retry(conn: sa.Connection, period: date, *, item_ids: list[int] | None 
             continue
         next_attempt = int(item["attempt_number"] or 0) + 1
         plan.retry.append({**item, "next_attempt": next_attempt,
-                           "next_idempotency_key": idempotency_key(identity, item["payout_item_id"], next_attempt)})
+                           "next_idempotency_key": idempotency_key(
+                               account, PaymentIdentity(DEFAULT_PROGRAM, period_key(batch.period), item["affiliate_id"],
+                                                        item["currency"]), next_attempt)})
     for missing in sorted(wanted - seen):
         plan.refused.append({"payout_item_id": missing, "affiliate_id": None,
                              "reason": f"not an item of batch {batch.batch_id}" if not error_code else
@@ -88,8 +93,14 @@ def apply_retry(engine: sa.Engine, plan: RetryPlan, *, now: datetime) -> list[in
 
 
 def execute_retry(engine: sa.Engine, gateway: StripeGateway, plan: RetryPlan, *, now: datetime,
-                  settings: ExecutionSettings | None = None) -> ExecutionReport:
+                  settings: ExecutionSettings | None = None, announce=None) -> ExecutionReport:
     """Apply the plan, then send only the items it moved back to pending (each with a new attempt).
-    Raises `ExecutionRefused` (nothing sent, items stay pending) like any execution."""
+    Raises `ExecutionRefused` (nothing sent, items stay pending) like any execution; a live key without
+    SORAE_LIVE_PAYOUTS=1 is refused before any item moves."""
+    try:
+        gateway.require_live_payouts_allowed()
+    except LivePayoutsRefused as exc:
+        raise ExecutionRefused(str(exc)) from exc
     moved = set(apply_retry(engine, plan, now=now))
-    return execute_batch(engine, gateway, plan.period, settings=settings, only=lambda i: i.payout_item_id in moved)
+    return execute_batch(engine, gateway, plan.period, settings=settings, only=lambda i: i.payout_item_id in moved,
+                         announce=announce)

@@ -44,13 +44,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="requests per second over all /v1 requests (excess: 429)")
     parser.add_argument("--balance", type=_balance, action="append", default=[],
                         metavar="CUR=AMOUNT", help="starting platform balance, repeatable")
+    parser.add_argument("--clock-offset-seconds", type=int, default=0,
+                        help="run the sandbox clock this far ahead of real time (>= 0)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
     # `kill PID` should stop the server as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     run_sandbox(args.host, args.port, args.state, args.latency_ms, args.rate_limit,
-                dict(args.balance))
+                dict(args.balance), args.clock_offset_seconds)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ answers are JSON. Endpoints:
 * ``GET /_sandbox/health``                    -> ``{"ok": true}`` (readiness probe for scripts)
 * ``GET /_sandbox/clock``                     -> ``{"now": unix_seconds, "offset_seconds": n}``
 * ``POST /_sandbox/clock/advance {"seconds": N}`` moves the sandbox clock forward (idempotency
-  keys expire 24 h after first use on this clock).
+  keys expire 24 h after first use on this clock and are pruned as the clock passes that age).
+  ``SandboxServer(clock_offset_seconds=N)`` / ``sorae-payouts sandbox --clock-offset-seconds N``
+  start the sandbox with its clock already N seconds ahead of the engine's.
 * ``GET /_sandbox/balance``; ``POST /_sandbox/balance {"currency": "usd", "amount": N}`` adds N
   (minor units) to the platform's available balance.
 * ``POST /_sandbox/accounts/{id} {"transfers": "active"|"inactive"|"pending",

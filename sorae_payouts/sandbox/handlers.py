@@ -71,6 +71,24 @@ def _get_account(store: Store, params: dict[str, Any], args: dict[str, str]) -> 
     return accounts.view(*found)
 
 
+def _get_platform_account(store: Store, params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
+    """``GET /v1/account``: the platform account behind the API key (one stable id per state)."""
+    reject_unknown(params, {"expand"})
+    acct_id, created = store.platform_account()
+    return {
+        "id": acct_id, "object": "account", "type": "standard", "country": "US",
+        "email": "platform@sandbox.invalid", "business_type": "company", "default_currency": "usd",
+        "created": created, "livemode": False, "metadata": {},
+        "business_profile": {"name": "Stripe sandbox platform", "url": None, "mcc": None},
+        "capabilities": {"card_payments": "active", "transfers": "active"},
+        "charges_enabled": True, "payouts_enabled": True, "details_submitted": True,
+        "requirements": {"currently_due": [], "eventually_due": [], "past_due": [],
+                         "pending_verification": [], "errors": [], "current_deadline": None,
+                         "disabled_reason": None},
+        "settings": {"payouts": {"schedule": {"interval": "daily", "delay_days": 2}}},
+    }
+
+
 def _list_accounts(store: Store, params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
     limit, after = parse_list_params(params, ())
     page = store.page("accounts", {}, limit, after)
@@ -230,6 +248,7 @@ _ID = r"(?P<id>[A-Za-z0-9_]+)"
 ROUTES = [
     Endpoint("POST", re.compile(r"/v1/accounts"), validate=_validate_account,
              execute=_create_account),
+    Endpoint("GET", re.compile(r"/v1/account"), read=_get_platform_account),
     Endpoint("GET", re.compile(r"/v1/accounts"), read=_list_accounts),
     Endpoint("GET", re.compile(rf"/v1/accounts/{_ID}"), read=_get_account),
     Endpoint("POST", re.compile(r"/v1/transfers"), validate=_validate_transfer,
@@ -250,4 +269,4 @@ def route(method: str, path: str) -> tuple[Endpoint, dict[str, str]]:
             return endpoint, match.groupdict()
     raise ApiError(404, "invalid_request_error",
                    f"Unrecognized request URL ({method}: {path}). The sandbox implements "
-                   "accounts, transfers, transfer reversals and balance.")
+                   "the platform account, connected accounts, transfers, transfer reversals and balance.")

@@ -80,8 +80,10 @@ class SandboxApp:
     """Everything behind the HTTP layer: state, faults, limiter, in-flight keys, stats."""
 
     def __init__(self, store: Store, latency_ms: int = 0, rate_limit: float | None = None,
-                 balances: dict[str, int] | None = None):
+                 balances: dict[str, int] | None = None, allow_live_keys: bool = False):
         self.store = store
+        # Tests of the live-money rule need a Stripe that takes sk_live_ keys; never on by default.
+        self.key_prefixes = ("sk_test_", "sk_live_") if allow_live_keys else ("sk_test_",)
         self.latency_ms = latency_ms
         self.limiter = TokenBucket(rate_limit) if rate_limit else None
         self.starting_balances = {c.lower(): int(a) for c, a in (balances or {}).items()}
@@ -95,7 +97,7 @@ class SandboxApp:
     def handle_v1(self, method: str, path: str, query: str, headers: Mapping[str, str],
                   body: str, request_id: str) -> Response:
         try:
-            key = self._authenticate(headers.get("Authorization"))
+            key = self._authenticate(headers.get("Authorization"), self.key_prefixes)
             if self.limiter is not None and not self.limiter.take():
                 raise self._rate_limited()
             endpoint, args = route(method, path.rstrip("/") or path)
@@ -114,7 +116,7 @@ class SandboxApp:
     # -- steps ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _authenticate(header: str | None) -> str:
+    def _authenticate(header: str | None, prefixes: tuple[str, ...]) -> str:
         key = None
         if header and header.startswith("Bearer "):
             key = header[len("Bearer "):].strip()
@@ -128,7 +130,7 @@ class SandboxApp:
                            "You did not provide an API key. You need to provide your API key in "
                            "the Authorization header, using Bearer auth (e.g. 'Authorization: "
                            "Bearer YOUR_SECRET_KEY').")
-        if not key.startswith("sk_test_"):
+        if not key.startswith(prefixes):
             shown = key[:8] + "*" * 4 + key[-4:] if len(key) > 12 else key[:3] + "****"
             raise ApiError(401, "invalid_request_error",
                            f"Invalid API Key provided: {shown}. The sandbox accepts test-mode "

@@ -138,7 +138,12 @@ class SandboxServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
                  state_path: str | os.PathLike[str] | None = None,
                  latency_ms: int = 0, rate_limit: float | None = None,
-                 balances: dict[str, int] | None = None):
+                 balances: dict[str, int] | None = None, clock_offset_seconds: int = 0,
+                 allow_live_keys: bool = False):
+        self.allow_live_keys = allow_live_keys
+        if clock_offset_seconds < 0:
+            raise ValueError("the sandbox clock only moves forward: clock_offset_seconds >= 0")
+        self.clock_offset_seconds = clock_offset_seconds
         self.host = host
         self.port = port
         self.state_path = os.fspath(state_path) if state_path is not None else None
@@ -161,7 +166,10 @@ class SandboxServer:
         self.store = Store(path)
         with self.store.transaction():
             self.store.seed_balances(self.balances)
-        self.app = SandboxApp(self.store, self.latency_ms, self.rate_limit, self.balances)
+            behind = self.clock_offset_seconds - self.store.clock_offset()
+            if behind > 0:
+                self.store.advance_clock(behind)
+        self.app = SandboxApp(self.store, self.latency_ms, self.rate_limit, self.balances, self.allow_live_keys)
         self._httpd = _HTTPServer((self.host, self.port), self.app)
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.05},
@@ -218,9 +226,10 @@ class SandboxServer:
 
 def run_sandbox(host: str = "127.0.0.1", port: int = 12111, state_path: str | None = None,
                 latency_ms: int = 0, rate_limit: float | None = None,
-                balances: dict[str, int] | None = None) -> None:
+                balances: dict[str, int] | None = None, clock_offset_seconds: int = 0) -> None:
     """Serve in the foreground until Ctrl-C (what ``python -m sorae_payouts.sandbox`` runs)."""
-    server = SandboxServer(host, port, state_path, latency_ms, rate_limit, balances).start()
+    server = SandboxServer(host, port, state_path, latency_ms, rate_limit, balances,
+                           clock_offset_seconds).start()
     print(f"Stripe sandbox listening on {server.url} (state: {state_path or 'temporary'})",
           flush=True)
     try:

@@ -22,6 +22,8 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from .wire import new_id
+
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
 _SCHEMA = """
@@ -63,6 +65,8 @@ class Store:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(_SCHEMA)
         self._lock = threading.RLock()
+        with self.transaction():
+            self._ensure_platform_account()
 
     def close(self) -> None:
         with self._lock:
@@ -117,7 +121,26 @@ class Store:
 
     def advance_clock(self, seconds: int) -> int:
         self._set_meta("clock_offset", str(self.clock_offset() + seconds))
+        self.prune_idempotency()
         return self.now()
+
+    def prune_idempotency(self) -> int:
+        """Forget keys first used 24 h ago or more on the sandbox clock, as Stripe may."""
+        return self.conn.execute("DELETE FROM idempotency WHERE created_at <= ?",
+                                 (self.now() - IDEMPOTENCY_TTL_SECONDS,)).rowcount
+
+    # -- the platform account (what GET /v1/account answers) ------------------------------------
+
+    def _ensure_platform_account(self) -> None:
+        """One stable platform account id per state file, minted on first use."""
+        self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('platform_account', ?)",
+                          (new_id("acct", 16),))
+        self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('platform_created', ?)",
+                          (str(self.now()),))
+
+    def platform_account(self) -> tuple[str, int]:
+        """The platform account's id and creation time."""
+        return self._meta("platform_account", ""), int(self._meta("platform_created", "0"))
 
     # -- platform balance ----------------------------------------------------------------------
 
@@ -225,8 +248,7 @@ class Store:
                          headers: dict[str, str], request_id: str) -> None:
         now = self.now()
         # Prune what Stripe would have pruned; also frees the key if it was expired.
-        self.conn.execute("DELETE FROM idempotency WHERE created_at <= ?",
-                          (now - IDEMPOTENCY_TTL_SECONDS,))
+        self.prune_idempotency()
         self.conn.execute(
             "INSERT OR REPLACE INTO idempotency "
             "(key, fingerprint, status, body, headers, request_id, created_at) "
@@ -241,3 +263,4 @@ class Store:
         for table in ("meta", "balances", "accounts", "transfers", "reversals", "idempotency"):
             self.conn.execute(f"DELETE FROM {table}")
         self.seed_balances(balances)
+        self._ensure_platform_account()  # a new state, a new platform account

@@ -15,6 +15,8 @@ from sorae_payouts.stripe_gateway.gateway import (
     TransferRequest,
     dashboard_url,
 )
+from sorae_payouts.stripe_gateway.live import LIVE_PAYOUTS_SETTING, LivePayoutsRefused, demo_refusal, is_live_key
 
-__all__ = ["AccountReadiness", "Disposition", "GatewayConfig", "StripeGateway", "TransferOutcome",
-           "TransferRecord", "TransferRequest", "classify", "dashboard_url"]
+__all__ = ["AccountReadiness", "Disposition", "GatewayConfig", "LIVE_PAYOUTS_SETTING", "LivePayoutsRefused",
+           "StripeGateway", "TransferOutcome", "TransferRecord", "TransferRequest", "classify", "dashboard_url",
+           "demo_refusal", "is_live_key"]

@@ -12,6 +12,9 @@ not stored. So an error can mean four different things for the payout item:
 |                    |              |                       | replay it): a later run tries again with a NEW attempt|
 | RETRY_SAME_KEY     | processing   | processing            | not executed, not stored: re-send the SAME key later  |
 | UNKNOWN            | processing   | processing            | may have executed: resolve by same-key re-send/lookup |
+| KEY_REFUSED        | failed       | blocked (or posted)   | `idempotency_error`: the key was first used with other|
+|                    |              |                       | parameters (another ledger): a lookup decides; never  |
+|                    |              |                       | a new key for that payment                            |
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class Disposition(enum.Enum):
     FAILED_RETRYABLE = "failed_retryable"
     RETRY_SAME_KEY = "retry_same_key"
     UNKNOWN = "unknown"
+    KEY_REFUSED = "key_refused"
 
 
 # Stripe error codes of POST /v1/transfers -> disposition. Codes not listed fall back by HTTP status
@@ -49,9 +53,10 @@ ERROR_CODE_DISPOSITIONS: dict[str, Disposition] = {
     "rate_limit": Disposition.RETRY_SAME_KEY,
     "lock_timeout": Disposition.RETRY_SAME_KEY,
     "idempotency_key_in_use": Disposition.RETRY_SAME_KEY,
-    # The key was used with other parameters: a transfer may exist under it. Never a new key for
-    # that: the lookup by transfer group and metadata decides.
-    "idempotency_error": Disposition.UNKNOWN,
+    # The key was used with other parameters (a rebuilt ledger whose amounts changed): a transfer may
+    # exist under it. Never a new key for that: the lookup by transfer group and metadata decides
+    # between adopting that transfer and blocking the item for an operator.
+    "idempotency_error": Disposition.KEY_REFUSED,
 }
 
 

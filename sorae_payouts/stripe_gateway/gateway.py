@@ -1,18 +1,24 @@
 """`StripeGateway`: transfers, account readiness, balance and lookups through `stripe.StripeClient`.
 
-Every call passes the client-side rate limiter. Transfers carry the caller's idempotency key (never an
-SDK-generated one: that key would live only in memory and die with a crashed process).
+Every call passes the client-side rate limiter and is counted per kind (`request_counts`, what the
+benchmark reports). Transfers carry the caller's idempotency key (never an SDK-generated one: that key
+would live only in memory and die with a crashed process). With a live key, no transfer is created
+before `authorize_payouts` applied the live-money rule (`stripe_gateway.live`).
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import stripe
 
 from sorae_payouts.stripe_gateway.dispositions import ClassifiedError, Disposition, classify
+from sorae_payouts.stripe_gateway.live import (
+    LivePayoutsRefused, is_live_key, live_payout_announcement, require_live_payouts_allowed)
 from sorae_payouts.stripe_gateway.rate_limit import TokenBucket
 
 
@@ -108,15 +114,52 @@ class StripeGateway:
     def __init__(self, config: GatewayConfig):
         self.config = config
         self.test_mode = config.api_key.startswith(("sk_test_", "rk_test_"))
+        self.live = is_live_key(config.api_key)
+        self._live_authorized = False
+        self._paying_account: str | None = None
         self.limiter = TokenBucket(config.rate_limit_per_second)
+        self.request_counts: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
         base = {"api": config.api_base} if config.api_base else None
         self.client = stripe.StripeClient(
             config.api_key, base_addresses=base, max_network_retries=config.max_network_retries,
             http_client=stripe.RequestsClient(timeout=config.timeout_seconds))
 
+    def _acquire(self, kind: str) -> None:
+        """Every request: one token of the shared rate limiter, one count."""
+        self.limiter.acquire()
+        with self._count_lock:
+            self.request_counts[kind] += 1
+
+    def paying_account(self) -> str:
+        """The platform account behind the API key (GET /v1/account), fetched once per gateway: the
+        account that pays, part of every idempotency key."""
+        if self._paying_account is None:
+            self._acquire("account.retrieve_current")
+            try:
+                self._paying_account = str(self.client.v1.accounts.retrieve_current().id)
+            except stripe.AuthenticationError as exc:
+                raise GatewayConfigurationError("Stripe rejected the API key (401); check STRIPE_API_KEY") from exc
+        return self._paying_account
+
+    def require_live_payouts_allowed(self) -> None:
+        """Raise `LivePayoutsRefused` for a live key without SORAE_LIVE_PAYOUTS=1 (no request made)."""
+        require_live_payouts_allowed(self.config.api_key)
+
+    def authorize_payouts(self, batch_id: str, totals: dict[str, tuple[int, int]]) -> str | None:
+        """The live-money rule, before a run's first request: a live key refuses (`LivePayoutsRefused`)
+        unless SORAE_LIVE_PAYOUTS=1; then returns what to announce (account, batch, totals per
+        currency as (count, minor)). None for a test key."""
+        self.require_live_payouts_allowed()  # refuse before any request is made
+        announcement = live_payout_announcement(self.config.api_key, self.paying_account(), batch_id, totals)
+        self._live_authorized = True
+        return announcement
+
     def create_transfer(self, request: TransferRequest, idempotency_key: str) -> TransferOutcome:
         """POST /v1/transfers with our idempotency key; errors become a classified outcome."""
-        self.limiter.acquire()
+        if self.live and not self._live_authorized:
+            raise LivePayoutsRefused("live transfer refused: the run did not pass authorize_payouts; nothing was sent")
+        self._acquire("transfers.create")
         params = {"amount": request.amount_minor, "currency": request.currency, "destination": request.destination,
                   "transfer_group": request.transfer_group, "description": request.description,
                   "metadata": request.metadata}
@@ -132,7 +175,7 @@ class StripeGateway:
                                replayed=bool(response and response.headers.get("Idempotent-Replayed") == "true"))
 
     def account_readiness(self, account_id: str) -> AccountReadiness:
-        self.limiter.acquire()
+        self._acquire("accounts.retrieve")
         try:
             account = self.client.v1.accounts.retrieve(account_id)
         except stripe.AuthenticationError as exc:
@@ -150,10 +193,10 @@ class StripeGateway:
 
     def all_account_readiness(self) -> Iterator[AccountReadiness]:
         """Every connected account of the platform, 100 per request (cheaper than one GET each)."""
-        return map(_readiness, self._pages(self.client.v1.accounts.list, {"limit": 100}))
+        return map(_readiness, self._pages(self.client.v1.accounts.list, {"limit": 100}, "accounts.list"))
 
     def available_balance(self) -> dict[str, int]:
-        self.limiter.acquire()
+        self._acquire("balance.retrieve")
         balance = self.client.v1.balance.retrieve()
         return {entry.currency: int(entry.amount) for entry in balance.available}
 
@@ -162,13 +205,13 @@ class StripeGateway:
         params: dict = {"transfer_group": transfer_group, "limit": 100}
         if destination:
             params["destination"] = destination
-        return map(_record, self._pages(self.client.v1.transfers.list, params))
+        return map(_record, self._pages(self.client.v1.transfers.list, params, "transfers.list"))
 
-    def _pages(self, list_call, params: dict) -> Iterator:
+    def _pages(self, list_call, params: dict, kind: str) -> Iterator:
         """Every object of a Stripe list endpoint, following `starting_after`, each page rate-limited."""
         params = dict(params)
         while True:
-            self.limiter.acquire()
+            self._acquire(kind)
             page = list_call(params=params)
             yield from page.data
             if not page.has_more or not page.data:

@@ -71,23 +71,36 @@ def sandbox_transfers(stripe_client, transfer_group: str = "payout_2026-10") -> 
 
 
 def assert_paid_exactly_once(engine, stripe_client) -> dict[int, str]:
-    """The check that matters everywhere: per item at most one transfer in Stripe, and the posted
-    ledger amounts equal the Stripe transfer amounts. Returns item id -> transfer id."""
+    """The check that matters everywhere: per payment (program, period, affiliate, currency, from the
+    transfers' metadata) at most one transfer in Stripe; the posted ledger amounts equal the Stripe
+    transfer amounts; and a transfer this ledger has not posted belongs to one of its `blocked` items
+    (paid outside this ledger, parked for an operator). Returns item id -> transfer id."""
     transfers = sandbox_transfers(stripe_client)
-    per_item = Counter(t.metadata["payout_item_id"] for t in transfers)
-    assert max(per_item.values(), default=0) <= 1, f"items paid twice: {[k for k, v in per_item.items() if v > 1]}"
+    per_payment = Counter(payment_of(t) for t in transfers)
+    assert max(per_payment.values(), default=0) <= 1, f"paid twice: {[k for k, v in per_payment.items() if v > 1]}"
     by_id = {t.id: t for t in transfers}
     with engine.connect() as conn:
         posted = conn.execute(sa.text(
-            "SELECT a.payout_item_id, a.stripe_transfer_id, a.amount_minor, a.currency, a.destination "
-            "FROM transfer_attempt a WHERE a.state = 'posted'")).all()
+            "SELECT a.payout_item_id, a.stripe_transfer_id, a.amount_minor, a.currency, a.destination, i.affiliate_id "
+            "FROM transfer_attempt a JOIN payout_item i ON i.payout_item_id = a.payout_item_id "
+            "WHERE a.state = 'posted'")).all()
         posted_items = conn.execute(sa.text("SELECT COUNT(*) FROM payout_item WHERE status = 'posted'")).scalar_one()
-    assert len(posted) == len(transfers) == posted_items
-    for item_id, transfer_id, amount, currency, destination in posted:
+        blocked = {(a, c) for a, c in conn.execute(sa.text(
+            "SELECT affiliate_id, currency FROM payout_item WHERE status = 'blocked'"))}
+    assert len(posted) == posted_items
+    for item_id, transfer_id, amount, currency, destination, affiliate in posted:
         t = by_id[transfer_id]
-        assert (t.amount, t.currency, t.destination, t.metadata["payout_item_id"]) == (
-            amount, currency, destination, str(item_id))
+        assert (t.amount, t.currency, t.destination, t.metadata["affiliate_id"]) == (
+            amount, currency, destination, affiliate)
+    outside = [t for t in transfers if t.id not in {p[1] for p in posted}]
+    assert {(payment_of(t)[2], payment_of(t)[3]) for t in outside} <= blocked, "a transfer the ledger ignores"
     return {int(i): t for i, t, *_ in posted}
+
+
+def payment_of(transfer) -> tuple[str, str, str, str]:
+    meta = transfer.metadata.to_dict()
+    return (meta.get("program_id", "default"), meta["period"], meta["affiliate_id"],
+            meta.get("currency", transfer.currency))
 
 
 def item_states(engine) -> dict[str, tuple[str, str | None]]:
@@ -106,10 +119,10 @@ def crash_after_stripe_call(engine, sandbox, names):
     claimed (committed) and the transfer sent with its key, but the outcome is never recorded."""
     gateway = make_gateway(sandbox)
     with engine.connect() as conn:
-        identity = ledger.ledger_id(conn)
         items = [i for i in ledger.work_items(conn, "payout_2026-10") if i.affiliate_id in names]
-    run = _Run(engine, gateway, ExecutionSettings(), "payout_2026-10", "2026-10", identity,
+    run = _Run(engine, gateway, ExecutionSettings(), "payout_2026-10", "2026-10",
                ExecutionReport("payout_2026-10", "2026-10"), utcnow, None)
     for item in items:
-        attempt = ledger.claim(engine, item, ledger=identity, now=utcnow())
+        attempt = ledger.claim(engine, item, paying_account=gateway.paying_account(), identity=run.identity(item),
+                               now=utcnow())
         assert gateway.create_transfer(run._request(item, attempt), attempt.idempotency_key).transfer

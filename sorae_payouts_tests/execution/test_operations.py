@@ -66,7 +66,7 @@ def test_retry_after_the_account_is_fixed_pays_once_with_a_new_key(engine, sandb
     assert dry.exit_code == 0, dry.output
     [would] = json.loads(dry.output)["would_send"]
     assert (would["affiliate_id"], would["amount_minor"], would["destination"]) == ("bob", 6_000, accounts["bob"])
-    assert would["idempotency_key"] != old_key and would["idempotency_key"].endswith("-attempt-2")
+    assert would["idempotency_key"] != old_key and would["idempotency_key"].endswith(":attempt-2")
     assert len(sandbox_transfers(stripe_client)) == 1 and _attempts(engine, "bob")[0][1] == "failed"  # dry run
 
     result = cli("retry", "2026-10", "--error-code", "account_invalid")
