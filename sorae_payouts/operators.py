@@ -111,13 +111,13 @@ def add_operator(engine: sa.Engine, name: str, *, display_name: str | None = Non
         return find_operator(conn, identity, program_id)
 
 
-def ensure_operator(engine: sa.Engine, name: str, *, added_by: str, now: datetime,
+def ensure_operator(engine: sa.Engine, name: str, *, added_by: str, now: datetime, display_name: str | None = None,
                     program_id: str = DEFAULT_PROGRAM) -> Operator:
     """The operator, registered (and active) if it was not: for demos and test set-ups."""
     with engine.connect() as conn:
         operator = find_operator(conn, name, program_id)
     if operator is None:
-        return add_operator(engine, name, added_by=added_by, now=now, program_id=program_id)
+        return add_operator(engine, name, display_name=display_name, added_by=added_by, now=now, program_id=program_id)
     if operator.status != "active":
         return set_operator_status(engine, name, active=True, changed_by=added_by, now=now, program_id=program_id)
     return operator

@@ -99,8 +99,9 @@ def _demo(month: str, affiliates: int, commissions: int) -> None:
     try:  # demo only: in production registered operators review the manifest and approve it (two above a limit)
         with engine.connect() as conn:
             reviewed = load_batch(conn, parse_period(partition)).manifest_hash
-        for approver in DEMO_OPERATORS:
-            ensure_operator(engine, approver, added_by="demo", now=datetime.now(timezone.utc))
+        for number, approver in enumerate(DEMO_OPERATORS, 1):
+            ensure_operator(engine, approver, added_by="demo", now=datetime.now(timezone.utc),
+                            display_name=f"Demo approver {number}")
             if approve_batch(engine, parse_period(partition), approved_by=approver, now=datetime.now(timezone.utc),
                              expected_hash=reviewed).complete:
                 break
