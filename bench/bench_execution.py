@@ -23,7 +23,9 @@ import stripe
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import scratch_ledger  # noqa: E402
 
-from sorae_payouts.batches import approve_batch  # noqa: E402
+from sorae_payouts.approvals import approve_batch  # noqa: E402
+from sorae_payouts.batches import load_batch  # noqa: E402
+from sorae_payouts.operators import ensure_operator  # noqa: E402
 from sorae_payouts.execution import attempts as ledger  # noqa: E402
 from sorae_payouts.execution.executor import ExecutionSettings, execute_batch  # noqa: E402
 from sorae_payouts.execution.identity import PaymentIdentity  # noqa: E402
@@ -53,7 +55,10 @@ def seed(engine, accounts: list[str]) -> None:
             for i in range(len(accounts))])
     finalize_period(engine, PERIOD, now=NOW, holding_days=3)
     build_manifest(engine, PERIOD, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=NOW)
-    approve_batch(engine, PERIOD, approved_by="bench", now=NOW)
+    ensure_operator(engine, "bench", added_by="bench", now=NOW)
+    with engine.connect() as conn:
+        reviewed = load_batch(conn, PERIOD).manifest_hash
+    approve_batch(engine, PERIOD, approved_by="bench", now=NOW, expected_hash=reviewed)
 
 
 def make_accounts(state: Path, n: int) -> list[str]:

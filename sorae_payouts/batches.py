@@ -1,10 +1,4 @@
-"""Reading and approving payout batches (used by the CLI and the Dagster layer).
-
-Approval records who approved, when, and the manifest hash they saw (append-only `batch_approval`).
-It refuses a batch whose items no longer produce the recorded hash (the manifest changed after it was
-built) or a hash other than the one the approver reviewed. A batch whose payable total exceeds its
-policy's dual-approval amount in any currency needs two approvals by different people.
-"""
+"""Reading payout batches (used by the CLI and the Dagster layer); approving them is `approvals.py`."""
 
 from __future__ import annotations
 
@@ -14,7 +8,6 @@ from datetime import date, datetime
 import sqlalchemy as sa
 
 from sorae_payouts.ledger.sql import as_date, as_utc, text
-from sorae_payouts.manifest import compute_manifest_hash
 from sorae_payouts.money import format_minor
 from sorae_payouts.periods import period_key
 
@@ -71,67 +64,3 @@ def manifest_preview(conn: sa.Connection, batch_id: str, limit: int = 50) -> lis
         {"b": batch_id, "n": limit}).mappings()
     return [{**r, "amount_minor": int(r["amount_minor"]), "amount": format_minor(r["amount_minor"], r["currency"])}
             for r in rows]
-
-
-@dataclass
-class Approval:
-    batch: Batch
-    approvers: list[str]  # of the current manifest hash
-    required: int
-
-    @property
-    def complete(self) -> bool:
-        return self.batch.status != "draft"
-
-
-def required_approvals(conn: sa.Connection, batch: Batch) -> int:
-    """2 when the batch pays more than its policy's dual-approval amount in any currency, else 1."""
-    over = batch.policy.get("dual_approval_over_minor") or {}
-    totals = conn.execute(text("SELECT currency, SUM(amount_minor) FROM payout_item WHERE batch_id = :b "
-                               "AND carry_reason IS NULL GROUP BY currency"), {"b": batch.batch_id}).all()
-    return 2 if any(c in over and int(total) > int(over[c]) for c, total in totals) else 1
-
-
-def approve_batch(engine: sa.Engine, period: date, *, approved_by: str, now: datetime,
-                  expected_hash: str | None = None) -> Approval:
-    """Record one person's approval of a draft batch's current manifest. The batch becomes
-    `approved` (frozen) once it has the approvals its policy requires from different people.
-    Refuses a manifest that changed since it was built, or other than the one the approver reviewed."""
-    approver = approved_by.strip()
-    if not approver:
-        raise BatchError("an approval needs the approver's name (--by)")
-    with engine.begin() as conn:
-        batch = load_batch(conn, period)
-        if batch.status != "draft":
-            raise BatchError(f"batch {batch.batch_id} is {batch.status} (approved by {batch.approved_by}); "
-                             "nothing to approve")
-        actual, count = compute_manifest_hash(conn, batch.batch_id, period, batch.policy)
-        if actual != batch.manifest_hash or count != batch.item_count:
-            raise BatchError(f"batch {batch.batch_id} changed since it was built (hash {actual[:16]} != "
-                             f"{batch.manifest_hash[:16]}); rebuild and review it again")
-        if expected_hash and not batch.manifest_hash.startswith(expected_hash):
-            raise BatchError(f"batch {batch.batch_id} has manifest hash {batch.manifest_hash[:16]}, not the "
-                             f"reviewed {expected_hash[:16]}; review the current manifest")
-        approvers = _approvers(conn, batch)
-        if approver in approvers:
-            raise BatchError(f"{approver} already approved batch {batch.batch_id}; a second approval must come "
-                             "from someone else")
-        # Approvals are append-only; one per person per manifest (a rebuilt draft needs fresh approvals).
-        conn.execute(text("INSERT INTO batch_approval (batch_id, approved_by, approved_at, manifest_hash) "
-                          "VALUES (:b, :by, :now, :h)"),
-                     {"b": batch.batch_id, "by": approver, "now": now, "h": batch.manifest_hash})
-        approvers.append(approver)
-        required = required_approvals(conn, batch)
-        if len(approvers) >= required:
-            updated = conn.execute(text(
-                "UPDATE payout_batch SET status = 'approved', approved_by = :by, approved_at = :now "
-                "WHERE batch_id = :b AND status = 'draft' AND manifest_hash = :h"),
-                {"by": ", ".join(approvers), "now": now, "b": batch.batch_id, "h": batch.manifest_hash})
-            if updated.rowcount != 1:
-                raise BatchError(f"batch {batch.batch_id} changed concurrently; look again before approving")
-        return Approval(load_batch(conn, period), approvers, required)
-
-
-def _approvers(conn: sa.Connection, batch: Batch) -> list[str]:
-    return list(conn.execute(text("SELECT approved_by FROM batch_approval WHERE batch_id = :b AND manifest_hash = :h "
-                                  "ORDER BY approved_at"), {"b": batch.batch_id, "h": batch.manifest_hash}).scalars())

@@ -55,3 +55,33 @@ def items(engine: sa.Engine, batch_id: str) -> dict[tuple[str, str], dict]:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(schema.payout_item).where(schema.payout_item.c.batch_id == batch_id)).mappings()
         return {(r["affiliate_id"], r["currency"]): dict(r) for r in rows}
+
+
+# Operators are registered "long ago", so they were active at any approval time a test uses.
+REGISTERED_AT = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+def register_operators(engine: sa.Engine, *names: str) -> None:
+    """Register (or re-enable) operators who may approve batches."""
+    from sorae_payouts.operators import ensure_operator
+
+    for name in names:
+        ensure_operator(engine, name, added_by="tests", now=REGISTERED_AT)
+
+
+def approve(engine: sa.Engine, period: date, *operators: str, now: datetime = NOW):
+    """Approve the period's batch as each registered operator in turn (registering them first),
+    with the batch's current manifest hash, until the batch is approved. Returns the last Approval."""
+    from sorae_payouts.approvals import approve_batch
+    from sorae_payouts.batches import load_batch
+
+    operators = operators or ("tests", "tests-second")
+    register_operators(engine, *operators)
+    with engine.connect() as conn:
+        reviewed = load_batch(conn, period).manifest_hash
+    approval = None
+    for operator in operators:
+        approval = approve_batch(engine, period, approved_by=operator, now=now, expected_hash=reviewed)
+        if approval.complete:
+            break
+    return approval

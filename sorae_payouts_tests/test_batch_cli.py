@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from sorae_payouts.cli.main import app
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
-from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission
+from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, register_operators
 
 runner = CliRunner()
 
@@ -27,6 +27,7 @@ def built(engine, ledger_url, monkeypatch):
     add_commission(engine, "bob", 6_000)
     add_commission(engine, "kenji", 500, currency="jpy")
     finalize_period(engine, OCT, now=NOW, holding_days=3)
+    register_operators(engine, "ops")
     return build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "50.00", "jpy": "5000"}), now=NOW)
 
 
@@ -63,14 +64,14 @@ def test_export_writes_exact_amounts(built, tmp_path):
 
 
 def test_approve_records_who_and_freezes(built, engine):
-    refused = _invoke("batch", "approve", "2026-10", "--by", "ops", "--hash", "deadbeef")
+    refused = _invoke("batch", "approve", "2026-10", "--by", "ops", "--hash", "deadbeef0000")
     assert refused.exit_code == 1 and "not the reviewed" in refused.output
     approved = _invoke("batch", "approve", "2026-10", "--by", "ops", "--hash", built.manifest_hash[:12])
     assert approved.exit_code == 0, approved.output
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT status, approved_by FROM payout_batch")).one()
     assert tuple(row) == ("approved", "ops")
-    again = _invoke("batch", "approve", "2026-10", "--by", "ops")
+    again = _invoke("batch", "approve", "2026-10", "--by", "ops", "--hash", built.manifest_hash)
     assert again.exit_code == 1 and "nothing to approve" in again.output
     rebuilt = build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=NOW)
     assert rebuilt.outcome == "frozen" and rebuilt.manifest_hash == built.manifest_hash
@@ -80,7 +81,7 @@ def test_approve_refuses_a_manifest_changed_after_build(built, engine):
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE payout_item SET amount_minor = amount_minor + 100, "
                              "period_amount_minor = period_amount_minor + 100 WHERE affiliate_id = 'alice'"))
-    result = _invoke("batch", "approve", "2026-10", "--by", "ops")
+    result = _invoke("batch", "approve", "2026-10", "--by", "ops", "--hash", built.manifest_hash)
     assert result.exit_code == 1 and "changed since it was built" in result.output
 
 
@@ -95,16 +96,18 @@ def test_large_batch_needs_two_different_approvers_and_a_rebuild_resets_them(eng
     add_commission(engine, "whale", 20_000_000)
     finalize_period(engine, OCT, now=NOW, holding_days=3)
     dual = PayoutPolicy.from_major({"usd": "50.00"}, {"usd": "100000.00"})
-    build_manifest(engine, OCT, policy=dual, now=NOW)
-    first = _invoke("batch", "approve", "2026-10", "--by", "ana")
+    old = build_manifest(engine, OCT, policy=dual, now=NOW).manifest_hash
+    register_operators(engine, "ana", "ben")
+    first = _invoke("batch", "approve", "2026-10", "--by", "ana", "--hash", old)
     assert first.exit_code == 0 and "1 of 2 approvals" in first.output
     # The draft is rebuilt under another policy: the approval given to the old manifest no longer counts.
     rebuilt = build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "40.00"}, {"usd": "100000.00"}), now=NOW)
     assert rebuilt.outcome == "rebuilt"
-    assert "1 of 2 approvals" in _invoke("batch", "approve", "2026-10", "--by", "ben").output
-    again = _invoke("batch", "approve", "2026-10", "--by", "ben")
+    new = rebuilt.manifest_hash[:12]
+    assert "1 of 2 approvals" in _invoke("batch", "approve", "2026-10", "--by", "ben", "--hash", new).output
+    again = _invoke("batch", "approve", "2026-10", "--by", " BEN ", "--hash", new)
     assert again.exit_code == 1 and "someone else" in again.output
-    done = _invoke("batch", "approve", "2026-10", "--by", "ana")
+    done = _invoke("batch", "approve", "2026-10", "--by", "ana", "--hash", new)
     assert done.exit_code == 0 and "approved" in done.output
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT approved_by FROM payout_batch")).scalar_one() == "ben, ana"

@@ -21,7 +21,7 @@ from sorae_payouts.history import GENERIC_FAILURE, affiliate_history
 from sorae_payouts.ledger import schema
 from sorae_payouts.ledger.database import MIGRATIONS_DIR, upgrade
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
-from sorae_payouts_tests.factory import NOV, NOW, OCT, add_affiliate, add_commission, add_event
+from sorae_payouts_tests.factory import NOV, NOW, OCT, add_affiliate, add_commission, add_event, approve
 
 POLICY = PayoutPolicy.from_major({"usd": "50.00"})
 DEC_NOW = datetime(2026, 12, 20, tzinfo=timezone.utc)
@@ -70,6 +70,7 @@ def _scenario(engine) -> None:
         add_commission(engine, aff, 6_000)
     finalize_period(engine, OCT, now=NOW, holding_days=3)
     build_manifest(engine, OCT, policy=POLICY, now=NOW)
+    approve(engine, OCT, "ops", "ops-second")
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE payout_batch SET status = 'executing' WHERE batch_id = 'payout_2026-10'"))
         b = "payout_2026-10"

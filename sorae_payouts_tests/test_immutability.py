@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
-from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, add_event
+from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, add_event, approve
 
 POLICY = PayoutPolicy.from_major({"usd": "10.00"})
 
@@ -68,7 +68,7 @@ def test_finalized_records_reject_raw_sql(finalized, statement):
 def test_approved_manifest_is_frozen_but_draft_is_not(finalized):
     build_manifest(finalized, OCT, policy=POLICY, now=NOW)
     assert _raw_ok(finalized, "UPDATE payout_item SET amount_minor = amount_minor, status = status") == 1
-    _raw_ok(finalized, "UPDATE payout_batch SET status = 'approved', approved_by = 'ops'")
+    approve(finalized, OCT, "ops")
     for statement in ("UPDATE payout_item SET amount_minor = 1, period_amount_minor = 1",
                       "UPDATE payout_item SET stripe_account_id = 'acct_evil'",
                       "DELETE FROM payout_item",

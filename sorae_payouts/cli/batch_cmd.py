@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from sorae_payouts.approvals import MIN_HASH_PREFIX, approve_batch
+from sorae_payouts.batches import BatchError, list_batches, load_batch
 from sorae_payouts.csv_safe import SafeDictWriter
-from sorae_payouts.batches import BatchError, approve_batch, list_batches, load_batch
 from sorae_payouts.cli.tables import outcome_table
 from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.outcomes import batch_outcome, item_outcomes
@@ -116,10 +117,12 @@ def export_command(period: str = typer.Argument(..., help="YYYY-MM"),
 
 @app.command("approve")
 def approve_command(period: str = typer.Argument(..., help="YYYY-MM"),
-                    by: str = typer.Option(..., "--by", help="Who approves (recorded with the hash)."),
-                    manifest_hash: str = typer.Option(None, "--hash", help="The hash you reviewed (prefix ok).")) -> None:
-    """Approve a draft batch (one person's approval; large batches need two people). Once fully
-    approved, the manifest is frozen and can be executed."""
+                    by: str = typer.Option(..., "--by", help="Your operator identity (see `operators list`)."),
+                    manifest_hash: str = typer.Option(..., "--hash", help=f"The manifest hash you reviewed (at least "
+                                                                        f"{MIN_HASH_PREFIX} hex characters).")) -> None:
+    """Approve a draft batch as a registered operator (large batches need two different operators).
+    Records who, when and from where (host, OS user). Once fully approved, the manifest is frozen and
+    can be executed."""
     try:
         approval = approve_batch(create_ledger_engine(), _period(period), approved_by=by,
                                  now=datetime.now(timezone.utc), expected_hash=manifest_hash)
@@ -128,8 +131,8 @@ def approve_command(period: str = typer.Argument(..., help="YYYY-MM"),
         raise typer.Exit(1) from exc
     batch = approval.batch
     if not approval.complete:
-        console.print(f"[yellow]approval recorded[/yellow] for {batch.batch_id} by {by}: "
-                      f"{len(approval.approvers)} of {approval.required} approvals (a second person must approve "
+        console.print(f"[yellow]approval recorded[/yellow] for {batch.batch_id} by {approval.approvers[-1]}: "
+                      f"{len(approval.approvers)} of {approval.required} approvals (another operator must approve "
                       f"hash {batch.manifest_hash[:16]})")
         return
     console.print(f"[green]approved[/green] {batch.batch_id} by {batch.approved_by} at "

@@ -18,7 +18,9 @@ import stripe
 import typer
 from rich.console import Console
 
-from sorae_payouts.batches import BatchError, approve_batch
+from sorae_payouts.approvals import approve_batch
+from sorae_payouts.batches import BatchError, load_batch
+from sorae_payouts.operators import ensure_operator
 from sorae_payouts.cli.tables import outcome_table
 from sorae_payouts.demo_accounts import ensure_demo_accounts
 from sorae_payouts.demo_data import write_demo_data
@@ -76,6 +78,9 @@ def demo(
             sandbox.stop()
 
 
+DEMO_OPERATORS = ("demo-approver-1@sorae.example", "demo-approver-2@sorae.example")
+
+
 def _demo(month: str, affiliates: int, commissions: int) -> None:
     from sorae_payouts.definitions import defs  # after the Stripe environment is set
     from sorae_payouts.defs.instance import local_instance
@@ -98,10 +103,14 @@ def _demo(month: str, affiliates: int, commissions: int) -> None:
     instance = local_instance(data_dir())
     partition = f"{month}-01"
     _run(defs, "month_end_job", partition, instance)
-    try:  # demo only: in production people review the manifest and approve it (two of them above a limit)
-        for approver in ("demo approver 1", "demo approver 2"):
-            if approve_batch(engine, parse_period(partition), approved_by=approver,
-                             now=datetime.now(timezone.utc)).complete:
+    try:  # demo only: in production registered operators review the manifest and approve it (two above a limit)
+        with engine.connect() as conn:
+            reviewed = load_batch(conn, parse_period(partition)).manifest_hash
+        for number, approver in enumerate(DEMO_OPERATORS, 1):
+            ensure_operator(engine, approver, added_by="demo", now=datetime.now(timezone.utc),
+                            display_name=f"Demo approver {number}")
+            if approve_batch(engine, parse_period(partition), approved_by=approver, now=datetime.now(timezone.utc),
+                             expected_hash=reviewed).complete:
                 break
         console.print("batch approved (demo only: in production operators review and approve it)")
     except BatchError as exc:

@@ -12,6 +12,7 @@ from sorae_payouts.cli import (
     history_cmd,
     import_cmd,
     operations_cmd,
+    operators_cmd,
     sandbox_cmd,
 )
 
@@ -19,6 +20,7 @@ app = typer.Typer(help="Sorae payouts: affiliate commissions to Stripe Connect t
 app.add_typer(database_cmd.app, name="db")
 app.add_typer(import_cmd.app, name="import")
 app.add_typer(batch_cmd.app, name="batch")
+app.add_typer(operators_cmd.app, name="operators")
 app.command("demo-data")(demo_data_cmd.demo_data)
 app.command("demo")(demo_cmd.demo)
 app.command("sandbox")(sandbox_cmd.sandbox)

@@ -5,33 +5,54 @@ from datetime import datetime, timezone
 import dagster as dg
 from pydantic import Field
 
-from sorae_payouts.batches import BatchError, approve_batch
+from sorae_payouts.approvals import approve_batch
+from sorae_payouts.batches import BatchError
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
 from sorae_payouts.execution.executor import ExecutionRefused
+from sorae_payouts.operators import Origin, OperatorError, normalize_identity
 from sorae_payouts.operations.refresh import refresh_batch, refreshable_periods
 from sorae_payouts.operations.retry import execute_retry, plan_retry
 from sorae_payouts.periods import parse_period
 
 
+OPERATOR_TAG = "sorae/operator"
+
+
 class ApprovalConfig(dg.Config):
     period: str = Field(description="YYYY-MM")
-    approved_by: str = Field(description="Your name: recorded with the manifest hash")
-    manifest_hash: str = Field(description="The manifest hash you reviewed (a prefix is enough)")
+    approved_by: str | None = Field(default=None, description=f"Your operator identity (or the run tag "
+                                                               f"`{OPERATOR_TAG}`); must be registered and active")
+    manifest_hash: str = Field(description="The manifest hash you reviewed (at least 12 hex characters)")
+
+
+def approving_operator(config: ApprovalConfig, tags: dict[str, str]) -> str:
+    """The operator named by the run config or the run tag; both present must agree. The Dagster
+    webserver has no login: whoever can launch runs can type any name, so production puts the
+    webserver behind the company's authentication (see README)."""
+    from_config, from_tag = (config.approved_by or "").strip(), (tags.get(OPERATOR_TAG) or "").strip()
+    if from_config and from_tag and normalize_identity(from_config) != normalize_identity(from_tag):
+        raise BatchError(f"run config names operator {from_config!r} but tag {OPERATOR_TAG} names {from_tag!r}")
+    if not (from_config or from_tag):
+        raise BatchError(f"name the approving operator in the run config (approved_by) or the run tag {OPERATOR_TAG}")
+    return from_config or from_tag
 
 
 @dg.op
 def approve_batch_op(context: dg.OpExecutionContext, config: ApprovalConfig, ledger: LedgerResource) -> None:
-    """Record an approval of the period's draft batch (two people above the policy's amount)."""
+    """Record an approval of the period's draft batch (two operators above the policy's amount)."""
     try:
-        approval = approve_batch(ledger.engine, parse_period(config.period), approved_by=config.approved_by,
-                                 now=datetime.now(timezone.utc), expected_hash=config.manifest_hash)
-    except BatchError as exc:
+        operator = approving_operator(config, context.run.tags)
+        approval = approve_batch(ledger.engine, parse_period(config.period), approved_by=operator,
+                                 now=datetime.now(timezone.utc), expected_hash=config.manifest_hash,
+                                 origin=Origin.here(dagster_run_id=context.run_id))
+    except (BatchError, OperatorError) as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
     context.log.info(f"{approval.batch.batch_id}: {len(approval.approvers)}/{approval.required} approvals, "
                      f"status {approval.batch.status}")
 
 
-@dg.job(description="Approve a reviewed payout batch (same rules as `sorae-payouts batch approve`).")
+@dg.job(description="Approve a reviewed payout batch as a registered operator (same rules as "
+                    "`sorae-payouts batch approve`; operator from run config or the sorae/operator tag).")
 def approve_batch_job():
     approve_batch_op()
 

@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
+from sorae_payouts.approvals import ApprovalMissing, verify_batch_approvals
 from sorae_payouts.batches import load_batch
 from sorae_payouts.execution import attempts as ledger
 from sorae_payouts.execution.anomalies import Anomaly, record_anomalies
@@ -102,6 +103,10 @@ def execute_batch(engine: sa.Engine, gateway: StripeGateway, period, *, settings
         if batch.status not in EXECUTABLE_STATUSES:
             raise ExecutionRefused(f"batch {batch.batch_id} is {batch.status}, not approved: review it and run "
                                    f"`sorae-payouts batch approve {period_key(period)} --by NAME`; nothing was sent")
+        try:  # the status alone proves nothing: recount the approvals of the current hash, every run
+            verify_batch_approvals(conn, batch)
+        except ApprovalMissing as exc:
+            raise ExecutionRefused(f"{exc}; nothing was sent") from exc
         actual, count = compute_manifest_hash(conn, batch.batch_id, batch.period, batch.policy)
         if actual != batch.manifest_hash or count != batch.item_count:
             raise ExecutionRefused(f"batch {batch.batch_id}: items no longer match the approved manifest "

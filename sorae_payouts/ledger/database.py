@@ -1,7 +1,9 @@
 """Connecting to the ledger and bringing its schema up to date.
 
 The URL comes from SORAE_DATABASE_URL; without it the ledger is a SQLite file in the project-local,
-git-ignored `data/` folder (or SORAE_DATA_DIR), created on demand.
+git-ignored `data/` folder (or SORAE_DATA_DIR), created on demand. On PostgreSQL, migrations run as
+the owner role (SORAE_MIGRATION_DATABASE_URL) and the application connects as a role that only has the
+DML it needs (see `privileges.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ def data_dir() -> Path:
 def database_url(url: str | None = None) -> str:
     """The ledger URL: explicit argument, else SORAE_DATABASE_URL, else the embedded SQLite file."""
     return url or os.environ.get("SORAE_DATABASE_URL") or f"sqlite:///{data_dir() / 'ledger.sqlite3'}"
+
+
+def migration_url(url: str | None = None) -> str:
+    """The URL migrations run with: the owner role's (SORAE_MIGRATION_DATABASE_URL), else the ledger URL."""
+    return url or os.environ.get("SORAE_MIGRATION_DATABASE_URL") or database_url()
 
 
 def redact(url: str) -> str:

@@ -207,6 +207,14 @@ batch_approval = sa.Table(
     sa.Column("approved_at", Timestamp, nullable=False),
     sa.Column("manifest_hash", sa.String(64), nullable=False),
     sa.UniqueConstraint("batch_id", "manifest_hash", "approved_by", name="uq_batch_approval_person"),
+    # revision 0006: who (normalized operator identity; NULL only on approvals recorded before 0006),
+    # from where (host, OS user, Dagster run), for which program.
+    sa.Column("program_id", sa.String(64), nullable=False, server_default="default"),
+    sa.Column("operator_id", sa.Text),
+    sa.Column("host", sa.Text),
+    sa.Column("os_user", sa.Text),
+    sa.Column("dagster_run_id", sa.Text),
+    sa.Index("uq_batch_approval_operator", "batch_id", "manifest_hash", "operator_id", unique=True),
 )
 
 # Written by a database trigger on every status (or hold reason) change of a payout item.
@@ -258,4 +266,37 @@ execution_anomaly = sa.Table(
     sa.Column("stripe_transfer_id", sa.String(64)),
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("recorded_at", Timestamp, nullable=False),
+)
+
+# --- operators (revision 0006): who may approve, and the append-only history of the registry ------
+
+operator = sa.Table(
+    "operator",
+    metadata,
+    sa.Column("program_id", sa.String(64), nullable=False, server_default="default"),
+    sa.Column("operator_id", sa.Text, nullable=False),  # normalized identity (NFKC, case-folded, trimmed)
+    sa.Column("display_name", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("added_at", Timestamp, nullable=False),
+    sa.Column("added_by", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("program_id", "operator_id", name="pk_operator"),
+    sa.CheckConstraint("status IN ('active', 'disabled')", name="ck_operator_status"),
+)
+
+operator_event = sa.Table(
+    "operator_event",
+    metadata,
+    sa.Column("event_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("program_id", sa.String(64), nullable=False, server_default="default"),
+    sa.Column("operator_id", sa.Text, nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("recorded_by", sa.Text, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.Column("host", sa.Text),
+    sa.Column("os_user", sa.Text),
+    sa.Column("dagster_run_id", sa.Text),
+    sa.ForeignKeyConstraint(["program_id", "operator_id"], ["operator.program_id", "operator.operator_id"],
+                            name="fk_operator_event_operator"),
+    sa.CheckConstraint("event IN ('added', 'disabled', 'enabled')", name="ck_operator_event_event"),
+    sa.Index("ix_operator_event_operator", "program_id", "operator_id", "recorded_at"),
 )

@@ -9,7 +9,6 @@ import pytest
 import sqlalchemy as sa
 import stripe
 
-from sorae_payouts.batches import approve_batch
 from sorae_payouts.execution import attempts as ledger
 from sorae_payouts.execution.executor import ExecutionReport, ExecutionSettings, _Run, utcnow
 from sorae_payouts.finalize import finalize_period
@@ -17,6 +16,7 @@ from sorae_payouts.manifest import PayoutPolicy, build_manifest
 from sorae_payouts.sandbox import SandboxServer
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission
+from sorae_payouts_tests.factory import approve as approve_as
 
 API_KEY = "sk_test_sorae_tests"
 BALANCES = {"usd": 10_000_000_00, "eur": 10_000_000_00, "jpy": 10_000_000_000}
@@ -56,7 +56,7 @@ def seed_batch(engine, stripe_client, amounts: dict[str, int], *, currency: str 
     finalize_period(engine, OCT, now=NOW, holding_days=3)
     build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=NOW)
     if approve:
-        approve_batch(engine, OCT, approved_by="tests", now=NOW)
+        approve_as(engine, OCT, "tests")
     return accounts
 
 

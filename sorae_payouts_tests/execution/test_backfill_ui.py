@@ -17,12 +17,11 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
-from sorae_payouts.batches import approve_batch
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
 from sorae_payouts.periods import parse_period
 from sorae_payouts_tests.execution.conftest import API_KEY, sandbox_transfers
-from sorae_payouts_tests.factory import NOW, add_affiliate, add_commission
+from sorae_payouts_tests.factory import NOW, add_affiliate, add_commission, approve
 
 REPO = Path(__file__).resolve().parents[2]
 MONTHS = ["2026-08", "2026-09", "2026-10"]
@@ -50,7 +49,7 @@ def _seed_three_months(engine, stripe_client):
         finalize_period(engine, parse_period(month), now=NOW, holding_days=3)
         build_manifest(engine, parse_period(month), policy=policy, now=NOW)
     for month in ("2026-08", "2026-10"):  # September stays a draft: nobody approved it
-        approve_batch(engine, parse_period(month), approved_by="ops", now=NOW)
+        approve(engine, parse_period(month), "ops")
 
 
 def _graphql(port, query, variables):

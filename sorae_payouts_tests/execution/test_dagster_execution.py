@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from sorae_payouts.batches import approve_batch
 from sorae_payouts.defs.resources import LedgerResource, PayoutSettings, StripeResource
 from sorae_payouts.definitions import defs
 from sorae_payouts_tests.execution.conftest import API_KEY, assert_paid_exactly_once, sandbox_transfers, seed_batch
-from sorae_payouts_tests.factory import NOW, OCT
+from sorae_payouts_tests.factory import NOW, OCT, approve
 
 
 def _execute(ledger_url, sandbox, instance):
@@ -29,7 +28,7 @@ def test_unapproved_batch_fails_without_sending_then_approved_batch_is_paid(engi
         assert "not approved" in failure.event_specific_data.error.message
         assert sandbox_transfers(stripe_client) == []
 
-        approve_batch(engine, OCT, approved_by="ops", now=NOW)
+        approve(engine, OCT, "ops")
         result = _execute(ledger_url, sandbox, instance)
         assert result.success
         meta = result.asset_materializations_for_node("executed_transfers")[0].metadata

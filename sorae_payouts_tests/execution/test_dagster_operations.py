@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 import dagster as dg
 import sqlalchemy as sa
 
-from sorae_payouts.batches import approve_batch
 from sorae_payouts.defs.resources import LedgerResource, PayoutSettings, StripeResource
 from sorae_payouts.definitions import defs
 from sorae_payouts.execution.executor import execute_batch
@@ -15,7 +14,7 @@ from sorae_payouts.finalize import finalize_period
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
 from sorae_payouts_tests.execution.conftest import (
     API_KEY, assert_paid_exactly_once, crash_after_stripe_call, item_states, make_gateway, seed_batch)
-from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission
+from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, approve, register_operators
 
 
 def _resources(ledger_url, sandbox):
@@ -38,6 +37,7 @@ def test_approval_job_needs_two_people_above_the_policy_amount(engine, ledger_ur
     add_commission(engine, "whale", 20_000_000)  # 200,000.00 usd, above the 100,000.00 dual-approval amount
     finalize_period(engine, OCT, now=NOW, holding_days=3)
     batch = build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "50.00"}, {"usd": "100000.00"}), now=NOW)
+    register_operators(engine, "ana", "ben")
     assert _run("approve_batch_job", ledger_url, sandbox, _approval("2026-10", "ana", "0000")).success is False
     assert _run("approve_batch_job", ledger_url, sandbox, _approval("2026-10", "ana", batch.manifest_hash[:12])).success
     with engine.connect() as conn:
@@ -93,7 +93,7 @@ def test_sensor_requests_execution_once_per_approved_manifest(engine, ledger_url
             instance=instance, resources=_resources(ledger_url, sandbox),
             definitions=defs) as context:
         assert isinstance(sensor.evaluate_tick(context).skip_message, str)
-        batch = approve_batch(engine, OCT, approved_by="ops", now=NOW).batch
+        batch = approve(engine, OCT, "ops").batch
         [request] = sensor.evaluate_tick(context).run_requests
         assert request.partition_key == "2026-10-01" and request.run_key == f"payout_2026-10:{batch.manifest_hash}"
         execute_batch(engine, make_gateway(sandbox), OCT)

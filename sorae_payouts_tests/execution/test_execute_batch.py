@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sorae_payouts.execution.executor import ExecutionRefused, ExecutionSettings, execute_batch
 from sorae_payouts_tests.execution.conftest import (
     assert_paid_exactly_once, item_states, make_gateway, sandbox_transfers, seed_batch)
-from sorae_payouts_tests.factory import OCT
+from sorae_payouts_tests.factory import OCT, approve
 
 
 def test_happy_path_pays_every_item_once_and_rerun_sends_nothing(engine, sandbox, stripe_client):
@@ -85,8 +85,8 @@ def test_unapproved_or_changed_batch_is_refused(engine, sandbox, stripe_client):
     seed_batch(engine, stripe_client, {"alice": 5_000}, approve=False)
     with pytest.raises(ExecutionRefused, match="draft, not approved"):
         execute_batch(engine, make_gateway(sandbox), OCT)
-    with engine.begin() as conn:  # simulate a manifest edited behind the triggers' back before approval
-        conn.exec_driver_sql("UPDATE payout_batch SET status = 'approved', approved_by = 'x'")
+    approve(engine, OCT, "tests")
+    with engine.begin() as conn:  # simulate a manifest edited behind the triggers' back after approval
         conn.exec_driver_sql("DROP TRIGGER guard_payout_item_update" + ("" if engine.dialect.name == "sqlite"
                                                                        else " ON payout_item"))
         conn.exec_driver_sql("UPDATE payout_item SET amount_minor = amount_minor + 1, "

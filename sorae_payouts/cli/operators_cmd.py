@@ -1,0 +1,75 @@
+"""`sorae-payouts operators ...`: the registry of people who may approve payout batches."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sorae_payouts.ledger.database import create_ledger_engine
+from sorae_payouts.operators import Origin, OperatorError, add_operator, list_operators, set_operator_status
+
+app = typer.Typer(help="Operators who may approve payout batches (registry with append-only history).",
+                  no_args_is_help=True)
+console = Console()
+
+_BY_HELP = "Who makes this change (recorded in the history); default: the OS user."
+
+
+def _actor(by: str | None, origin: Origin) -> str:
+    return by or f"os:{origin.os_user}"
+
+
+@app.command("add")
+def add_command(identity: str = typer.Argument(..., help="The operator's identity, e.g. an email or login name."),
+                name: str = typer.Option(None, "--name", help="Display name (default: the identity as typed)."),
+                by: str = typer.Option(None, "--by", help=_BY_HELP)) -> None:
+    """Register an operator (stored normalized: NFKC, case-folded, trimmed)."""
+    origin = Origin.here()
+    try:
+        operator = add_operator(create_ledger_engine(), identity, display_name=name, added_by=_actor(by, origin),
+                                now=datetime.now(timezone.utc), origin=origin)
+    except OperatorError as exc:
+        console.print(f"[red]refused:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"registered operator [bold]{operator.operator_id}[/bold] ({operator.display_name})")
+
+
+def _set_status(identity: str, by: str | None, active: bool) -> None:
+    origin = Origin.here()
+    try:
+        operator = set_operator_status(create_ledger_engine(), identity, active=active, changed_by=_actor(by, origin),
+                                       now=datetime.now(timezone.utc), origin=origin)
+    except OperatorError as exc:
+        console.print(f"[red]refused:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"operator [bold]{operator.operator_id}[/bold] is now {operator.status}")
+
+
+@app.command("disable")
+def disable_command(identity: str = typer.Argument(...), by: str = typer.Option(None, "--by", help=_BY_HELP)) -> None:
+    """Disable an operator: their future approvals are refused (their past ones stay on record)."""
+    _set_status(identity, by, active=False)
+
+
+@app.command("enable")
+def enable_command(identity: str = typer.Argument(...), by: str = typer.Option(None, "--by", help=_BY_HELP)) -> None:
+    """Re-enable a disabled operator."""
+    _set_status(identity, by, active=True)
+
+
+@app.command("list")
+def list_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Registered operators and their status."""
+    with create_ledger_engine().connect() as conn:
+        operators = list_operators(conn)
+    if as_json:
+        typer.echo(json.dumps([o.as_json() for o in operators], indent=2))
+        return
+    table = Table("operator", "name", "status", "added", "added by")
+    for o in operators:
+        table.add_row(o.operator_id, o.display_name, o.status, f"{o.added_at:%Y-%m-%d %H:%M}", o.added_by)
+    console.print(table)
