@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+
 import json
 
 import typer
@@ -63,7 +65,7 @@ def retry(
     if dry_run or not sends:
         raise typer.Exit(1 if plan.refused and not sends else 0)
     try:
-        report = execute_retry(engine, _gateway(), plan, now=utcnow())
+        report = execute_retry(engine, _gateway(), plan, now=utcnow(), requested_by=f"cli:{getpass.getuser()}")
     except ExecutionRefused as exc:
         console.print(f"[red]{exc}[/red] (the items stay pending)")
         raise typer.Exit(1) from exc

@@ -30,7 +30,7 @@ from sorae_payouts.money import format_minor
 from sorae_payouts.periods import period_key
 from sorae_payouts.stripe_gateway import Disposition, StripeGateway, TransferOutcome, TransferRecord, TransferRequest
 
-EXECUTABLE_STATUSES = ("approved", "executing", "partially_completed", "completed")
+EXECUTABLE_STATUSES = ("approved", "executing", "partially_completed", "completed", "completed_with_exceptions")
 
 
 class ExecutionRefused(Exception):
