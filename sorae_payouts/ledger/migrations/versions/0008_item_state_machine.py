@@ -65,6 +65,7 @@ _CHECK_EDITS = [  # (table, old CHECK text, new CHECK text)
     ("payout_batch", "CHECK (status IN ('draft', 'approved', 'executing', 'completed', 'partially_completed'))",
      "CHECK (status IN ('draft', 'approved', 'executing', 'completed', 'partially_completed', "
      "'completed_with_exceptions'))"),
+    ("payout_batch", "status VARCHAR(24) NOT NULL", "status VARCHAR(32) NOT NULL"),
 ]
 
 
@@ -83,20 +84,12 @@ def _guard(name: str, table: str, event: str, condition: str, message: str) -> N
     op.execute(f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()")
 
 
-def _loosen_checks() -> None:
-    if not _sqlite():
-        op.execute("ALTER TABLE payout_item DROP CONSTRAINT ck_payout_item_carry_reason")
-        op.execute("ALTER TABLE payout_item ADD CONSTRAINT ck_payout_item_carry_reason "
-                   "CHECK (carry_reason IS NULL OR status = 'carried_forward')")
-        op.execute("ALTER TABLE payout_batch ALTER COLUMN status TYPE VARCHAR(32)")  # completed_with_exceptions
-        op.execute("ALTER TABLE payout_batch DROP CONSTRAINT ck_payout_batch_status")
-        op.execute("ALTER TABLE payout_batch ADD CONSTRAINT ck_payout_batch_status CHECK (status IN ('draft', "
-                   "'approved', 'executing', 'completed', 'partially_completed', 'completed_with_exceptions'))")
-        return
+def _sqlite_edit_definitions(edits: list[tuple[str, str, str]]) -> None:
+    """Replace text in SQLite's stored table definitions (only loosening CHECKs / widening a VARCHAR)."""
     bind = op.get_bind()
     version = bind.exec_driver_sql("PRAGMA schema_version").scalar_one()
     bind.exec_driver_sql("PRAGMA writable_schema = ON")
-    for table, old, new in _CHECK_EDITS:
+    for table, old, new in edits:
         sql = bind.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
                                    (table,)).scalar_one()
         if sql.count(old) != 1:
@@ -138,13 +131,36 @@ def upgrade() -> None:
             _guard(f"guard_{table}_{event.lower()}", table, event, "1 = 1", f"{table} rows are append-only")
     for name, event, condition, message in GUARDS:
         _guard(name, "payout_item", event, condition, message)
-    _loosen_checks()
+    if _sqlite():
+        _sqlite_edit_definitions(_CHECK_EDITS)
+        return
+    op.execute("ALTER TABLE payout_batch ALTER COLUMN status TYPE VARCHAR(32)")  # completed_with_exceptions
+    op.execute("ALTER TABLE payout_item DROP CONSTRAINT ck_payout_item_carry_reason")
+    op.execute("ALTER TABLE payout_item ADD CONSTRAINT ck_payout_item_carry_reason "
+               "CHECK (carry_reason IS NULL OR status = 'carried_forward')")
+    op.execute("ALTER TABLE payout_batch DROP CONSTRAINT ck_payout_batch_status")
+    op.execute("ALTER TABLE payout_batch ADD CONSTRAINT ck_payout_batch_status CHECK (status IN ('draft', "
+               "'approved', 'executing', 'completed', 'partially_completed', 'completed_with_exceptions'))")
 
 
 def downgrade() -> None:
-    for name, *_ in GUARDS:
-        op.execute(f"DROP TRIGGER IF EXISTS {name}" + ("" if _sqlite() else " ON payout_item"))
+    # PostgreSQL refuses (CHECK) when a batch is completed_with_exceptions or an item was closed by a carry
+    # record: those facts have no form in the older schema. SQLite does not re-validate existing rows.
+    guards = [(name, "payout_item") for name, *_ in GUARDS] + [
+        (f"guard_{table}_{event.lower()}", table) for table in APPEND_ONLY for event in ("UPDATE", "DELETE")]
+    for name, table in guards:
+        op.execute(f"DROP TRIGGER IF EXISTS {name}" + ("" if _sqlite() else f" ON {table}"))
         if not _sqlite():
             op.execute(f"DROP FUNCTION IF EXISTS {name}()")
     for table in reversed(APPEND_ONLY):
         op.drop_table(table)
+    if _sqlite():
+        _sqlite_edit_definitions([(table, new, old) for table, old, new in _CHECK_EDITS])
+        return
+    op.execute("ALTER TABLE payout_item DROP CONSTRAINT ck_payout_item_carry_reason")
+    op.execute("ALTER TABLE payout_item ADD CONSTRAINT ck_payout_item_carry_reason "
+               "CHECK ((status = 'carried_forward') = (carry_reason IS NOT NULL))")
+    op.execute("ALTER TABLE payout_batch DROP CONSTRAINT ck_payout_batch_status")
+    op.execute("ALTER TABLE payout_batch ADD CONSTRAINT ck_payout_batch_status CHECK (status IN ('draft', "
+               "'approved', 'executing', 'completed', 'partially_completed'))")
+    op.execute("ALTER TABLE payout_batch ALTER COLUMN status TYPE VARCHAR(24)")
