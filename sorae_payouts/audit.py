@@ -26,7 +26,8 @@ class AuditResult:
 
 def money_is_conserved(conn: sa.Connection, period: date) -> AuditResult:
     """Per currency: sum of all items (payable and carried forward) == finalized commissions of the
-    period + in-period adjustments + clawbacks booked in it + balances carried in from the previous batch."""
+    period + in-period adjustments + clawbacks booked in it + balances carried in from the previous batch
+    + unpaid items of earlier batches closed into this one."""
     batch_id = batch_id_for(period)
     rows = conn.execute(text("""
         SELECT currency, SUM(items) AS items, SUM(expected) AS expected FROM (
@@ -37,9 +38,12 @@ def money_is_conserved(conn: sa.Connection, period: date) -> AuditResult:
             FROM period_snapshot WHERE period = :period
             UNION ALL
             SELECT i.currency, 0, SUM(i.amount_minor) FROM payout_item i
-            WHERE i.status = 'carried_forward' AND i.batch_id = (
+            WHERE i.status = 'carried_forward' AND i.carry_reason IS NOT NULL AND i.batch_id = (
                 SELECT batch_id FROM payout_batch WHERE period < :period ORDER BY period DESC LIMIT 1)
             GROUP BY i.currency
+            UNION ALL
+            SELECT c.currency, 0, SUM(c.amount_minor) FROM payout_item_carry c
+            WHERE c.into_batch_id = :batch_id GROUP BY c.currency
         ) parts GROUP BY currency ORDER BY currency"""), {"batch_id": batch_id, "period": period}).all()
     table = [{"currency": c, "items_minor": int(i), "expected_minor": int(e), "difference_minor": int(i) - int(e)}
              for c, i, e in rows]

@@ -6,7 +6,8 @@ batch. An item is `pending` (to be paid) when its amount reaches the currency's 
 otherwise it is `carried_forward` with a reason (`below_minimum`, `negative_balance`,
 `zero_balance`, or `not_onboarded` for an affiliate without a Stripe connected account yet) and its
 amount becomes the next batch's carried-in balance: an affiliate who onboards is paid in the first
-batch built after onboarding, with nothing lost meanwhile. Money never disappears
+batch built after onboarding, with nothing lost meanwhile. Items an executed earlier batch left unpaid
+(failed or held) are closed and carried in too (`sorae_payouts.unpaid_carry`). Money never disappears
 between batches: conservation is checked per currency (`sorae_payouts.audit`).
 
 Batches are built in period order: a period's batch needs the batches of all earlier finalized periods
@@ -28,6 +29,7 @@ from sorae_payouts.finalize import is_finalized
 from sorae_payouts.ledger.sql import as_date, case_map, text
 from sorae_payouts.money import parse_minor
 from sorae_payouts.periods import period_key
+from sorae_payouts.unpaid_carry import CARRIED_UNPAID_SQL, UnpaidItemMoved, close_unpaid_items
 
 DEFAULT_MINIMUM_PAYOUT = {"usd": "50.00", "eur": "50.00", "gbp": "50.00", "jpy": "5000"}
 # A batch paying more than this in any currency needs two approvals by different people.
@@ -109,7 +111,9 @@ FROM (
         FROM commission_adjustment WHERE booked_period = :period GROUP BY affiliate_id, currency
         UNION ALL
         SELECT affiliate_id, currency, 0, 0, amount_minor
-        FROM payout_item WHERE batch_id = :prev_batch_id AND status = 'carried_forward' AND amount_minor <> 0
+        FROM payout_item WHERE batch_id = :prev_batch_id AND status = 'carried_forward'
+                           AND carry_reason IS NOT NULL AND amount_minor <> 0
+        UNION ALL{carried_unpaid}
     ) parts GROUP BY affiliate_id, currency
 ) t JOIN affiliate a ON a.affiliate_id = t.affiliate_id
 """
@@ -153,8 +157,12 @@ def build_manifest(engine: sa.Engine, period: date, *, policy: PayoutPolicy, now
                 {"batch_id": batch_id, "period": period, "policy": json.dumps(policy.as_json()), "now": now})
         else:
             conn.execute(text("DELETE FROM payout_item WHERE batch_id = :batch_id"), {"batch_id": batch_id})
+        try:
+            close_unpaid_items(conn, batch_id, period, now=now)
+        except UnpaidItemMoved as exc:
+            raise ManifestError(str(exc)) from exc
         minimum, params = case_map("t.currency", policy.minimum_minor, policy.default_minimum_minor, "min")
-        conn.execute(text(_BUILD_ITEMS.format(minimum=minimum)),
+        conn.execute(text(_BUILD_ITEMS.format(minimum=minimum, carried_unpaid=CARRIED_UNPAID_SQL)),
                      {**params, "batch_id": batch_id, "period": period, "prev_batch_id": prev_batch_id or ""})
         manifest_hash, item_count = compute_manifest_hash(conn, batch_id, period, policy.as_json())
         conn.execute(

@@ -41,9 +41,12 @@ def _item_id(conn, batch_id: str, affiliate_id: str) -> int:
 
 
 def _set(conn, batch_id: str, affiliate_id: str, status: str, hold: str | None = None) -> int:
+    """Move a pending item to `status` along the state machine's own path (the database refuses shortcuts)."""
     item_id = _item_id(conn, batch_id, affiliate_id)
-    conn.execute(sa.text("UPDATE payout_item SET status = :s, hold_reason = :h WHERE payout_item_id = :i"),
-                 {"s": status, "h": hold, "i": item_id})
+    path = ["processing", status] if status in ("posted", "failed") else [status]
+    for step in path:
+        conn.execute(sa.text("UPDATE payout_item SET status = :s, hold_reason = :h WHERE payout_item_id = :i"),
+                     {"s": step, "h": hold, "i": item_id})
     return item_id
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 
@@ -74,7 +75,8 @@ def retry(
     if dry_run or not sends:
         raise typer.Exit(1 if plan.refused and not sends else 0)
     try:
-        report = execute_retry(engine, gateway, plan, now=utcnow(), announce=_announce)
+        report = execute_retry(engine, gateway, plan, now=utcnow(), announce=_announce,
+                               requested_by=f"cli:{getpass.getuser()}")
     except ExecutionRefused as exc:
         console.print(f"[red]{exc}[/red] (the items stay pending)")
         raise typer.Exit(1) from exc

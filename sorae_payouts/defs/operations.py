@@ -10,6 +10,7 @@ from sorae_payouts.batches import BatchError
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
 from sorae_payouts.execution.executor import ExecutionRefused
 from sorae_payouts.operators import Origin, OperatorError, normalize_identity
+from sorae_payouts.operations.reconcile import reconcile_batch
 from sorae_payouts.operations.refresh import refresh_batch, refreshable_periods
 from sorae_payouts.operations.retry import execute_retry, plan_retry
 from sorae_payouts.periods import parse_period
@@ -83,7 +84,8 @@ def retry_items_op(context: dg.OpExecutionContext, config: RetryConfig, ledger: 
         return
     try:
         report = execute_retry(ledger.engine, gateway, plan, now=datetime.now(timezone.utc),
-                               settings=stripe.execution_settings(), announce=context.log.warning)
+                               settings=stripe.execution_settings(), announce=context.log.warning,
+                               requested_by=f"dagster run {context.run_id}")
     except ExecutionRefused as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
     context.log.info(f"{report.batch_id}: {report.outcome.count('posted')} posted, "
@@ -106,6 +108,7 @@ def refresh_payouts_op(context: dg.OpExecutionContext, config: RefreshConfig, le
     with ledger.engine.connect() as conn:
         periods = refreshable_periods(conn, parse_period(config.period) if config.period else None)
     gateway = stripe.gateway()  # one client and one rate limiter for every batch of this run
+    drifted = []
     for period in periods:
         try:
             report = refresh_batch(ledger.engine, gateway, period, settings=stripe.execution_settings(),
@@ -113,6 +116,15 @@ def refresh_payouts_op(context: dg.OpExecutionContext, config: RefreshConfig, le
         except ExecutionRefused as exc:
             raise dg.Failure(str(exc), allow_retries=False) from exc
         context.log.info(f"refreshed {report.as_json()}")
+        # Reconciliation after every refresh: the ledger must still match Stripe, or the run says so.
+        with ledger.engine.connect() as conn:
+            reconciled = reconcile_batch(conn, gateway, period)
+        (context.log.info if reconciled.passed else context.log.error)(f"{report.batch_id}: {reconciled.summary}")
+        if not reconciled.passed:
+            drifted.append(report.batch_id)
+    if drifted:
+        raise dg.Failure(f"ledger and Stripe disagree for {', '.join(drifted)}: run `sorae-payouts reconcile` "
+                         "for the details", allow_retries=False)
 
 
 @dg.job(description="Payout status refresh (same as `sorae-payouts refresh`).")

@@ -13,6 +13,9 @@ month_end_schedule = dg.build_schedule_from_partitioned_job(
 
 payout_refresh_schedule = dg.ScheduleDefinition(
     job=payout_refresh_job, cron_schedule="15 */6 * * *", execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Resolve unknown outcomes, record reversals and account readiness (turn on in production).",
+    # On out of the box: a month runs itself except for the human approval (pause it in the UI:
+    # Automation -> payout_refresh_schedule -> toggle, or `dagster schedule stop payout_refresh_schedule`).
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Resolve unknown outcomes, record reversals and account readiness, pay what has cleared, "
+    "then reconcile each batch with Stripe.",
 )

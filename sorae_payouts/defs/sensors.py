@@ -7,8 +7,10 @@ from sorae_payouts.defs.jobs import payout_execution_job
 from sorae_payouts.defs.resources import LedgerResource
 
 
-@dg.sensor(job=payout_execution_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED,
-           description="Launch payout_execution_job for each newly approved batch (turn on in production).")
+# On out of the box: approval is the human gate, execution follows it (pause: Automation -> toggle, or
+# `dagster sensor stop approved_batch_sensor`).
+@dg.sensor(job=payout_execution_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Launch payout_execution_job for each newly approved batch.")
 def approved_batch_sensor(context: dg.SensorEvaluationContext, ledger: LedgerResource):
     with ledger.engine.connect() as conn:
         approved = [b for b in list_batches(conn) if b.status == "approved"]

@@ -42,7 +42,7 @@ from sorae_payouts.programs import DEFAULT_PROGRAM
 from sorae_payouts.stripe_gateway import (
     Disposition, LivePayoutsRefused, StripeGateway, TransferOutcome, TransferRecord, TransferRequest)
 
-EXECUTABLE_STATUSES = ("approved", "executing", "partially_completed", "completed")
+EXECUTABLE_STATUSES = ("approved", "executing", "partially_completed", "completed", "completed_with_exceptions")
 log = logging.getLogger(__name__)
 
 

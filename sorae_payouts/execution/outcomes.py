@@ -46,7 +46,8 @@ def item_outcomes(conn: sa.Connection, batch_id: str, *, payable_only: bool = Fa
 class BatchOutcome:
     batch_id: str
     status: str
-    # (currency, outcome) -> [count, amount_minor]; outcome in pending/held/processing/posted/failed/carried_forward
+    # (currency, outcome) -> [count, amount_minor]; outcome in pending/held/processing/posted/failed/blocked/
+    # carried_forward/partially_reversed/reversed
     totals: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
     def count(self, outcome: str) -> int:
@@ -68,11 +69,29 @@ def batch_outcome(conn: sa.Connection, batch_id: str) -> BatchOutcome:
 
 
 def settle_batch_status(conn: sa.Connection, batch_id: str) -> str:
-    """`completed` when no payable item is pending or processing, else `partially_completed`."""
-    open_items = conn.execute(text(
-        "SELECT COUNT(*) FROM payout_item WHERE batch_id = :b AND carry_reason IS NULL "
-        "AND status IN ('pending', 'processing')"), {"b": batch_id}).scalar_one()
-    status = "partially_completed" if open_items else "completed"
+    """What an executed batch honestly is (see `item_states`):
+    `partially_completed` while a run still has something to send (a pending item without a hold, or an
+    attempt whose outcome is unknown); `completed` only when every payable item is posted;
+    otherwise `completed_with_exceptions` (failed, held, blocked, reversed or carried-on items)."""
+    counts = dict(conn.execute(text(
+        "SELECT CASE WHEN status = 'processing' OR (status = 'pending' AND hold_reason IS NULL) THEN 'open' "
+        "WHEN status = 'posted' THEN 'posted' ELSE 'exception' END AS k, COUNT(*) FROM payout_item "
+        "WHERE batch_id = :b AND carry_reason IS NULL GROUP BY k"), {"b": batch_id}).all())
+    status = ("partially_completed" if counts.get("open") else
+              "completed_with_exceptions" if counts.get("exception") else "completed")
     conn.execute(text("UPDATE payout_batch SET status = :s WHERE batch_id = :b AND status <> 'draft' "
                       "AND status <> :s"), {"s": status, "b": batch_id})
     return status
+
+
+def exception_counts(conn: sa.Connection, batch_id: str) -> dict[str, int]:
+    """Why a batch is `completed_with_exceptions`: payable items per display outcome other than posted."""
+    rows = conn.execute(text(
+        "SELECT status, hold_reason IS NOT NULL, COUNT(*) FROM payout_item WHERE batch_id = :b "
+        "AND carry_reason IS NULL AND status <> 'posted' GROUP BY status, hold_reason IS NOT NULL"),
+        {"b": batch_id}).all()
+    counts: dict[str, int] = {}
+    for status, held, n in rows:
+        key = display_status(status, "x" if held else None)
+        counts[key] = counts.get(key, 0) + int(n)
+    return counts

@@ -117,7 +117,7 @@ payout_batch = sa.Table(
     metadata,
     sa.Column("batch_id", sa.String(64), primary_key=True),
     sa.Column("period", sa.Date, sa.ForeignKey("commission_period.period"), nullable=False, unique=True),
-    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
     sa.Column("manifest_hash", sa.String(64), nullable=False),
     sa.Column("item_count", sa.Integer, nullable=False),
     sa.Column("policy", sa.JSON, nullable=False),
@@ -126,7 +126,8 @@ payout_batch = sa.Table(
     sa.Column("approved_at", Timestamp),
     sa.Column("approved_by", sa.Text),
     sa.CheckConstraint(
-        "status IN ('draft', 'approved', 'executing', 'completed', 'partially_completed')",
+        "status IN ('draft', 'approved', 'executing', 'completed', 'partially_completed', "
+        "'completed_with_exceptions')",
         name="ck_payout_batch_status",
     ),
 )
@@ -153,7 +154,8 @@ payout_item = sa.Table(
     sa.Index("ix_payout_item_affiliate", "affiliate_id", "currency"),  # the portal's history lookups
     sa.CheckConstraint("amount_minor = period_amount_minor + carried_in_minor", name="ck_payout_item_sum"),
     sa.CheckConstraint(
-        "(status = 'carried_forward') = (carry_reason IS NOT NULL)", name="ck_payout_item_carry_reason"
+        # A built carried item has its reason; an unpaid item closed later keeps its reviewed NULL (0008).
+        "carry_reason IS NULL OR status = 'carried_forward'", name="ck_payout_item_carry_reason"
     ),
 )
 
@@ -299,4 +301,38 @@ operator_event = sa.Table(
                             name="fk_operator_event_operator"),
     sa.CheckConstraint("event IN ('added', 'disabled', 'enabled')", name="ck_operator_event_event"),
     sa.Index("ix_operator_event_operator", "program_id", "operator_id", "recorded_at"),
+)
+
+# --- the item state machine (revision 0008): the records some transitions require --------------------
+
+# failed -> pending needs one of these for the item's latest attempt (operator retry or refresh).
+payout_item_retry = sa.Table(
+    "payout_item_retry",
+    metadata,
+    sa.Column("retry_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("payout_item_id", sa.BigInteger, sa.ForeignKey("payout_item.payout_item_id"), nullable=False),
+    sa.Column("for_attempt_number", sa.Integer, nullable=False),
+    sa.Column("requested_by", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("requested_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("payout_item_id", "for_attempt_number", name="uq_payout_item_retry_attempt"),
+)
+
+# An unpaid item (failed, or pending/held) of an executed batch, closed when a later month's manifest is
+# built: its amount is that month's carried-in, so it can never be paid in both.
+payout_item_carry = sa.Table(
+    "payout_item_carry",
+    metadata,
+    sa.Column("carry_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("payout_item_id", sa.BigInteger, sa.ForeignKey("payout_item.payout_item_id"), nullable=False,
+              unique=True),
+    sa.Column("from_batch_id", sa.String(64), sa.ForeignKey("payout_batch.batch_id"), nullable=False),
+    sa.Column("into_batch_id", sa.String(64), sa.ForeignKey("payout_batch.batch_id"), nullable=False),
+    sa.Column("affiliate_id", sa.String(64), nullable=False),
+    sa.Column("currency", Currency, nullable=False),
+    sa.Column("amount_minor", Money, sa.CheckConstraint("amount_minor > 0"), nullable=False),
+    sa.Column("unpaid_status", sa.String(24), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("carried_at", Timestamp, nullable=False),
+    sa.Index("ix_payout_item_carry_into", "into_batch_id"),
 )

@@ -6,8 +6,9 @@
 2. Posted transfers' reversal state (`reversed`, `amount_reversed`) is appended to
    `transfer_status_event` when it differs from the last record.
 3. Connected accounts of held items are checked; a readiness change is appended to
-   `account_status_event`, and an item whose account became ready loses its hold, so the next
-   execution pays it.
+   `account_status_event`, and an item whose account became ready loses its hold.
+4. What was held or failed for a reason that has cleared is paid now, without a person
+   (`operations.reattempt`): released holds, and failures a fix of the affiliate's account clears.
 Nothing is overwritten: every change is a new row with its timestamp.
 """
 
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from sorae_payouts.batches import list_batches, load_batch
 from sorae_payouts.execution.executor import ExecutionSettings, execute_batch, utcnow
 from sorae_payouts.ledger.sql import text
+from sorae_payouts.operations.reattempt import reattempt_cleared
 from sorae_payouts.stripe_gateway import StripeGateway
 
 
@@ -32,11 +34,14 @@ class RefreshReport:
     reversal_changes: list[dict] = field(default_factory=list)
     account_changes: list[dict] = field(default_factory=list)
     released_holds: int = 0
+    reattempted: int = 0  # items sent again because their cause cleared (released holds, fixed accounts)
+    reattempt_posted: int = 0
 
     def as_json(self) -> dict:
         return {"batch_id": self.batch_id, "resolved": self.resolved, "still_unknown": self.still_unknown,
                 "reversal_changes": len(self.reversal_changes), "account_changes": len(self.account_changes),
-                "released_holds": self.released_holds}
+                "released_holds": self.released_holds, "reattempted": self.reattempted,
+                "reattempt_posted": self.reattempt_posted}
 
 
 def refreshable_periods(conn: sa.Connection, period: date | None = None) -> list[date]:
@@ -61,7 +66,10 @@ def refresh_batch(engine: sa.Engine, gateway: StripeGateway, period: date, *, no
         report.still_unknown = _processing(conn, batch.batch_id)
     report.resolved = unknown_before - report.still_unknown
     report.reversal_changes = _refresh_reversals(engine, gateway, batch.batch_id, now)
-    report.account_changes, report.released_holds = _refresh_accounts(engine, gateway, batch.batch_id, now)
+    report.account_changes, released = _refresh_accounts(engine, gateway, batch.batch_id, now)
+    report.released_holds = len(released)
+    report.reattempted, report.reattempt_posted = reattempt_cleared(
+        engine, gateway, batch.batch_id, period, released=released, now=now, settings=settings)
     return report
 
 
@@ -114,7 +122,8 @@ WHERE stripe_account_id = :a ORDER BY event_pk DESC LIMIT 1
 """
 
 
-def _refresh_accounts(engine: sa.Engine, gateway: StripeGateway, batch_id: str, now: datetime) -> tuple[list[dict], int]:
+def _refresh_accounts(engine: sa.Engine, gateway: StripeGateway, batch_id: str,
+                      now: datetime) -> tuple[list[dict], list[int]]:
     with engine.connect() as conn:
         held = conn.execute(text(_HELD), {"b": batch_id}).all()
     changes, released = [], []
@@ -139,4 +148,4 @@ def _refresh_accounts(engine: sa.Engine, gateway: StripeGateway, batch_id: str, 
             conn.execute(text("UPDATE payout_item SET hold_reason = NULL, status_updated_at = :now "
                               "WHERE payout_item_id = :i AND status = 'pending'"),
                          [{"i": i, "now": now} for i in released])
-    return changes, len(released)
+    return changes, released

@@ -1,8 +1,9 @@
 """Retrying failed items in isolation.
 
-A chosen `failed` item goes back to `pending`; the next execution claims it with a NEW attempt and
-therefore a new idempotency key (the failed attempt stays as it was, immutable). Only those items are
-then executed. Refused, with the reason: an item that is posted (never paid twice), processing (its
+A chosen `failed` item goes back to `pending` together with an appended `payout_item_retry` record
+(who asked, why, for which attempt: the database refuses failed -> pending without it); the next
+execution claims it with a NEW attempt and therefore a new idempotency key (the failed attempt stays as
+it was, immutable). Only those items are then executed. Refused, with the reason: an item that is posted (never paid twice), processing (its
 outcome is unknown: refresh resolves it, a new key could pay twice), already pending, or not payable.
 """
 
@@ -27,6 +28,7 @@ _REFUSALS = {
     "processing": "outcome of attempt {attempt} is unknown: run `refresh` to resolve it, never a new key",
     "pending": "already pending: the next execution sends it",
     "carried_forward": "not payable in this batch ({carry}): its balance carries forward",
+    "blocked": "blocked ({hold}): an operator must resolve it first",
 }
 
 
@@ -59,8 +61,9 @@ def plan_retry(conn: sa.Connection, period: date, *, item_ids: list[int] | None 
             continue
         seen.add(item["payout_item_id"])
         if item["status"] != "failed":
-            reason = _REFUSALS[item["status"]].format(transfer=item["stripe_transfer_id"], attempt=item["attempt_number"],
-                                                      carry=item["carry_reason"])
+            reason = _REFUSALS.get(item["status"], "status {status}: nothing to retry").format(
+                transfer=item["stripe_transfer_id"], attempt=item["attempt_number"], hold=item["hold_reason"],
+                carry=item["carry_reason"] or carried_into(conn, item["payout_item_id"]), status=item["status"])
             plan.refused.append({"payout_item_id": item["payout_item_id"], "affiliate_id": item["affiliate_id"],
                                  "reason": reason})
             continue
@@ -76,24 +79,54 @@ def plan_retry(conn: sa.Connection, period: date, *, item_ids: list[int] | None 
     return plan
 
 
-def apply_retry(engine: sa.Engine, plan: RetryPlan, *, now: datetime) -> list[int]:
-    """Put the planned items back to pending (compare-and-set on `failed`). Returns the item ids moved."""
+def carried_into(conn: sa.Connection, payout_item_id: int) -> str:
+    """Where an unpaid item's amount went when it was closed at a later month-end."""
+    row = conn.execute(text(
+        "SELECT c.into_batch_id, n.payout_item_id FROM payout_item_carry c LEFT JOIN payout_item n ON "
+        "n.batch_id = c.into_batch_id AND n.affiliate_id = c.affiliate_id AND n.currency = c.currency "
+        "WHERE c.payout_item_id = :i"), {"i": payout_item_id}).first()
+    if row is None:
+        return "carried"
+    return f"unpaid, carried into {row[0]}" + (f" by item {row[1]}, which pays it" if row[1] else "")
+
+
+def reopen_failed(conn: sa.Connection, item_ids: list[int], *, requested_by: str, reason: str,
+                  now: datetime) -> list[int]:
+    """failed -> pending with the retry record the database requires, for each item's latest attempt
+    (compare-and-set on `failed`: an item that moved meanwhile is left alone). Returns the ids moved."""
     moved = []
-    with engine.begin() as conn:
-        for item in plan.retry:
-            updated = conn.execute(text(
-                "UPDATE payout_item SET status = 'pending', hold_reason = NULL, status_updated_at = :now "
-                "WHERE payout_item_id = :i AND status = 'failed'"), {"now": now, "i": item["payout_item_id"]})
-            if updated.rowcount == 1:
-                moved.append(item["payout_item_id"])
-        if moved:  # a completed batch has work again
-            conn.execute(text("UPDATE payout_batch SET status = 'partially_completed' WHERE batch_id = :b "
-                              "AND status = 'completed'"), {"b": plan.batch_id})
+    for item_id in item_ids:
+        latest = conn.execute(text("SELECT MAX(attempt_number) FROM transfer_attempt WHERE payout_item_id = :i"),
+                              {"i": item_id}).scalar_one()
+        if latest is None or conn.execute(text("SELECT status FROM payout_item WHERE payout_item_id = :i"),
+                                          {"i": item_id}).scalar_one() != "failed":
+            continue
+        conn.execute(text("INSERT INTO payout_item_retry (payout_item_id, for_attempt_number, requested_by, reason, "
+                          "requested_at) VALUES (:i, :n, :by, :r, :now)"),
+                     {"i": item_id, "n": int(latest), "by": requested_by, "r": reason[:2000], "now": now})
+        updated = conn.execute(text(
+            "UPDATE payout_item SET status = 'pending', hold_reason = NULL, status_updated_at = :now "
+            "WHERE payout_item_id = :i AND status = 'failed'"), {"now": now, "i": item_id})
+        if updated.rowcount == 1:
+            moved.append(item_id)
+    if moved:  # a settled batch has work again
+        conn.execute(text("UPDATE payout_batch SET status = 'partially_completed' WHERE batch_id = "
+                          "(SELECT batch_id FROM payout_item WHERE payout_item_id = :i) "
+                          "AND status IN ('completed', 'completed_with_exceptions')"), {"i": moved[0]})
     return moved
 
 
+def apply_retry(engine: sa.Engine, plan: RetryPlan, *, now: datetime, requested_by: str = "operator",
+                reason: str = "operator retry") -> list[int]:
+    """Put the planned items back to pending, each with its retry record. Returns the item ids moved."""
+    with engine.begin() as conn:
+        return reopen_failed(conn, [i["payout_item_id"] for i in plan.retry], requested_by=requested_by,
+                             reason=reason, now=now)
+
+
 def execute_retry(engine: sa.Engine, gateway: StripeGateway, plan: RetryPlan, *, now: datetime,
-                  settings: ExecutionSettings | None = None, announce=None) -> ExecutionReport:
+                  settings: ExecutionSettings | None = None, announce=None,
+                  requested_by: str = "operator") -> ExecutionReport:
     """Apply the plan, then send only the items it moved back to pending (each with a new attempt).
     Raises `ExecutionRefused` (nothing sent, items stay pending) like any execution; a live key without
     SORAE_LIVE_PAYOUTS=1 is refused before any item moves."""
@@ -101,6 +134,6 @@ def execute_retry(engine: sa.Engine, gateway: StripeGateway, plan: RetryPlan, *,
         gateway.require_live_payouts_allowed()
     except LivePayoutsRefused as exc:
         raise ExecutionRefused(str(exc)) from exc
-    moved = set(apply_retry(engine, plan, now=now))
+    moved = set(apply_retry(engine, plan, now=now, requested_by=requested_by))
     return execute_batch(engine, gateway, plan.period, settings=settings, only=lambda i: i.payout_item_id in moved,
                          announce=announce)

@@ -59,6 +59,13 @@ ERROR_CODE_DISPOSITIONS: dict[str, Disposition] = {
     "idempotency_error": Disposition.KEY_REFUSED,
 }
 
+# FAILED codes that a fix on the affiliate's side clears (their connected account becomes able to receive
+# transfers again): `refresh` re-attempts such an item by itself, with a new attempt, once pre-flight says
+# the account is ready. Every other FAILED code needs a person (`sorae-payouts retry`).
+CLEARED_BY_ACCOUNT_FIX: frozenset[str] = frozenset({
+    "account_invalid", "insufficient_capabilities_for_transfer", "transfers_not_allowed",
+})
+
 
 @dataclass(frozen=True)
 class ClassifiedError:

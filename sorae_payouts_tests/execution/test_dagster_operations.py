@@ -12,6 +12,7 @@ from sorae_payouts.definitions import defs
 from sorae_payouts.execution.executor import execute_batch
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts_tests.execution.test_operations import _fail_one
 from sorae_payouts_tests.execution.conftest import (
     API_KEY, assert_paid_exactly_once, crash_after_stripe_call, item_states, make_gateway, seed_batch)
 from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, approve, register_operators
@@ -52,18 +53,15 @@ def test_approval_job_needs_two_people_above_the_policy_amount(engine, ledger_ur
 
 
 def test_retry_job_dry_run_changes_nothing_then_pays(engine, ledger_url, sandbox, stripe_client):
-    accounts = seed_batch(engine, stripe_client, {"alice": 5_000})
-    sandbox.admin("POST", f"/_sandbox/accounts/{accounts['alice']}", {"invalid": True})
-    with engine.begin() as conn:  # a failed attempt, as a refused transfer leaves it
-        conn.exec_driver_sql("UPDATE payout_item SET status = 'failed'")
+    accounts = _fail_one(engine, sandbox, stripe_client)  # alice posted; bob's transfer refused (account_invalid)
     config = {"ops": {"retry_items_op": {"config": {"period": "2026-10", "dry_run": True}}}}
     assert _run("retry_items_job", ledger_url, sandbox, config).success
-    assert item_states(engine)["alice"][0] == "failed"
-    sandbox.admin("POST", f"/_sandbox/accounts/{accounts['alice']}", {"invalid": False})
+    assert item_states(engine)["bob"][0] == "failed"
+    sandbox.admin("POST", f"/_sandbox/accounts/{accounts['bob']}", {"invalid": False})
     config["ops"]["retry_items_op"]["config"]["dry_run"] = False
     assert _run("retry_items_job", ledger_url, sandbox, config).success
-    assert item_states(engine)["alice"] == ("posted", None)
-    assert len(assert_paid_exactly_once(engine, stripe_client)) == 1
+    assert item_states(engine)["bob"] == ("posted", None)
+    assert len(assert_paid_exactly_once(engine, stripe_client)) == 2
 
 
 def test_refresh_job_resolves_unknown_outcomes(engine, ledger_url, sandbox, stripe_client):

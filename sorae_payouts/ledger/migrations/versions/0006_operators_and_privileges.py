@@ -1,7 +1,7 @@
 """Operators as identities, approvals that name them, and guards the application role cannot lift.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-25
 
 - `operator` (one row per normalized identity and program, never deleted) and its append-only history

@@ -1,7 +1,7 @@
 """One connected account, one affiliate: `affiliate.allow_shared_destination`.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 Create Date: 2026-11-26
 
 By default an affiliate whose Stripe connected account is also another affiliate's is held at
