@@ -29,7 +29,7 @@ from sorae_payouts.sandbox import SandboxServer
 from sorae_payouts_tests.execution.conftest import API_KEY, BALANCES, assert_paid_exactly_once, sandbox_transfers, seed_batch
 
 REPO = Path(__file__).resolve().parents[2]
-ITEMS = 40
+ITEMS = 60
 PID = re.compile(r"Started process for run \(pid: (\d+)\)")
 
 
@@ -76,9 +76,9 @@ def test_killed_run_worker_is_failed_and_its_slot_freed_then_a_retry_completes(e
         home.mkdir()
         shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
         port = free_port()
-        # 4 requests/s: the batch takes ~20 s, long enough to kill its worker in the middle.
+        # 2 requests/s: the batch takes ~30 s, long enough to kill its worker in the middle.
         env = {**os.environ, "DAGSTER_HOME": str(home), "SORAE_DATABASE_URL": ledger_url,
-               "STRIPE_API_KEY": API_KEY, "STRIPE_API_BASE": sandbox.url, "SORAE_STRIPE_RATE_LIMIT": "4"}
+               "STRIPE_API_KEY": API_KEY, "STRIPE_API_BASE": sandbox.url, "SORAE_STRIPE_RATE_LIMIT": "2"}
         server = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-m",
                                    "sorae_payouts.definitions", "-p", str(port), "-h", "127.0.0.1"],
                                   cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

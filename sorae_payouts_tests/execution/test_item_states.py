@@ -99,7 +99,7 @@ def test_a_failure_whose_account_is_fixed_is_paid_by_refresh_with_attempt_2(engi
 
 
 def test_an_item_left_unpaid_at_next_month_end_is_carried_and_paid_once(engine, sandbox, stripe_client):
-    from sorae_payouts.batches import approve_batch
+    from sorae_payouts_tests.factory import approve
     from sorae_payouts.execution.executor import execute_batch
 
     accounts = _fail_one(engine, sandbox, stripe_client)  # bob failed in October, account still broken
@@ -123,7 +123,7 @@ def test_an_item_left_unpaid_at_next_month_end_is_carried_and_paid_once(engine, 
     assert "carried into payout_2026-11" in refusal["reason"] and not plan.retry
 
     sandbox.admin("POST", f"/_sandbox/accounts/{accounts['bob']}", {"invalid": False})
-    approve_batch(engine, NOV, approved_by="tests", now=DEC_NOW)
+    approve(engine, NOV, now=DEC_NOW)
     execute_batch(engine, make_gateway(sandbox), NOV)
     paid = stripe_client.v1.transfers.list(params={"destination": accounts["bob"], "limit": 100}).data
     assert sorted(t.amount for t in paid) == [7_000]  # October's 60.00 paid once, inside November's item

@@ -8,7 +8,7 @@ import json
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from sorae_payouts.batches import approve_batch
+from sorae_payouts_tests.factory import approve
 from sorae_payouts.cli.main import app
 from sorae_payouts.execution.executor import ExecutionSettings, execute_batch
 from sorae_payouts.finalize import finalize_period
@@ -60,7 +60,7 @@ def test_a_shared_destination_is_held_unless_the_affiliate_may_share(engine, led
         conn.execute(sa.text("UPDATE affiliate SET stripe_account_id = :a WHERE affiliate_id = 'solo'"), {"a": solo})
     finalize_period(engine, OCT, now=NOW, holding_days=3)
     build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=NOW)
-    approve_batch(engine, OCT, approved_by="tests", now=NOW)
+    approve(engine, OCT)
 
     report = execute_batch(engine, make_gateway(sandbox), OCT)
     states = item_states(engine)

@@ -9,7 +9,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from sorae_payouts.batches import approve_batch
+from sorae_payouts_tests.factory import approve
 from sorae_payouts.execution import attempts as ledger
 from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.executor import ExecutionReport, ExecutionSettings, _Run, execute_batch, utcnow
@@ -37,7 +37,7 @@ def _seed(engine, accounts: dict[str, str], amounts: dict[str, int], *, approve:
 def _close_month(engine) -> None:
     finalize_period(engine, OCT, now=NOW, holding_days=3)
     build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=NOW)
-    approve_batch(engine, OCT, approved_by="tests", now=NOW)
+    approve(engine, OCT)
 
 
 @pytest.fixture
