@@ -30,6 +30,9 @@ VIEW_COLUMNS = {
     "carried_in_minor", "amount_minor", "item_status", "carry_reason", "hold_reason", "minimum_minor",
     "attempt_number", "attempt_state", "stripe_transfer_id", "error_code", "gross_minor",
     "in_period_adjustments_minor", "clawbacks_minor",
+    # revision 0009
+    "reversed_minor", "reversed_at", "owed_again_minor", "written_off_minor", "reversal_pending_minor",
+    "owed_again_in_period", "next_batch_period", "outstanding_minor",
 }
 # Internal text stored on attempts: must never reach an affiliate.
 SECRET_MESSAGE = "Idempotency key ik_ledger42_7_1 reused; request req_SECRET123"
