@@ -144,10 +144,12 @@ def test_only_the_asked_affiliates_rows(engine):
 
 
 @pytest.mark.parametrize("affiliate, status, words", [
-    ("aff_2", "Payment failed", "could not accept this payment. Please check the details of your payout account"),
-    ("aff_small", "Carried to next month", "Your balance of 12.00 usd is below the 50.00 usd minimum payout; "
+    ("aff_2", "Payment failed", "Payment failed: your payout account could not accept this payment; we will retry "
+                                "automatically once the details of your payout account are corrected. "
+                                "Amount outstanding: 777.77 usd."),
+    ("aff_small", "Carried to 2026-11", "Your balance of 12.00 usd is below the 50.00 usd minimum payout; "
                                            "it carries to next month."),
-    ("aff_new", "Carried to next month", "Connect your payout account to receive payments"),
+    ("aff_new", "Carried to 2026-11", "Connect your payout account to receive payments"),
     ("aff_held", "On hold", "not yet set up to receive transfers"),
     ("aff_short", "On hold", "temporary delay on our side"),
     ("aff_sending", "Sending", "on its way"),

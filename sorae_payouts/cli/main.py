@@ -12,6 +12,7 @@ from sorae_payouts.cli import (
     history_cmd,
     import_cmd,
     operations_cmd,
+    reversals_cmd,
     sandbox_cmd,
 )
 
@@ -24,6 +25,7 @@ app.command("demo")(demo_cmd.demo)
 app.command("sandbox")(sandbox_cmd.sandbox)
 operations_cmd.register(app)
 app.command("history")(history_cmd.history)
+app.add_typer(reversals_cmd.app, name="reversals")
 
 if __name__ == "__main__":
     app()
