@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sorae_payouts.finalize import CHECKSUM_SQL
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.manifest import batch_id_for
+from sorae_payouts.money import format_minor
 
 
 @dataclass
@@ -152,6 +153,7 @@ def reversals_are_accounted(conn: sa.Connection, period: date) -> AuditResult:
     drift += [f"decision {pk}: carried amount differs from the decision" for pk in carried]
     if drift:
         return AuditResult(False, "; ".join(drift), table)
-    pending = sum(r["reversal_pending_minor"] for r in table)
+    pending = ", ".join(format_minor(r["reversal_pending_minor"], r["currency"]) for r in table
+                        if r["reversal_pending_minor"])
     return AuditResult(True, f"reversals accounted in {len(table)} currencies"
-                       + (f"; {pending} minor units await a decision" if pending else ""), table)
+                       + (f"; {pending} reversed await a decision" if pending else ""), table)

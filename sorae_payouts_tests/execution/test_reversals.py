@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from sorae_payouts import audit
 from sorae_payouts.batches import approve_batch
-from sorae_payouts.cli import reversals_cmd
+from sorae_payouts.cli import batch_cmd, reversals_cmd
 from sorae_payouts.execution.executor import execute_batch
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.history import affiliate_history
@@ -80,6 +80,8 @@ def test_full_and_partial_reversal_decided_then_owed_again_into_next_month(engin
         [alice_history] = affiliate_history(conn, "alice")
         assert alice_history.status_code == "reversal_pending"
 
+    shown = runner.invoke(batch_cmd.app, ["show", "2026-10"])
+    assert "reversal_pending" in shown.output and "reversed 90.00 usd, reversal_pending 90.00 usd" in shown.output
     listed = json.loads(reversals_cli("list", "2026-10", "--json").output)
     assert {(r["affiliate_id"], r["state"], r["pending_minor"]) for r in listed} == {
         ("alice", "reversal_pending", 9_000), ("bob", "reversal_pending", 2_500)}
@@ -125,7 +127,8 @@ def test_full_and_partial_reversal_decided_then_owed_again_into_next_month(engin
     assert [(t.metadata["affiliate_id"], t.amount) for t in nov_transfers] == [("alice", 10_000)]
 
 
-def test_negative_balance_recovered_by_reversal_under_the_recovery_policy(engine, sandbox, stripe_client):
+def test_negative_balance_recovered_by_reversal_under_the_recovery_policy(engine, sandbox, stripe_client,
+                                                                          reversals_cli):
     recover = PayoutPolicy.from_major({"usd": "1.00"}, negative_balance="recover_by_reversal")
     order = add_commission_pair(engine, stripe_client)
     gateway = make_gateway(sandbox)
@@ -141,6 +144,8 @@ def test_negative_balance_recovered_by_reversal_under_the_recovery_policy(engine
     with engine.connect() as conn:
         assert negative_balances(conn, "payout_2026-11") == [
             {"affiliate_id": "alice", "currency": "usd", "amount_minor": -5_000, "months_carried": 1, "since": "2026-11"}]
+    shown = runner.invoke(batch_cmd.app, ["show", "2026-11"]).output
+    assert "Negative balances (1; policy recover_by_reversal)" in shown and "-50.00 usd" in shown
     approve_batch(engine, NOV, approved_by="tests", now=LATER)
     execute_batch(engine, gateway, NOV)
 
