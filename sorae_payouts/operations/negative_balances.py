@@ -151,12 +151,17 @@ def _store_request(engine, identity, period, affiliate, currency, item_id, trans
             "amount_minor": amount, "idempotency_key": key, "ledger_id": identity}
 
 
+def reversal_metadata(request: dict) -> dict[str, str]:
+    """What the reversal carries in Stripe: derived from the stored request only, so a re-send after a
+    crash sends the very same parameters with the same key (Stripe refuses a key reused otherwise)."""
+    return {"sorae_ledger_id": request["ledger_id"], "purpose": PURPOSE, "program_id": DEFAULT_PROGRAM,
+            "period": period_key(request["period"]), "affiliate_id": request["affiliate_id"],
+            "request_sequence": str(request["sequence"])}
+
+
 def _send(engine, gateway: StripeGateway, request: dict, report: RecoveryReport, now: datetime) -> bool:
-    metadata = {"sorae_ledger_id": request["ledger_id"], "purpose": PURPOSE, "program_id": DEFAULT_PROGRAM,
-                "period": period_key(request["period"]), "affiliate_id": request["affiliate_id"],
-                "request_sequence": str(request["sequence"])}
     outcome = gateway.reverse_transfer(request["stripe_transfer_id"], request["amount_minor"],
-                                       request["idempotency_key"], metadata)
+                                       request["idempotency_key"], reversal_metadata(request))
     summary = {k: request[k] for k in ("affiliate_id", "currency", "stripe_transfer_id", "amount_minor", "sequence")}
     if outcome.disposition is Disposition.POSTED:
         with engine.begin() as conn:

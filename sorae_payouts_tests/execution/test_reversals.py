@@ -18,7 +18,9 @@ from sorae_payouts.execution.executor import execute_batch
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.history import affiliate_history
 from sorae_payouts.manifest import PayoutPolicy, build_manifest, owed_again_lines
-from sorae_payouts.operations.negative_balances import negative_balances, recover_negative_balances
+from sorae_payouts.execution.attempts import ledger_id
+from sorae_payouts.operations.negative_balances import (
+    _store_request, negative_balances, recover_negative_balances, reversal_metadata)
 from sorae_payouts.operations.reconcile import reconcile_batch
 from sorae_payouts.operations.refresh import refresh_batch
 from sorae_payouts.operations.reversals import ReversalError, resolve_reversal, reversed_items
@@ -176,6 +178,36 @@ def test_negative_balance_recovered_by_reversal_under_the_recovery_policy(engine
     with engine.connect() as conn:
         assert audit.money_is_conserved(conn, DEC).passed
         assert negative_balances(conn, "payout_2026-12") == []
+
+
+def test_recovery_crash_after_the_stripe_call_resends_the_same_key_and_reverses_once(engine, sandbox, stripe_client):
+    recover = PayoutPolicy.from_major({"usd": "1.00"}, negative_balance="recover_by_reversal")
+    order = add_commission_pair(engine, stripe_client)
+    gateway = make_gateway(sandbox)
+    execute_batch(engine, gateway, OCT)
+    [oct_transfer] = sandbox_transfers(stripe_client)
+    add_event(engine, order, "cancellation", occurred_at=datetime(2026, 11, 10, tzinfo=timezone.utc))
+    finalize_period(engine, NOV, now=LATER, holding_days=3)
+    build_manifest(engine, NOV, policy=recover, now=LATER)   # alice: -60.00
+    approve_batch(engine, NOV, approved_by="tests", now=LATER)
+    # The process dies between Stripe's answer and the outcome commit: request stored, reversal made.
+    with engine.connect() as conn:
+        identity = ledger_id(conn)
+    item_id = _item_id(engine, "payout_2026-10", "alice")
+    request = _store_request(engine, identity, NOV, "alice", "usd", item_id, oct_transfer.id, 6_000, LATER)
+    assert gateway.reverse_transfer(oct_transfer.id, 6_000, request["idempotency_key"],
+                                    reversal_metadata(request)).reversal_id
+
+    report = recover_negative_balances(engine, gateway, NOV, now=LATER)   # re-sends the same key only
+    assert report.recovered_minor == {"usd": 6_000} and len(report.requested) == 1
+    transfer = stripe_client.v1.transfers.retrieve(oct_transfer.id)
+    assert (transfer.amount_reversed, len(transfer.reversals.data)) == (6_000, 1)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT state FROM transfer_reversal_request")).scalars().all() == ["succeeded"]
+        [state] = reversed_items(conn, OCT)
+        assert (state.reversed_minor, state.owed_again_minor, state.pending_minor) == (6_000, 6_000, 0)
+        with pytest.raises(sa.exc.DBAPIError, match="immutable"):
+            conn.execute(sa.text("UPDATE transfer_reversal_request SET amount_minor = 1"))
 
 
 def add_commission_pair(engine, stripe_client) -> str:
