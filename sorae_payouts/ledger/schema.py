@@ -11,6 +11,9 @@ Record life cycles (the database enforces the immutable states with triggers, se
 - payout_item: one per affiliate and currency per batch; amounts frozen once the batch is approved.
 - transfer_attempt: one Stripe transfer try for an item; `processing` -> `posted` | `failed`, terminal
   states immutable; the idempotency key is unique and stored before Stripe is called.
+- reversal_decision (0009): append-only operators' (or the recovery policy's) decisions on reversed money.
+- owed_again_carry (0009): the batch carrying an owed-again decision in; changeable only while draft.
+- transfer_reversal_request (0009): reversals we ask Stripe for; like transfer_attempt, key first.
 """
 
 from __future__ import annotations
