@@ -221,3 +221,21 @@ def add_commission_pair(engine, stripe_client) -> str:
     build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=NOW)
     approve_batch(engine, OCT, approved_by="tests", now=NOW)
     return order
+
+
+def test_reconcile_reports_a_transfer_outside_the_group_that_carries_the_batch_metadata(engine, sandbox, stripe_client):
+    accounts = seed_batch(engine, stripe_client, {"alice": 5_000})
+    gateway = make_gateway(sandbox)
+    execute_batch(engine, gateway, OCT)
+    stripe_client.v1.transfers.create(params={  # sent for the batch by hand, without its transfer group
+        "amount": 5_000, "currency": "usd", "destination": accounts["alice"],
+        "metadata": {"batch_id": "payout_2026-10", "affiliate_id": "alice"}})
+    stripe_client.v1.transfers.create(params={  # another batch's: not this batch's business
+        "amount": 100, "currency": "usd", "destination": accounts["alice"], "transfer_group": "payout_2026-09",
+        "metadata": {"batch_id": "payout_2026-09"}})
+    with engine.connect() as conn:
+        result = reconcile_batch(conn, gateway, OCT)
+        quick = reconcile_batch(conn, gateway, OCT, scan_destinations=False)
+    assert not result.passed
+    assert [(r["drift"], "group (none)" in r["stripe"]) for r in result.rows] == [("outside_group", True)]
+    assert quick.passed and "destinations not scanned" in quick.summary
