@@ -25,6 +25,10 @@ _REFUSALS = {
     "processing": "outcome of attempt {attempt} is unknown: run `refresh` to resolve it, never a new key",
     "pending": "already pending: the next execution sends it",
     "carried_forward": "not payable in this batch ({carry}): its balance carries forward",
+    "partially_reversed": "paid (transfer {transfer}), then partly reversed at Stripe: decide the reversed amount "
+                          "with `reversals resolve --owe-again|--write-off`, never a retry",
+    "reversed": "paid (transfer {transfer}), then reversed at Stripe: decide the reversed amount with "
+                "`reversals resolve --owe-again|--write-off`, never a retry",
 }
 
 

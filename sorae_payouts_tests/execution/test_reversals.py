@@ -22,6 +22,7 @@ from sorae_payouts.execution.attempts import ledger_id
 from sorae_payouts.operations.negative_balances import (
     _store_request, negative_balances, recover_negative_balances, reversal_metadata)
 from sorae_payouts.operations.reconcile import reconcile_batch
+from sorae_payouts.operations.retry import plan_retry
 from sorae_payouts.operations.refresh import refresh_batch
 from sorae_payouts.operations.reversals import ReversalError, resolve_reversal, reversed_items
 from sorae_payouts_tests.execution.conftest import API_KEY, make_gateway, sandbox_transfers, seed_batch
@@ -66,6 +67,10 @@ def test_full_and_partial_reversal_decided_then_owed_again_into_next_month(engin
     report = refresh_batch(engine, gateway, OCT)
     assert len(report.reversal_changes) == 2
     assert refresh_batch(engine, gateway, OCT).reversal_changes == []  # same state: nothing appended
+    alice_item = _item_id(engine, "payout_2026-10", "alice")
+    with engine.connect() as conn:  # a reversed item is never retried: the reversed amount is decided instead
+        refused = plan_retry(conn, OCT, item_ids=[alice_item]).refused
+    assert "reversals resolve" in refused[0]["reason"]
     oct_items = items(engine, "payout_2026-10")
     assert (oct_items[("alice", "usd")]["status"], oct_items[("alice", "usd")]["reversed_minor"]) == ("reversed", 9_000)
     assert (oct_items[("bob", "usd")]["status"], oct_items[("bob", "usd")]["reversed_minor"]) == ("partially_reversed", 2_500)
