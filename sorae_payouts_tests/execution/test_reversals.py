@@ -244,3 +244,31 @@ def test_reconcile_reports_a_transfer_outside_the_group_that_carries_the_batch_m
     assert not result.passed
     assert [(r["drift"], "group (none)" in r["stripe"]) for r in result.rows] == [("outside_group", True)]
     assert quick.passed and "destinations not scanned" in quick.summary
+
+
+def test_a_second_reversal_opens_a_new_pending_amount_and_decisions_never_exceed_it(engine, sandbox, stripe_client):
+    seed_batch(engine, stripe_client, {"alice": 6_000})
+    gateway = make_gateway(sandbox)
+    execute_batch(engine, gateway, OCT)
+    [transfer] = sandbox_transfers(stripe_client)
+    item_id = _item_id(engine, "payout_2026-10", "alice")
+    _reverse(stripe_client, transfer.id, 1_000)
+    refresh_batch(engine, gateway, OCT)
+    resolve_reversal(engine, item_id, "write_off", decided_by="ana", reason="refunded order", now=LATER)
+    _reverse(stripe_client, transfer.id)   # the rest: 50.00
+    refresh_batch(engine, gateway, OCT)
+    with engine.connect() as conn:
+        [state] = reversed_items(conn, OCT)
+    assert (state.status, state.reversed_minor, state.written_off_minor, state.pending_minor) == (
+        "reversed", 6_000, 1_000, 5_000)
+    with engine.begin() as conn, pytest.raises(sa.exc.DBAPIError, match="cannot exceed"):
+        conn.execute(sa.text(
+            "INSERT INTO reversal_decision (program_id, payout_item_id, affiliate_id, currency, amount_minor, decision, "
+            "decided_by, decided_at) VALUES ('default', :i, 'alice', 'usd', 5001, 'owe_again', 'x', :now)"),
+            {"i": item_id, "now": LATER})
+    with engine.begin() as conn, pytest.raises(sa.exc.DBAPIError, match="only grows"):
+        conn.execute(sa.text("UPDATE payout_item SET reversed_minor = 10 WHERE payout_item_id = :i"), {"i": item_id})
+    decision = resolve_reversal(engine, item_id, "owe_again", decided_by="ana", reason=None, now=LATER)
+    assert decision.amount_minor == 5_000
+    with engine.connect() as conn:
+        assert audit.reversals_are_accounted(conn, OCT).passed
