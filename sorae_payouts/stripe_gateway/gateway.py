@@ -181,9 +181,13 @@ class StripeGateway:
         balance = self.client.v1.balance.retrieve()
         return {entry.currency: int(entry.amount) for entry in balance.available}
 
-    def transfers(self, transfer_group: str | None, destination: str | None = None) -> Iterator[TransferRecord]:
-        """All transfers of a group and/or to one destination, paging 100 at a time."""
+    def transfers(self, transfer_group: str | None, destination: str | None = None,
+                  created_since: int | None = None) -> Iterator[TransferRecord]:
+        """All transfers of a group and/or to one destination and/or created at or after a unix time,
+        paging 100 at a time."""
         params: dict = {"limit": 100}
+        if created_since is not None:
+            params["created"] = {"gte": created_since}
         if transfer_group:
             params["transfer_group"] = transfer_group
         if destination:

@@ -240,10 +240,15 @@ def test_reconcile_reports_a_transfer_outside_the_group_that_carries_the_batch_m
         "metadata": {"batch_id": "payout_2026-09"}})
     with engine.connect() as conn:
         result = reconcile_batch(conn, gateway, OCT)
-        quick = reconcile_batch(conn, gateway, OCT, scan_destinations=False)
+        quick = reconcile_batch(conn, gateway, OCT, scan_outside_group=False)
     assert not result.passed
     assert [(r["drift"], "group (none)" in r["stripe"]) for r in result.rows] == [("outside_group", True)]
-    assert quick.passed and "destinations not scanned" in quick.summary
+    assert quick.passed and "outside the group not scanned" in quick.summary
+    # The sandbox's `created` list filter, as Stripe's: a range hash or an exact time.
+    listed = lambda created: stripe_client.v1.transfers.list(params={"created": created, "limit": 100}).data  # noqa: E731
+    newest = max(t.created for t in listed({"gte": 0}))
+    assert len(listed({"gte": 0})) == 3 and listed({"gt": newest}) == [] and listed({"lte": newest - 86_400}) == []
+    assert {t.created for t in listed(newest)} == {newest}
 
 
 def test_a_second_reversal_opens_a_new_pending_amount_and_decisions_never_exceed_it(engine, sandbox, stripe_client):
