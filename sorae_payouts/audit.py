@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sorae_payouts.finalize import CHECKSUM_SQL
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.manifest import batch_id_for
+from sorae_payouts.money import format_minor
 
 
 @dataclass
@@ -27,7 +28,8 @@ class AuditResult:
 def money_is_conserved(conn: sa.Connection, period: date) -> AuditResult:
     """Per currency: sum of all items (payable and carried forward) == finalized commissions of the
     period + in-period adjustments + clawbacks booked in it + balances carried in from the previous batch
-    + unpaid items of earlier batches closed into this one."""
+    + unpaid items of earlier batches closed into this one
+    + reversed amounts owed again (operators' decisions carried into this batch)."""
     batch_id = batch_id_for(period)
     rows = conn.execute(text("""
         SELECT currency, SUM(items) AS items, SUM(expected) AS expected FROM (
@@ -44,6 +46,11 @@ def money_is_conserved(conn: sa.Connection, period: date) -> AuditResult:
             UNION ALL
             SELECT c.currency, 0, SUM(c.amount_minor) FROM payout_item_carry c
             WHERE c.into_batch_id = :batch_id GROUP BY c.currency
+            UNION ALL
+            SELECT d.currency, 0, SUM(d.amount_minor) FROM reversal_decision d
+            WHERE d.decision = 'owe_again' AND d.decision_pk IN
+                  (SELECT o.decision_pk FROM owed_again_carry o WHERE o.batch_id = :batch_id)
+            GROUP BY d.currency
         ) parts GROUP BY currency ORDER BY currency"""), {"batch_id": batch_id, "period": period}).all()
     table = [{"currency": c, "items_minor": int(i), "expected_minor": int(e), "difference_minor": int(i) - int(e)}
              for c, i, e in rows]
@@ -110,3 +117,47 @@ def one_item_per_affiliate_currency(conn: sa.Connection, period: date) -> AuditR
         return AuditResult(False, f"{len(rows)} affiliate/currency pairs have several items",
                            [{"affiliate_id": a, "currency": c, "items": int(n)} for a, c, n in rows])
     return AuditResult(True, "one item per affiliate and currency", [])
+
+
+def reversals_are_accounted(conn: sa.Connection, period: date) -> AuditResult:
+    """After execution, per currency of the period's batch:
+    - posted - reversed = net paid: the posted items' amounts minus their reversed amounts equal the
+      posted attempts' transfer amounts minus the last reversal state Stripe reported for them;
+    - every reversed cent is pending, owed again or written off (decisions never exceed what was
+      reversed), and every owed-again cent is carried by at most one batch with its full amount."""
+    batch_id = batch_id_for(period)
+    rows = conn.execute(text("""
+        SELECT i.currency,
+               SUM(CASE WHEN i.status IN ('posted', 'partially_reversed', 'reversed') THEN i.amount_minor ELSE 0 END),
+               SUM(i.reversed_minor),
+               SUM(COALESCE(a.amount_minor, 0) - COALESCE((SELECT e.amount_reversed_minor FROM transfer_status_event e
+                   WHERE e.attempt_pk = a.attempt_pk ORDER BY e.event_pk DESC LIMIT 1), 0)),
+               SUM(COALESCE((SELECT SUM(d.amount_minor) FROM reversal_decision d
+                   WHERE d.payout_item_id = i.payout_item_id AND d.decision = 'owe_again'), 0)),
+               SUM(COALESCE((SELECT SUM(d.amount_minor) FROM reversal_decision d
+                   WHERE d.payout_item_id = i.payout_item_id AND d.decision = 'write_off'), 0))
+        FROM payout_item i LEFT JOIN transfer_attempt a ON a.payout_item_id = i.payout_item_id AND a.state = 'posted'
+        WHERE i.batch_id = :b GROUP BY i.currency ORDER BY i.currency"""), {"b": batch_id}).all()
+    table, drift = [], []
+    for currency, posted, reversed_, net_paid, owed, written in rows:
+        posted, reversed_, net_paid, owed, written = (int(v or 0) for v in (posted, reversed_, net_paid, owed, written))
+        row = {"currency": currency, "posted_minor": posted, "reversed_minor": reversed_, "net_paid_minor": net_paid,
+               "reversal_pending_minor": reversed_ - owed - written, "owed_again_minor": owed,
+               "written_off_minor": written}
+        table.append(row)
+        if posted - reversed_ != net_paid:
+            drift.append(f"{currency}: posted {posted} - reversed {reversed_} != net paid {net_paid}")
+        if row["reversal_pending_minor"] < 0:
+            drift.append(f"{currency}: decisions exceed the reversed amount by {-row['reversal_pending_minor']}")
+    carried = conn.execute(text("""
+        SELECT d.decision_pk FROM reversal_decision d
+        JOIN payout_item i ON i.payout_item_id = d.payout_item_id AND i.batch_id = :b
+        JOIN owed_again_carry o ON o.decision_pk = d.decision_pk
+        WHERE o.amount_minor <> d.amount_minor OR d.decision <> 'owe_again'"""), {"b": batch_id}).scalars().all()
+    drift += [f"decision {pk}: carried amount differs from the decision" for pk in carried]
+    if drift:
+        return AuditResult(False, "; ".join(drift), table)
+    pending = ", ".join(format_minor(r["reversal_pending_minor"], r["currency"]) for r in table
+                        if r["reversal_pending_minor"])
+    return AuditResult(True, f"reversals accounted in {len(table)} currencies"
+                       + (f"; {pending} reversed await a decision" if pending else ""), table)

@@ -4,9 +4,11 @@ Each month Sorae builds one payout item per affiliate and currency. The history 
 first, what the affiliate earned in the month and how (gross commissions, orders reversed in the
 month, clawbacks of commissions from earlier months that were reversed later), the balance carried
 in from earlier months, the total due, and what became of it: paid (with the Stripe transfer id),
-being sent, scheduled, carried to next month, on hold, or failed, with a plain-language reason.
+being sent, scheduled, carried to a named month, on hold, failed (with the fix that lets us retry),
+or reversed by the merchant (with the date, and whether it is under review, paid again with a later
+payout, or taken back for good), with a plain-language reason and the amount still outstanding.
 
-It reads only the `affiliate_payout_history` view (migration 0004), only the asked affiliate's rows,
+It reads only the `affiliate_payout_history` view (migrations 0004, replaced by 0009), only the asked affiliate's rows,
 selected with a bound parameter. The view holds no idempotency keys, Stripe request ids or Stripe
 error messages, and the wording below never echoes raw hold or error text: an affiliate sees our
 sentences, never our internals. The portal's database role needs SELECT on that view only.
@@ -29,7 +31,8 @@ VIEW = "affiliate_payout_history"
 _HISTORY = sa.text(
     "SELECT period, currency, commission_count, gross_minor, in_period_adjustments_minor, clawbacks_minor, "
     "earned_minor, carried_in_minor, amount_minor, minimum_minor, item_status, carry_reason, hold_reason, "
-    "attempt_state, stripe_transfer_id, error_code "
+    "attempt_state, stripe_transfer_id, error_code, reversed_minor, reversed_at, reversal_pending_minor, "
+    "owed_again_minor, written_off_minor, owed_again_in_period, next_batch_period, outstanding_minor "
     f"FROM {VIEW} WHERE affiliate_id = :affiliate_id ORDER BY period DESC, currency"
 ).bindparams(sa.bindparam("affiliate_id", type_=sa.String()))
 
@@ -41,7 +44,10 @@ STATUS_WORDS = {
     "held": ("on_hold", "On hold"),
     "carried_forward": ("carried_forward", "Carried to next month"),
     "failed": ("failed", "Payment failed"),
+    "blocked": ("in_review", "In review"),
 }
+# The merchant whose program pays the affiliate (one program today; see `sorae_payouts.programs`).
+DEFAULT_MERCHANT_NAME = "Sorae"
 _UNKNOWN_STATUS = ("in_review", "In review")
 
 _FIX_ACCOUNT = "we will send the payment once it is fixed."
@@ -59,6 +65,18 @@ ERROR_WORDS = {
     "balance_insufficient": "A temporary delay on our side held this payment. It will be sent automatically in a "
                             "later payout run; no action is needed.",
     "amount_too_small": "This amount is too small to send as a transfer. Our support team will follow up.",
+}
+# Failures a fix on the affiliate's side clears (re-attempted automatically once the account is
+# ready again): code -> (what happened, what lets us retry), for
+# "Payment failed: <what happened>; we will retry automatically once <fix>."
+FAILURE_FIX = {
+    "account_invalid": ("your payout account could not accept this payment",
+                        "the details of your payout account are corrected"),
+    "insufficient_capabilities_for_transfer": ("your payout account is not yet set up to receive transfers",
+                                               "you finish the verification steps of your payout account"),
+    "transfers_not_allowed": ("transfers to your payout account are not allowed at the moment",
+                              "transfers are enabled on your payout account again (contact support if you need help)"),
+    "resource_missing": ("we could not find your payout account", "you reconnect your payout account"),
 }
 GENERIC_FAILURE = ("We could not complete this payment. Our team has been notified and will follow up; "
                    "your balance is safe.")
@@ -102,6 +120,13 @@ class HistoryEntry:
     status: str
     transfer_id: str | None
     reason: str | None
+    reversed_minor: int = 0
+    reversal_pending_minor: int = 0
+    owed_again_minor: int = 0
+    written_off_minor: int = 0
+    outstanding_minor: int = 0
+    reversed_on: date | None = None
+    carried_to: date | None = None
 
     def money(self, amount_minor: int) -> str:
         return format_minor(amount_minor, self.currency)
@@ -124,35 +149,76 @@ class HistoryEntry:
             **pair("earned"),
             **pair("carried_in"),
             **pair("amount"),
+            **pair("outstanding"),
+            "reversal": {**pair("reversed"), **pair("reversal_pending"), **pair("owed_again"), **pair("written_off"),
+                         "reversed_on": self.reversed_on.isoformat() if self.reversed_on else None},
+            "carried_to": period_key(self.carried_to) if self.carried_to else None,
         }
 
 
-def affiliate_history(conn: sa.Connection, affiliate_id: str) -> list[HistoryEntry]:
+def affiliate_history(conn: sa.Connection, affiliate_id: str, *,
+                      merchant_name: str = DEFAULT_MERCHANT_NAME) -> list[HistoryEntry]:
     """Every payout item of `affiliate_id`, newest period first (then by currency); read-only.
 
     An unknown affiliate, or one without any payout item yet (commissions of months not finalized
     and built), gets an empty list.
     """
     rows = conn.execute(_HISTORY, {"affiliate_id": affiliate_id}).mappings()
-    return [_entry(row) for row in rows]
+    return [_entry(row, merchant_name) for row in rows]
 
 
-def _entry(row) -> HistoryEntry:
+def _entry(row, merchant_name: str) -> HistoryEntry:
     currency = row["currency"]
     held = row["item_status"] == "pending" and bool(row["hold_reason"])
     status_code, status = STATUS_WORDS.get("held" if held else row["item_status"], _UNKNOWN_STATUS)
     amount, minimum = int(row["amount_minor"]), _int_or_none(row["minimum_minor"])
-    paid = row["item_status"] == "posted" and row["attempt_state"] == "posted"
+    paid = row["item_status"] in ("posted", "partially_reversed", "reversed") and row["attempt_state"] == "posted"
+    carried_to = as_date(row["next_batch_period"]) if row["next_batch_period"] else None
+    if status_code == "carried_forward" and carried_to:
+        status = f"Carried to {period_key(carried_to)}"
+    reversal = _reversal(row, merchant_name)
+    if reversal is not None:
+        status_code, status = reversal[0], reversal[1]
     return HistoryEntry(
         period=as_date(row["period"]), currency=currency, commission_count=int(row["commission_count"]),
         gross_minor=int(row["gross_minor"]), in_period_adjustments_minor=int(row["in_period_adjustments_minor"]),
         clawbacks_minor=int(row["clawbacks_minor"]), earned_minor=int(row["earned_minor"]),
         carried_in_minor=int(row["carried_in_minor"]), amount_minor=amount, minimum_minor=minimum,
         status_code=status_code, status=status, transfer_id=row["stripe_transfer_id"] if paid else None,
-        reason=explain(status_code, currency=currency, amount_minor=amount, minimum_minor=minimum,
-                       carry_reason=row["carry_reason"], hold_reason=row["hold_reason"],
-                       error_code=row["error_code"]),
+        reason=reversal[2] if reversal is not None else explain(
+            status_code, currency=currency, amount_minor=amount, minimum_minor=minimum,
+            carry_reason=row["carry_reason"], hold_reason=row["hold_reason"], error_code=row["error_code"]),
+        reversed_minor=int(row["reversed_minor"]), reversal_pending_minor=int(row["reversal_pending_minor"]),
+        owed_again_minor=int(row["owed_again_minor"]), written_off_minor=int(row["written_off_minor"]),
+        outstanding_minor=int(row["outstanding_minor"]),
+        reversed_on=as_date(row["reversed_at"]) if row["reversed_at"] else None, carried_to=carried_to,
     )
+
+
+def _reversal(row, merchant_name: str) -> tuple[str, str, str] | None:
+    """(status code, status, reason) of a reversed item: "Reversed by <merchant> on <date>" and what
+    happens to the reversed money (under review, paid again in a named month, or taken back)."""
+    reversed_minor = int(row["reversed_minor"] or 0)
+    if reversed_minor <= 0:
+        return None
+    currency, amount = row["currency"], int(row["amount_minor"])
+    on = f" on {as_date(row['reversed_at']).isoformat()}" if row["reversed_at"] else ""
+    status = f"Reversed by {merchant_name}{on}"
+    taken = (f"{format_minor(reversed_minor, currency)} of this {format_minor(amount, currency)} payment was "
+             f"taken back" if reversed_minor < amount else f"This {format_minor(amount, currency)} payment was taken back")
+    parts = [f"{taken} by {merchant_name}."]
+    pending, owed, written = (int(row[k] or 0) for k in ("reversal_pending_minor", "owed_again_minor", "written_off_minor"))
+    if owed:
+        month = row["owed_again_in_period"]
+        parts.append(f"{format_minor(owed, currency)} is owed to you again and will be paid with your "
+                     + (f"{period_key(as_date(month))} payout." if month else "next payout."))
+    if written:
+        parts.append(f"{format_minor(written, currency)} will not be paid again; contact support if you have questions.")
+    if pending:
+        parts.append(f"We are reviewing {format_minor(pending, currency)}; you will see here whether it is paid "
+                     "again. No action is needed from you.")
+        return "reversal_pending", status, " ".join(parts)
+    return ("reversed" if reversed_minor >= amount else "partially_reversed"), status, " ".join(parts)
 
 
 def explain(status_code: str, *, currency: str, amount_minor: int, minimum_minor: int | None,
@@ -162,6 +228,9 @@ def explain(status_code: str, *, currency: str, amount_minor: int, minimum_minor
     if status_code == "carried_forward":
         return _carry_words(carry_reason, balance, currency, minimum_minor)
     if status_code == "failed":
+        if (error_code or "") in FAILURE_FIX:
+            what, fix = FAILURE_FIX[error_code]
+            return f"Payment failed: {what}; we will retry automatically once {fix}. Amount outstanding: {balance}."
         return ERROR_WORDS.get(error_code or "", GENERIC_FAILURE)
     if status_code == "on_hold":
         return hold_words(hold_reason or "")

@@ -34,6 +34,8 @@ from sorae_payouts.unpaid_carry import CARRIED_UNPAID_SQL, UnpaidItemMoved, clos
 DEFAULT_MINIMUM_PAYOUT = {"usd": "50.00", "eur": "50.00", "gbp": "50.00", "jpy": "5000"}
 # A batch paying more than this in any currency needs two approvals by different people.
 DEFAULT_DUAL_APPROVAL_OVER = {"usd": "100000.00", "eur": "100000.00", "gbp": "100000.00", "jpy": "15000000"}
+NEGATIVE_BALANCE_CARRY, NEGATIVE_BALANCE_RECOVER = "carry", "recover_by_reversal"
+NEGATIVE_BALANCE_POLICIES = (NEGATIVE_BALANCE_CARRY, NEGATIVE_BALANCE_RECOVER)
 
 
 class ManifestError(Exception):
@@ -51,17 +53,28 @@ class PayoutPolicy:
     minimum_minor: dict[str, int] = field(default_factory=dict)
     default_minimum_minor: int = 1  # a currency without a configured minimum pays any positive amount
     dual_approval_over_minor: dict[str, int] = field(default_factory=dict)
+    # What happens to an affiliate's negative balance: `carry` it (deducted from later earnings), or
+    # `recover_by_reversal` (reverse their most recent posted transfers up to the negative amount).
+    negative_balance: str = NEGATIVE_BALANCE_CARRY
+
+    def __post_init__(self):
+        if self.negative_balance not in NEGATIVE_BALANCE_POLICIES:
+            raise ValueError(f"negative_balance must be one of {', '.join(NEGATIVE_BALANCE_POLICIES)}, "
+                             f"not {self.negative_balance!r}")
 
     @classmethod
-    def from_major(cls, minimums: dict[str, str], dual_approval_over: dict[str, str] | None = None) -> "PayoutPolicy":
+    def from_major(cls, minimums: dict[str, str], dual_approval_over: dict[str, str] | None = None,
+                   negative_balance: str = NEGATIVE_BALANCE_CARRY) -> "PayoutPolicy":
         """Build from decimal strings in major units ({"usd": "50.00", "jpy": "5000"}), parsed exactly."""
         return cls({c.lower(): parse_minor(v, c.lower()) for c, v in minimums.items()}, 1,
-                   {c.lower(): parse_minor(v, c.lower()) for c, v in (dual_approval_over or {}).items()})
+                   {c.lower(): parse_minor(v, c.lower()) for c, v in (dual_approval_over or {}).items()},
+                   negative_balance)
 
     def as_json(self) -> dict:
         return {"minimum_minor": dict(sorted(self.minimum_minor.items())),
                 "default_minimum_minor": self.default_minimum_minor,
-                "dual_approval_over_minor": dict(sorted(self.dual_approval_over_minor.items()))}
+                "dual_approval_over_minor": dict(sorted(self.dual_approval_over_minor.items())),
+                "negative_balance": self.negative_balance}
 
 
 @dataclass
@@ -114,6 +127,9 @@ FROM (
         FROM payout_item WHERE batch_id = :prev_batch_id AND status = 'carried_forward'
                            AND carry_reason IS NOT NULL AND amount_minor <> 0
         UNION ALL{carried_unpaid}
+        UNION ALL
+        SELECT affiliate_id, currency, 0, 0, SUM(amount_minor)
+        FROM owed_again_carry WHERE batch_id = :batch_id GROUP BY affiliate_id, currency
     ) parts GROUP BY affiliate_id, currency
 ) t JOIN affiliate a ON a.affiliate_id = t.affiliate_id
 """
@@ -161,6 +177,7 @@ def build_manifest(engine: sa.Engine, period: date, *, policy: PayoutPolicy, now
             close_unpaid_items(conn, batch_id, period, now=now)
         except UnpaidItemMoved as exc:
             raise ManifestError(str(exc)) from exc
+        carry_owed_again(conn, batch_id, period)
         minimum, params = case_map("t.currency", policy.minimum_minor, policy.default_minimum_minor, "min")
         conn.execute(text(_BUILD_ITEMS.format(minimum=minimum, carried_unpaid=CARRIED_UNPAID_SQL)),
                      {**params, "batch_id": batch_id, "period": period, "prev_batch_id": prev_batch_id or ""})
@@ -172,6 +189,40 @@ def build_manifest(engine: sa.Engine, period: date, *, policy: PayoutPolicy, now
              "batch_id": batch_id})
         outcome = "built" if batch is None else ("unchanged" if old_hash == manifest_hash else "rebuilt")
         return _report(conn, batch_id, period, outcome)
+
+
+# Carried-in source "owed again": reversed money an operator decided is owed again
+# (`operations.reversals`), not yet carried by any batch, from a month before this one. The rows tie
+# each decision to the one batch that carries it (unique per decision); a draft rebuild re-derives them.
+_CARRY_OWED_AGAIN = """
+INSERT INTO owed_again_carry (decision_pk, batch_id, affiliate_id, currency, amount_minor)
+SELECT d.decision_pk, :batch_id, d.affiliate_id, d.currency, d.amount_minor
+FROM reversal_decision d
+JOIN payout_item ri ON ri.payout_item_id = d.payout_item_id
+JOIN payout_batch rb ON rb.batch_id = ri.batch_id
+WHERE d.decision = 'owe_again' AND rb.period < :period
+  AND NOT EXISTS (SELECT 1 FROM owed_again_carry o WHERE o.decision_pk = d.decision_pk)
+"""
+
+
+def carry_owed_again(conn: sa.Connection, batch_id: str, period: date) -> None:
+    """Carry every pending owed-again decision into this (draft) batch: the manifest's items then add
+    them to the affiliate's carried-in balance (`_BUILD_ITEMS`)."""
+    conn.execute(text("DELETE FROM owed_again_carry WHERE batch_id = :batch_id"), {"batch_id": batch_id})
+    conn.execute(text(_CARRY_OWED_AGAIN), {"batch_id": batch_id, "period": period})
+
+
+def owed_again_lines(conn: sa.Connection, batch_id: str) -> list[dict]:
+    """One line per owed-again amount carried into the batch, saying why (for the manifest review)."""
+    rows = conn.execute(text(
+        "SELECT o.affiliate_id, o.currency, o.amount_minor, d.payout_item_id, rb.period, d.decided_by, d.reason "
+        "FROM owed_again_carry o JOIN reversal_decision d ON d.decision_pk = o.decision_pk "
+        "JOIN payout_item ri ON ri.payout_item_id = d.payout_item_id JOIN payout_batch rb ON rb.batch_id = ri.batch_id "
+        "WHERE o.batch_id = :b ORDER BY o.affiliate_id, o.currency, o.decision_pk"), {"b": batch_id}).all()
+    return [{"affiliate_id": a, "currency": c, "amount_minor": int(m), "reversed_item": int(item),
+             "why": f"owed again: transfer of {period_key(as_date(p))} (item {item}) was reversed; decided by {by}"
+                    + (f": {reason}" if reason else "")}
+            for a, c, m, item, p, by, reason in rows]
 
 
 def compute_manifest_hash(conn: sa.Connection, batch_id: str, period: date, policy: dict) -> tuple[str, int]:

@@ -30,6 +30,9 @@ VIEW_COLUMNS = {
     "carried_in_minor", "amount_minor", "item_status", "carry_reason", "hold_reason", "minimum_minor",
     "attempt_number", "attempt_state", "stripe_transfer_id", "error_code", "gross_minor",
     "in_period_adjustments_minor", "clawbacks_minor",
+    # revision 0009
+    "reversed_minor", "reversed_at", "owed_again_minor", "written_off_minor", "reversal_pending_minor",
+    "owed_again_in_period", "next_batch_period", "outstanding_minor",
 }
 # Internal text stored on attempts: must never reach an affiliate.
 SECRET_MESSAGE = "Idempotency key ik_ledger42_7_1 reused; request req_SECRET123"
@@ -145,10 +148,12 @@ def test_only_the_asked_affiliates_rows(engine):
 
 
 @pytest.mark.parametrize("affiliate, status, words", [
-    ("aff_2", "Payment failed", "could not accept this payment. Please check the details of your payout account"),
-    ("aff_small", "Carried to next month", "Your balance of 12.00 usd is below the 50.00 usd minimum payout; "
+    ("aff_2", "Payment failed", "Payment failed: your payout account could not accept this payment; we will retry "
+                                "automatically once the details of your payout account are corrected. "
+                                "Amount outstanding: 777.77 usd."),
+    ("aff_small", "Carried to 2026-11", "Your balance of 12.00 usd is below the 50.00 usd minimum payout; "
                                            "it carries to next month."),
-    ("aff_new", "Carried to next month", "Connect your payout account to receive payments"),
+    ("aff_new", "Carried to 2026-11", "Connect your payout account to receive payments"),
     ("aff_held", "On hold", "not yet set up to receive transfers"),
     ("aff_short", "On hold", "temporary delay on our side"),
     ("aff_sending", "Sending", "on its way"),

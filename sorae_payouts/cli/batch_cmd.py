@@ -18,6 +18,8 @@ from sorae_payouts.cli.tables import outcome_table
 from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.outcomes import batch_outcome, item_outcomes
 from sorae_payouts.ledger.database import create_ledger_engine
+from sorae_payouts.manifest import owed_again_lines
+from sorae_payouts.operations.negative_balances import negative_balances
 from sorae_payouts.money import format_minor, to_decimal
 from sorae_payouts.periods import parse_period, period_key
 
@@ -70,8 +72,11 @@ def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
         items = list(item_outcomes(conn, batch.batch_id))
         outcome = batch_outcome(conn, batch.batch_id)
         anomalies = list_anomalies(conn, batch.batch_id)
+        negatives = negative_balances(conn, batch.batch_id)
+        owed_again = owed_again_lines(conn, batch.batch_id)
     if as_json:
-        typer.echo(json.dumps({"batch": batch.as_json(), "items": items, "anomalies": anomalies}, indent=2))
+        typer.echo(json.dumps({"batch": batch.as_json(), "items": items, "anomalies": anomalies,
+                               "negative_balances": negatives, "owed_again_carried_in": owed_again}, indent=2))
         return
     console.print(f"[bold]{batch.batch_id}[/bold] {batch.status}, {batch.item_count} items, "
                   f"manifest hash {batch.manifest_hash}")
@@ -79,6 +84,9 @@ def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
     table = Table("item", "affiliate", "currency", "amount", "status", "reason / error", "transfer", "account")
     for item in items[:PREVIEW_ROWS]:
         reason = item["carry_reason"] or item["hold_reason"] or item["error_code"] or item["unknown_reason"] or ""
+        if item["reversed_minor"]:
+            reason = (f"reversed {format_minor(item['reversed_minor'], item['currency'])}, reversal_pending "
+                      f"{format_minor(item['reversal_pending_minor'], item['currency'])}")
         # Affiliate ids and reasons come from input files: plain text, never rich markup.
         table.add_row(str(item["payout_item_id"]), Text(item["affiliate_id"]), item["currency"],
                       format_minor(item["amount_minor"], item["currency"]), item["outcome"], Text(reason),
@@ -90,7 +98,29 @@ def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
         console.print(f"[yellow]{len(anomalies)} execution anomalies[/yellow] (blocked items need an operator):")
         for a in anomalies[-PREVIEW_ROWS:]:
             console.print(f"  {a['recorded_at'][:19]} {a['kind']} item {a['payout_item_id'] or '-'} "
-                          f"{a['stripe_transfer_id'] or ''}: {a['detail']}")
+                          f"{a['stripe_transfer_id'] or ''}: {a['detail']}", markup=False)
+    _print_money_after_transfer(batch, items, negatives, owed_again)
+
+
+def _print_money_after_transfer(batch, items: list[dict], negatives: list[dict], owed_again: list[dict]) -> None:
+    """Reversed money awaiting a decision, owed-again amounts carried in, affiliates in negative balance."""
+    pending = [i for i in items if i["reversal_pending_minor"]]
+    if pending:
+        console.print(f"[yellow]reversal_pending[/yellow]: {len(pending)} item(s) await a decision "
+                      "(`sorae-payouts reversals list` / `reversals resolve ITEM_ID --owe-again|--write-off`): "
+                      + ", ".join(f"{i['payout_item_id']} {i['affiliate_id']} "
+                                  f"{format_minor(i['reversal_pending_minor'], i['currency'])}" for i in pending[:20]))
+    for line in owed_again[:PREVIEW_ROWS]:
+        console.print(f"carried in {line['affiliate_id']} {format_minor(line['amount_minor'], line['currency'])}: "
+                      f"{line['why']}", markup=False)
+    if negatives:
+        policy = batch.policy.get("negative_balance", "carry")
+        table = Table("affiliate", "currency", "balance", "months carried", "since",
+                      title=f"Negative balances ({len(negatives)}; policy {policy})")
+        for n in negatives[:PREVIEW_ROWS]:
+            table.add_row(Text(n["affiliate_id"]), n["currency"], format_minor(n["amount_minor"], n["currency"]),
+                          str(n["months_carried"]), n["since"])
+        console.print(table)
 
 
 @app.command("export")

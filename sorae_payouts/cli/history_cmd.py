@@ -50,5 +50,6 @@ def history(affiliate_id: str = typer.Argument(..., help="The affiliate's id, e.
                  f"{e.money(e.clawbacks_minor)} clawed back from earlier months"]
         lines += [f"transfer {e.transfer_id}"] if e.transfer_id else []
         lines += [e.reason] if e.reason else []
+        lines += [f"amount outstanding: {e.money(e.outstanding_minor)}"] if e.outstanding_minor else []
         for line in lines:
             console.print(Padding(Text(line), (0, 0, 0, 2)))

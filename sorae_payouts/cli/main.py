@@ -13,6 +13,7 @@ from sorae_payouts.cli import (
     import_cmd,
     operations_cmd,
     operators_cmd,
+    reversals_cmd,
     sandbox_cmd,
 )
 
@@ -26,6 +27,7 @@ app.command("demo")(demo_cmd.demo)
 app.command("sandbox")(sandbox_cmd.sandbox)
 operations_cmd.register(app)
 app.command("history")(history_cmd.history)
+app.add_typer(reversals_cmd.app, name="reversals")
 
 if __name__ == "__main__":
     app()

@@ -10,7 +10,8 @@ from sorae_payouts.defs import metadata as md
 from sorae_payouts.defs.partitions import monthly_partitions, previous_month
 from sorae_payouts.defs.resources import LedgerResource, PayoutSettings
 from sorae_payouts.finalize import FinalizeError, finalize_period
-from sorae_payouts.manifest import ManifestError, build_manifest
+from sorae_payouts.manifest import ManifestError, build_manifest, owed_again_lines
+from sorae_payouts.operations.negative_balances import negative_balances
 from sorae_payouts.periods import parse_period, period_key
 from sorae_payouts.batches import manifest_preview
 
@@ -99,6 +100,8 @@ def payout_manifest(
               for t in report.totals]
     with ledger.engine.connect() as conn:
         preview = manifest_preview(conn, report.batch_id, limit=50)
+        owed_again = owed_again_lines(conn, report.batch_id)
+        negatives = negative_balances(conn, report.batch_id)
     lines = "\n".join(f"| {r['currency']} | {r['payable_items']} | {r['payable']} | {r['carried_items']} | "
                       f"{r['carried_forward']} | {r['carried_in']} |" for r in totals)
     return dg.MaterializeResult(metadata={
@@ -115,6 +118,18 @@ def payout_manifest(
         "ledger_seconds": ledger_seconds,
         "totals_by_currency": md.table(totals, {k: ("int" if k.endswith(("_minor", "_items")) else "string")
                                                 for k in totals[0]} if totals else {"currency": "string"}),
+        # Reversed money owed again and carried in: one line each, saying why (operators' decisions).
+        "owed_again_carried_in": md.table(
+            [{**r, "amount": md.money(r["amount_minor"], r["currency"])} for r in owed_again[:500]],
+            {"affiliate_id": "string", "currency": "string", "amount": "string", "amount_minor": "int",
+             "reversed_item": "int", "why": "string"}),
+        # Affiliates in negative balance: amount and age (months carried negative, this one included).
+        "negative_balance_policy": payout_settings.policy.negative_balance if report.outcome != "frozen"
+        else "(frozen in the approved batch)",
+        "negative_balances": md.table(
+            [{**r, "amount": md.money(r["amount_minor"], r["currency"])} for r in negatives[:500]],
+            {"affiliate_id": "string", "currency": "string", "amount": "string", "amount_minor": "int",
+             "months_carried": "int", "since": "string"}),
         "items_preview": md.table(preview, {"affiliate_id": "string", "currency": "string", "amount": "string",
                                             "amount_minor": "int", "status": "string", "carry_reason": "string",
                                             "stripe_account_id": "string"}),

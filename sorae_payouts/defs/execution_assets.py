@@ -1,5 +1,7 @@
 """The execution asset: pays an approved month through Stripe Connect."""
 
+from datetime import datetime, timezone
+
 import dagster as dg
 
 from sorae_payouts.defs import metadata as md
@@ -9,6 +11,7 @@ from sorae_payouts.defs.resources import LedgerResource, StripeResource
 from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.executor import ExecutionRefused, execute_batch
 from sorae_payouts.execution.outcomes import item_outcomes
+from sorae_payouts.operations.negative_balances import recover_negative_balances
 from sorae_payouts.periods import parse_period
 from sorae_payouts.stripe_gateway import dashboard_url
 from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError
@@ -51,6 +54,11 @@ def executed_transfers(
         raise dg.Failure(str(exc), allow_retries=False) from exc
     for anomaly in report.anomalies:
         context.log.error(str(anomaly))
+    # Under the batch's frozen `recover_by_reversal` policy, negative balances are recovered now (a
+    # no-op under the default `carry`); its own keys make a re-materialization safe.
+    recovery = recover_negative_balances(ledger.engine, gateway, period, now=datetime.now(timezone.utc))
+    if recovery.requested or recovery.failed or recovery.unknown:
+        context.log.info(f"negative balance recovery: {recovery.as_json()}")
     outcome = report.outcome
     with ledger.engine.connect() as conn:
         anomalies = list_anomalies(conn, report.batch_id)
@@ -61,10 +69,13 @@ def executed_transfers(
     rows = [{"item": i["payout_item_id"], "affiliate_id": i["affiliate_id"], "currency": i["currency"],
              "amount": md.money(i["amount_minor"], i["currency"]), "amount_minor": i["amount_minor"],
              "status": i["outcome"], "transfer_id": i["stripe_transfer_id"],
+             "reversed": md.money(i["reversed_minor"], i["currency"]) if i["reversed_minor"] else "",
+             "reversal_pending": md.money(i["reversal_pending_minor"], i["currency"]) if i["reversal_pending_minor"] else "",
              "error_code": i["error_code"] or i["hold_reason"] or i["unknown_reason"],
              "dashboard": dashboard_url(i["stripe_transfer_id"], gateway.test_mode) if i["stripe_transfer_id"] else None}
             for i in items]
-    problems = [r for r in rows if r["status"] != "posted"]
+    problems = [r for r in rows if r["status"] != "posted" or r["reversal_pending"]]
+    pending = [i for i in items if i["reversal_pending_minor"]]
     links = "\n".join(f"- [{r['transfer_id']}]({r['dashboard']}) {r['affiliate_id']} {r['amount']}"
                       for r in rows if r["transfer_id"])
     counts = ", ".join(f"{outcome.count(o)} {o}" for o in ("posted", "failed", "held", "processing", "pending",
@@ -80,6 +91,9 @@ def executed_transfers(
         "failed": outcome.count("failed"),
         "held": outcome.count("held"),
         "processing": outcome.count("processing"),
+        "reversed": sum(1 for i in items if i["reversed_minor"]),
+        # Reversed money waiting for an operator's decision (`sorae-payouts reversals resolve`).
+        "reversal_pending": len(pending),
         "requests_sent": report.sent,
         "resolved_by_lookup": report.resolved_by_lookup,
         "adopted_from_stripe": report.adopted,
@@ -99,4 +113,4 @@ _ANOMALY_COLUMNS = {"recorded_at": "string", "kind": "string", "payout_item_id":
                     "stripe_transfer_id": "string", "detail": "string"}
 _ITEM_COLUMNS = {"item": "int", "affiliate_id": "string", "currency": "string", "amount": "string",
                  "amount_minor": "int", "status": "string", "transfer_id": "string", "error_code": "string",
-                 "dashboard": "string"}
+                 "reversed": "string", "reversal_pending": "string", "dashboard": "string"}

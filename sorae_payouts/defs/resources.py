@@ -11,7 +11,8 @@ from pydantic import PrivateAttr
 from sorae_payouts.execution.executor import ExecutionSettings
 from sorae_payouts.finalize import DEFAULT_HOLDING_DAYS
 from sorae_payouts.ledger.database import create_ledger_engine, database_url, redact
-from sorae_payouts.manifest import DEFAULT_DUAL_APPROVAL_OVER, DEFAULT_MINIMUM_PAYOUT, PayoutPolicy
+from sorae_payouts.manifest import (DEFAULT_DUAL_APPROVAL_OVER, DEFAULT_MINIMUM_PAYOUT, NEGATIVE_BALANCE_CARRY,
+                                     PayoutPolicy)
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 
 
@@ -47,10 +48,13 @@ class PayoutSettings(dg.ConfigurableResource):
     holding_days: int = DEFAULT_HOLDING_DAYS
     minimum_payout: dict[str, str] = dict(DEFAULT_MINIMUM_PAYOUT)
     dual_approval_over: dict[str, str] = dict(DEFAULT_DUAL_APPROVAL_OVER)
+    # Negative balances: "carry" (default: deducted from later earnings) or "recover_by_reversal"
+    # (reverse the affiliate's latest transfers up to the negative amount once the batch is approved).
+    negative_balance: str = NEGATIVE_BALANCE_CARRY
 
     @property
     def policy(self) -> PayoutPolicy:
-        return PayoutPolicy.from_major(self.minimum_payout, self.dual_approval_over)
+        return PayoutPolicy.from_major(self.minimum_payout, self.dual_approval_over, self.negative_balance)
 
 
 def ledger_from_environment() -> LedgerResource:

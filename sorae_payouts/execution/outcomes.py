@@ -16,7 +16,9 @@ from sorae_payouts.ledger.sql import text
 _ITEM_OUTCOMES = """
 SELECT i.payout_item_id, i.affiliate_id, i.currency, i.amount_minor, i.status, i.carry_reason, i.hold_reason,
        i.period_amount_minor, i.carried_in_minor, i.commission_count, i.stripe_account_id, a.attempt_number, a.state, a.stripe_transfer_id, a.error_code, a.error_message,
-       a.unknown_reason, a.idempotency_key
+       a.unknown_reason, a.idempotency_key, i.reversed_minor,
+       i.reversed_minor - COALESCE((SELECT SUM(d.amount_minor) FROM reversal_decision d
+                                    WHERE d.payout_item_id = i.payout_item_id), 0) AS reversal_pending_minor
 FROM payout_item i
 LEFT JOIN transfer_attempt a ON a.payout_item_id = i.payout_item_id AND a.attempt_number =
      (SELECT MAX(attempt_number) FROM transfer_attempt x WHERE x.payout_item_id = i.payout_item_id)
@@ -36,7 +38,8 @@ def item_outcomes(conn: sa.Connection, batch_id: str, *, payable_only: bool = Fa
         text(_ITEM_OUTCOMES.format(where=where)), {"b": batch_id})
     for row in result.mappings():
         item = dict(row)
-        for key in ("payout_item_id", "amount_minor", "period_amount_minor", "carried_in_minor", "commission_count"):
+        for key in ("payout_item_id", "amount_minor", "period_amount_minor", "carried_in_minor", "commission_count",
+                    "reversed_minor", "reversal_pending_minor"):
             item[key] = int(item[key])
         item["outcome"] = display_status(item["status"], item["hold_reason"])
         yield item

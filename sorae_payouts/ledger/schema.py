@@ -11,6 +11,9 @@ Record life cycles (the database enforces the immutable states with triggers, se
 - payout_item: one per affiliate and currency per batch; amounts frozen once the batch is approved.
 - transfer_attempt: one Stripe transfer try for an item; `processing` -> `posted` | `failed`, terminal
   states immutable; the idempotency key is unique and stored before Stripe is called.
+- reversal_decision (0009): append-only operators' (or the recovery policy's) decisions on reversed money.
+- owed_again_carry (0009): the batch carrying an owed-again decision in; changeable only while draft.
+- transfer_reversal_request (0009): reversals we ask Stripe for; like transfer_attempt, key first.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ commission = sa.Table(
     sa.Column("period", sa.Date, nullable=False),
     sa.Column("imported_at", Timestamp, nullable=False),
     sa.Index("ix_commission_period", "period"),
+    sa.Index("ix_commission_affiliate_period", "affiliate_id", "period", "currency", "amount_minor"),  # history
 )
 
 order_event = sa.Table(
@@ -150,6 +154,8 @@ payout_item = sa.Table(
     # Execution state (not part of the frozen manifest): why a payable item was not sent this run.
     sa.Column("hold_reason", sa.Text),
     sa.Column("status_updated_at", Timestamp),
+    # Revision 0009: how much of the item's transfer Stripe reversed (only grows; trigger).
+    sa.Column("reversed_minor", Money, nullable=False, server_default="0"),
     sa.UniqueConstraint("batch_id", "affiliate_id", "currency", name="uq_payout_item_affiliate_currency"),
     sa.Index("ix_payout_item_affiliate", "affiliate_id", "currency"),  # the portal's history lookups
     sa.CheckConstraint("amount_minor = period_amount_minor + carried_in_minor", name="ck_payout_item_sum"),
@@ -335,4 +341,64 @@ payout_item_carry = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("carried_at", Timestamp, nullable=False),
     sa.Index("ix_payout_item_carry_into", "into_batch_id"),
+)
+
+# --- money after the transfer (revision 0009): decisions on reversals, owed-again carries, recoveries --
+
+# Append-only: what an operator (or the negative-balance recovery policy) decided about reversed money.
+reversal_decision = sa.Table(
+    "reversal_decision",
+    metadata,
+    sa.Column("decision_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("program_id", sa.String(64), nullable=False),
+    sa.Column("payout_item_id", sa.BigInteger, sa.ForeignKey("payout_item.payout_item_id"), nullable=False, index=True),
+    sa.Column("affiliate_id", sa.String(64), nullable=False),
+    sa.Column("currency", Currency, nullable=False),
+    sa.Column("amount_minor", Money, nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("decided_by", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("reversal_request_pk", sa.BigInteger, unique=True),  # set when the recovery policy decided
+    sa.Column("decided_at", Timestamp, nullable=False),
+    sa.CheckConstraint("amount_minor > 0", name="ck_reversal_decision_amount"),
+    sa.CheckConstraint("decision IN ('owe_again', 'write_off')", name="ck_reversal_decision_kind"),
+    sa.CheckConstraint("decision = 'owe_again' OR reason IS NOT NULL", name="ck_reversal_decision_reason"),
+)
+
+# Which batch carries an owed-again decision in; rows change only while that batch is a draft.
+owed_again_carry = sa.Table(
+    "owed_again_carry",
+    metadata,
+    sa.Column("decision_pk", sa.BigInteger, sa.ForeignKey("reversal_decision.decision_pk"), primary_key=True),
+    sa.Column("batch_id", sa.String(64), sa.ForeignKey("payout_batch.batch_id"), nullable=False, index=True),
+    sa.Column("affiliate_id", sa.String(64), nullable=False),
+    sa.Column("currency", Currency, nullable=False),
+    sa.Column("amount_minor", Money, nullable=False),
+)
+
+# A reversal we ask Stripe for (negative-balance recovery): key committed before the call, outcome after.
+transfer_reversal_request = sa.Table(
+    "transfer_reversal_request",
+    metadata,
+    sa.Column("request_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("program_id", sa.String(64), nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("period", sa.Date, nullable=False),
+    sa.Column("affiliate_id", sa.String(64), nullable=False),
+    sa.Column("currency", Currency, nullable=False),
+    sa.Column("payout_item_id", sa.BigInteger, sa.ForeignKey("payout_item.payout_item_id"), nullable=False),
+    sa.Column("stripe_transfer_id", sa.String(64), nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("amount_minor", Money, nullable=False),
+    sa.Column("idempotency_key", sa.String(255), nullable=False, unique=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("stripe_reversal_id", sa.String(64)),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("program_id", "period", "affiliate_id", "currency", "sequence",
+                        name="uq_transfer_reversal_request_sequence"),
+    sa.CheckConstraint("state IN ('processing', 'succeeded', 'failed')", name="ck_transfer_reversal_request_state"),
+    sa.CheckConstraint("amount_minor > 0", name="ck_transfer_reversal_request_amount"),
 )

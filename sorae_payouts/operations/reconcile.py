@@ -1,7 +1,13 @@
 """Reconciliation: the batch's transfers in Stripe against the ledger's posted attempts.
 
-Same transfer ids, same amounts, currencies and destinations, same count, and nothing in Stripe's
-transfer group that the ledger does not know. Any difference is drift, reported row by row.
+Same transfer ids, same amounts, currencies and destinations, same count, the same amounts net of
+reversals (Stripe's `amount_reversed` against the item's recorded `reversed_minor`), nothing in
+Stripe's transfer group that the ledger does not know, and no transfer outside the group that carries
+the batch's metadata. Stripe cannot list by metadata, so the platform's transfers created since the
+batch was approved (none can be for it before) are listed with the `created[gte]` filter and matched
+on metadata: one paged scan, about as long as the batch itself.
+Any difference is drift, reported row by row; reversals the ledger has recorded are reported too
+(`reversed` rows), without failing.
 """
 
 from __future__ import annotations
@@ -13,35 +19,70 @@ import sqlalchemy as sa
 from sorae_payouts.audit import AuditResult
 from sorae_payouts.batches import load_batch
 from sorae_payouts.ledger.sql import text
+from sorae_payouts.money import format_minor
 from sorae_payouts.stripe_gateway import StripeGateway
 
 _POSTED = """
-SELECT a.stripe_transfer_id, a.payout_item_id, a.amount_minor, a.currency, a.destination
+SELECT a.stripe_transfer_id, a.payout_item_id, a.amount_minor, a.currency, a.destination, i.reversed_minor
 FROM transfer_attempt a JOIN payout_item i ON i.payout_item_id = a.payout_item_id
 WHERE i.batch_id = :b AND a.state = 'posted'
 """
+# Clock skew between our approval timestamp and Stripe's `created`: scan a little earlier.
+APPROVAL_MARGIN_SECONDS = 3600
+INFORMATIONAL = ("reversed",)
 
 
-def reconcile_batch(conn: sa.Connection, gateway: StripeGateway, period: date) -> AuditResult:
+def reconcile_batch(conn: sa.Connection, gateway: StripeGateway, period: date, *,
+                    scan_outside_group: bool = True) -> AuditResult:
+    """`scan_outside_group`: also list the transfers created since approval to find those outside the
+    batch's group that carry its metadata."""
     batch = load_batch(conn, period)
     ledger = {r[0]: r for r in conn.execute(text(_POSTED), {"b": batch.batch_id})}
     stripe = {t.transfer_id: t for t in gateway.transfers(batch.batch_id)}
-    drift = []
-    for transfer_id, (_, item_id, amount, currency, destination) in sorted(ledger.items()):
+    rows = []
+    for transfer_id, (_, item_id, amount, currency, destination, reversed_minor) in sorted(ledger.items()):
         t = stripe.get(transfer_id)
+        net = int(amount) - int(reversed_minor)
         if t is None:
-            drift.append(_row("missing_in_stripe", transfer_id, item_id, f"{amount} {currency} -> {destination}", ""))
+            rows.append(_row("missing_in_stripe", transfer_id, item_id, f"{amount} {currency} -> {destination}", ""))
         elif (t.amount_minor, t.currency, t.destination) != (amount, currency, destination):
-            drift.append(_row("mismatch", transfer_id, item_id, f"{amount} {currency} -> {destination}",
-                              f"{t.amount_minor} {t.currency} -> {t.destination}"))
+            rows.append(_row("mismatch", transfer_id, item_id, f"{amount} {currency} -> {destination}",
+                             f"{t.amount_minor} {t.currency} -> {t.destination}"))
+        elif t.amount_minor - t.amount_reversed != net:
+            rows.append(_row("reversal_not_recorded", transfer_id, item_id,
+                             f"net {format_minor(net, currency)} ({format_minor(reversed_minor, currency)} reversed)",
+                             f"net {format_minor(t.amount_minor - t.amount_reversed, currency)} "
+                             f"({format_minor(t.amount_reversed, currency)} reversed): run `sorae-payouts refresh`"))
+        elif reversed_minor:
+            rows.append(_row("reversed", transfer_id, item_id,
+                             f"net {format_minor(net, currency)} ({format_minor(reversed_minor, currency)} reversed)",
+                             f"net {format_minor(t.amount_minor - t.amount_reversed, currency)}"))
     for transfer_id, t in sorted(stripe.items()):
         if transfer_id not in ledger:
-            drift.append(_row("unknown_to_ledger", transfer_id, t.metadata.get("payout_item_id", ""), "",
-                              f"{t.amount_minor} {t.currency} -> {t.destination}"))
-    summary = (f"{len(ledger)} posted in the ledger, {len(stripe)} transfers in Stripe group {batch.batch_id}")
+            rows.append(_row("unknown_to_ledger", transfer_id, t.metadata.get("payout_item_id", ""), "",
+                             f"{t.amount_minor} {t.currency} -> {t.destination}"))
+    outside = _outside_group(gateway, batch.batch_id, batch.approved_at) if scan_outside_group else []
+    rows += outside
+    drift = [r for r in rows if r["drift"] not in INFORMATIONAL]
+    reversed_count = len(rows) - len(drift)
+    summary = (f"{len(ledger)} posted in the ledger, {len(stripe)} transfers in Stripe group {batch.batch_id}, "
+               f"{reversed_count} reversed (compared net of reversals)"
+               + ("" if scan_outside_group else ", transfers outside the group not scanned"))
     if drift:
-        return AuditResult(False, f"{len(drift)} differences: {summary}", drift)
-    return AuditResult(True, f"reconciled: {summary}", [])
+        return AuditResult(False, f"{len(drift)} differences: {summary}", rows)
+    return AuditResult(True, f"reconciled: {summary}", rows)
+
+
+def _outside_group(gateway: StripeGateway, batch_id: str, approved_at) -> list[dict]:
+    """Transfers whose metadata names this batch but whose transfer group is another one (or none):
+    money sent for the batch that the group-based view would miss."""
+    if approved_at is None:
+        return []  # a draft was never executed: nothing can have been sent for it
+    since = int(approved_at.timestamp()) - APPROVAL_MARGIN_SECONDS
+    return [_row("outside_group", t.transfer_id, t.metadata.get("payout_item_id", ""), "",
+                 f"{t.amount_minor} {t.currency} -> {t.destination} in group {t.transfer_group or '(none)'}")
+            for t in gateway.transfers(None, created_since=since)
+            if t.metadata.get("batch_id") == batch_id and t.transfer_group != batch_id]
 
 
 def _row(kind: str, transfer_id: str, item_id, ledger: str, stripe: str) -> dict:

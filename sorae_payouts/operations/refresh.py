@@ -4,7 +4,9 @@
    transfer group is looked up at Stripe first (whatever the attempt's age), and only an attempt
    with no transfer there has its SAME key re-sent. Never a new key.
 2. Posted transfers' reversal state (`reversed`, `amount_reversed`) is appended to
-   `transfer_status_event` when it differs from the last record.
+   `transfer_status_event` when it differs from the last record, and the item takes the reversed
+   amount and status (`partially_reversed` / `reversed`) in the same transaction
+   (`operations.reversals.record_reversal`); the amount then waits for an operator's decision.
 3. Connected accounts of held items are checked; a readiness change is appended to
    `account_status_event`, and an item whose account became ready loses its hold.
 4. What was held or failed for a reason that has cleared is paid now, without a person
@@ -23,6 +25,7 @@ from sorae_payouts.batches import list_batches, load_batch
 from sorae_payouts.execution.executor import ExecutionSettings, execute_batch, utcnow
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.operations.reattempt import reattempt_cleared
+from sorae_payouts.operations.reversals import ReversalState, record_reversal
 from sorae_payouts.stripe_gateway import StripeGateway
 
 
@@ -79,8 +82,8 @@ def _processing(conn: sa.Connection, batch_id: str) -> int:
                         {"b": batch_id}).scalar_one()
 
 
-_LATEST_REVERSAL = """
-SELECT a.attempt_pk, a.stripe_transfer_id,
+_POSTED_ATTEMPTS = """
+SELECT a.attempt_pk, a.payout_item_id, a.stripe_transfer_id,
        (SELECT e.reversed FROM transfer_status_event e WHERE e.attempt_pk = a.attempt_pk
         ORDER BY e.event_pk DESC LIMIT 1) AS reversed,
        (SELECT e.amount_reversed_minor FROM transfer_status_event e WHERE e.attempt_pk = a.attempt_pk
@@ -92,7 +95,7 @@ WHERE i.batch_id = :b AND a.state = 'posted'
 
 def _refresh_reversals(engine: sa.Engine, gateway: StripeGateway, batch_id: str, now: datetime) -> list[dict]:
     with engine.connect() as conn:
-        known = {r.stripe_transfer_id: r for r in conn.execute(text(_LATEST_REVERSAL), {"b": batch_id})}
+        known = {r.stripe_transfer_id: r for r in conn.execute(text(_POSTED_ATTEMPTS), {"b": batch_id})}
     changes = []
     for transfer in gateway.transfers(batch_id):
         last = known.get(transfer.transfer_id)
@@ -100,16 +103,14 @@ def _refresh_reversals(engine: sa.Engine, gateway: StripeGateway, batch_id: str,
             continue  # not ours or not posted: reconciliation reports it
         previous = (bool(last.reversed or False), int(last.amount_reversed or 0))
         if previous != (transfer.reversed, transfer.amount_reversed):
-            changes.append({"attempt_pk": last.attempt_pk, "stripe_transfer_id": transfer.transfer_id,
-                            "reversed": transfer.reversed, "amount_reversed_minor": transfer.amount_reversed,
-                            "recorded_at": now})
+            changes.append(ReversalState(int(last.attempt_pk), int(last.payout_item_id), transfer.transfer_id,
+                                         transfer.reversed, transfer.amount_reversed))
     if changes:
-        with engine.begin() as conn:
-            conn.execute(text("INSERT INTO transfer_status_event (attempt_pk, stripe_transfer_id, reversed, "
-                              "amount_reversed_minor, recorded_at) VALUES (:attempt_pk, :stripe_transfer_id, "
-                              ":reversed, :amount_reversed_minor, :now)"),
-                         [{**c, "now": now} for c in changes])
-    return changes
+        with engine.begin() as conn:  # the event and the item's new state together, or neither
+            changes = [c for c in changes if record_reversal(conn, c, now)]
+    return [{"attempt_pk": c.attempt_pk, "payout_item_id": c.payout_item_id, "stripe_transfer_id": c.stripe_transfer_id,
+             "reversed": c.reversed, "amount_reversed_minor": c.amount_reversed_minor, "recorded_at": now}
+            for c in changes]
 
 
 _HELD = """

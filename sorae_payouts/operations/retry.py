@@ -29,6 +29,10 @@ _REFUSALS = {
     "pending": "already pending: the next execution sends it",
     "carried_forward": "not payable in this batch ({carry}): its balance carries forward",
     "blocked": "blocked ({hold}): an operator must resolve it first",
+    "partially_reversed": "paid (transfer {transfer}), then partly reversed at Stripe: decide the reversed amount "
+                          "with `reversals resolve --owe-again|--write-off`, never a retry",
+    "reversed": "paid (transfer {transfer}), then reversed at Stripe: decide the reversed amount with "
+                "`reversals resolve --owe-again|--write-off`, never a retry",
 }
 
 

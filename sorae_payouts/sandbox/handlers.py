@@ -168,11 +168,28 @@ def _get_transfer(store: Store, params: dict[str, Any], args: dict[str, str]) ->
     return _transfer_view(store, obj)
 
 
+_CREATED_OPERATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def _created_filter(params: dict[str, Any]) -> list[tuple[str, int]]:
+    """Stripe's ``created`` list filter: an exact unix time, or a hash of gt/gte/lt/lte."""
+    raw = params.get("created")
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        return [("=", parse_int(params, "created", minimum=0))]
+    unknown = set(raw) - set(_CREATED_OPERATORS)
+    if unknown:
+        raise invalid(f"Received unknown parameter: created[{sorted(unknown)[0]}]", "parameter_unknown",
+                      f"created[{sorted(unknown)[0]}]")
+    return [(_CREATED_OPERATORS[k], parse_int(raw, k, minimum=0)) for k in sorted(raw)]
+
+
 def _list_transfers(store: Store, params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
-    limit, after = parse_list_params(params, ("destination", "transfer_group"))
+    limit, after = parse_list_params(params, ("destination", "transfer_group", "created"))
     filters = {"destination": parse_str(params, "destination"),
                "transfer_group": parse_str(params, "transfer_group")}
-    page = store.page("transfers", filters, limit, after)
+    page = store.page("transfers", filters, limit, after, _created_filter(params))
     if page is None:
         raise missing("transfer", after or "", "starting_after", 400)
     return list_object([_transfer_view(store, t) for t in page[0]], page[1], "/v1/transfers")

@@ -201,14 +201,19 @@ class Store:
                           (obj["id"], obj["transfer"], json.dumps(obj)))
 
     def page(self, table: str, filters: dict[str, str | None], limit: int,
-             starting_after: str | None) -> tuple[list[dict[str, Any]], bool] | None:
+             starting_after: str | None, created: list[tuple[str, int]] = ()) -> tuple[list[dict[str, Any]], bool] | None:
         """Newest-first page of a table; None when ``starting_after`` names no such object.
+        ``created``: Stripe's ``created`` range filter as (operator, unix time) pairs.
 
         Insertion order (``seq``) is the sort key rather than ``created``: many objects share a
         second, and Stripe's pages never skip or repeat an object.
         """
         allowed = _LISTABLE[table]
         where, args = [], []
+        for operator, value in created:
+            assert operator in ("=", ">", ">=", "<", "<="), operator
+            where.append(f"json_extract(data, '$.created') {operator} ?")
+            args.append(value)
         for column, value in filters.items():
             if value is not None:
                 assert column in allowed, column

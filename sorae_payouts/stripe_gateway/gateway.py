@@ -66,6 +66,17 @@ class TransferOutcome:
 
 
 @dataclass(frozen=True)
+class ReversalOutcome:
+    """The answer to POST /v1/transfers/{id}/reversals: a reversal id, or a classified error."""
+
+    disposition: Disposition
+    reversal_id: str | None = None
+    amount_minor: int = 0
+    request_id: str | None = None
+    error: ClassifiedError | None = None
+
+
+@dataclass(frozen=True)
 class AccountReadiness:
     account_id: str
     exists: bool
@@ -174,6 +185,28 @@ class StripeGateway:
         return TransferOutcome(Disposition.POSTED, _record(transfer), response.request_id if response else None,
                                replayed=bool(response and response.headers.get("Idempotent-Replayed") == "true"))
 
+    def reverse_transfer(self, transfer_id: str, amount_minor: int, idempotency_key: str,
+                         metadata: dict[str, str]) -> ReversalOutcome:
+        """POST /v1/transfers/{id}/reversals for `amount_minor`, with our idempotency key."""
+        self.limiter.acquire()
+        try:
+            reversal = self.client.v1.transfers.reversals.create(
+                transfer_id, params={"amount": amount_minor, "metadata": metadata},
+                options={"idempotency_key": idempotency_key})
+        except stripe.AuthenticationError as exc:
+            raise GatewayConfigurationError("Stripe rejected the API key (401); check STRIPE_API_KEY") from exc
+        except stripe.StripeError as exc:
+            classified = classify(exc)
+            return ReversalOutcome(classified.disposition, request_id=classified.request_id, error=classified)
+        response = reversal.last_response
+        return ReversalOutcome(Disposition.POSTED, reversal.id, int(reversal.amount),
+                               response.request_id if response else None)
+
+    def transfer(self, transfer_id: str) -> TransferRecord:
+        """GET /v1/transfers/{id}: the transfer with its current reversal state."""
+        self.limiter.acquire()
+        return _record(self.client.v1.transfers.retrieve(transfer_id))
+
     def account_readiness(self, account_id: str) -> AccountReadiness:
         self._acquire("accounts.retrieve")
         try:
@@ -200,9 +233,15 @@ class StripeGateway:
         balance = self.client.v1.balance.retrieve()
         return {entry.currency: int(entry.amount) for entry in balance.available}
 
-    def transfers(self, transfer_group: str, destination: str | None = None) -> Iterator[TransferRecord]:
-        """All transfers of a group (optionally to one destination), paging 100 at a time."""
-        params: dict = {"transfer_group": transfer_group, "limit": 100}
+    def transfers(self, transfer_group: str | None, destination: str | None = None,
+                  created_since: int | None = None) -> Iterator[TransferRecord]:
+        """All transfers of a group and/or to one destination and/or created at or after a unix time,
+        paging 100 at a time."""
+        params: dict = {"limit": 100}
+        if created_since is not None:
+            params["created"] = {"gte": created_since}
+        if transfer_group:
+            params["transfer_group"] = transfer_group
         if destination:
             params["destination"] = destination
         return map(_record, self._pages(self.client.v1.transfers.list, params, "transfers.list"))

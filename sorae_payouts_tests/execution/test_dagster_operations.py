@@ -75,12 +75,12 @@ def test_refresh_job_resolves_unknown_outcomes(engine, ledger_url, sandbox, stri
 def test_execution_run_reconciles_and_the_check_catches_drift(engine, ledger_url, sandbox, stripe_client):
     accounts = seed_batch(engine, stripe_client, {"alice": 5_000})
     result = _run("payout_execution_job", ledger_url, sandbox, partition="2026-10-01")
-    [check] = result.get_asset_check_evaluations()
+    [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "transfers_reconciled"]
     assert (check.check_name, check.passed) == ("transfers_reconciled", True)
     stripe_client.v1.transfers.create(params={"amount": 1, "currency": "usd", "destination": accounts["alice"],
                                               "transfer_group": "payout_2026-10"})
     again = _run("payout_execution_job", ledger_url, sandbox, partition="2026-10-01")
-    [check] = again.get_asset_check_evaluations()
+    [check] = [c for c in again.get_asset_check_evaluations() if c.check_name == "transfers_reconciled"]
     assert not check.passed and check.metadata["rows"].value.records[0].data["drift"] == "unknown_to_ledger"
 
 

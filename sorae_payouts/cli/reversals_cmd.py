@@ -1,0 +1,104 @@
+"""`sorae-payouts reversals ...`: reversed money waiting for an operator's decision, and the decision."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sorae_payouts.batches import BatchError
+from sorae_payouts.ledger.database import create_ledger_engine
+from sorae_payouts.money import format_minor
+from sorae_payouts.operations.negative_balances import recover_negative_balances
+from sorae_payouts.operations.reversals import OWE_AGAIN, WRITE_OFF, ReversalError, resolve_reversal, reversed_items
+from sorae_payouts.periods import parse_period, period_key
+from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, StripeGateway, config_from_environment
+
+app = typer.Typer(help="Reversed transfers: list them, decide what they mean (owed again or written off).",
+                  no_args_is_help=True)
+console = Console()
+
+
+def _period(text: str | None):
+    try:
+        return parse_period(text) if text else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@app.command("list")
+def list_command(period: str = typer.Argument(None, help="YYYY-MM (default: every month)"),
+                 as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+                 pending_only: bool = typer.Option(False, "--pending", help="Only amounts awaiting a decision.")) -> None:
+    """Items whose transfer was (partly) reversed in Stripe: reversed, owed again, written off, pending."""
+    with create_ledger_engine().connect() as conn:
+        items = [i for i in reversed_items(conn, _period(period)) if i.pending_minor or not pending_only]
+    if as_json:
+        typer.echo(json.dumps([i.as_json() for i in items], indent=2))
+        return
+    table = Table("item", "month", "affiliate", "status", "transfer", "reversed", "owed again", "written off",
+                  "reversal pending", title="Reversed transfers")
+    for i in items:
+        table.add_row(str(i.payout_item_id), period_key(i.period), i.affiliate_id, i.status, i.stripe_transfer_id or "",
+                      *(format_minor(v, i.currency) for v in (i.reversed_minor, i.owed_again_minor,
+                                                              i.written_off_minor, i.pending_minor)))
+    console.print(table)
+    waiting = [i for i in items if i.pending_minor]
+    if waiting:
+        console.print(f"{len(waiting)} item(s) await a decision: `sorae-payouts reversals resolve ITEM_ID "
+                      "--owe-again|--write-off --by NAME [--reason TEXT]`")
+
+
+@app.command("resolve")
+def resolve_command(item_id: int = typer.Argument(..., help="The payout item id (see `reversals list`)."),
+                    owe_again: bool = typer.Option(False, "--owe-again", help="Owed again: paid with the next batch."),
+                    write_off: bool = typer.Option(False, "--write-off", help="Written off: closed with the reason."),
+                    by: str = typer.Option(..., "--by", help="Who decides (recorded with the decision)."),
+                    reason: str = typer.Option(None, "--reason", help="Why (required for --write-off)."),
+                    as_json: bool = typer.Option(False, "--json")) -> None:
+    """Decide what an item's pending reversed amount means. Appends a decision; edits nothing."""
+    if owe_again == write_off:
+        console.print("[red]refused:[/red] choose exactly one of --owe-again or --write-off")
+        raise typer.Exit(2)
+    try:
+        decision = resolve_reversal(create_ledger_engine(), item_id, OWE_AGAIN if owe_again else WRITE_OFF,
+                                    decided_by=by, reason=reason, now=datetime.now(timezone.utc))
+    except ReversalError as exc:
+        console.print(f"[red]refused:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    item = decision.item
+    if as_json:
+        typer.echo(json.dumps({"decision_pk": decision.decision_pk, "payout_item_id": item.payout_item_id,
+                               "decision": decision.decision, "amount_minor": decision.amount_minor,
+                               "currency": item.currency, "decided_by": decision.decided_by,
+                               "reason": decision.reason, "carried_into": decision.carried_into}, indent=2))
+        return
+    words = "owed again" if decision.decision == OWE_AGAIN else "written off"
+    console.print(f"[green]{words}[/green]: {format_minor(decision.amount_minor, item.currency)} of item "
+                  f"{item.payout_item_id} ({item.affiliate_id}, {period_key(item.period)}), decided by "
+                  f"{decision.decided_by}; goes to {decision.carried_into}")
+
+
+@app.command("recover")
+def recover_command(period: str = typer.Argument(..., help="YYYY-MM"),
+                    as_json: bool = typer.Option(False, "--json")) -> None:
+    """Under the batch's `recover_by_reversal` policy, reverse transfers up to each negative balance
+    (also done after execution by the executed_transfers asset). Safe to run again."""
+    try:
+        gateway = StripeGateway(config_from_environment())
+        report = recover_negative_balances(create_ledger_engine(), gateway, _period(period),
+                                           now=datetime.now(timezone.utc))
+    except (GatewayConfigurationError, BatchError) as exc:
+        console.print(f"[red]refused:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+        return
+    console.print(f"{report.batch_id}: policy {report.policy}; {len(report.requested)} reversals, "
+                  f"recovered {report.recovered_minor or 'nothing'}, {len(report.failed)} failed, "
+                  f"{report.unknown} unknown (re-run to resolve)")
+    if report.failed:
+        raise typer.Exit(1)

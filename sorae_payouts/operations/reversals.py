@@ -1,0 +1,181 @@
+"""Reversed money: from a Stripe reversal to an operator's decision.
+
+The life of a reversed cent:
+1. Stripe reverses (part of) a posted transfer (a merchant's dashboard action, or our own
+   negative-balance recovery). `refresh` sees `amount_reversed` grow, appends a `transfer_status_event`
+   and, in the same transaction, sets the item's `reversed_minor` and status (`posted` ->
+   `partially_reversed` | `reversed`, `partially_reversed` -> `reversed`): `record_reversal`.
+2. The reversed amount not yet decided is the item's *reversal pending* amount
+   (`reversed_minor` - decisions). It is shown everywhere and never re-paid nor forgotten.
+3. An operator decides (`resolve_reversal`), appending a `reversal_decision`:
+   - `owe_again`: the amount flows into the affiliate's next built batch as carried-in
+     (`manifest.owed_again_carries`), one line in that manifest says why;
+   - `write_off`: closed, with the reason (required).
+Nothing is edited: the reversed month's item keeps its amounts; decisions are appended rows, and the
+database refuses a decision larger than what is still pending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import sqlalchemy as sa
+
+from sorae_payouts.ledger.sql import as_date, as_utc, text
+from sorae_payouts.money import format_minor
+from sorae_payouts.periods import period_key
+from sorae_payouts.programs import DEFAULT_PROGRAM
+
+OWE_AGAIN, WRITE_OFF = "owe_again", "write_off"
+
+
+class ReversalError(Exception):
+    """The reversal decision is refused; the message says why."""
+
+
+@dataclass(frozen=True)
+class ReversalState:
+    """Stripe's reversal state of a posted attempt's transfer, as seen now."""
+
+    attempt_pk: int
+    payout_item_id: int
+    stripe_transfer_id: str
+    reversed: bool
+    amount_reversed_minor: int
+
+
+def record_reversal(conn: sa.Connection, state: ReversalState, now: datetime) -> bool:
+    """Append the transfer's reversal state and move the item (the only writer of `reversed_minor`).
+    No-op (False) when the last recorded state is the same. Call inside a transaction."""
+    last = conn.execute(text(
+        "SELECT reversed, amount_reversed_minor FROM transfer_status_event WHERE attempt_pk = :a "
+        "ORDER BY event_pk DESC LIMIT 1"), {"a": state.attempt_pk}).first()
+    if last is not None and (bool(last[0]), int(last[1])) == (state.reversed, state.amount_reversed_minor):
+        return False
+    conn.execute(text(
+        "INSERT INTO transfer_status_event (attempt_pk, stripe_transfer_id, reversed, amount_reversed_minor, "
+        "recorded_at) VALUES (:a, :t, :r, :m, :now)"),
+        {"a": state.attempt_pk, "t": state.stripe_transfer_id, "r": state.reversed,
+         "m": state.amount_reversed_minor, "now": now})
+    if state.amount_reversed_minor > 0:
+        # Reversals only grow in Stripe; the trigger refuses a decrease, the WHERE skips a stale reader.
+        conn.execute(text(
+            "UPDATE payout_item SET reversed_minor = :m, status_updated_at = :now, "
+            "status = CASE WHEN :m >= amount_minor THEN 'reversed' ELSE 'partially_reversed' END "
+            "WHERE payout_item_id = :i AND status IN ('posted', 'partially_reversed') AND reversed_minor < :m"),
+            {"m": state.amount_reversed_minor, "i": state.payout_item_id, "now": now})
+    return True
+
+
+@dataclass
+class ReversedItem:
+    payout_item_id: int
+    period: date
+    affiliate_id: str
+    currency: str
+    amount_minor: int
+    status: str
+    stripe_transfer_id: str | None
+    reversed_minor: int
+    owed_again_minor: int
+    written_off_minor: int
+    reversed_at: datetime | None
+
+    @property
+    def pending_minor(self) -> int:
+        return self.reversed_minor - self.owed_again_minor - self.written_off_minor
+
+    def as_json(self) -> dict:
+        money = {k: getattr(self, f"{k}_minor") for k in ("amount", "reversed", "owed_again", "written_off", "pending")}
+        return {"payout_item_id": self.payout_item_id, "period": period_key(self.period),
+                "affiliate_id": self.affiliate_id, "currency": self.currency, "status": self.status,
+                "stripe_transfer_id": self.stripe_transfer_id,
+                "reversed_at": self.reversed_at.isoformat() if self.reversed_at else None,
+                "state": "reversal_pending" if self.pending_minor else "resolved",
+                **{f"{k}_minor": v for k, v in money.items()},
+                **{k: format_minor(v, self.currency) for k, v in money.items()}}
+
+
+_REVERSED_ITEMS = """
+SELECT i.payout_item_id, b.period, i.affiliate_id, i.currency, i.amount_minor, i.status, i.reversed_minor,
+       (SELECT a.stripe_transfer_id FROM transfer_attempt a WHERE a.payout_item_id = i.payout_item_id
+        AND a.state = 'posted') AS stripe_transfer_id,
+       COALESCE((SELECT SUM(d.amount_minor) FROM reversal_decision d WHERE d.payout_item_id = i.payout_item_id
+                 AND d.decision = 'owe_again'), 0) AS owed_again,
+       COALESCE((SELECT SUM(d.amount_minor) FROM reversal_decision d WHERE d.payout_item_id = i.payout_item_id
+                 AND d.decision = 'write_off'), 0) AS written_off,
+       (SELECT MAX(e.recorded_at) FROM transfer_status_event e JOIN transfer_attempt x ON x.attempt_pk = e.attempt_pk
+        WHERE x.payout_item_id = i.payout_item_id AND e.amount_reversed_minor > 0) AS reversed_at
+FROM payout_item i JOIN payout_batch b ON b.batch_id = i.batch_id
+WHERE i.reversed_minor > 0 {where}
+ORDER BY b.period, i.payout_item_id
+"""
+
+
+def reversed_items(conn: sa.Connection, period: date | None = None, *, item_id: int | None = None,
+                   batch_id: str | None = None) -> list[ReversedItem]:
+    """Items with reversed money (of one period, one batch or one item), with what was decided."""
+    where, params = "", {}
+    if period is not None:
+        where, params = "AND b.period = :period", {"period": period}
+    if batch_id is not None:
+        where, params = "AND i.batch_id = :b", {"b": batch_id}
+    if item_id is not None:
+        where, params = "AND i.payout_item_id = :i", {"i": item_id}
+    return [ReversedItem(int(r.payout_item_id), as_date(r.period), r.affiliate_id, r.currency, int(r.amount_minor),
+                         r.status, r.stripe_transfer_id, int(r.reversed_minor), int(r.owed_again),
+                         int(r.written_off), as_utc(r.reversed_at) if r.reversed_at else None)
+            for r in conn.execute(text(_REVERSED_ITEMS.format(where=where)), params)]
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision_pk: int
+    item: ReversedItem
+    decision: str
+    amount_minor: int
+    decided_by: str
+    reason: str | None
+    carried_into: str  # where owed-again money goes: "the next batch built (YYYY-MM ...)" or "closed"
+
+
+def resolve_reversal(engine: sa.Engine, item_id: int, decision: str, *, decided_by: str, reason: str | None,
+                     now: datetime, reversal_request_pk: int | None = None) -> Decision:
+    """Decide what the item's pending reversed amount means: owed again, or written off (with a reason).
+    Appends one `reversal_decision` for the whole pending amount."""
+    person, reason = decided_by.strip(), (reason or "").strip() or None
+    if decision not in (OWE_AGAIN, WRITE_OFF):
+        raise ReversalError(f"decision must be {OWE_AGAIN} or {WRITE_OFF}, not {decision!r}")
+    if not person:
+        raise ReversalError("a decision needs the operator's name (--by)")
+    if decision == WRITE_OFF and not reason:
+        raise ReversalError("a write-off needs a reason (--reason), kept with the decision")
+    with engine.begin() as conn:
+        found = reversed_items(conn, item_id=item_id)
+        if not found:
+            raise ReversalError(f"item {item_id} has no reversed money (unknown item, or no reversal seen by "
+                                "refresh yet: run `sorae-payouts refresh` first)")
+        item = found[0]
+        if item.pending_minor <= 0:
+            raise ReversalError(f"item {item_id} has nothing pending: {format_minor(item.reversed_minor, item.currency)} "
+                                f"reversed, {format_minor(item.owed_again_minor, item.currency)} owed again, "
+                                f"{format_minor(item.written_off_minor, item.currency)} written off")
+        decision_pk = conn.execute(text(
+            "INSERT INTO reversal_decision (program_id, payout_item_id, affiliate_id, currency, amount_minor, decision, "
+            "decided_by, reason, reversal_request_pk, decided_at) VALUES (:p, :i, :a, :c, :m, :d, :by, :r, :rq, :now) "
+            "RETURNING decision_pk"),
+            {"p": DEFAULT_PROGRAM, "i": item_id, "a": item.affiliate_id, "c": item.currency, "m": item.pending_minor,
+             "d": decision, "by": person, "r": reason, "rq": reversal_request_pk, "now": now}).scalar_one()
+        carried_into = _destination(conn, item) if decision == OWE_AGAIN else "closed (written off)"
+    return Decision(int(decision_pk), item, decision, item.pending_minor, person, reason, carried_into)
+
+
+def _destination(conn: sa.Connection, item: ReversedItem) -> str:
+    """Where owed-again money will be carried in: the next batch built after the reversed month's."""
+    draft = conn.execute(text("SELECT period FROM payout_batch WHERE period > :period AND status = 'draft' "
+                              "ORDER BY period LIMIT 1"), {"period": item.period}).scalar_one_or_none()
+    if draft is not None:
+        return (f"the draft batch of {period_key(as_date(draft))} once it is rebuilt (materialize payout_manifest "
+                "for it), else the next batch built")
+    return "the next batch built (the next month's payout_manifest)"
