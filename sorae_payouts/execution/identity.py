@@ -71,6 +71,17 @@ def idempotency_key(paying_account: str, identity: PaymentIdentity, attempt_numb
     return f"{head}{attempt_number}"
 
 
+def reversal_idempotency_key(paying_account: str, identity: PaymentIdentity, transfer_id: str,
+                             sequence: int) -> str:
+    """Key of a reversal the engine requests (negative-balance recovery), from business identity like
+    transfer keys: `sorae:v2:<paying acct>:reversal:<program>:<YYYY-MM>:<affiliate>:<currency>:<tr>:<n>`."""
+    key = (f"{KEY_PREFIX}:{_part(paying_account)}:reversal:{_part(identity.program_id)}:{identity.period}:"
+           f"{_part(identity.affiliate_id)}:{identity.currency}:{_part(transfer_id)}:{sequence}")
+    if len(key) > MAX_KEY_LENGTH:
+        key = f"{KEY_PREFIX}:{_part(paying_account)}:reversal:~{hashlib.sha256(key.encode()).hexdigest()}"
+    return key
+
+
 def key_basis_json(paying_account: str, identity: PaymentIdentity) -> str:
     return json.dumps(key_basis(paying_account, identity), sort_keys=True)
 

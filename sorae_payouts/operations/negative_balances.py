@@ -23,7 +23,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 
 from sorae_payouts.batches import BatchError, load_batch
-from sorae_payouts.execution.attempts import ledger_id
+from sorae_payouts.execution.identity import PaymentIdentity, reversal_idempotency_key
 from sorae_payouts.ledger.sql import as_date, text
 from sorae_payouts.manifest import NEGATIVE_BALANCE_CARRY, NEGATIVE_BALANCE_RECOVER
 from sorae_payouts.operations.reversals import OWE_AGAIN, ReversalState, record_reversal
@@ -102,13 +102,13 @@ def recover_negative_balances(engine: sa.Engine, gateway: StripeGateway, period:
     """Under the batch's `recover_by_reversal` policy, reverse transfers up to each negative balance."""
     with engine.connect() as conn:
         batch = load_batch(conn, period)
-        identity = ledger_id(conn)
     policy = batch.policy.get("negative_balance", NEGATIVE_BALANCE_CARRY)
     report = RecoveryReport(batch.batch_id, policy)
     if policy != NEGATIVE_BALANCE_RECOVER:
         return report
     if batch.status == "draft":
         raise BatchError(f"batch {batch.batch_id} is a draft: negative balances are recovered once it is approved")
+    identity = gateway.paying_account()  # keys name the paying Stripe account, never a ledger-local id
     _finish_open_requests(engine, gateway, period, report, now)
     with engine.connect() as conn:
         debts = negative_balances(conn, batch.batch_id)
@@ -138,8 +138,8 @@ def _store_request(engine, identity, period, affiliate, currency, item_id, trans
             "SELECT COALESCE(MAX(sequence), 0) + 1 FROM transfer_reversal_request WHERE program_id = :p "
             "AND period = :period AND affiliate_id = :a AND currency = :c"),
             {"p": DEFAULT_PROGRAM, "period": period, "a": affiliate, "c": currency}).scalar_one())
-        key = (f"sorae-{identity}-reversal-{DEFAULT_PROGRAM}-{period_key(period)}-{affiliate}-{currency}-"
-               f"{transfer_id}-{sequence}")
+        key = reversal_idempotency_key(identity, PaymentIdentity(DEFAULT_PROGRAM, period_key(period), affiliate,
+                                                                 currency), transfer_id, sequence)
         request_pk = conn.execute(text(
             "INSERT INTO transfer_reversal_request (program_id, purpose, period, affiliate_id, currency, payout_item_id, "
             "stripe_transfer_id, sequence, amount_minor, idempotency_key, state, created_at, updated_at) VALUES "
@@ -148,13 +148,13 @@ def _store_request(engine, identity, period, affiliate, currency, item_id, trans
              "t": transfer_id, "s": sequence, "m": amount, "k": key, "now": now}).scalar_one()
     return {"request_pk": int(request_pk), "period": period, "affiliate_id": affiliate, "currency": currency,
             "payout_item_id": item_id, "stripe_transfer_id": transfer_id, "sequence": sequence,
-            "amount_minor": amount, "idempotency_key": key, "ledger_id": identity}
+            "amount_minor": amount, "idempotency_key": key, "paying_account": identity}
 
 
 def reversal_metadata(request: dict) -> dict[str, str]:
     """What the reversal carries in Stripe: derived from the stored request only, so a re-send after a
     crash sends the very same parameters with the same key (Stripe refuses a key reused otherwise)."""
-    return {"sorae_ledger_id": request["ledger_id"], "purpose": PURPOSE, "program_id": DEFAULT_PROGRAM,
+    return {"sorae_paying_account": request["paying_account"], "purpose": PURPOSE, "program_id": DEFAULT_PROGRAM,
             "period": period_key(request["period"]), "affiliate_id": request["affiliate_id"],
             "request_sequence": str(request["sequence"])}
 
@@ -216,8 +216,8 @@ def _book(engine, gateway: StripeGateway, request_pk: int, now: datetime) -> Non
 def _finish_open_requests(engine, gateway: StripeGateway, period: date, report: RecoveryReport, now: datetime) -> None:
     """Requests left `processing` by a crash or an unknown answer: re-sent with the SAME key (Stripe
     replays the first answer); succeeded requests whose booking did not commit: booked now."""
+    identity = gateway.paying_account()
     with engine.connect() as conn:
-        identity = ledger_id(conn)
         open_requests = conn.execute(text(
             "SELECT request_pk, period, affiliate_id, currency, payout_item_id, stripe_transfer_id, sequence, "
             "amount_minor, idempotency_key FROM transfer_reversal_request WHERE state = 'processing' AND period = :period "
@@ -229,4 +229,4 @@ def _finish_open_requests(engine, gateway: StripeGateway, period: date, report: 
     for request_pk in unbooked:
         _book(engine, gateway, int(request_pk), now)
     for row in open_requests:
-        _send(engine, gateway, {**row, "period": as_date(row["period"]), "ledger_id": identity}, report, now)
+        _send(engine, gateway, {**row, "period": as_date(row["period"]), "paying_account": identity}, report, now)

@@ -12,13 +12,11 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from sorae_payouts import audit
-from sorae_payouts.batches import approve_batch
 from sorae_payouts.cli import batch_cmd, reversals_cmd
 from sorae_payouts.execution.executor import execute_batch
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.history import affiliate_history
 from sorae_payouts.manifest import PayoutPolicy, build_manifest, owed_again_lines
-from sorae_payouts.execution.attempts import ledger_id
 from sorae_payouts.operations.negative_balances import (
     _store_request, negative_balances, recover_negative_balances, reversal_metadata)
 from sorae_payouts.operations.reconcile import reconcile_batch
@@ -26,7 +24,7 @@ from sorae_payouts.operations.retry import plan_retry
 from sorae_payouts.operations.refresh import refresh_batch
 from sorae_payouts.operations.reversals import ReversalError, resolve_reversal, reversed_items
 from sorae_payouts_tests.execution.conftest import API_KEY, make_gateway, sandbox_transfers, seed_batch
-from sorae_payouts_tests.factory import NOV, NOW, OCT, add_affiliate, add_commission, add_event, items
+from sorae_payouts_tests.factory import NOV, NOW, OCT, approve, add_affiliate, add_commission, add_event, items
 
 LATER = datetime(2027, 1, 10, tzinfo=timezone.utc)
 DEC = NOV.replace(month=12)
@@ -126,7 +124,7 @@ def test_full_and_partial_reversal_decided_then_owed_again_into_next_month(engin
         assert audit.reversals_are_accounted(conn, OCT).passed
     build_manifest(engine, NOV, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=LATER)  # draft rebuild
     assert items(engine, "payout_2026-11")[("alice", "usd")]["carried_in_minor"] == 9_000   # carried once
-    approve_batch(engine, NOV, approved_by="tests", now=LATER)
+    approve(engine, NOV, now=LATER)
     with engine.connect() as conn, pytest.raises(sa.exc.DBAPIError, match="immutable"):
         conn.execute(sa.text("DELETE FROM owed_again_carry"))
     execute_batch(engine, gateway, NOV)
@@ -153,7 +151,7 @@ def test_negative_balance_recovered_by_reversal_under_the_recovery_policy(engine
             {"affiliate_id": "alice", "currency": "usd", "amount_minor": -5_000, "months_carried": 1, "since": "2026-11"}]
     shown = runner.invoke(batch_cmd.app, ["show", "2026-11"]).output
     assert "Negative balances (1; policy recover_by_reversal)" in shown and "-50.00 usd" in shown
-    approve_batch(engine, NOV, approved_by="tests", now=LATER)
+    approve(engine, NOV, now=LATER)
     execute_batch(engine, gateway, NOV)
 
     report = recover_negative_balances(engine, gateway, NOV, now=LATER)
@@ -194,10 +192,9 @@ def test_recovery_crash_after_the_stripe_call_resends_the_same_key_and_reverses_
     add_event(engine, order, "cancellation", occurred_at=datetime(2026, 11, 10, tzinfo=timezone.utc))
     finalize_period(engine, NOV, now=LATER, holding_days=3)
     build_manifest(engine, NOV, policy=recover, now=LATER)   # alice: -60.00
-    approve_batch(engine, NOV, approved_by="tests", now=LATER)
+    approve(engine, NOV, now=LATER)
     # The process dies between Stripe's answer and the outcome commit: request stored, reversal made.
-    with engine.connect() as conn:
-        identity = ledger_id(conn)
+    identity = gateway.paying_account()
     item_id = _item_id(engine, "payout_2026-10", "alice")
     request = _store_request(engine, identity, NOV, "alice", "usd", item_id, oct_transfer.id, 6_000, LATER)
     assert gateway.reverse_transfer(oct_transfer.id, 6_000, request["idempotency_key"],
@@ -224,7 +221,7 @@ def add_commission_pair(engine, stripe_client) -> str:
     add_commission(engine, "alice", 3_000)
     finalize_period(engine, OCT, now=NOW, holding_days=3)
     build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=NOW)
-    approve_batch(engine, OCT, approved_by="tests", now=NOW)
+    approve(engine, OCT, now=NOW)
     return order
 
 
