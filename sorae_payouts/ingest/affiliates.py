@@ -10,8 +10,9 @@ the file contradicts itself and neither version can be trusted.
 
 Updates do not reach payouts already built: payout items snapshot the destination account.
 
-`allow_shared_destination` (optional column; `true`/`false`, also yes/no/1/0, empty = false) marks an
-affiliate whose connected account may also be another affiliate's. Without it, an item paid into a
+`allow_shared_destination` (optional column; `true`/`false`, also yes/no/1/0) marks an affiliate whose
+connected account may also be another affiliate's. Empty (or no such column) keeps the stored value,
+false for a new affiliate: an export without the column never revokes a permission given earlier. Without it, an item paid into a
 shared account is held at execution pre-flight (`sorae_payouts.execution.shared_destinations`).
 """
 
@@ -28,7 +29,7 @@ from sorae_payouts.ingest.staging import STAGE, StagingArea
 COLUMNS = ("affiliate_id", "name", "email", "stripe_account_id", "currency", "allow_shared_destination")
 OPTIONAL = ("allow_shared_destination",)
 PARSED = (("allow_shared", "int"),)
-_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0", "")
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 _EMAIL = r"[^@ \t\r\n]+@[^@ \t\r\n]+"
 _STRIPE_ACCOUNT = r"acct_[A-Za-z0-9]+"
 _FIELDS = ("name", "email", "stripe_account_id", "currency")
@@ -48,12 +49,13 @@ def validate(chunk: pd.DataFrame, checks: RowChecks) -> pd.DataFrame:
                 "not a Stripe connected account id (expected acct_ followed by letters and digits, or empty "
                 "when not onboarded yet)")
     checks.currency("currency")
-    if "allow_shared_destination" not in chunk:
-        return pd.DataFrame({"allow_shared": 0}, index=chunk.index, dtype="int64")
-    shared = chunk["allow_shared_destination"].str.lower()
-    checks.fail(~shared.isin(_TRUE + _FALSE), "allow_shared_destination",
-                "not true or false (also yes/no, 1/0; empty means false)")
-    return pd.DataFrame({"allow_shared": shared.isin(_TRUE).astype("int64")}, index=chunk.index)
+    flag = pd.Series(pd.NA, index=chunk.index, dtype="Int64")  # <NA>: keep the stored value
+    if "allow_shared_destination" in chunk:
+        shared = chunk["allow_shared_destination"].str.lower()
+        checks.fail(~shared.isin(_TRUE + _FALSE + ("",)), "allow_shared_destination",
+                    "not true or false (also yes/no, 1/0; empty keeps the current value)")
+        flag = flag.mask(shared.isin(_TRUE), 1).mask(shared.isin(_FALSE), 0)
+    return pd.DataFrame({"allow_shared": flag}, index=chunk.index)
 
 
 def apply(db: StagingArea, now: datetime) -> Written:
@@ -64,14 +66,16 @@ def apply(db: StagingArea, now: datetime) -> Written:
     loadable = f"s.ok = 1 AND {db.not_rejected}"
     shared = _as_bool(db, "s.allow_shared")
     changed = " OR ".join([*(db.differs(f"a.{c}", f"s.{c}") for c in _FIELDS),
-                           db.differs("a.allow_shared_destination", shared)])
+                           f"(s.allow_shared IS NOT NULL AND {db.differs('a.allow_shared_destination', shared)})"])
     updated = db.execute(
         "UPDATE affiliate AS a SET name = s.name, email = s.email, stripe_account_id = s.stripe_account_id, "
-        f"currency = s.currency, allow_shared_destination = {shared}, imported_at = :now FROM {STAGE} s "
+        f"currency = s.currency, allow_shared_destination = COALESCE({shared}, a.allow_shared_destination), "
+        f"imported_at = :now FROM {STAGE} s "
         f"WHERE a.affiliate_id = s.affiliate_id AND {loadable} AND {db.first_of_id} AND ({changed})", now=now).rowcount
     inserted = db.execute(
         "INSERT INTO affiliate (affiliate_id, name, email, stripe_account_id, currency, allow_shared_destination, "
-        f"imported_at) SELECT s.affiliate_id, s.name, s.email, s.stripe_account_id, s.currency, {shared}, :now "
+        f"imported_at) SELECT s.affiliate_id, s.name, s.email, s.stripe_account_id, s.currency, "
+        f"COALESCE({shared}, {_as_bool(db, '0')}), :now "
         f"FROM {STAGE} s "
         f"WHERE {loadable} AND {db.first_of_id} "
         "AND NOT EXISTS (SELECT 1 FROM affiliate a WHERE a.affiliate_id = s.affiliate_id) ORDER BY s.row_no",

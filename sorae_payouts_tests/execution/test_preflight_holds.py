@@ -14,6 +14,7 @@ from sorae_payouts.execution.executor import ExecutionSettings, execute_batch
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.history import affiliate_history
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts.operations.refresh import refresh_batch
 from sorae_payouts_tests.execution.conftest import assert_paid_exactly_once, item_states, make_gateway, seed_batch
 from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission
 
@@ -81,6 +82,10 @@ def test_a_shared_destination_is_held_unless_the_affiliate_may_share(engine, led
         [entry] = affiliate_history(conn, "victim")
     assert entry.status_code == "on_hold" and "also registered for another partner" in entry.reason
     assert "mallory" not in entry.reason
+
+    # A refresh releases holds of accounts that became ready, never a shared_destination hold.
+    refresh_batch(engine, make_gateway(sandbox), OCT)
+    assert item_states(engine)["victim"][1].startswith("shared_destination: also used by mallory")
 
     # The frozen manifest still sends mallory's item to that account: fixing the affiliates file alone
     # releases nobody in this batch. Marking the rightful owner as allowed to share does.

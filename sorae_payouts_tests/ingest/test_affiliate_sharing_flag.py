@@ -26,3 +26,10 @@ def test_the_flag_is_optional_validated_and_updates_known_affiliates(engine, tmp
         ("A1", True), ("A2", False), ("A4", False)]
     again = run_import(engine, A, path)
     assert (again.inserted, again.updated, again.already_present) == (0, 0, 3)
+    # An export without the column (or with it empty) never revokes a permission given earlier.
+    assert run_import(engine, A, without).already_present == 1
+    blank = write_csv(tmp_path / "c.csv", header, [["A1", "Ann", "a1@example.com", "acct_1", "usd", ""]])
+    assert run_import(engine, A, blank).already_present == 1
+    revoke = write_csv(tmp_path / "d.csv", header, [["A1", "Ann", "a1@example.com", "acct_1", "usd", "false"]])
+    assert run_import(engine, A, revoke).updated == 1
+    assert table_rows(engine, schema.affiliate, "affiliate_id", "allow_shared_destination")[0] == ("A1", False)
