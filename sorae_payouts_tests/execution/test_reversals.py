@@ -164,7 +164,9 @@ def test_negative_balance_recovered_by_reversal_under_the_recovery_policy(engine
     with engine.connect() as conn:
         request = conn.execute(sa.text("SELECT state, idempotency_key, amount_minor FROM transfer_reversal_request")).one()
         assert request.state == "succeeded" and request.amount_minor == 5_000
-        assert request.idempotency_key.endswith(f"-default-2026-11-alice-usd-{oct_transfer.id}-1")
+        # From business identity (paying account, program, month, affiliate, currency, transfer, sequence).
+        assert request.idempotency_key == (f"sorae:v2:{gateway.paying_account()}:reversal:default:2026-11:"
+                                           f"alice:usd:{oct_transfer.id}:1")
         [state] = reversed_items(conn, OCT)
         assert (state.status, state.reversed_minor, state.owed_again_minor, state.pending_minor) == (
             "partially_reversed", 5_000, 5_000, 0)
