@@ -13,7 +13,7 @@ from sorae_payouts.defs.assets import payout_manifest
 from sorae_payouts.defs.partitions import monthly_partitions
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
 from sorae_payouts.operations.reconcile import reconcile_batch
-from sorae_payouts.periods import parse_period
+from sorae_payouts.periods import parse_period, period_key
 
 
 def _result(result: audit.AuditResult, seconds: float) -> dg.AssetCheckResult:
@@ -25,10 +25,19 @@ def _result(result: audit.AuditResult, seconds: float) -> dg.AssetCheckResult:
 
 
 def _run(context: dg.AssetCheckExecutionContext, ledger: LedgerResource, audit_fn: Callable) -> dg.AssetCheckResult:
+    """One month, or every month of a single-run backfill range (one result covering the range: it
+    passes only if every month passes; the rows name the month)."""
     started = time.perf_counter()
+    months = sorted(parse_period(key) for key in context.partition_keys)
     with ledger.engine.connect() as conn:
-        result = audit_fn(conn, parse_period(context.partition_key))
-    return _result(result, time.perf_counter() - started)
+        results = [audit_fn(conn, month) for month in months]
+    if len(results) == 1:
+        return _result(results[0], time.perf_counter() - started)
+    combined = audit.AuditResult(
+        passed=all(r.passed for r in results),
+        summary="; ".join(f"{period_key(m)}: {r.summary}" for m, r in zip(months, results)),
+        rows=[{"month": period_key(m), **row} for m, r in zip(months, results) for row in r.rows])
+    return _result(combined, time.perf_counter() - started)
 
 
 @dg.asset_check(asset=payout_manifest, blocking=True, partitions_def=monthly_partitions)
