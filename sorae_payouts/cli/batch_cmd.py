@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sorae_payouts.batches import BatchError, approve_batch, list_batches, load_batch
-from sorae_payouts.cli.tables import outcome_table
+from sorae_payouts.cli.tables import missing_batch_message, outcome_table
 from sorae_payouts.execution.outcomes import batch_outcome, item_outcomes
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.money import format_minor, to_decimal
@@ -32,10 +32,11 @@ def _period(text: str):
 
 def _load(conn, period: str):
     """The period's batch, or a clear message and exit code 1."""
+    month = _period(period)
     try:
-        return load_batch(conn, _period(period))
+        return load_batch(conn, month)
     except BatchError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{missing_batch_message(conn, month)}[/red]")  # says what exists instead
         raise typer.Exit(1) from exc
 
 

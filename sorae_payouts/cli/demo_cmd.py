@@ -106,17 +106,20 @@ def _demo(month: str, affiliates: int, commissions: int) -> None:
 
 
 def _run(defs, job_name: str, partition: str, instance) -> None:
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        partition_key=partition, instance=instance, raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})  # the summary says the rest
-    for evaluation in result.get_asset_check_evaluations():
-        colour = "green" if evaluation.passed else "red"
-        console.print(f"check {evaluation.check_name}: [{colour}]{'passed' if evaluation.passed else 'FAILED'}[/]")
-    if not result.success:
-        for failure in result.get_step_failure_events():
-            console.print(f"[red]{failure.step_key} failed:[/red] {failure.event_specific_data.error.message}")
+    # Through the instance with the code location (not execute_in_process): the run shows under its
+    # job and the asset partitions in the UI, tagged with the operator (see defs/launching.py).
+    from sorae_payouts.defs.launching import launch_and_wait
+
+    run = launch_and_wait(job_name, partition, instance=instance, tags={"sorae/batch_id": batch_id_for(
+        parse_period(partition)), "sorae/operator": "demo"})
+    for check_name, passed in sorted(run.checks.items()):
+        colour = "green" if passed else "red"
+        console.print(f"check {check_name}: [{colour}]{'passed' if passed else 'FAILED'}[/]")
+    if not run.success:
+        for failure in run.failures:
+            console.print(f"[red]{failure}[/red]")
         raise typer.Exit(1)
-    console.print(f"{job_name} [{partition}]: [green]success[/green] (run {result.run_id[:8]})")
+    console.print(f"{job_name} [{partition}]: [green]success[/green] (run {run.run_id[:8]})")
 
 
 def _print_batch(engine, partition: str) -> None:
