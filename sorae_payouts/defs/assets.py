@@ -161,6 +161,8 @@ def _manifest_metadata(ledger: LedgerResource, report) -> dict:
             f"manifest hash `{report.manifest_hash[:16]}`\n\n"
             "| currency | payable items | payable | carried items | carried forward | carried in |\n"
             f"|---|---|---|---|---|---|\n{lines}"),
+        # What a reviewer needs first: approvals so far, the items needing a decision, the whole file.
+        **{k: v for k, v in views.items() if not k.startswith(("items_page", "items_not_inline"))},
         "batch_id": report.batch_id,
         "batch_status": report.status,
         "outcome": report.outcome,
@@ -168,10 +170,10 @@ def _manifest_metadata(ledger: LedgerResource, report) -> dict:
         "item_count": report.item_count,
         "totals_by_currency": md.table(totals, {k: ("int" if k.endswith(("_minor", "_items")) else "string")
                                                 for k in totals[0]} if totals else {"currency": "string"}),
-        **views,
-        "items_preview": md.table(preview, {"affiliate_id": "string", "currency": "string", "amount": "string",
-                                            "amount_minor": "int", "status": "string", "carry_reason": "string",
-                                            "stripe_account_id": "string"}),
+        # The largest items at a glance (ids are in the linked pages: table cells are plain text in the UI).
+        "largest_items": md.table(preview, {"affiliate_id": "string", "currency": "string", "amount": "string",
+                                            "amount_minor": "int", "status": "string", "carry_reason": "string"}),
+        **{k: v for k, v in views.items() if k.startswith(("items_page", "items_not_inline"))},
     }
 
 
