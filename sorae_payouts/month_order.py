@@ -57,15 +57,18 @@ def check_month_end_order(conn: sa.Connection, months: Sequence[date]) -> None:
     open_months = [m for m in months if statuses.get(m, "draft") == "draft"]
     if not open_months:
         return  # every month is approved or paid: re-running it changes nothing
-    later = [p for p in statuses if p > months[-1]]
+    # A draft is rebuilt (or a batch built) only while no later month has a batch, even one the same
+    # request would rebuild next: `build_manifest` refuses it, so the run would stop half-way.
+    later = [p for p in statuses if p > open_months[0]]
     if later:
         latest = max(statuses)
+        redo = (f"re-run {period_key(latest)} alone (the latest month, still a draft), or close "
+                if statuses[latest] == "draft" else "close ")
         raise MonthOrderError(
-            f"refused before anything was written: {', '.join(period_key(m) for m in open_months)} would need a "
-            f"new or rebuilt batch, but the later month {period_key(later[0])} already has a batch "
-            f"({statuses[later[0]]}); balances carry from each month into the next, so a month cannot be "
-            f"(re)built after a later one. Months that can be closed now: {period_key(next_period(latest))} "
-            f"and after, in calendar order.")
+            f"refused before anything was written: {period_key(open_months[0])} would need a new or rebuilt "
+            f"batch, but the later month {period_key(later[0])} already has a batch ({statuses[later[0]]}); "
+            f"balances carry from each month into the next, so a month cannot be (re)built after a later one. "
+            f"What can run now: {redo}{period_key(next_period(latest))} and the months after it, in calendar order.")
     earlier = pending_months(conn, months[0])
     if earlier:
         order = [period_key(m) for m in earlier] + [period_key(m) for m in months]

@@ -25,14 +25,21 @@ def _result(result: audit.AuditResult, seconds: float) -> dg.AssetCheckResult:
 
 
 def _run(context: dg.AssetCheckExecutionContext, ledger: LedgerResource, audit_fn: Callable) -> dg.AssetCheckResult:
-    """One month, or every month of a single-run backfill range (one result covering the range: it
-    passes only if every month passes; the rows name the month)."""
+    """One month, or every month of a single-run backfill range. For a range, Dagster 1.13 records the
+    returned result without a partition, so each month's evaluation is also logged with its own
+    partition (the UI's per-month check status); the returned result passes only if every month does."""
     started = time.perf_counter()
     months = sorted(parse_period(key) for key in context.partition_keys)
     with ledger.engine.connect() as conn:
         results = [audit_fn(conn, month) for month in months]
     if len(results) == 1:
         return _result(results[0], time.perf_counter() - started)
+    [check_key] = context.selected_asset_check_keys
+    for month, result in zip(months, results):
+        one = _result(result, 0.0)
+        context.log_event(dg.AssetCheckEvaluation(
+            asset_key=check_key.asset_key, check_name=check_key.name, passed=result.passed, metadata=one.metadata,
+            severity=dg.AssetCheckSeverity.ERROR, blocking=True, partition=month.isoformat()))
     combined = audit.AuditResult(
         passed=all(r.passed for r in results),
         summary="; ".join(f"{period_key(m)}: {r.summary}" for m, r in zip(months, results)),
