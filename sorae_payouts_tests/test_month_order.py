@@ -112,3 +112,22 @@ def test_batch_show_of_a_missing_month_lists_batches_and_the_next_month(engine, 
     assert "no payout batch for 2031-01. Batches: 2026-10 (draft)." in result.output
     assert "cannot be closed before 2031-02-04" in result.output
     assert "Next month that can be built: 2026-11" in result.output
+
+
+def test_one_run_over_a_range_closes_months_oldest_first_with_a_check_per_month(engine, ledger_url):
+    _seed(engine, ["2026-08", "2026-09", "2026-10"])
+    result = defs.resolve_job_def("month_end_job").execute_in_process(
+        raise_on_error=False, instance=dg.DagsterInstance.ephemeral(),
+        tags={"dagster/asset_partition_range_start": "2026-08-01", "dagster/asset_partition_range_end": "2026-10-01"},
+        resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()})
+    assert result.success
+    with engine.connect() as conn:
+        built = conn.execute(sa.text("SELECT batch_id FROM payout_batch ORDER BY built_at, batch_id")).scalars().all()
+        carried_in = conn.execute(sa.text("SELECT carried_in_minor FROM payout_item ORDER BY batch_id")).scalars().all()
+    assert built == ["payout_2026-08", "payout_2026-09", "payout_2026-10"]
+    # 10.00, 10.01, 10.02 usd are under the 50.00 default minimum: each month carries the previous
+    # month's balance in, which only adds up like this when the months were built oldest first.
+    assert [int(c) for c in carried_in] == [0, 1_000, 2_001]
+    per_month = {(e.check_name, e.partition) for e in result.get_asset_check_evaluations() if e.partition}
+    assert {p for _, p in per_month} == {"2026-08-01", "2026-09-01", "2026-10-01"}
+    assert len(per_month) == 9 and all(e.passed for e in result.get_asset_check_evaluations())

@@ -37,7 +37,7 @@ def _run(context: dg.AssetCheckExecutionContext, ledger: LedgerResource, audit_f
     [check_key] = context.selected_asset_check_keys
     for month, result in zip(months, results):
         one = _result(result, 0.0)
-        context.log_event(dg.AssetCheckEvaluation(
+        context.op_execution_context.log_event(dg.AssetCheckEvaluation(
             asset_key=check_key.asset_key, check_name=check_key.name, passed=result.passed, metadata=one.metadata,
             severity=dg.AssetCheckSeverity.ERROR, blocking=True, partition=month.isoformat()))
     combined = audit.AuditResult(
