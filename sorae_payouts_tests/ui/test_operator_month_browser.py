@@ -101,6 +101,7 @@ def test_operator_month_in_the_browser(ledger_url, tmp_path):
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
     prefix = "postgres_" if ledger_url.startswith("postgresql") else "sqlite_"
     env = {k: v for k, v in os.environ.items() if k not in ("STRIPE_API_KEY", "STRIPE_API_BASE", "DAGSTER_HOME")}
     env.update(SORAE_DATABASE_URL=ledger_url, SORAE_DATA_DIR=str(tmp_path / "data"), SORAE_OPERATOR="browser test")
@@ -114,6 +115,7 @@ def test_operator_month_in_the_browser(ledger_url, tmp_path):
     posted_ids = {r[0] for r in _rows(engine, "SELECT stripe_transfer_id FROM transfer_attempt WHERE state = 'posted'")}
     assert carried and posted_ids
 
+    print(f"demo done after {time.monotonic() - started:.0f} s")
     port = _free_port()
     server = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1",
                                "-p", str(port)], cwd=tmp_path,
@@ -136,12 +138,13 @@ def test_operator_month_in_the_browser(ledger_url, tmp_path):
             # The UI's first-visit "join the community" dialog (CommunityNux.tsx) is dismissed in storage.
             page.add_init_script("window.localStorage.setItem('communityNux', 'true')")
             screen = Screen(page, f"http://127.0.0.1:{port}")
-            _runs_under_their_job(screen, prefix)
-            _lineage(screen, prefix)
-            _manifest_partition(screen, prefix, len(items), carried)
-            _checks_passed(screen, prefix)
-            _transfers_with_links(screen, prefix, posted_ids)
-            _backfill_from_the_ui(screen, prefix, port, engine)
+            for step in (lambda: _runs_under_their_job(screen, prefix), lambda: _lineage(screen, prefix),
+                         lambda: _manifest_partition(screen, prefix, len(items), carried),
+                         lambda: _checks_passed(screen, prefix),
+                         lambda: _transfers_with_links(screen, prefix, posted_ids),
+                         lambda: _backfill_from_the_ui(screen, prefix, port, engine)):
+                step()
+                print(f"{time.monotonic() - started:.0f} s")
             browser.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -229,5 +232,5 @@ def _backfill_from_the_ui(screen: Screen, prefix: str, port: int, engine) -> Non
                                      "WHERE status = 'carried_forward' GROUP BY batch_id"))
     assert int(carried_in["payout_2026-09"]) == int(carried_out["payout_2026-08"])  # balances flowed in order
     assert int(carried_in["payout_2026-10"]) == int(carried_out["payout_2026-09"])
-    screen.open(f"/runs/b/{backfills[0]['id']}", "2026-10-01")
+    screen.open(f"/runs/b/{backfills[0]['id']}", backfills[0]["id"])
     screen.shot(f"{prefix}09_backfill_completed")
