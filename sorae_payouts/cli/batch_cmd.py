@@ -17,6 +17,7 @@ from sorae_payouts.execution.outcomes import batch_outcome, item_outcomes
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.money import format_minor, to_decimal
 from sorae_payouts.periods import parse_period, period_key
+from sorae_payouts.stripe_links import account_url, transfer_url
 
 app = typer.Typer(help="Review, export and approve payout batches.", no_args_is_help=True)
 console = Console()
@@ -64,6 +65,9 @@ def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
         batch = _load(conn, period)
         items = list(item_outcomes(conn, batch.batch_id))
         outcome = batch_outcome(conn, batch.batch_id)
+    for item in items:  # dashboard links: plain URLs in JSON, clickable in the table below
+        item["transfer_dashboard_url"] = transfer_url(item["stripe_transfer_id"])
+        item["account_dashboard_url"] = account_url(item["stripe_account_id"])
     if as_json:
         typer.echo(json.dumps({"batch": batch.as_json(), "items": items}, indent=2))
         return
@@ -75,10 +79,16 @@ def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
         reason = item["carry_reason"] or item["hold_reason"] or item["error_code"] or item["unknown_reason"] or ""
         table.add_row(str(item["payout_item_id"]), item["affiliate_id"], item["currency"],
                       format_minor(item["amount_minor"], item["currency"]), item["outcome"], reason,
-                      item["stripe_transfer_id"] or "", item["stripe_account_id"] or "(not onboarded)")
+                      _linked(item["stripe_transfer_id"], item["transfer_dashboard_url"]),
+                      _linked(item["stripe_account_id"], item["account_dashboard_url"]) or "(not onboarded)")
     console.print(table)
     if len(items) > PREVIEW_ROWS:
         console.print(f"... {len(items) - PREVIEW_ROWS} more items: use --json or `batch export`")
+
+
+def _linked(text: str | None, url: str | None) -> str:
+    """A terminal hyperlink (OSC 8, where the terminal supports it; plain text otherwise)."""
+    return f"[link={url}]{text}[/link]" if text and url else (text or "")
 
 
 @app.command("export")
@@ -92,7 +102,9 @@ def export_command(period: str = typer.Argument(..., help="YYYY-MM"),
             writer = None
             for item in item_outcomes(conn, batch.batch_id):
                 row = {"batch_id": batch.batch_id, "period": period_key(batch.period), **item,
-                       "amount": str(to_decimal(item["amount_minor"], item["currency"]))}
+                       "amount": str(to_decimal(item["amount_minor"], item["currency"])),
+                       "transfer_dashboard_url": transfer_url(item["stripe_transfer_id"]) or "",
+                       "account_dashboard_url": account_url(item["stripe_account_id"]) or ""}
                 if writer is None:
                     writer = csv.DictWriter(handle, fieldnames=list(row))
                     writer.writeheader()
