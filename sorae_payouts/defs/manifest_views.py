@@ -97,7 +97,8 @@ def approvals_markdown(conn: sa.Connection, batch_id: str) -> str:
     return "\n".join(lines)
 
 
-def manifest_item_metadata(conn: sa.Connection, batch_id: str, manifest_hash: str, out_dir: Path) -> dict:
+def manifest_item_metadata(conn: sa.Connection, batch_id: str, manifest_hash: str, out_dir: Path,
+                           page_rows: int = PAGE_ROWS) -> dict:
     """Metadata entries: decisions first, every item in pages, approvals, and the CSV file's path."""
     items = list(item_outcomes(conn, batch_id))
     decision = needing_decision(items)
@@ -110,7 +111,7 @@ def manifest_item_metadata(conn: sa.Connection, batch_id: str, manifest_hash: st
                            f"held, carried forward with their reason)" +
                            (f"; first {DECISION_ROWS} shown, all in the CSV" if len(decision) > DECISION_ROWS else ""))),
     }
-    pages = [items[i:i + PAGE_ROWS] for i in range(0, len(items), PAGE_ROWS)]
+    pages = [items[i:i + page_rows] for i in range(0, len(items), page_rows)]
     width = len(str(len(pages)))
     for number, page in enumerate(pages[:MAX_PAGES], start=1):
         title = (f"items {page[0]['payout_item_id']}..{page[-1]['payout_item_id']} "
@@ -118,5 +119,5 @@ def manifest_item_metadata(conn: sa.Connection, batch_id: str, manifest_hash: st
         meta[f"items_page_{number:0{width}d}"] = dg.MetadataValue.md(markdown_items(page, title))
     if len(pages) > MAX_PAGES:
         meta["items_not_inline"] = dg.MetadataValue.text(
-            f"{len(items) - MAX_PAGES * PAGE_ROWS} more items are only in manifest_csv")
+            f"{len(items) - MAX_PAGES * page_rows} more items are only in manifest_csv")
     return meta
