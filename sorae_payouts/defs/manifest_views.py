@@ -121,3 +121,12 @@ def manifest_item_metadata(conn: sa.Connection, batch_id: str, manifest_hash: st
         meta["items_not_inline"] = dg.MetadataValue.text(
             f"{len(items) - MAX_PAGES * page_rows} more items are only in manifest_csv")
     return meta
+
+
+def approvals_observation(ledger, batch) -> dg.AssetObservation:
+    """An observation of the month's payout_manifest partition after an approval made in Dagster."""
+    with ledger.engine.connect() as conn:
+        approvals = approvals_markdown(conn, batch.batch_id)
+    return dg.AssetObservation(asset_key="payout_manifest", partition=batch.period.isoformat(), metadata={
+        "batch_status": batch.status, "manifest_hash": batch.manifest_hash,
+        "approvals": dg.MetadataValue.md(approvals)})

@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from sorae_payouts.batches import BatchError, approve_batch
+from sorae_payouts.defs.manifest_views import approvals_observation
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
 from sorae_payouts.execution.executor import ExecutionRefused
 from sorae_payouts.operations.refresh import refresh_batch, refreshable_periods
@@ -29,6 +30,8 @@ def approve_batch_op(context: dg.OpExecutionContext, config: ApprovalConfig, led
         raise dg.Failure(str(exc), allow_retries=False) from exc
     context.log.info(f"{approval.batch.batch_id}: {len(approval.approvers)}/{approval.required} approvals, "
                      f"status {approval.batch.status}")
+    # Shown on the month's payout_manifest partition (Events), next to the manifest it approves.
+    context.log_event(approvals_observation(ledger, approval.batch))
 
 
 @dg.job(description="Approve a reviewed payout batch (same rules as `sorae-payouts batch approve`).")
