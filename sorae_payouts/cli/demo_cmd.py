@@ -17,7 +17,7 @@ import stripe
 import typer
 from rich.console import Console
 
-from sorae_payouts.batches import BatchError, approve_batch
+from sorae_payouts.batches import BatchError, approve_batch, load_batch
 from sorae_payouts.cli.tables import outcome_table
 from sorae_payouts.demo_accounts import ensure_demo_accounts
 from sorae_payouts.demo_data import write_demo_data
@@ -90,7 +90,17 @@ def _demo(month: str, affiliates: int, commissions: int) -> None:
                       f"{report.rejected_count} rejected")
     instance = local_instance(data_dir())
     partition = f"{month}-01"
-    _run(defs, "month_end_job", partition, instance)
+    from sorae_payouts.defs.launching import code_location_workspace
+
+    with code_location_workspace(instance) as workspace:  # one code server for both runs
+        _close_and_pay(defs, engine, partition, instance, workspace)
+    _print_batch(engine, partition)
+    console.print(f"Dagster runs are in {instance.root_directory}; open them with "
+                  f"`DAGSTER_HOME={instance.root_directory} dagster dev`")
+
+
+def _close_and_pay(defs, engine, partition: str, instance, workspace) -> None:
+    _run(defs, "month_end_job", partition, instance, workspace)
     try:  # demo only: in production people review the manifest and approve it (two of them above a limit)
         for approver in ("demo approver 1", "demo approver 2"):
             if approve_batch(engine, parse_period(partition), approved_by=approver,
@@ -99,19 +109,18 @@ def _demo(month: str, affiliates: int, commissions: int) -> None:
         console.print("batch approved (demo only: in production operators review and approve it)")
     except BatchError as exc:
         console.print(f"approval: {exc}")
-    _run(defs, "payout_execution_job", partition, instance)
-    _print_batch(engine, partition)
-    console.print(f"Dagster runs are in {instance.root_directory}; open them with "
-                  f"`DAGSTER_HOME={instance.root_directory} dagster dev`")
+    with engine.connect() as conn:
+        approved_hash = load_batch(conn, parse_period(partition)).manifest_hash
+    _run(defs, "payout_execution_job", partition, instance, workspace, {"sorae/manifest_hash": approved_hash})
 
 
-def _run(defs, job_name: str, partition: str, instance) -> None:
+def _run(defs, job_name: str, partition: str, instance, workspace=None, tags: dict | None = None) -> None:
     # Through the instance with the code location (not execute_in_process): the run shows under its
     # job and the asset partitions in the UI, tagged with the operator (see defs/launching.py).
     from sorae_payouts.defs.launching import launch_and_wait
 
-    run = launch_and_wait(job_name, partition, instance=instance, tags={"sorae/batch_id": batch_id_for(
-        parse_period(partition)), "sorae/operator": "demo"})
+    run = launch_and_wait(job_name, partition, instance=instance, workspace=workspace, tags={
+        "sorae/batch_id": batch_id_for(parse_period(partition)), "sorae/operator": "demo", **(tags or {})})
     for check_name, passed in sorted(run.checks.items()):
         colour = "green" if passed else "red"
         console.print(f"check {check_name}: [{colour}]{'passed' if passed else 'FAILED'}[/]")

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -78,12 +79,10 @@ def _create_run(instance: dg.DagsterInstance, workspace, job_name: str, tags: Ma
         asset_graph=repo.asset_graph)
 
 
-def launch_and_wait(job_name: str, partition: str, *, tags: Mapping[str, str] | None = None,
-                    instance: dg.DagsterInstance | None = None, poll_seconds: float = 0.5,
-                    on_status=None, run_config: dict | None = None) -> LaunchedRun:
-    """Launch `job_name` for `partition` ("YYYY-MM-01") through the instance and wait for the end."""
-    instance = instance or local_instance(data_dir())
-    run_tags = {"dagster/partition": partition, TAG_OPERATOR: operator_name(), **(tags or {})}
+@contextmanager
+def code_location_workspace(instance: dg.DagsterInstance) -> Iterator:
+    """The code location `sorae_payouts` served by a gRPC code server for as long as the block runs
+    (launch several runs through one: the demo saves a code-server start per run)."""
     target = ModuleTarget(module_name=DEFINITIONS_MODULE, attribute=None, working_directory=os.getcwd(),
                           location_name=CODE_LOCATION)
     with WorkspaceProcessContext(instance, target, version=dg.__version__, read_only=False,
@@ -92,16 +91,28 @@ def launch_and_wait(job_name: str, partition: str, *, tags: Mapping[str, str] | 
         errors = workspace.get_code_location_error(CODE_LOCATION)
         if errors:
             raise RuntimeError(f"code location {CODE_LOCATION} failed to load: {errors.message}")
-        run = _create_run(instance, workspace, job_name, run_tags,
-                          QUIET_RUN_CONFIG if run_config is None else run_config)
-        instance.launch_run(run.run_id, workspace)
-        last = None
-        # Wait inside the context: the code server started for this launch must outlive the run.
-        while not (run := instance.get_run_by_id(run.run_id)).is_finished:
-            if on_status and run.status != last:
-                on_status(run.status.value)
-                last = run.status
-            time.sleep(poll_seconds)
+        yield workspace
+
+
+def launch_and_wait(job_name: str, partition: str, *, tags: Mapping[str, str] | None = None,
+                    instance: dg.DagsterInstance | None = None, poll_seconds: float = 0.5,
+                    on_status=None, run_config: dict | None = None, workspace=None) -> LaunchedRun:
+    """Launch `job_name` for `partition` ("YYYY-MM-01") through the instance and wait for the end."""
+    instance = instance or local_instance(data_dir())
+    if workspace is None:
+        with code_location_workspace(instance) as workspace:
+            return launch_and_wait(job_name, partition, tags=tags, instance=instance, poll_seconds=poll_seconds,
+                                   on_status=on_status, run_config=run_config, workspace=workspace)
+    run_tags = {"dagster/partition": partition, TAG_OPERATOR: operator_name(), **(tags or {})}
+    run = _create_run(instance, workspace, job_name, run_tags, QUIET_RUN_CONFIG if run_config is None else run_config)
+    instance.launch_run(run.run_id, workspace)
+    last = None
+    # Wait while the workspace is open: its code server must outlive the run it started.
+    while not (run := instance.get_run_by_id(run.run_id)).is_finished:
+        if on_status and run.status != last:
+            on_status(run.status.value)
+            last = run.status
+        time.sleep(poll_seconds)
     return LaunchedRun(run.run_id, job_name, partition, run.status.value, _failures(instance, run.run_id),
                        _checks(instance, run.run_id))
 
