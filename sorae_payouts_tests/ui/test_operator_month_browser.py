@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,7 @@ BACKFILLS = "{ partitionBackfillsOrError { ... on PartitionBackfills { results {
 def _browser_or_skip():
     reason = None
     try:
-        from playwright.sync_api import sync_playwright  # noqa: F401
+        import playwright.sync_api  # noqa: F401 (only: is it installed?)
     except ImportError:
         reason = "playwright is not installed (pip install -e '.[dev]')"
     if reason is None and not CHROMIUM.exists():
@@ -225,7 +225,7 @@ def _backfill_from_the_ui(screen: Screen, prefix: str, port: int, engine) -> Non
         status = backfills[0]["status"] if backfills else None
     assert status == "COMPLETED_SUCCESS"
     batches = _rows(engine, "SELECT batch_id, built_at FROM payout_batch WHERE period > :p ORDER BY built_at",
-                    p=__import__("datetime").date(2026, 8, 1))
+                    p=date(2026, 8, 1))
     assert [b.batch_id for b in batches] == ["payout_2026-09", "payout_2026-10"]  # built in month order
     carried_in = dict(_rows(engine, "SELECT batch_id, SUM(carried_in_minor) FROM payout_item GROUP BY batch_id"))
     carried_out = dict(_rows(engine, "SELECT batch_id, SUM(amount_minor) FROM payout_item "
