@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 import re
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas costs ~0.5 s to import: only the column-wise parser needs it
+    import pandas as pd
 
 # Stripe's zero-decimal currencies: the amount IS the major unit (500 jpy is amount=500).
 ZERO_DECIMAL = frozenset(
@@ -93,6 +95,8 @@ def parse_minor_series(amounts: pd.Series, currencies: pd.Series) -> tuple[pd.Se
     Pure string and integer arithmetic (no floats), vectorized through pandas' Arrow-backed string
     methods so a million rows parse in well under a second.
     """
+    import pandas as pd
+
     text = amounts.astype("string").str.strip()
     places = currencies.astype("category").map(_exponent_or_none).astype("Int64")
     well_formed = text.str.fullmatch(_AMOUNT_PATTERN[1:-1]).fillna(False)

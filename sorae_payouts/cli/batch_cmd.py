@@ -14,7 +14,7 @@ from rich.text import Text
 from sorae_payouts.approvals import MIN_HASH_PREFIX, approve_batch
 from sorae_payouts.batches import BatchError, list_batches, load_batch
 from sorae_payouts.csv_safe import SafeDictWriter
-from sorae_payouts.cli.tables import outcome_table
+from sorae_payouts.cli.tables import missing_batch_message, outcome_table
 from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.outcomes import batch_outcome, item_outcomes
 from sorae_payouts.ledger.database import create_ledger_engine
@@ -22,6 +22,7 @@ from sorae_payouts.manifest import owed_again_lines
 from sorae_payouts.operations.negative_balances import negative_balances
 from sorae_payouts.money import format_minor, to_decimal
 from sorae_payouts.periods import parse_period, period_key
+from sorae_payouts.stripe_links import account_url, transfer_url
 
 app = typer.Typer(help="Review, export and approve payout batches.", no_args_is_help=True)
 console = Console()
@@ -40,10 +41,11 @@ def _period(text: str):
 
 def _load(conn, period: str):
     """The period's batch, or a clear message and exit code 1."""
+    month = _period(period)
     try:
-        return load_batch(conn, _period(period))
+        return load_batch(conn, month)
     except BatchError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{missing_batch_message(conn, month)}[/red]")  # says what exists instead
         raise typer.Exit(1) from exc
 
 
@@ -74,6 +76,9 @@ def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
         anomalies = list_anomalies(conn, batch.batch_id)
         negatives = negative_balances(conn, batch.batch_id)
         owed_again = owed_again_lines(conn, batch.batch_id)
+    for item in items:  # dashboard links: plain URLs in JSON, clickable in the table below
+        item["transfer_dashboard_url"] = transfer_url(item["stripe_transfer_id"])
+        item["account_dashboard_url"] = account_url(item["stripe_account_id"])
     if as_json:
         typer.echo(json.dumps({"batch": batch.as_json(), "items": items, "anomalies": anomalies,
                                "negative_balances": negatives, "owed_again_carried_in": owed_again}, indent=2))
@@ -90,7 +95,8 @@ def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
         # Affiliate ids and reasons come from input files: plain text, never rich markup.
         table.add_row(str(item["payout_item_id"]), Text(item["affiliate_id"]), item["currency"],
                       format_minor(item["amount_minor"], item["currency"]), item["outcome"], Text(reason),
-                      item["stripe_transfer_id"] or "", item["stripe_account_id"] or "(not onboarded)")
+                      _linked(item["stripe_transfer_id"], item["transfer_dashboard_url"]),
+                      _linked(item["stripe_account_id"], item["account_dashboard_url"]) or "(not onboarded)")
     console.print(table)
     if len(items) > PREVIEW_ROWS:
         console.print(f"... {len(items) - PREVIEW_ROWS} more items: use --json or `batch export`")
@@ -123,6 +129,12 @@ def _print_money_after_transfer(batch, items: list[dict], negatives: list[dict],
         console.print(table)
 
 
+def _linked(text: str | None, url: str | None) -> Text | str:
+    """A terminal hyperlink (OSC 8, where the terminal supports it; plain text otherwise). A styled
+    Text, never markup: account ids come from input files."""
+    return Text(text, style=f"link {url}") if text and url else (text or "")
+
+
 @app.command("export")
 def export_command(period: str = typer.Argument(..., help="YYYY-MM"),
                    csv_path: Path = typer.Option(..., "--csv", help="Where to write the full manifest.")) -> None:
@@ -134,7 +146,9 @@ def export_command(period: str = typer.Argument(..., help="YYYY-MM"),
             writer = None
             for item in item_outcomes(conn, batch.batch_id):
                 row = {"batch_id": batch.batch_id, "period": period_key(batch.period), **item,
-                       "amount": str(to_decimal(item["amount_minor"], item["currency"]))}
+                       "amount": str(to_decimal(item["amount_minor"], item["currency"])),
+                       "transfer_dashboard_url": transfer_url(item["stripe_transfer_id"]) or "",
+                       "account_dashboard_url": account_url(item["stripe_account_id"]) or ""}
                 if writer is None:
                     # Affiliate ids, names and reasons come from input files: no formula may reach a spreadsheet.
                     writer = SafeDictWriter(handle, list(row), numeric=EXPORT_NUMERIC_COLUMNS)

@@ -102,7 +102,17 @@ def _demo(month: str, affiliates: int, commissions: int) -> None:
                       f"{report.rejected_count} rejected")
     instance = local_instance(data_dir())
     partition = f"{month}-01"
-    _run(defs, "month_end_job", partition, instance)
+    from sorae_payouts.defs.launching import code_location_workspace
+
+    with code_location_workspace(instance) as workspace:  # one code server for both runs
+        _close_and_pay(defs, engine, partition, instance, workspace)
+    _print_batch(engine, partition)
+    console.print(f"Dagster runs are in {instance.root_directory}; open them with "
+                  f"`DAGSTER_HOME={instance.root_directory} dagster dev`")
+
+
+def _close_and_pay(defs, engine, partition: str, instance, workspace) -> None:
+    _run(defs, "month_end_job", partition, instance, workspace)
     try:  # demo only: in production registered operators review the manifest and approve it (two above a limit)
         with engine.connect() as conn:
             reviewed = load_batch(conn, parse_period(partition)).manifest_hash
@@ -115,24 +125,26 @@ def _demo(month: str, affiliates: int, commissions: int) -> None:
         console.print("batch approved (demo only: in production operators review and approve it)")
     except BatchError as exc:
         console.print(f"approval: {exc}")
-    _run(defs, "payout_execution_job", partition, instance)
-    _print_batch(engine, partition)
-    console.print(f"Dagster runs are in {instance.root_directory}; open them with "
-                  f"`DAGSTER_HOME={instance.root_directory} dagster dev`")
+    with engine.connect() as conn:
+        approved_hash = load_batch(conn, parse_period(partition)).manifest_hash
+    _run(defs, "payout_execution_job", partition, instance, workspace, {"sorae/manifest_hash": approved_hash})
 
 
-def _run(defs, job_name: str, partition: str, instance) -> None:
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        partition_key=partition, instance=instance, raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})  # the summary says the rest
-    for evaluation in result.get_asset_check_evaluations():
-        colour = "green" if evaluation.passed else "red"
-        console.print(f"check {evaluation.check_name}: [{colour}]{'passed' if evaluation.passed else 'FAILED'}[/]")
-    if not result.success:
-        for failure in result.get_step_failure_events():
-            console.print(f"[red]{failure.step_key} failed:[/red] {failure.event_specific_data.error.message}")
+def _run(defs, job_name: str, partition: str, instance, workspace=None, tags: dict | None = None) -> None:
+    # Through the instance with the code location (not execute_in_process): the run shows under its
+    # job and the asset partitions in the UI, tagged with the operator (see defs/launching.py).
+    from sorae_payouts.defs.launching import launch_and_wait
+
+    run = launch_and_wait(job_name, partition, instance=instance, workspace=workspace, tags={
+        "sorae/batch_id": batch_id_for(parse_period(partition)), "sorae/operator": "demo", **(tags or {})})
+    for check_name, passed in sorted(run.checks.items()):
+        colour = "green" if passed else "red"
+        console.print(f"check {check_name}: [{colour}]{'passed' if passed else 'FAILED'}[/]")
+    if not run.success:
+        for failure in run.failures:
+            console.print(f"[red]{failure}[/red]")
         raise typer.Exit(1)
-    console.print(f"{job_name} [{partition}]: [green]success[/green] (run {result.run_id[:8]})")
+    console.print(f"{job_name} [{partition}]: [green]success[/green] (run {run.run_id[:8]})")
 
 
 def _print_batch(engine, partition: str) -> None:

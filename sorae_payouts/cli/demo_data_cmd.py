@@ -3,6 +3,7 @@ order events) to try the import and payout steps without production data."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -22,6 +23,7 @@ def demo_data(
     month: str = typer.Option(None, "--month", help="YYYY-MM, default last complete month"),
     seed: int = typer.Option(7, "--seed", help="Same seed, same files."),
     format: str = typer.Option("csv", "--format", help="csv or parquet"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output: the files and the summary."),
 ) -> None:
     """Write demo affiliates, commissions and order-events files for one month, and summarize them."""
     if format not in ("csv", "parquet"):
@@ -32,6 +34,11 @@ def demo_data(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     summary = files.summary
+    if as_json:
+        typer.echo(json.dumps({"affiliates": str(files.affiliates), "commissions": str(files.commissions),
+                               "order_events": str(files.order_events), "seed": seed, "format": format,
+                               "summary": summary}, indent=2, default=str))
+        return
     console.print(f"[bold]Demo data for {summary['month']}[/bold] (seed {seed}, {format})")
     for label, path in (("affiliates", files.affiliates), ("commissions", files.commissions),
                         ("order events", files.order_events)):

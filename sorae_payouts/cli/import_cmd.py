@@ -7,6 +7,7 @@ loaded, because the file cannot be read at all or the database refused the load.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -42,27 +43,28 @@ errors = Console(stderr=True)
 
 FileArgument = Annotated[Path, typer.Argument(help="Input file: .csv, .parquet or .pq", show_default=False)]
 ChunkRows = Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows read and checked per chunk (memory bound).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output (counts and the first rejects).")]
 
 
 @app.command("affiliates")
-def affiliates_command(file: FileArgument, chunk_rows: ChunkRows = DEFAULT_CHUNK_ROWS) -> None:
+def affiliates_command(file: FileArgument, chunk_rows: ChunkRows = DEFAULT_CHUNK_ROWS, as_json: AsJson = False) -> None:
     """Affiliates: affiliate_id, name, email, stripe_account_id, currency. Known ids are updated."""
-    _run(ImportKind.AFFILIATES, file, chunk_rows)
+    _run(ImportKind.AFFILIATES, file, chunk_rows, as_json)
 
 
 @app.command("commissions")
-def commissions_command(file: FileArgument, chunk_rows: ChunkRows = DEFAULT_CHUNK_ROWS) -> None:
+def commissions_command(file: FileArgument, chunk_rows: ChunkRows = DEFAULT_CHUNK_ROWS, as_json: AsJson = False) -> None:
     """Commissions: commission_id, affiliate_id, order_id, amount, currency, earned_at (with time zone)."""
-    _run(ImportKind.COMMISSIONS, file, chunk_rows)
+    _run(ImportKind.COMMISSIONS, file, chunk_rows, as_json)
 
 
 @app.command("order-events")
-def order_events_command(file: FileArgument, chunk_rows: ChunkRows = DEFAULT_CHUNK_ROWS) -> None:
+def order_events_command(file: FileArgument, chunk_rows: ChunkRows = DEFAULT_CHUNK_ROWS, as_json: AsJson = False) -> None:
     """Order events: event_id, order_id, kind (cancellation|reversal|partial_reversal), amount, occurred_at."""
-    _run(ImportKind.ORDER_EVENTS, file, chunk_rows)
+    _run(ImportKind.ORDER_EVENTS, file, chunk_rows, as_json)
 
 
-def _run(kind: ImportKind, file: Path, chunk_rows: int) -> None:
+def _run(kind: ImportKind, file: Path, chunk_rows: int, as_json: bool = False) -> None:
     engine = create_ledger_engine()
     try:
         report = _import_with_progress(engine, kind, file, chunk_rows)
@@ -72,6 +74,11 @@ def _run(kind: ImportKind, file: Path, chunk_rows: int) -> None:
         raise typer.Exit(EXIT_NOTHING_LOADED) from None
     finally:
         engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(report_json(report), indent=2))
+        if report.rejected_count:
+            raise typer.Exit(EXIT_REJECTS)
+        return
     # File names, reasons and values come from the input: printed as text, never as rich markup
     # (a cell like "[/x]" would otherwise crash the command after the import committed).
     console.print(Text(summary_line(report)), highlight=False)
@@ -110,6 +117,16 @@ def summary_line(report: ImportReport) -> str:
     return (f"{report.kind.value} {report.path.name}: read {report.rows_read:,} | inserted {report.inserted:,} | "
             f"updated {report.updated:,} | already present {report.already_present:,} | {rejected} | "
             f"{report.rows_per_second:,.0f} rows/s ({report.seconds:.1f} s)")
+
+
+def report_json(report: ImportReport) -> dict:
+    return {"kind": report.kind.value, "path": str(report.path), "rows_read": report.rows_read,
+            "inserted": report.inserted, "updated": report.updated, "already_present": report.already_present,
+            "rejected_rows": report.rejected_rows, "rejected_problems": report.rejected_count,
+            "rejects_path": str(report.rejects_path) if report.rejected_count else None,
+            "rejects": [{"row": r.row, "column": r.column, "reason": r.reason, "value": r.value}
+                        for r in report.rejected[:REJECTS_SHOWN]],
+            "seconds": round(report.seconds, 3)}
 
 
 def rejects_table(report: ImportReport) -> Table:

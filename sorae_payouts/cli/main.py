@@ -1,33 +1,89 @@
-"""Entry point of the `sorae-payouts` command: assembles the command groups."""
+"""Entry point of the `sorae-payouts` command: assembles the command groups.
+
+Start-up time matters to operators: only the module of the command being run is imported (pandas,
+Dagster and the Stripe SDK load only for the commands that use them). Dagster's Beta/Preview warnings
+are about APIs we chose knowingly (docs/architecture.md); they are silenced for the CLI's own output
+and for the Dagster processes it starts (SORAE_QUIET_DAGSTER_WARNINGS, read by `sorae_payouts.defs`),
+never for tests. Output that is not a terminal is not wrapped at 80 columns.
+"""
 
 from __future__ import annotations
 
-import typer
+import os
+import sys
+from importlib import import_module
 
-from sorae_payouts.cli import (
-    batch_cmd,
-    database_cmd,
-    demo_cmd,
-    demo_data_cmd,
-    history_cmd,
-    import_cmd,
-    operations_cmd,
-    operators_cmd,
-    reversals_cmd,
-    sandbox_cmd,
-)
+# name -> (module in sorae_payouts.cli, attribute, a Typer group or a command function)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "db": ("database_cmd", "app", "group"),
+    "import": ("import_cmd", "app", "group"),
+    "batch": ("batch_cmd", "app", "group"),
+    "operators": ("operators_cmd", "app", "group"),
+    "reversals": ("reversals_cmd", "app", "group"),
+    "month-end": ("run_cmd", "month_end", "command"),
+    "demo-data": ("demo_data_cmd", "demo_data", "command"),
+    "demo": ("demo_cmd", "demo", "command"),
+    "sandbox": ("sandbox_cmd", "sandbox", "command"),
+    "retry": ("operations_cmd", "retry", "command"),
+    "refresh": ("operations_cmd", "refresh", "command"),
+    "reconcile": ("operations_cmd", "reconcile", "command"),
+    "history": ("history_cmd", "history", "command"),
+}
+# Sub-commands that live in another module than their group: (group, name) -> (module, attribute)
+GROUP_COMMANDS: dict[tuple[str, str], tuple[str, str]] = {
+    ("batch", "execute"): ("run_cmd", "execute"),
+}
+HELP = "Sorae payouts: affiliate commissions to Stripe Connect transfers."
 
-app = typer.Typer(help="Sorae payouts: affiliate commissions to Stripe Connect transfers.", no_args_is_help=True)
-app.add_typer(database_cmd.app, name="db")
-app.add_typer(import_cmd.app, name="import")
-app.add_typer(batch_cmd.app, name="batch")
-app.add_typer(operators_cmd.app, name="operators")
-app.command("demo-data")(demo_data_cmd.demo_data)
-app.command("demo")(demo_cmd.demo)
-app.command("sandbox")(sandbox_cmd.sandbox)
-operations_cmd.register(app)
-app.command("history")(history_cmd.history)
-app.add_typer(reversals_cmd.app, name="reversals")
+
+def quiet_environment() -> None:
+    """Call before any command module is imported (rich reads COLUMNS when its consoles are created)."""
+    os.environ.setdefault("SORAE_QUIET_DAGSTER_WARNINGS", "1")
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        os.environ["COLUMNS"] = "100000"  # piped or redirected: one line per row, never wrapped
+        os.environ.setdefault("TERMINAL_WIDTH", "100")  # typer's help and error boxes: not 100,000 wide
+    import warnings
+
+    for stage in ("beta", "preview"):
+        warnings.filterwarnings("ignore", message=rf"(?s).*is currently in {stage}")
+
+
+def build_app(only: str | None = None):
+    """The Typer app with every command, or only `only` (and its group's extra sub-commands)."""
+    import typer
+
+    app = typer.Typer(help=HELP, no_args_is_help=True)
+
+    @app.callback()
+    def _group() -> None:  # keeps a group even when only one command is registered (lazy start-up)
+        pass
+
+    for name, (module, attribute, kind) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        target = getattr(import_module(f"sorae_payouts.cli.{module}"), attribute)
+        if kind == "group":
+            for (group, sub), (sub_module, sub_attribute) in GROUP_COMMANDS.items():
+                if group == name and sub not in {c.name for c in target.registered_commands}:
+                    target.command(sub)(getattr(import_module(f"sorae_payouts.cli.{sub_module}"), sub_attribute))
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+    return app
+
+
+def main() -> None:
+    quiet_environment()
+    first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    build_app(first if first in COMMANDS else None)()
+
+
+def __getattr__(name: str):
+    # `from sorae_payouts.cli.main import app` (tests, typer's CliRunner): the complete app.
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
+
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sorae_payouts.batches import BatchError
-from sorae_payouts.cli.tables import outcome_table
+from sorae_payouts.cli.tables import outcome_json, outcome_table
 from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.executor import ExecutionRefused, utcnow
 from sorae_payouts.ledger.database import create_ledger_engine
@@ -61,8 +61,17 @@ def retry(
     sends = [{"payout_item_id": i["payout_item_id"], "affiliate_id": i["affiliate_id"], "amount_minor": i["amount_minor"],
               "currency": i["currency"], "destination": i["stripe_account_id"], "last_error_code": i["error_code"],
               "idempotency_key": i["next_idempotency_key"]} for i in plan.retry]
-    if as_json and dry_run:
-        typer.echo(json.dumps({"would_send": sends, "refused": plan.refused}, indent=2))
+    if as_json and (dry_run or not sends):
+        typer.echo(json.dumps({"would_send": sends if dry_run else [], "refused": plan.refused}, indent=2))
+        raise typer.Exit(1 if plan.refused and not sends else 0)
+    if as_json:
+        try:
+            report = execute_retry(engine, _gateway(), plan, now=utcnow())
+        except ExecutionRefused as exc:
+            typer.echo(json.dumps({"sent": sends, "refused": plan.refused, "error": str(exc)}, indent=2))
+            raise typer.Exit(1) from exc
+        typer.echo(json.dumps({"sent": sends, "refused": plan.refused, "outcome": outcome_json(report.outcome)},
+                              indent=2))
         return
     table = Table("item", "affiliate", "amount", "destination", "last error", "new idempotency key",
                   title=f"{'would send' if dry_run else 'retrying'} ({len(sends)})")

@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from sorae_payouts.defs import metadata as md
+from sorae_payouts.defs.manifest_views import MAX_PAGES, PAGE_ROWS, markdown_items
 from sorae_payouts.defs.assets import GROUP, payout_manifest
 from sorae_payouts.defs.partitions import monthly_partitions
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
@@ -74,8 +75,10 @@ def executed_transfers(
              "error_code": i["error_code"] or i["hold_reason"] or i["unknown_reason"],
              "dashboard": dashboard_url(i["stripe_transfer_id"], gateway.test_mode) if i["stripe_transfer_id"] else None}
             for i in items]
-    problems = [r for r in rows if r["status"] != "posted" or r["reversal_pending"]]
     pending = [i for i in items if i["reversal_pending_minor"]]
+    attention = [i for i in items if i["outcome"] != "posted" or i["reversal_pending_minor"]]
+    pages = [items[i:i + PAGE_ROWS] for i in range(0, len(items), PAGE_ROWS)]
+    width = len(str(len(pages)))
     links = "\n".join(f"- [{r['transfer_id']}]({r['dashboard']}) {r['affiliate_id']} {r['amount']}"
                       for r in rows if r["transfer_id"])
     counts = ", ".join(f"{outcome.count(o)} {o}" for o in ("posted", "failed", "held", "processing", "pending",
@@ -103,7 +106,12 @@ def executed_transfers(
                               _ANOMALY_COLUMNS),
         "totals_by_currency_and_outcome": md.table(totals, {"currency": "string", "outcome": "string",
                                                              "items": "int", "amount": "string", "amount_minor": "int"}),
-        "items_needing_attention": md.table(problems[:ITEM_TABLE_ROWS], _ITEM_COLUMNS),
+        # Links: the 1.13 UI renders table cells as plain text, markdown links are clickable.
+        "items_needing_attention": dg.MetadataValue.md(markdown_items(
+            attention[:PAGE_ROWS], f"{len(attention)} payable items not posted or with reversed money pending (held, failed, blocked, processing, pending, reversed)")),
+        **{f"transfers_page_{n:0{width}d}": dg.MetadataValue.md(markdown_items(
+            page, f"items {page[0]['payout_item_id']}..{page[-1]['payout_item_id']} (page {n} of {len(pages)}, "
+                  f"{len(items)} payable items)")) for n, page in enumerate(pages[:MAX_PAGES], start=1)},
         "items": md.table(rows[:ITEM_TABLE_ROWS], _ITEM_COLUMNS),
         "stripe_transfers": dg.MetadataValue.md(links[:60_000] or "no transfers yet"),
     })

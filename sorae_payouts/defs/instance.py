@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-REPO_INSTANCE_FILE = Path(__file__).resolve().parents[2] / "dagster.yaml"
+REPO_INSTANCE_FILE = Path(__file__).resolve().parents[2] / "deploy" / "local" / "dagster.yaml"
 
 
 def local_instance(data_dir: Path) -> dg.DagsterInstance:

@@ -14,4 +14,5 @@ payout_execution_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("executed_transfers"),
     description="Send the Stripe transfers of an APPROVED batch; only pending items are sent. Re-run it "
     "to finish a batch after a crash or a fix: it never pays an item twice.",
+    executor_def=dg.in_process_executor,  # one step and its check: no subprocess per step needed
 )

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from sorae_payouts.approvals import approve_batch
 from sorae_payouts.batches import BatchError
+from sorae_payouts.defs.manifest_views import approvals_observation
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
 from sorae_payouts.execution.executor import ExecutionRefused
 from sorae_payouts.operators import Origin, OperatorError, normalize_identity
@@ -50,6 +51,8 @@ def approve_batch_op(context: dg.OpExecutionContext, config: ApprovalConfig, led
         raise dg.Failure(str(exc), allow_retries=False) from exc
     context.log.info(f"{approval.batch.batch_id}: {len(approval.approvers)}/{approval.required} approvals, "
                      f"status {approval.batch.status}")
+    # Shown on the month's payout_manifest partition (Events), next to the manifest it approves.
+    context.log_event(approvals_observation(ledger, approval.batch))
 
 
 @dg.job(description="Approve a reviewed payout batch as a registered operator (same rules as "

@@ -12,8 +12,6 @@ import os
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -69,6 +67,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     """Create or migrate the ledger schema (Alembic), on the given engine."""
+    from alembic import command  # imported here: alembic costs start-up time to commands that never migrate
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:

@@ -63,7 +63,7 @@ def test_ui_backfill_over_three_months_pays_only_approved_batches(engine, ledger
     _seed_three_months(engine, stripe_client)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "SORAE_DATABASE_URL": ledger_url, "STRIPE_API_KEY": API_KEY,
            "STRIPE_API_BASE": sandbox.url, "SORAE_STRIPE_RATE_LIMIT": "200"}

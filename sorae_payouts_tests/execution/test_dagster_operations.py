@@ -46,7 +46,11 @@ def test_approval_job_needs_two_people_above_the_policy_amount(engine, ledger_ur
     same_person = _run("approve_batch_job", ledger_url, sandbox, _approval("2026-10", "ana", batch.manifest_hash))
     assert not same_person.success
     assert "someone else" in same_person.get_step_failure_events()[0].event_specific_data.error.message
-    assert _run("approve_batch_job", ledger_url, sandbox, _approval("2026-10", "ben", batch.manifest_hash)).success
+    second = _run("approve_batch_job", ledger_url, sandbox, _approval("2026-10", "ben", batch.manifest_hash))
+    assert second.success
+    [observed] = [e.event_specific_data.asset_observation for e in second.all_events if e.is_asset_observation]
+    assert observed.partition == "2026-10-01" and observed.metadata["batch_status"].value == "approved"
+    assert "| ana |" in observed.metadata["approvals"].value and "| ben |" in observed.metadata["approvals"].value
     with engine.connect() as conn:
         assert tuple(conn.execute(sa.text("SELECT status, approved_by FROM payout_batch")).one()) == (
             "approved", "ana, ben")
