@@ -39,6 +39,9 @@ def list_command(period: str = typer.Argument(None, help="YYYY-MM (default: ever
     if as_json:
         typer.echo(json.dumps([i.as_json() for i in items], indent=2))
         return
+    if not items:
+        console.print("No reversed transfers" + (f" in {period}" if period else "") + ".")
+        return
     table = Table("item", "month", "affiliate", "status", "transfer", "reversed", "owed again", "written off",
                   "reversal pending", title="Reversed transfers")
     for i in items:

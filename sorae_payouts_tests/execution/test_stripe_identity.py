@@ -342,3 +342,27 @@ def test_blocked_item_and_its_anomaly_are_shown_by_batch_show_and_reconcile(
     assert reconciled.exit_code == 1 and [a["kind"] for a in body["anomalies"]] == ["already_paid_outside_this_ledger"]
     assert [d["drift"] for d in body["drift"]] == ["unknown_to_ledger"]
     assert_paid_exactly_once(engine, stripe_client)
+
+
+def test_executed_transfers_metadata_shows_blocked_items_and_anomalies(engine, ledger_url, sandbox, stripe_client):
+    import dagster as dg
+
+    from sorae_payouts.definitions import defs
+    from sorae_payouts.defs.resources import LedgerResource, PayoutSettings, StripeResource
+    accounts = seed_batch(engine, stripe_client, {"alice": 5_000, "bob": 6_000})
+    stripe_client.v1.transfers.create(params={
+        "amount": 6_100, "currency": "usd", "destination": accounts["bob"], "transfer_group": "payout_2026-10",
+        "metadata": {"program_id": "default", "period": "2026-10", "affiliate_id": "bob", "currency": "usd"}})
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("payout_execution_job").execute_in_process(
+            partition_key="2026-10-01", raise_on_error=False, instance=instance,
+            resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings(),
+                       "stripe": StripeResource(api_key="sk_test_sorae_tests", api_base=sandbox.url,
+                                                rate_limit_per_second=500)})
+    assert result.success
+    meta = result.asset_materializations_for_node("executed_transfers")[0].metadata
+    assert (meta["posted"].value, meta["blocked"].value, meta["group_list_requests"].value) == (1, 1, 1)
+    [row] = [r.data for r in meta["anomalies"].value.records]
+    assert row["kind"] == "already_paid_outside_this_ledger" and "61.00 usd != 60.00 usd" in row["detail"]
+    assert "1 items blocked" in meta["summary"].value
+    assert_paid_exactly_once(engine, stripe_client)
