@@ -135,6 +135,8 @@ def has_non_ascii_digit(text: str) -> bool:
 
 def non_ascii_digits(text: pd.Series) -> pd.Series:
     """Column-wise `has_non_ascii_digit`; only the (rare) non-ASCII values are looked at one by one."""
+    import pandas as pd
+
     found = pd.Series(False, index=text.index)
     candidates = text.str.contains(r"[^\x00-\x7f]", regex=True).fillna(False).astype(bool)
     if candidates.any():

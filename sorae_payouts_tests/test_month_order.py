@@ -74,11 +74,11 @@ def test_missing_earlier_months_are_listed_in_order(engine):
 
 
 def test_approved_month_may_be_rerun_whatever_comes_after(engine):
-    from sorae_payouts.batches import approve_batch
+    from sorae_payouts_tests.factory import approve
 
     _seed(engine, ["2026-09", "2026-10"])
     _close(engine, "2026-09")
-    approve_batch(engine, parse_period("2026-09"), approved_by="ops", now=NOW)
+    approve(engine, parse_period("2026-09"), "ops", now=NOW)
     _close(engine, "2026-10")
     with engine.connect() as conn:
         check_month_end_order(conn, _months("2026-09"))  # frozen: re-running changes nothing

@@ -36,7 +36,7 @@ def test_batch_execute_runs_under_its_job_with_tags_and_prints_the_outcome(engin
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Warning" not in done.stdout + done.stderr
     report = json.loads(done.stdout)
-    assert report["run"]["status"] == "SUCCESS" and report["run"]["checks"] == {"transfers_reconciled": True}
+    assert report["run"]["status"] == "SUCCESS" and report["run"]["checks"] == {"transfers_reconciled": True, "reversals_accounted": True}
     posted = [t for t in report["outcome"]["totals"] if t["outcome"] == "posted"]
     assert posted == [{"currency": "usd", "outcome": "posted", "items": 2, "amount_minor": 15_000}]
     assert_paid_exactly_once(engine, stripe_client)

@@ -74,7 +74,7 @@ def test_killed_run_worker_is_failed_and_its_slot_freed_then_a_retry_completes(e
         seed_batch(engine, client, {f"aff{i:02d}": 1_000 + i for i in range(ITEMS)})
         home = tmp_path / "dagster_home"
         home.mkdir()
-        shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(REPO / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
         port = free_port()
         # 2 requests/s: the batch takes ~30 s, long enough to kill its worker in the middle.
         env = {**os.environ, "DAGSTER_HOME": str(home), "SORAE_DATABASE_URL": ledger_url,
