@@ -138,3 +138,9 @@ def test_a_batch_with_exceptions_never_shows_completed(engine, sandbox, stripe_c
         status = conn.execute(sa.text("SELECT status FROM payout_batch")).scalar_one()
         counts = exception_counts(conn, "payout_2026-10")
     assert status == "completed_with_exceptions" and counts == {"failed": 1}
+
+
+def test_history_promises_an_automatic_retry_only_for_what_refresh_retries():
+    from sorae_payouts.history import FAILURE_FIX
+    from sorae_payouts.stripe_gateway.dispositions import CLEARED_BY_ACCOUNT_FIX
+    assert set(FAILURE_FIX) == set(CLEARED_BY_ACCOUNT_FIX)
