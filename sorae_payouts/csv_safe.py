@@ -16,9 +16,10 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterable, Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas costs ~0.25 s to import: only the frame writers need it (CLI start-up)
+    import pandas as pd
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
@@ -37,6 +38,8 @@ def safe_cell(value: Any, numeric: bool = False) -> Any:
 
 def safe_frame(frame: pd.DataFrame, numeric: Iterable[str] = ()) -> pd.DataFrame:
     """Column-wise `safe_cell` for frames written with `write_frame`."""
+    import pandas as pd
+
     numeric = set(numeric)
     out = frame.copy()
     for column in out.columns:

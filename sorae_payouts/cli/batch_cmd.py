@@ -19,7 +19,6 @@ from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.outcomes import batch_outcome, item_outcomes
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.manifest import owed_again_lines
-from sorae_payouts.operations.negative_balances import negative_balances
 from sorae_payouts.money import format_minor, to_decimal
 from sorae_payouts.periods import parse_period, period_key
 from sorae_payouts.stripe_links import account_url, transfer_url
@@ -74,6 +73,8 @@ def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
         items = list(item_outcomes(conn, batch.batch_id))
         outcome = batch_outcome(conn, batch.batch_id)
         anomalies = list_anomalies(conn, batch.batch_id)
+        from sorae_payouts.operations.negative_balances import negative_balances  # imports the Stripe SDK
+
         negatives = negative_balances(conn, batch.batch_id)
         owed_again = owed_again_lines(conn, batch.batch_id)
     for item in items:  # dashboard links: plain URLs in JSON, clickable in the table below
