@@ -28,10 +28,68 @@ Money = sa.BigInteger
 Currency = sa.String(3)
 Timestamp = sa.DateTime(timezone=True)
 
+ProgramId = sa.String(64)
+
+# --- programs (revision 0012): one per merchant; every record below carries its program ------------
+
+program = sa.Table(
+    "program",
+    metadata,
+    sa.Column("program_id", ProgramId, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    # NULL: Sorae's platform account (STRIPE_API_KEY); else `env:VAR` or `secrets:<entry>`, never a key.
+    sa.Column("paying_account_ref", sa.Text),
+    sa.Column("policy", sa.JSON, nullable=False),  # overrides of the deployment's policy
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.CheckConstraint("status IN ('active', 'disabled')", name="ck_program_status"),
+    sa.CheckConstraint("paying_account_ref IS NULL OR paying_account_ref LIKE 'env:%' "
+                       "OR paying_account_ref LIKE 'secrets:%'", name="ck_program_paying_account_ref"),
+)
+
+program_event = sa.Table(
+    "program_event",
+    metadata,
+    sa.Column("event_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("program_id", ProgramId, sa.ForeignKey("program.program_id", name="fk_program_event_program"),
+              nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("change", sa.JSON, nullable=False),
+    sa.Column("recorded_by", sa.Text, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.Column("host", sa.Text),
+    sa.Column("os_user", sa.Text),
+    sa.CheckConstraint("event IN ('added', 'updated', 'disabled', 'enabled')", name="ck_program_event_event"),
+    sa.Index("ix_program_event_program", "program_id", "recorded_at"),
+)
+
+# Append-only: the Stripe charges and top-ups that funded a program (one charge funds one program).
+program_funding = sa.Table(
+    "program_funding",
+    metadata,
+    sa.Column("funding_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("program_id", ProgramId, sa.ForeignKey("program.program_id", name="fk_program_funding_program"),
+              nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("stripe_id", sa.String(64), nullable=False),
+    sa.Column("paying_account", sa.String(64), nullable=False),
+    sa.Column("currency", Currency, nullable=False),
+    sa.Column("amount_minor", Money, nullable=False),
+    sa.Column("recorded_by", sa.Text, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.Column("note", sa.Text),
+    sa.UniqueConstraint("stripe_id", name="uq_program_funding_stripe_id"),
+    sa.CheckConstraint("kind IN ('charge', 'topup')", name="ck_program_funding_kind"),
+    sa.CheckConstraint("amount_minor > 0", name="ck_program_funding_amount"),
+    sa.Index("ix_program_funding_program", "program_id", "currency"),
+)
+
 affiliate = sa.Table(
     "affiliate",
     metadata,
-    sa.Column("affiliate_id", sa.String(64), primary_key=True),
+    sa.Column("program_id", ProgramId, nullable=False),
+    sa.Column("affiliate_id", sa.String(64), nullable=False),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("email", sa.Text, nullable=False),
     sa.Column("stripe_account_id", sa.String(64)),
@@ -39,13 +97,16 @@ affiliate = sa.Table(
     sa.Column("imported_at", Timestamp, nullable=False),
     # 0007: may this affiliate's connected account also be another affiliate's? (default: no, held)
     sa.Column("allow_shared_destination", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.PrimaryKeyConstraint("program_id", "affiliate_id", name="pk_affiliate"),
+    sa.ForeignKeyConstraint(["program_id"], ["program.program_id"], name="fk_affiliate_program"),
 )
 
 commission = sa.Table(
     "commission",
     metadata,
     sa.Column("commission_pk", SurrogateKey, primary_key=True, autoincrement=True),
-    sa.Column("commission_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("program_id", ProgramId, nullable=False),
+    sa.Column("commission_id", sa.String(64), nullable=False),
     # References affiliate through a database trigger (per statement on PostgreSQL), not a foreign key.
     sa.Column("affiliate_id", sa.String(64), nullable=False),
     sa.Column("order_id", sa.String(64), nullable=False, index=True),
@@ -54,15 +115,18 @@ commission = sa.Table(
     sa.Column("earned_at", Timestamp, nullable=False),
     sa.Column("period", sa.Date, nullable=False),
     sa.Column("imported_at", Timestamp, nullable=False),
-    sa.Index("ix_commission_period", "period"),
-    sa.Index("ix_commission_affiliate_period", "affiliate_id", "period", "currency", "amount_minor"),  # history
+    sa.UniqueConstraint("program_id", "commission_id", name="uq_commission_program_commission"),
+    sa.Index("ix_commission_period", "period", "program_id"),  # one month of one program, or of all
+    sa.Index("ix_commission_affiliate_period", "program_id", "affiliate_id", "period", "currency",
+             "amount_minor"),  # history
 )
 
 order_event = sa.Table(
     "order_event",
     metadata,
     sa.Column("event_pk", SurrogateKey, primary_key=True, autoincrement=True),
-    sa.Column("event_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("program_id", ProgramId, nullable=False),
+    sa.Column("event_id", sa.String(64), nullable=False),
     sa.Column("order_id", sa.String(64), nullable=False, index=True),
     sa.Column("kind", sa.String(20), nullable=False),
     # Only for partial_reversal: the commission amount to take back, in the commission's currency.
@@ -75,52 +139,67 @@ order_event = sa.Table(
         "(kind = 'partial_reversal') = (amount_minor IS NOT NULL AND amount_minor > 0)",
         name="ck_order_event_partial_amount",
     ),
+    sa.UniqueConstraint("program_id", "event_id", name="uq_order_event_program_event"),
 )
 
 commission_period = sa.Table(
     "commission_period",
     metadata,
-    sa.Column("period", sa.Date, primary_key=True),
+    sa.Column("program_id", ProgramId, nullable=False),
+    sa.Column("period", sa.Date, nullable=False),
     sa.Column("status", sa.String(16), nullable=False, server_default="finalized"),
     sa.Column("finalized_at", Timestamp, nullable=False),
     sa.Column("holding_days", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint("program_id", "period", name="pk_commission_period"),
+    sa.ForeignKeyConstraint(["program_id"], ["program.program_id"], name="fk_commission_period_program"),
 )
 
 # What was finalized, per currency: the reference the "finalized rows unchanged" check compares with.
 period_snapshot = sa.Table(
     "period_snapshot",
     metadata,
-    sa.Column("period", sa.Date, sa.ForeignKey("commission_period.period"), primary_key=True),
-    sa.Column("currency", Currency, primary_key=True),
+    sa.Column("program_id", ProgramId, nullable=False),
+    sa.Column("period", sa.Date, nullable=False),
+    sa.Column("currency", Currency, nullable=False),
     sa.Column("commission_count", sa.BigInteger, nullable=False),
     sa.Column("gross_minor", Money, nullable=False),
     sa.Column("checksum", Money, nullable=False),
     sa.Column("in_period_adjustments_minor", Money, nullable=False),
     sa.Column("clawbacks_minor", Money, nullable=False),
+    sa.PrimaryKeyConstraint("program_id", "period", "currency", name="pk_period_snapshot"),
+    sa.ForeignKeyConstraint(["program_id", "period"], ["commission_period.program_id", "commission_period.period"],
+                            name="fk_period_snapshot_period"),
 )
 
 commission_adjustment = sa.Table(
     "commission_adjustment",
     metadata,
     sa.Column("adjustment_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("program_id", ProgramId, nullable=False),
     sa.Column("commission_pk", sa.BigInteger, sa.ForeignKey("commission.commission_pk"), nullable=False),
-    sa.Column("event_id", sa.String(64), sa.ForeignKey("order_event.event_id"), nullable=False),
+    sa.Column("event_id", sa.String(64), nullable=False),
     sa.Column("affiliate_id", sa.String(64), nullable=False),
     sa.Column("currency", Currency, nullable=False),
     sa.Column("amount_minor", Money, sa.CheckConstraint("amount_minor <= 0"), nullable=False),
-    sa.Column("booked_period", sa.Date, sa.ForeignKey("commission_period.period"), nullable=False),
+    sa.Column("booked_period", sa.Date, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.UniqueConstraint("commission_pk", "event_id", name="uq_adjustment_commission_event"),
     sa.CheckConstraint("kind IN ('in_period', 'clawback')", name="ck_adjustment_kind"),
-    sa.Index("ix_adjustment_booked", "booked_period", "affiliate_id", "currency"),
+    sa.ForeignKeyConstraint(["program_id", "event_id"], ["order_event.program_id", "order_event.event_id"],
+                            name="fk_adjustment_event"),
+    sa.ForeignKeyConstraint(["program_id", "booked_period"],
+                            ["commission_period.program_id", "commission_period.period"],
+                            name="fk_adjustment_booked_period"),
+    sa.Index("ix_adjustment_booked", "booked_period", "program_id", "affiliate_id", "currency"),
 )
 
 payout_batch = sa.Table(
     "payout_batch",
     metadata,
     sa.Column("batch_id", sa.String(64), primary_key=True),
-    sa.Column("period", sa.Date, sa.ForeignKey("commission_period.period"), nullable=False, unique=True),
+    sa.Column("program_id", ProgramId, nullable=False),
+    sa.Column("period", sa.Date, nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("manifest_hash", sa.String(64), nullable=False),
     sa.Column("item_count", sa.Integer, nullable=False),
@@ -134,14 +213,18 @@ payout_batch = sa.Table(
         "'completed_with_exceptions')",
         name="ck_payout_batch_status",
     ),
+    sa.UniqueConstraint("program_id", "period", name="uq_payout_batch_program_period"),
+    sa.ForeignKeyConstraint(["program_id", "period"], ["commission_period.program_id", "commission_period.period"],
+                            name="fk_payout_batch_period"),
 )
 
 payout_item = sa.Table(
     "payout_item",
     metadata,
     sa.Column("payout_item_id", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("program_id", ProgramId, nullable=False),
     sa.Column("batch_id", sa.String(64), sa.ForeignKey("payout_batch.batch_id"), nullable=False),
-    sa.Column("affiliate_id", sa.String(64), sa.ForeignKey("affiliate.affiliate_id"), nullable=False),
+    sa.Column("affiliate_id", sa.String(64), nullable=False),
     sa.Column("currency", Currency, nullable=False),
     # Snapshot of the destination at build time: part of what approvers review and the hash covers.
     sa.Column("stripe_account_id", sa.String(64)),
@@ -157,7 +240,9 @@ payout_item = sa.Table(
     # Revision 0009: how much of the item's transfer Stripe reversed (only grows; trigger).
     sa.Column("reversed_minor", Money, nullable=False, server_default="0"),
     sa.UniqueConstraint("batch_id", "affiliate_id", "currency", name="uq_payout_item_affiliate_currency"),
-    sa.Index("ix_payout_item_affiliate", "affiliate_id", "currency"),  # the portal's history lookups
+    sa.ForeignKeyConstraint(["program_id", "affiliate_id"], ["affiliate.program_id", "affiliate.affiliate_id"],
+                            name="fk_payout_item_affiliate"),
+    sa.Index("ix_payout_item_affiliate", "program_id", "affiliate_id", "currency"),  # the portal's history
     sa.CheckConstraint("amount_minor = period_amount_minor + carried_in_minor", name="ck_payout_item_sum"),
     sa.CheckConstraint(
         # A built carried item has its reason; an unpaid item closed later keeps its reviewed NULL (0008).
@@ -196,6 +281,10 @@ transfer_attempt = sa.Table(
     # format), and why the attempt exists when this ledger did not send it (adopted from Stripe).
     sa.Column("key_basis", sa.Text),
     sa.Column("note", sa.Text),
+    # Revision 0012: the attempt's program (its item's, trigger) and the charge it draws on, if any
+    # (fixed at claim; the database refuses an attempt that would overspend the charge).
+    sa.Column("program_id", ProgramId, nullable=False, server_default="default"),
+    sa.Column("source_transaction", sa.String(64), index=True),
     sa.UniqueConstraint("payout_item_id", "attempt_number", name="uq_transfer_attempt_number"),
     sa.CheckConstraint("state IN ('processing', 'posted', 'failed')", name="ck_transfer_attempt_state"),
     sa.CheckConstraint("amount_minor > 0", name="ck_transfer_attempt_amount"),
