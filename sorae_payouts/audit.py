@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from sorae_payouts.finalize import CHECKSUM_SQL
 from sorae_payouts.money import format_minor
-from sorae_payouts.program_sets import allow_large_sorts, set_text, unique_ids, values_cte
+from sorae_payouts.program_sets import allow_large_sorts, per_chunk, set_text, unique_ids, values_cte
 from sorae_payouts.programs import DEFAULT_PROGRAM
 
 ROWS_SHOWN = 100  # offending rows reported per program
@@ -75,6 +75,7 @@ def money_is_conserved(conn: sa.Connection, period: date, *, program_id: str = D
     return money_is_conserved_per_program(conn, period, [program_id])[program_id]
 
 
+@per_chunk
 def money_is_conserved_per_program(conn: sa.Connection, period: date, program_ids: Iterable[str]) -> dict[str, AuditResult]:
     """Per program and currency: sum of all items of the program's batch (payable and carried forward)
     == its finalized commissions of the period + in-period adjustments + clawbacks booked in it
@@ -151,6 +152,7 @@ def finalized_rows_unchanged(conn: sa.Connection, period: date, *, program_id: s
     return finalized_rows_unchanged_per_program(conn, period, [program_id])[program_id]
 
 
+@per_chunk
 def finalized_rows_unchanged_per_program(conn: sa.Connection, period: date,
                                          program_ids: Iterable[str]) -> dict[str, AuditResult]:
     """Per program: the period's commissions and adjustments still match the snapshot taken at
@@ -199,6 +201,7 @@ def one_item_per_affiliate_currency(conn: sa.Connection, period: date, *,
     return one_item_per_affiliate_currency_per_program(conn, period, [program_id])[program_id]
 
 
+@per_chunk
 def one_item_per_affiliate_currency_per_program(conn: sa.Connection, period: date,
                                                 program_ids: Iterable[str]) -> dict[str, AuditResult]:
     """No affiliate has two payout items for one currency in its program's batch of the period."""
@@ -260,6 +263,7 @@ def reversals_are_accounted(conn: sa.Connection, period: date, *, program_id: st
     return reversals_are_accounted_per_program(conn, period, [program_id])[program_id]
 
 
+@per_chunk
 def reversals_are_accounted_per_program(conn: sa.Connection, period: date,
                                         program_ids: Iterable[str]) -> dict[str, AuditResult]:
     """After execution, per program and currency of its batch of the period:

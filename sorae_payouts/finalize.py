@@ -35,8 +35,8 @@ from sorae_payouts.ledger import schema
 from sorae_payouts.ledger.sql import as_date, as_utc, least, text
 from sorae_payouts.month_order import blocked_message
 from sorae_payouts.periods import finalizable_at, period_key
-from sorae_payouts.program_sets import (ProgramOutcomes, active_programs, allow_large_sorts, insert_ignoring_conflicts,
-                                       set_text, unique_ids)
+from sorae_payouts.program_sets import (ProgramOutcomes, active_programs, allow_large_sorts, chunks,
+                                       insert_ignoring_conflicts, set_text, unique_ids)
 from sorae_payouts.programs import DEFAULT_PROGRAM, Program
 
 # Days after a month ends before it may be finalized, so late reversals still count (configurable).
@@ -154,19 +154,25 @@ def holding_days_of(program: Program, base: int) -> int:
 def finalize_programs(engine: sa.Engine, period: date, program_ids: Iterable[str], *, now: datetime,
                       holding_days: int = DEFAULT_HOLDING_DAYS,
                       holding_days_by_program: Mapping[str, int] | None = None) -> ProgramOutcomes[FinalizeReport]:
-    """Finalize `period` for every program of the set in one transaction and a fixed number of
-    statements. A program's holding window is `holding_days_by_program[p]` if given, else its policy's
+    """Finalize `period` for every program of the set: one transaction and a fixed number of statements
+    per MAX_PROGRAMS_PER_STATEMENT programs. A program's holding window is `holding_days_by_program[p]` if given, else its policy's
     `holding_days`, else `holding_days`. Programs already finalized are reported unchanged; programs
     whose window has not passed, with an earlier open month, unknown or disabled are refused alone."""
-    ids = unique_ids(program_ids)
     outcomes: ProgramOutcomes[FinalizeReport] = ProgramOutcomes()
+    for ids in chunks(unique_ids(program_ids)):  # one transaction per chunk of programs
+        _finalize_chunk(engine, period, ids, now, holding_days, holding_days_by_program or {}, outcomes)
+    return outcomes
+
+
+def _finalize_chunk(engine: sa.Engine, period: date, ids: list[str], now: datetime, holding_days: int,
+                    holding_days_by_program: Mapping[str, int], outcomes: ProgramOutcomes[FinalizeReport]) -> None:
     with engine.begin() as conn:
         allow_large_sorts(conn)
         programs = active_programs(conn, ids, outcomes)
         done = dict(conn.execute(set_text(
             "SELECT program_id, finalized_at FROM commission_period WHERE period = :period "
             "AND program_id IN :program_ids"), {"period": period, "program_ids": list(programs)}).all())
-        window = {p: (holding_days_by_program or {}).get(p, holding_days_of(programs[p], holding_days))
+        window = {p: holding_days_by_program.get(p, holding_days_of(programs[p], holding_days))
                   for p in programs}
         earlier: dict[str, list[date]] = {}
         for program_id, month in conn.execute(set_text(_EARLIER_OPEN), {"period": period,
@@ -197,7 +203,6 @@ def finalize_programs(engine: sa.Engine, period: date, program_ids: Iterable[str
                 "AND program_id IN :program_ids"), {"period": period,
                                                     "program_ids": [p for p in todo if p not in finalized]})})
         _collect_reports(conn, period, now, finalized, already, outcomes)
-    return outcomes
 
 
 def _finalize(conn: sa.Connection, period: date, program_ids: list[str], window: Mapping[str, int],

@@ -7,17 +7,14 @@ in from earlier months, the total due, and what became of it: paid (with the Str
 being sent, scheduled, carried to a named month, on hold, failed (with the fix that lets us retry),
 or reversed by the merchant (with the date, and whether it is under review, paid again with a later
 payout, or taken back for good), with a plain-language reason and the amount still outstanding.
+One person may be an affiliate of several programs (merchants) under one affiliate id: the history
+covers all of them (or one, `program_id=`), each entry naming its program and merchant.
 
-It reads only the `affiliate_payout_history` view (migrations 0004, replaced by 0009 and 0012), only the asked
-affiliate's rows, selected with a bound parameter. The view holds no idempotency keys, Stripe request ids or Stripe
-error messages, and the wording below never echoes raw hold or error text: an affiliate sees our
-sentences, never our internals. The portal's database role needs SELECT on that view only (and, once
-a second program exists, SELECT on `program (program_id, name)` for the merchants' names).
-
-Programs: one person may be an affiliate of several programs under the same affiliate id (ids are
-unique within a program). The history covers every program the affiliate belongs to (or one program,
-`program_id=`); each entry says its program and its merchant (the program's name; the default
-program keeps the name the history always used).
+It reads only the `affiliate_payout_history` view (0004, replaced by 0009 and 0012), only the asked
+affiliate's rows, selected with a bound parameter. The view holds no idempotency keys, Stripe request
+ids or Stripe error messages, and the wording never echoes raw hold or error text: an affiliate sees
+our sentences, never our internals. The portal's role needs SELECT on that view only (plus SELECT on
+`program (program_id, name)` once a second program exists, for the merchants' names).
 """
 
 from __future__ import annotations
@@ -176,17 +173,12 @@ class HistoryEntry:
 def affiliate_history(conn: sa.Connection, affiliate_id: str, *, program_id: str | None = None,
                       merchant_name: str | None = None) -> list[HistoryEntry]:
     """Every payout item of `affiliate_id` in every program it belongs to (or in `program_id` only),
-    newest period first (then by program and currency); read-only. `merchant_name` names the merchant
-    of every entry; by default each entry's program's name (`DEFAULT_MERCHANT_NAME` for the default
-    program).
-
-    An unknown affiliate, or one without any payout item yet (commissions of months not finalized
-    and built), gets an empty list.
-    """
-    if program_id is None:
-        rows = conn.execute(_HISTORY, {"affiliate_id": affiliate_id}).mappings().all()
-    else:
-        rows = conn.execute(_PROGRAM_HISTORY, {"affiliate_id": affiliate_id, "program_id": program_id}).mappings().all()
+    newest period first (then by program and currency); read-only. The merchant of each entry is its
+    program's name (`DEFAULT_MERCHANT_NAME` for the default program), or `merchant_name` for all.
+    An unknown affiliate, or one without any payout item yet, gets an empty list."""
+    scope = {"affiliate_id": affiliate_id} if program_id is None else {"affiliate_id": affiliate_id,
+                                                                        "program_id": program_id}
+    rows = conn.execute(_HISTORY if program_id is None else _PROGRAM_HISTORY, scope).mappings().all()
     names = _merchant_names(conn, {row["program_id"] for row in rows}) if merchant_name is None else {}
     return [_entry(row, merchant_name or names[row["program_id"]]) for row in rows]
 

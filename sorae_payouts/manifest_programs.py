@@ -108,16 +108,18 @@ def build_manifests(engine: sa.Engine, period: date, program_ids: Iterable[str],
     into the batch. Approved batches are reported `frozen`; programs not finalized, out of order, unknown
     or disabled are refused alone.
 
-    The set is split into `workers` slices of consecutive programs, each built in its own transaction
-    and connection at the same time (default: `parallel_workers`); programs are independent, so a
+    The set is split into slices of consecutive programs (at least `workers`, default `parallel_workers`,
+    and at most MAX_PROGRAMS_PER_STATEMENT programs each), each built in its own transaction and
+    connection, `workers` at the same time; programs are independent, so a
     slice commits or fails alone (a database error in one slice is raised after the others finished;
     running the set again rebuilds their drafts unchanged)."""
     ids = unique_ids(program_ids)
-    slices = split_programs(ids, parallel_workers(engine, ids) if workers is None else workers)
+    workers = parallel_workers(engine, ids) if workers is None else max(1, workers)
+    slices = split_programs(ids, workers)
     build = lambda part: _build_slice(engine, period, part, policy, now, policies_by_program or {})  # noqa: E731
     if len(slices) <= 1:
         return build(ids)
-    with ThreadPoolExecutor(len(slices), thread_name_prefix="build-manifests") as pool:
+    with ThreadPoolExecutor(min(workers, len(slices)), thread_name_prefix="build-manifests") as pool:
         parts = [pool.submit(build, part) for part in slices]
     outcomes: ProgramOutcomes[ManifestReport] = ProgramOutcomes()
     for part in parts:  # .result() raises a slice's error once every slice is done

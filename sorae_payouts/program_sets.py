@@ -9,8 +9,9 @@ others proceed. The single-program functions call the set functions with one id 
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -48,6 +49,28 @@ class ProgramRefused(Exception):
 def unique_ids(program_ids: Iterable[str]) -> list[str]:
     """The set's program ids, deduplicated, in a stable order (reports and statements follow it)."""
     return sorted(set(program_ids))
+
+
+# Programs per statement: each brings a few bound values (ids, batch ids, minimums), and PostgreSQL takes
+# at most 65,535 per statement (SQLite 32,766). Larger sets run the same statements once per chunk.
+MAX_PROGRAMS_PER_STATEMENT = 1_000
+
+
+def chunks(program_ids: Sequence[str]) -> list[list[str]]:
+    """The set in consecutive chunks of at most MAX_PROGRAMS_PER_STATEMENT programs."""
+    return [list(program_ids[i:i + MAX_PROGRAMS_PER_STATEMENT])
+            for i in range(0, len(program_ids), MAX_PROGRAMS_PER_STATEMENT)]
+
+
+def per_chunk(check: Callable[..., dict]) -> Callable[..., dict]:
+    """Run a `(conn, period, program_ids) -> {program: result}` function chunk by chunk, merged."""
+    @functools.wraps(check)
+    def run(conn: sa.Connection, period, program_ids: Iterable[str]) -> dict:
+        results: dict = {}
+        for part in chunks(unique_ids(program_ids)):
+            results.update(check(conn, period, part))
+        return results
+    return run
 
 
 def set_text(statement: str) -> sa.TextClause:
@@ -143,6 +166,8 @@ def parallel_workers(engine: sa.Engine, program_ids: Sequence[str]) -> int:
 
 
 def split_programs(program_ids: Sequence[str], parts: int) -> list[list[str]]:
-    """`parts` slices of consecutive programs (their rows and index entries lie apart), none empty."""
-    size = -(-len(program_ids) // max(1, parts)) if program_ids else 1
+    """At least `parts` slices of consecutive programs (their rows and index entries lie apart), none
+    empty and none above MAX_PROGRAMS_PER_STATEMENT."""
+    parts = max(1, parts, -(-len(program_ids) // MAX_PROGRAMS_PER_STATEMENT))
+    size = -(-len(program_ids) // parts) if program_ids else 1
     return [list(program_ids[i:i + size]) for i in range(0, len(program_ids), size)]
