@@ -82,15 +82,18 @@ class FinalizeReport:
 
 
 # Scoped to the programs being finalized: events and commissions are joined within a program (order
-# ids are the merchant's, so two programs may use the same ones).
+# ids are the merchant's, so two programs may use the same ones). CROSS JOIN keeps SQLite's loop on the
+# events (a twentieth of the commissions) probing commissions by order id; with the program equality
+# it otherwise walked every commission of the program and probed the events (2.9 s instead of ~0.4 s
+# per million commissions). PostgreSQL plans it as the inner join it is.
 _APPLY_EVENTS = f"""
 WITH pairs AS (
     SELECT c.program_id, c.commission_pk, c.affiliate_id, c.currency, c.amount_minor AS commission_amount,
            c.period, e.event_id, e.event_pk, e.occurred_at,
            CASE WHEN e.kind = 'partial_reversal' THEN e.amount_minor ELSE c.amount_minor END AS requested
-    FROM order_event e
-    JOIN commission c ON c.program_id = e.program_id AND c.order_id = e.order_id
-    WHERE c.period <= :period AND e.program_id IN :program_ids
+    FROM order_event e CROSS JOIN commission c
+    WHERE c.program_id = e.program_id AND c.order_id = e.order_id
+      AND c.period <= :period AND e.program_id IN :program_ids
       AND NOT EXISTS (SELECT 1 FROM commission_adjustment a
                       WHERE a.commission_pk = c.commission_pk AND a.event_id = e.event_id)
 ),
