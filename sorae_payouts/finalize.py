@@ -158,9 +158,10 @@ def finalize_programs(engine: sa.Engine, period: date, program_ids: Iterable[str
                       holding_days: int = DEFAULT_HOLDING_DAYS,
                       holding_days_by_program: Mapping[str, int] | None = None) -> ProgramOutcomes[FinalizeReport]:
     """Finalize `period` for every program of the set: one transaction and a fixed number of statements
-    per MAX_PROGRAMS_PER_STATEMENT programs. A program's holding window is `holding_days_by_program[p]` if given, else its policy's
-    `holding_days`, else `holding_days`. Programs already finalized are reported unchanged; programs
-    whose window has not passed, with an earlier open month, unknown or disabled are refused alone."""
+    per MAX_PROGRAMS_PER_STATEMENT programs. A program's holding window is `holding_days_by_program[p]`
+    if given, else its policy's `holding_days`, else `holding_days`. Programs already finalized are
+    reported unchanged; programs whose window has not passed, with an earlier open month, unknown or
+    disabled are refused alone."""
     outcomes: ProgramOutcomes[FinalizeReport] = ProgramOutcomes()
     for ids in chunks(unique_ids(program_ids)):  # one transaction per chunk of programs
         _finalize_chunk(engine, period, ids, now, holding_days, holding_days_by_program or {}, outcomes)
@@ -229,7 +230,7 @@ def _finalize(conn: sa.Connection, period: date, program_ids: list[str], window:
 
 def _collect_reports(conn: sa.Connection, period: date, now: datetime, finalized: set[str],
                      already: dict[str, datetime], outcomes: ProgramOutcomes[FinalizeReport]) -> None:
-    snapshots = load_snapshots_of(conn, period, [*finalized, *already])
+    snapshots = load_snapshots_per_program(conn, period, [*finalized, *already])
     for program_id, finalized_at in already.items():
         outcomes.reports[program_id] = FinalizeReport(period, True, finalized_at, snapshots.get(program_id, []),
                                                       program_id=program_id)
@@ -267,7 +268,8 @@ _SNAPSHOT_COLUMNS = ("program_id, currency, commission_count, gross_minor, check
                      "clawbacks_minor")
 
 
-def load_snapshots_of(conn: sa.Connection, period: date, program_ids: Iterable[str]) -> dict[str, list[CurrencySnapshot]]:
+def load_snapshots_per_program(conn: sa.Connection, period: date,
+                               program_ids: Iterable[str]) -> dict[str, list[CurrencySnapshot]]:
     """The finalization snapshots of `period`, per program of the set (one statement)."""
     snapshots: dict[str, list[CurrencySnapshot]] = {}
     ids = unique_ids(program_ids)
@@ -281,7 +283,7 @@ def load_snapshots_of(conn: sa.Connection, period: date, program_ids: Iterable[s
 
 
 def load_snapshots(conn: sa.Connection, period: date, *, program_id: str = DEFAULT_PROGRAM) -> list[CurrencySnapshot]:
-    return load_snapshots_of(conn, period, [program_id]).get(program_id, [])
+    return load_snapshots_per_program(conn, period, [program_id]).get(program_id, [])
 
 
 def is_finalized(conn: sa.Connection, period: date, *, program_id: str = DEFAULT_PROGRAM) -> bool:

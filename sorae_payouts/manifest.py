@@ -186,7 +186,8 @@ def manifest_hashes(conn: sa.Connection, batches: Mapping[str, tuple[date, dict]
     return {b: (d.hexdigest(), counts[b]) for b, d in digests.items()}
 
 
-def manifest_reports(conn: sa.Connection, period: date, outcomes: Mapping[str, tuple[str, str]]) -> dict[str, ManifestReport]:
+def manifest_reports(conn: sa.Connection, period: date,
+                     outcomes: Mapping[str, tuple[str, str]]) -> dict[str, ManifestReport]:
     """Reports of the period's batches, program id -> (batch id, outcome), in two statements."""
     if not outcomes:
         return {}

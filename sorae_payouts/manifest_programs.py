@@ -23,7 +23,7 @@ from sorae_payouts.periods import period_key
 from sorae_payouts.program_sets import (ProgramOutcomes, ProgramRefused, active_programs, allow_large_sorts,
                                        parallel_workers, set_text, split_programs, unique_ids, values_cte)
 from sorae_payouts.programs import DEFAULT_PROGRAM
-from sorae_payouts.unpaid_carry import CARRIED_UNPAID_SQL, close_unpaid_items_of
+from sorae_payouts.unpaid_carry import CARRIED_UNPAID_SQL, close_unpaid_items_into
 
 # Items: per program, affiliate and currency, the month's commissions (aggregated in the order of
 # `ix_commission_affiliate_period`, without a hash of a million groups) plus the small "other" sources
@@ -218,7 +218,7 @@ def _write(conn: sa.Connection, period: date, now: datetime, new: list[str], reb
         conn.execute(set_text("DELETE FROM payout_item WHERE batch_id IN :batch_ids"),
                      {"batch_ids": sorted(b.batch_id for b in rebuilt.values())})
     all_batches = sorted(batch_ids.values())
-    close_unpaid_items_of(conn, period, batch_ids, now=now)
+    close_unpaid_items_into(conn, period, batch_ids, now=now)
     conn.execute(set_text("DELETE FROM owed_again_carry WHERE batch_id IN :batch_ids"), {"batch_ids": all_batches})
     conn.execute(set_text(_CARRY_OWED_AGAIN), {"batch_ids": all_batches})
     minimums, min_params = values_cte("minimums", ("program_id", "currency", "minimum_minor"),

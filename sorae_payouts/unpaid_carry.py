@@ -70,7 +70,7 @@ CARRIED_UNPAID_SQL = """
         WHERE c.into_batch_id IN :batch_ids"""
 
 
-def close_unpaid_items_of(conn: sa.Connection, period: date, batch_ids: Mapping[str, str], *, now: datetime) -> int:
+def close_unpaid_items_into(conn: sa.Connection, period: date, batch_ids: Mapping[str, str], *, now: datetime) -> int:
     """Close the unpaid items of earlier batches of each program into its month's batch (program id ->
     draft batch id of `period`). Idempotent: an item is closed once (UNIQUE on the carry record), so
     rebuilding a draft re-reads the same carries. Raises ProgramRefused for programs one of whose

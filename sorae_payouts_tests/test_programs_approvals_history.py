@@ -84,10 +84,14 @@ def test_the_programs_policy_is_frozen_into_its_batch(two_programs):
                    policy_changes={"dual_approval_over_minor": {"usd": 50_000_000}, "minimum_minor": {"usd": 20_000}})
     rebuilt = build_manifest(engine, OCT, policy=POLICY, now=NOW, program_id="acme")
     assert (rebuilt.outcome, rebuilt.manifest_hash) == ("frozen", batch.manifest_hash)
+    update_program(engine, "acme", changed_by="test", now=NOW, policy_changes={"holding_days": 30})
     with engine.connect() as conn:
         after = load_batch(conn, OCT, program_id="acme")
         assert (after.policy, after.status) == (batch.policy, "approved")
         assert verify_batch_approvals(conn, after) == ["ann", "ben"]
+        # The holding window is recorded with the month's finalization, as it was then.
+        assert conn.execute(sa.text("SELECT program_id, holding_days FROM commission_period ORDER BY 1")).all() == [
+            ("acme", 5), ("default", 3)]
 
 
 def _pay_and_fail(engine, batch_id: str, affiliate: str, *, reverse_minor: int = 0) -> int:
