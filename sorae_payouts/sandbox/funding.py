@@ -101,7 +101,8 @@ def create_charge(store: Store, v: dict[str, Any], args: dict[str, str], now: in
         "description": v["description"], "disputed": False, "failure_balance_transaction": None,
         "failure_code": None, "failure_message": None, "fraud_details": {}, "livemode": False,
         "metadata": v["metadata"], "on_behalf_of": None,
-        "outcome": {"network_status": "approved_by_network", "reason": None, "risk_level": "normal",
+        "outcome": {"advice_code": None, "network_advice_code": None, "network_decline_code": None,
+                    "network_status": "approved_by_network", "reason": None, "risk_level": "normal",
                     "risk_score": 20, "seller_message": "Payment complete.", "type": "authorized"},
         "paid": True, "payment_intent": None, "payment_method": card["id"],
         "payment_method_details": {"type": "card", "card": {
