@@ -28,9 +28,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from .balances import BalanceMixin
+from .idempotency import IdempotencyMixin
 from .platforms import PlatformMixin
-
-IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -81,7 +80,7 @@ _TABLES = ("meta", "platforms", "platform_keys", "balances", "accounts", "transf
            "charges", "topups", "idempotency")
 
 
-class Store(PlatformMixin, BalanceMixin):
+class Store(PlatformMixin, BalanceMixin, IdempotencyMixin):
     """SQLite-backed state. Callers hold ``reading()`` or ``transaction()`` around every call."""
 
     def __init__(self, path: str):
@@ -187,11 +186,6 @@ class Store(PlatformMixin, BalanceMixin):
         self.prune_idempotency()
         return self.now()
 
-    def prune_idempotency(self) -> int:
-        """Forget keys first used 24 h ago or more on the sandbox clock, as Stripe may."""
-        return self.conn.execute("DELETE FROM idempotency WHERE created_at <= ?",
-                                 (self.now() - IDEMPOTENCY_TTL_SECONDS,)).rowcount
-
     # -- objects (stored as the JSON Stripe would return, plus indexed filter columns) ---------
 
     def insert_account(self, platform: str, obj: dict[str, Any]) -> None:
@@ -281,35 +275,6 @@ class Store(PlatformMixin, BalanceMixin):
         if platform is None or "platform" not in _LISTABLE[table]:
             return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
         return self.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE platform = ?",
-                                 (platform,)).fetchone()[0]
-
-    # -- idempotency records (per platform: the same key under two platforms is two requests) ---
-
-    def idempotency_record(self, platform: str, key: str) -> dict[str, Any] | None:
-        """The stored first response for ``key``, or None if never seen or older than 24 h."""
-        row = self.conn.execute(
-            "SELECT fingerprint, status, body, headers, request_id, created_at "
-            "FROM idempotency WHERE platform = ? AND key = ?", (platform, key)).fetchone()
-        if row is None or self.now() - row[5] >= IDEMPOTENCY_TTL_SECONDS:
-            return None  # an expired key behaves exactly like a new one
-        return {"fingerprint": row[0], "status": row[1], "body": json.loads(row[2]),
-                "headers": json.loads(row[3]), "request_id": row[4], "created_at": row[5]}
-
-    def save_idempotency(self, platform: str, key: str, fingerprint: str, status: int, body: Any,
-                         headers: dict[str, str], request_id: str) -> None:
-        now = self.now()
-        # Prune what Stripe would have pruned; also frees the key if it was expired.
-        self.prune_idempotency()
-        self.conn.execute(
-            "INSERT OR REPLACE INTO idempotency "
-            "(platform, key, fingerprint, status, body, headers, request_id, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (platform, key, fingerprint, status, json.dumps(body), json.dumps(headers), request_id, now))
-
-    def idempotency_count(self, platform: str | None = None) -> int:
-        if platform is None:
-            return self.conn.execute("SELECT COUNT(*) FROM idempotency").fetchone()[0]
-        return self.conn.execute("SELECT COUNT(*) FROM idempotency WHERE platform = ?",
                                  (platform,)).fetchone()[0]
 
     def reset(self) -> None:

@@ -16,7 +16,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import stripe
 
@@ -26,6 +26,7 @@ from sorae_payouts.stripe_gateway.funding import FundingLookups
 from sorae_payouts.stripe_gateway.live import (
     LivePayoutsRefused, is_live_key, live_payout_announcement, require_live_payouts_allowed)
 from sorae_payouts.stripe_gateway.rate_limit import RateLimiter, TokenBucket
+from sorae_payouts.stripe_gateway.readiness import AccountReadiness, readiness_of
 
 
 @dataclass(frozen=True)
@@ -84,32 +85,6 @@ class ReversalOutcome:
     amount_minor: int = 0
     request_id: str | None = None
     error: ClassifiedError | None = None
-
-
-@dataclass(frozen=True)
-class AccountReadiness:
-    account_id: str
-    exists: bool
-    transfers_capability: str | None = None
-    payouts_enabled: bool = False
-    disabled_reason: str | None = None
-    currently_due: list[str] = field(default_factory=list)
-    error_code: str | None = None  # Stripe's code when the account could not be read at all
-
-    @property
-    def ready(self) -> bool:
-        return self.exists and self.transfers_capability == "active" and self.payouts_enabled
-
-    @property
-    def hold_reason(self) -> str | None:
-        if not self.exists:
-            return (f"connected account {self.account_id} not found in Stripe, or not connected to this platform "
-                    f"({self.error_code or 'account_invalid'}): check the affiliate's stripe_account_id")
-        if self.transfers_capability != "active":
-            return f"transfers capability is {self.transfers_capability or 'missing'}"
-        if not self.payouts_enabled:
-            return f"payouts disabled ({self.disabled_reason or 'requirements due'})"
-        return None
 
 
 def dashboard_url(transfer_id: str, api_key_is_test: bool) -> str:
@@ -252,11 +227,11 @@ class StripeGateway(FundingLookups):
             if exc.http_status in (403, 404) and code in ("account_invalid", "resource_missing"):
                 return AccountReadiness(account_id, exists=False, error_code=code)
             raise
-        return _readiness(account)
+        return readiness_of(account)
 
     def all_account_readiness(self) -> Iterator[AccountReadiness]:
         """Every connected account of the platform, 100 per request (cheaper than one GET each)."""
-        return map(_readiness, self._pages(self.client.v1.accounts.list, {"limit": 100}, "accounts.list"))
+        return map(readiness_of, self._pages(self.client.v1.accounts.list, {"limit": 100}, "accounts.list"))
 
     def available_balance(self) -> dict[str, int]:
         self._acquire("balance.retrieve")
@@ -291,14 +266,6 @@ class StripeGateway(FundingLookups):
             if not page.has_more or not page.data:
                 return
             params["starting_after"] = page.data[-1].id
-
-
-def _readiness(account) -> AccountReadiness:
-    data = account.to_dict()
-    capabilities = data.get("capabilities") or {}
-    requirements = data.get("requirements") or {}
-    return AccountReadiness(data["id"], True, capabilities.get("transfers"), bool(data.get("payouts_enabled")),
-                            requirements.get("disabled_reason"), list(requirements.get("currently_due") or []))
 
 
 def config_from_environment() -> GatewayConfig:
