@@ -37,6 +37,7 @@ class PlatformMixin:
 
     conn: Any
     _key_index: dict[str, str]
+    _keys_changed: bool
 
     def default_platform_id_from_meta(self) -> str:
         """The default platform's id, minted on first use and kept in ``meta`` (where state files from
@@ -92,6 +93,7 @@ class PlatformMixin:
                           (digest, acct, mask_key(api_key)))
         # A new dict rather than an in-place update: lock-free readers see the old or the new one.
         self._key_index = {**self._key_index, digest: acct}
+        self._keys_changed = True
 
 
 def account_view(acct: str, created: int, is_default: bool) -> dict[str, Any]:

@@ -180,8 +180,12 @@ class SandboxServer:
         try:
             self.app = SandboxApp(self.store, self.latency_ms, self.rate_limit, self.balances,
                                   self.allow_live_keys, self.api_keys, self.platforms)
-        except Exception:
+        except Exception:  # a refused start-up option (e.g. a key of two platforms) leaves nothing open
             self.store.close()
+            self.store = None
+            if self._tmpdir is not None:
+                shutil.rmtree(self._tmpdir, ignore_errors=True)
+                self._tmpdir = None
             raise
         self._httpd = _HTTPServer((self.host, self.port), self.app)
         self._thread = threading.Thread(target=self._httpd.serve_forever,

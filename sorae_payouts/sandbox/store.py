@@ -92,6 +92,7 @@ class Store(PlatformMixin, BalanceMixin, IdempotencyMixin):
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self._lock = threading.RLock()
         self._key_index: dict[str, str] = {}  # key hash -> platform id (see PlatformMixin)
+        self._keys_changed = False  # register_key() ran in the current transaction
         with self.transaction():
             self._migrate_single_platform()
             self._create_schema()
@@ -116,8 +117,11 @@ class Store(PlatformMixin, BalanceMixin, IdempotencyMixin):
                 yield self
             except BaseException:
                 self.conn.execute("ROLLBACK")
+                if self._keys_changed:
+                    self.load_key_index()  # forget keys registered by the rolled-back work
                 raise
             self.conn.execute("COMMIT")
+            self._keys_changed = False
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

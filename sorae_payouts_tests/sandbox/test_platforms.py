@@ -177,3 +177,16 @@ def test_platforms_survive_a_restart_and_a_reset_keeps_only_the_start_up_ones(tm
         new_b = make_client(server.url, api_key=KEY_B)
         assert new_b.v1.accounts.retrieve_current().id not in (b_id, default_id)  # re-created, a new account
         assert balance_of(new_b, "usd") == 10
+
+
+def test_a_start_up_that_fails_registers_no_key(tmp_path):
+    state = tmp_path / "s.sqlite3"
+    with SandboxServer(state_path=state, platforms={KEY_B: {}}):
+        pass
+    with pytest.raises(ValueError, match="already belongs to platform"):  # KEY_B cannot be the default's too
+        SandboxServer(state_path=state, api_keys=["sk_test_platform_a_0000", KEY_B]).start()
+    with SandboxServer(state_path=state, api_keys=[KEY_C]) as server:
+        with pytest.raises(stripe.AuthenticationError):  # the refused start-up registered nothing
+            make_client(server.url, api_key="sk_test_platform_a_0000").v1.balance.retrieve()
+        assert make_client(server.url, api_key=KEY_C).v1.accounts.retrieve_current().id \
+            != make_client(server.url, api_key=KEY_B).v1.accounts.retrieve_current().id
