@@ -5,8 +5,8 @@ once one of its account's runs has finished."""
 
 from __future__ import annotations
 
-import os
 import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -66,7 +66,7 @@ def test_queue_holds_runs_beyond_an_accounts_limit_and_not_other_accounts(tmp_pa
     release = tmp_path / "release"
     monkeypatch.setenv("SORAE_QUEUE_PROBE_RELEASE", str(release))  # inherited by the run processes
     target = ModuleTarget(module_name="sorae_payouts_tests.queue_probe_defs", attribute=None,
-                          working_directory=os.getcwd(), location_name=LOCATION)
+                          working_directory=str(Path(__file__).resolve().parents[1]), location_name=LOCATION)
     with dg.DagsterInstance.from_config(str(home)) as instance, \
             WorkspaceProcessContext(instance, target, version=dg.__version__, read_only=False,
                                     code_server_log_level="WARNING") as context:
