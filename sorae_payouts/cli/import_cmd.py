@@ -53,9 +53,9 @@ FileArgument = Annotated[Path, typer.Argument(help="Input file: .csv, .parquet o
 ChunkRows = Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows read and checked per chunk (memory bound).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output (counts and the first rejects).")]
 ProgramOption = Annotated[str | None, typer.Option(
-    "--program", show_default=DEFAULT_PROGRAM,
-    help="Program the rows belong to when the file has no program_id column. With the column, rows naming "
-    "another program are rejected.")]
+    "--program", show_default=False,
+    help=f"Program the rows belong to when the file has no program_id column (default: {DEFAULT_PROGRAM}). "
+    "Given for a file with the column, rows naming another program are rejected.")]
 
 
 @app.command("affiliates")
@@ -133,7 +133,8 @@ def summary_line(report: ImportReport) -> str:
     rejected = f"rejected {report.rejected_rows:,}"
     if report.rejected_count != report.rejected_rows:
         rejected += f" ({report.rejected_count:,} problems)"
-    return (f"{report.kind.value} {report.path.name}{_program_note(report)}: read {report.rows_read:,} | inserted {report.inserted:,} | "
+    return (f"{report.kind.value} {report.path.name}{_program_note(report)}: read {report.rows_read:,} | "
+            f"inserted {report.inserted:,} | "
             f"updated {report.updated:,} | already present {report.already_present:,} | {rejected} | "
             f"{report.rows_per_second:,.0f} rows/s ({report.seconds:.1f} s)")
 

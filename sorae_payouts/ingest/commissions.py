@@ -69,8 +69,8 @@ def apply(db: StagingArea, now: datetime) -> Written:
     inserted = db.execute(
         "INSERT INTO commission (program_id, commission_id, affiliate_id, order_id, amount_minor, currency, "
         f"earned_at, period, imported_at) SELECT {program}, s.commission_id, s.affiliate_id, s.order_id, "
-        f"s.amount_minor, s.currency, s.earned_utc, s.period, :now FROM {STAGE} s WHERE {loadable} AND {db.first_of_id} "
-        f"AND {new} ORDER BY s.row_no",
+        f"s.amount_minor, s.currency, s.earned_utc, s.period, :now FROM {STAGE} s "
+        f"WHERE {loadable} AND {db.first_of_id} AND {new} ORDER BY s.row_no",
         now=now).rowcount
     return Written(inserted=inserted, updated=0)
 

@@ -68,7 +68,8 @@ def apply(db: StagingArea, now: datetime) -> Written:
                              "amount_minor": "int"}, primary=("program_id", "order_id"))
     db.execute(f"INSERT INTO {ORDERS} (program_id, order_id, commissions, currency, amount_minor) SELECT "
                "c.program_id, c.order_id, COUNT(*), MIN(c.currency), MIN(c.amount_minor) FROM commission c "
-               f"WHERE c.order_id IN (SELECT s.order_id FROM {STAGE} s WHERE s.ok = 1) GROUP BY c.program_id, c.order_id")
+               f"WHERE c.order_id IN (SELECT s.order_id FROM {STAGE} s WHERE s.ok = 1) "
+               "GROUP BY c.program_id, c.order_id")
     db.reject("order_id", f"'order ' || s.order_id || ' has no imported commission'{named} || ': import "
               "commissions first'", f"s.ok = 1 AND NOT EXISTS (SELECT 1 FROM {ORDERS} o WHERE {_same_order(db)})")
     # Only for new events: a recorded one stays a no-op on re-import even if its order gained a commission.

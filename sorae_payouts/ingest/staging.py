@@ -64,9 +64,9 @@ class StagingArea:
                  program: ProgramScope | None = None) -> None:
         self.conn, self.spec, self.chunk_rows = conn, spec, chunk_rows
         self.program = program or ProgramScope()
-        # The input's columns as staged (and as the rejects file shows them): the program first, if any.
+        # The input columns as staged (and shown in the rejects file), and what identifies a record in the
+        # file: the program comes first when the file names programs.
         self.raw_columns = (PROGRAM_COLUMN, *spec.columns) if self.program.in_file else spec.columns
-        # What identifies a record within the file: its id, within its program when the file names programs.
         self.key_columns = (PROGRAM_COLUMN, spec.id_column) if self.program.in_file else (spec.id_column,)
         self.dialect = conn.dialect.name
         if self.dialect not in _DDL:
@@ -233,7 +233,7 @@ class StagingArea:
         differs = " OR ".join(f"MIN({e}) <> MAX({e})" for e in [*compare, "s.raw_key"])
         repeated = f"{source} JOIN {REPEAT} rp ON rp.row_no = s.row_no"
         keys = [f"s.{k}" for k in self.key_columns]
-        key_sql = keys[0] if len(keys) == 1 else f"({', '.join(keys)})"
+        key_sql = f"({', '.join(keys)})" if len(keys) > 1 else keys[0]
         program = f"s.{PROGRAM_COLUMN}" if self.program.in_file else "''"  # in REPEAT, a program is never NULL
         rows = self.frame(
             f"SELECT s.row_no, s.{id_column} AS id, {program} AS program FROM {repeated} WHERE {key_sql} IN ("

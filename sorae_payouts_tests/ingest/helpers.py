@@ -65,13 +65,14 @@ def seed_commission(engine: sa.Engine, commission_id: str, order_id: str, amount
                     program_id: str = DEFAULT_PROGRAM) -> None:
     with engine.begin() as conn:
         conn.execute(schema.commission.insert().values(
-            program_id=program_id, commission_id=commission_id, affiliate_id=affiliate_id, order_id=order_id, amount_minor=amount_minor,
-            currency=currency, earned_at=earned_at, period=date(earned_at.year, earned_at.month, 1), imported_at=NOW))
+            program_id=program_id, commission_id=commission_id, affiliate_id=affiliate_id, order_id=order_id,
+            amount_minor=amount_minor, currency=currency, earned_at=earned_at, period=date(earned_at.year, earned_at.month, 1), imported_at=NOW))
 
 
 def finalize_period(engine: sa.Engine, period: date, program_id: str = DEFAULT_PROGRAM) -> None:
     with engine.begin() as conn:
-        conn.execute(schema.commission_period.insert().values(program_id=program_id, period=period, finalized_at=NOW, holding_days=0))
+        conn.execute(schema.commission_period.insert().values(program_id=program_id, period=period, finalized_at=NOW,
+                                                              holding_days=0))
 
 
 def table_rows(engine: sa.Engine, table: sa.Table, *columns: str) -> list[tuple]:
