@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import stripe
 
 from sorae_payouts.execution import attempts as ledger
-from sorae_payouts.execution.executor import ExecutionReport, ExecutionSettings, _Run, utcnow
+from sorae_payouts.execution.run import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
 from sorae_payouts.sandbox import SandboxServer
@@ -122,8 +122,8 @@ def crash_after_stripe_call(engine, sandbox, names):
     gateway = make_gateway(sandbox)
     with engine.connect() as conn:
         items = [i for i in ledger.work_items(conn, "payout_2026-10") if i.affiliate_id in names]
-    run = _Run(engine, gateway, ExecutionSettings(), "payout_2026-10", "2026-10",
-               ExecutionReport("payout_2026-10", "2026-10"), utcnow, None)
+    run = ExecutionRun(engine, gateway, ExecutionSettings(), "payout_2026-10", "2026-10",
+                       ExecutionReport("payout_2026-10", "2026-10"), utcnow, None)
     for item in items:
         attempt = ledger.claim(engine, item, paying_account=gateway.paying_account(), identity=run.identity(item),
                                now=utcnow())
