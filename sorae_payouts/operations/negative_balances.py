@@ -133,16 +133,16 @@ def recover_negative_balances(engine: sa.Engine, gateway: StripeGateway, period:
             amount = min(remaining, int(reversible))
             if amount <= 0:
                 continue
-            request = _store_request(engine, identity, program_id, period, affiliate, currency, int(item_id),
-                                     transfer_id, amount, now)
+            request = _store_request(engine, identity, period, affiliate, currency, int(item_id), transfer_id, amount,
+                                     now, program_id=program_id)
             if not _send(engine, gateway, request, report, now):
                 break  # failed or unknown: never reverse another transfer of this affiliate on top of it
             remaining -= amount
     return report
 
 
-def _store_request(engine, identity, program_id, period, affiliate, currency, item_id, transfer_id, amount,
-                   now) -> dict:
+def _store_request(engine, identity, period, affiliate, currency, item_id, transfer_id, amount, now, *,
+                   program_id: str = DEFAULT_PROGRAM) -> dict:
     """Commit the request (and its key) before Stripe is called."""
     with engine.begin() as conn:
         sequence = int(conn.execute(text(
