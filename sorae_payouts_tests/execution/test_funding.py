@@ -45,7 +45,7 @@ def test_a_top_up_is_recorded_and_unknown_objects_are_refused(engine, funding_sa
     with pytest.raises(FundingError, match="exactly one"):
         record_funding(engine, gateway, "acme", charge_id="ch_1", topup_id=topup_id, recorded_by="x", now=NOW)
     with pytest.raises(FundingError, match="does not exist"):  # a top-up id is not a charge
-        fund(engine, gateway, "acme", charge_id=topup_id)
+        fund(engine, gateway, "acme", charge_id=topup(stripe_client, 1_000))
     with engine.connect() as conn:
         assert available_funding(conn, "acme") == {"usd": 50_000}
 
