@@ -23,6 +23,7 @@ import re
 
 from sorae_payouts.programs import Program
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
+from sorae_payouts.stripe_gateway.live import require_live_payouts_allowed
 
 SECRETS_FILE_SETTING = "SORAE_SECRETS_FILE"
 PLATFORM = "platform"
@@ -110,3 +111,9 @@ def require_program_gateway(program: Program, gateway: StripeGateway) -> None:
         raise PayingAccountError(f"program {program.program_id} pays from {program.paying_account_ref}, but the "
                                  "Stripe gateway given holds another key: build it with "
                                  "paying_accounts.program_gateway")
+
+
+def require_live_payouts_allowed_for(program: Program, gateway: StripeGateway) -> None:
+    """The live-money rule for the key paying `program` (`LivePayoutsRefused` for a live key without
+    SORAE_LIVE_PAYOUTS=1), naming where the key came from: STRIPE_API_KEY or the program's reference."""
+    require_live_payouts_allowed(gateway.config.api_key, program.paying_account_ref or "STRIPE_API_KEY")

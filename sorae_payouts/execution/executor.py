@@ -37,11 +37,11 @@ from sorae_payouts.execution.outcomes import batch_outcome, settle_batch_status
 from sorae_payouts.execution.preflight import ExecutionRefused, FundingShortfall
 from sorae_payouts.execution.run import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
 from sorae_payouts.execution.stripe_scan import scan_transfer_group
-from sorae_payouts.paying_accounts import PayingAccountError, describe_paying_account, require_program_gateway
+from sorae_payouts.paying_accounts import (
+    PayingAccountError, require_live_payouts_allowed_for, require_program_gateway)
 from sorae_payouts.periods import period_key
 from sorae_payouts.programs import DEFAULT_PROGRAM, Program, get_program
 from sorae_payouts.stripe_gateway import LivePayoutsRefused, StripeGateway
-from sorae_payouts.stripe_gateway.live import require_live_payouts_allowed
 
 __all__ = ["EXECUTABLE_STATUSES", "ExecutionRefused", "ExecutionReport", "ExecutionSettings", "FundingShortfall",
            "execute_batch", "utcnow"]
@@ -111,8 +111,7 @@ def _authorize(gateway: StripeGateway, program: Program, batch_id: str, items: l
     except PayingAccountError as exc:
         raise ExecutionRefused(f"{exc}; nothing was sent") from exc
     try:
-        if program.paying_account_ref is not None:  # name the live key by its reference, never the key
-            require_live_payouts_allowed(gateway.config.api_key, describe_paying_account(program))
+        require_live_payouts_allowed_for(program, gateway)  # names the key by its source, never the key
         report.live_announcement = gateway.authorize_payouts(batch_id, _totals(items))
     except LivePayoutsRefused as exc:
         raise ExecutionRefused(str(exc)) from exc

@@ -20,7 +20,8 @@ from sorae_payouts.execution.executor import ExecutionRefused, ExecutionReport, 
 from sorae_payouts.execution.outcomes import item_outcomes
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.periods import period_key
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.paying_accounts import require_live_payouts_allowed_for
+from sorae_payouts.programs import DEFAULT_PROGRAM, get_program
 from sorae_payouts.stripe_gateway import LivePayoutsRefused, StripeGateway
 
 _REFUSALS = {
@@ -138,8 +139,10 @@ def execute_retry(engine: sa.Engine, gateway: StripeGateway, plan: RetryPlan, *,
     through `gateway` (the plan's program's paying account). Raises `ExecutionRefused` (nothing sent,
     items stay pending) like any execution; a live key without SORAE_LIVE_PAYOUTS=1 is refused before
     any item moves."""
+    with engine.connect() as conn:
+        program = get_program(conn, plan.program_id)
     try:
-        gateway.require_live_payouts_allowed()
+        require_live_payouts_allowed_for(program, gateway)
     except LivePayoutsRefused as exc:
         raise ExecutionRefused(str(exc)) from exc
     moved = set(apply_retry(engine, plan, now=now, requested_by=requested_by))
