@@ -1,9 +1,12 @@
 """`StripeGateway`: transfers, account readiness, balance and lookups through `stripe.StripeClient`.
 
 Every call passes the client-side rate limiter and is counted per kind (`request_counts`, what the
-benchmark reports). Transfers carry the caller's idempotency key (never an SDK-generated one: that key
-would live only in memory and die with a crashed process). With a live key, no transfer is created
-before `authorize_payouts` applied the live-money rule (`stripe_gateway.live`).
+benchmark reports). The limiter is the in-process `TokenBucket` unless the caller plugs in another one
+(`limiter=`, e.g. `SharedRateLimiter`, shared through the ledger by every process paying from the same
+Stripe account; `share_rate_limit` switches to it once the paying account is known). Transfers carry
+the caller's idempotency key (never an SDK-generated one: that key would live only in memory and die
+with a crashed process). With a live key, no transfer is created before `authorize_payouts` applied
+the live-money rule (`stripe_gateway.live`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import stripe
 from sorae_payouts.stripe_gateway.dispositions import ClassifiedError, Disposition, classify
 from sorae_payouts.stripe_gateway.live import (
     LivePayoutsRefused, is_live_key, live_payout_announcement, require_live_payouts_allowed)
-from sorae_payouts.stripe_gateway.rate_limit import TokenBucket
+from sorae_payouts.stripe_gateway.rate_limit import RateLimiter, TokenBucket
 
 
 @dataclass(frozen=True)
@@ -122,13 +125,16 @@ def _record(transfer) -> TransferRecord:
 class StripeGateway:
     """The one way this project talks to Stripe."""
 
-    def __init__(self, config: GatewayConfig):
+    def __init__(self, config: GatewayConfig, limiter: RateLimiter | None = None):
+        """`limiter`: what every request waits on; default an in-process `TokenBucket` at
+        `config.rate_limit_per_second`. A limiter with a `paying_account` attribute (`SharedRateLimiter`)
+        must name the account the key belongs to: `paying_account()` refuses otherwise."""
         self.config = config
         self.test_mode = config.api_key.startswith(("sk_test_", "rk_test_"))
         self.live = is_live_key(config.api_key)
         self._live_authorized = False
         self._paying_account: str | None = None
-        self.limiter = TokenBucket(config.rate_limit_per_second)
+        self.limiter: RateLimiter = limiter if limiter is not None else TokenBucket(config.rate_limit_per_second)
         self.request_counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
         base = {"api": config.api_base} if config.api_base else None
@@ -148,10 +154,28 @@ class StripeGateway:
         if self._paying_account is None:
             self._acquire("account.retrieve_current")
             try:
-                self._paying_account = str(self.client.v1.accounts.retrieve_current().id)
+                account = str(self.client.v1.accounts.retrieve_current().id)
             except stripe.AuthenticationError as exc:
                 raise GatewayConfigurationError("Stripe rejected the API key (401); check STRIPE_API_KEY") from exc
+            keyed_by = getattr(self.limiter, "paying_account", None)
+            if keyed_by is not None and keyed_by != account:
+                # Scheduling under another account's limit would let this account exceed its own.
+                raise GatewayConfigurationError(
+                    f"the rate limiter is keyed by paying account {keyed_by}, but the API key belongs to "
+                    f"{account}: check the program's paying account")
+            self._paying_account = account
         return self._paying_account
+
+    def share_rate_limit(self, engine) -> RateLimiter:
+        """From now on, wait on the ledger-wide schedule of this key's paying account (at
+        `config.rate_limit_per_second`), shared with every process that pays from that account. Learning
+        the account costs one GET /v1/account, made through the limiter in place before the switch;
+        pass `limiter=SharedRateLimiter(...)` to the constructor when the account id is known already,
+        so that request is scheduled too."""
+        from sorae_payouts.stripe_gateway.shared_rate_limit import SharedRateLimiter  # SQL only when shared
+
+        self.limiter = SharedRateLimiter(engine, self.paying_account(), self.config.rate_limit_per_second)
+        return self.limiter
 
     def require_live_payouts_allowed(self) -> None:
         """Raise `LivePayoutsRefused` for a live key without SORAE_LIVE_PAYOUTS=1 (no request made)."""
@@ -188,7 +212,7 @@ class StripeGateway:
     def reverse_transfer(self, transfer_id: str, amount_minor: int, idempotency_key: str,
                          metadata: dict[str, str]) -> ReversalOutcome:
         """POST /v1/transfers/{id}/reversals for `amount_minor`, with our idempotency key."""
-        self.limiter.acquire()
+        self._acquire("transfers.reversals.create")
         try:
             reversal = self.client.v1.transfers.reversals.create(
                 transfer_id, params={"amount": amount_minor, "metadata": metadata},
@@ -204,7 +228,7 @@ class StripeGateway:
 
     def transfer(self, transfer_id: str) -> TransferRecord:
         """GET /v1/transfers/{id}: the transfer with its current reversal state."""
-        self.limiter.acquire()
+        self._acquire("transfers.retrieve")
         return _record(self.client.v1.transfers.retrieve(transfer_id))
 
     def account_readiness(self, account_id: str) -> AccountReadiness:
