@@ -73,6 +73,11 @@ class FundingRecorded:
     funding: Funding
     created: bool  # False: the same program had already recorded this charge or top-up (nothing written)
 
+    def __str__(self) -> str:
+        f = self.funding
+        return (f"{f.kind} {f.stripe_id}: {format_minor(f.amount_minor, f.currency)} on {f.paying_account}"
+                + ("" if self.created else f" (already recorded by {f.recorded_by}; nothing changed)"))
+
 
 _COLUMNS = ("funding_pk, program_id, kind, stripe_id, paying_account, currency, amount_minor, recorded_by, "
             "recorded_at, note")

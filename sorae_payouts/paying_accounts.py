@@ -24,6 +24,7 @@ import re
 from sorae_payouts.programs import Program
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 from sorae_payouts.stripe_gateway.live import require_live_payouts_allowed
+from sorae_payouts.stripe_gateway.rate_limit import RateLimiter
 
 SECRETS_FILE_SETTING = "SORAE_SECRETS_FILE"
 PLATFORM = "platform"
@@ -96,9 +97,10 @@ def program_gateway_config(base: GatewayConfig, program: Program) -> GatewayConf
     return base if key == base.api_key else dataclasses.replace(base, api_key=key)
 
 
-def program_gateway(base: GatewayConfig, program: Program) -> StripeGateway:
-    """A gateway that pays `program` (its own rate limiter: one per paying account and process)."""
-    return StripeGateway(program_gateway_config(base, program))
+def program_gateway(base: GatewayConfig, program: Program, limiter: RateLimiter | None = None) -> StripeGateway:
+    """A gateway that pays `program`. `limiter`: as `StripeGateway`'s (default an in-process bucket; a
+    shared limiter must be keyed by the program's paying account, or `share_rate_limit` later)."""
+    return StripeGateway(program_gateway_config(base, program), limiter)
 
 
 def require_program_gateway(program: Program, gateway: StripeGateway) -> None:
