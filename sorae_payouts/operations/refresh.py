@@ -127,12 +127,13 @@ def _refresh_reversals(engine: sa.Engine, gateway: StripeGateway, batch_id: str,
             for c in changes]
 
 
-# Holds about the account's readiness only: a `shared_destination` hold does not depend on Stripe, and
-# releasing it here would only show a release that the next pre-flight takes back.
+# Holds about the account's readiness only: a `shared_destination` or `insufficient_program_funds`
+# hold does not depend on the account, and releasing it here would only show a release that the next
+# pre-flight or claim takes back.
 _HELD = """
 SELECT i.payout_item_id, i.stripe_account_id FROM payout_item i
 WHERE i.batch_id = :b AND i.status = 'pending' AND i.hold_reason IS NOT NULL
-  AND i.hold_reason NOT LIKE 'shared_destination:%'
+  AND i.hold_reason NOT LIKE 'shared_destination:%' AND i.hold_reason NOT LIKE 'insufficient_program_funds:%'
 """
 _LATEST_ACCOUNT = """
 SELECT exists_in_stripe, transfers_capability, payouts_enabled FROM account_status_event

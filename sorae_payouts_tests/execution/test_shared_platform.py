@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from sorae_payouts.execution.executor import ExecutionSettings, FundingShortfall, execute_batch
 from sorae_payouts.funding import available_funding
+from sorae_payouts.operations.refresh import refresh_batch
 from sorae_payouts_tests.execution.conftest import (
     add_program, attempts_of, charge, fund, make_gateway, program_items, sandbox_transfers, seed_batch, topup)
 from sorae_payouts_tests.factory import OCT
@@ -71,6 +72,9 @@ def test_transfers_name_a_charge_with_room_and_the_engine_holds_what_no_charge_c
     assert (attempt.state, attempt.source_transaction) == ("posted", big)
     [transfer] = sandbox_transfers(stripe_client, "payout_acme_2026-10")
     assert transfer.source_transaction == big and transfer.amount == 5_500
+    # Refresh releases holds about accounts, not this one: the account is fine, the funding is not.
+    assert refresh_batch(engine, gateway, OCT, program_id="acme").released_holds == 0
+    assert held in {h for _, h in program_items(engine, "acme").values()}
 
     # Another charge: the held item is paid from it (the one with the least room that fits).
     fitting = charge(stripe_client, 5_500)
