@@ -4,18 +4,26 @@ operations (retry, refresh, reconcile) through the same account."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 import sqlalchemy as sa
 
 from sorae_payouts.execution.executor import ExecutionRefused, ExecutionSettings, execute_batch, utcnow
+from sorae_payouts.finalize import finalize_period
+from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts.operations.negative_balances import recover_negative_balances
 from sorae_payouts.operations.reconcile import reconcile_batch
 from sorae_payouts.operations.refresh import refresh_batch, refreshable_periods
 from sorae_payouts.operations.retry import execute_retry, plan_retry
+from sorae_payouts.operations.reversals import reversed_items
 from sorae_payouts.paying_accounts import PayingAccountError, program_gateway
 from sorae_payouts.programs import get_program
 from sorae_payouts_tests.execution.conftest import (
     add_program, attempts_of, make_gateway, program_items, sandbox_transfers, seed_batch)
-from sorae_payouts_tests.factory import OCT
+from sorae_payouts_tests.factory import NOV, NOW, OCT, add_affiliate, add_commission, add_event, approve
+
+LATER = datetime(2027, 1, 10, tzinfo=timezone.utc)
 
 
 def _acme_gateway(engine, sandbox):
@@ -101,3 +109,37 @@ def test_retry_refresh_and_reconcile_go_through_the_program_account(engine, sand
         reversed_minor = conn.execute(sa.text("SELECT reversed_minor FROM payout_item WHERE program_id = 'acme' "
                                               "AND affiliate_id = 'alice'")).scalar_one()
     assert program_items(engine, "acme")["alice"][0] == "partially_reversed" and reversed_minor == 1_000
+
+
+def test_negative_balance_recovery_reverses_through_the_program_account(engine, sandbox, second_platform):
+    add_program(engine, "acme", "env:ACME_STRIPE_KEY")
+    account = second_platform.v1.accounts.create(params={
+        "type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}).id
+    add_affiliate(engine, "alice", account=account, program_id="acme")
+    order = add_commission(engine, "alice", 6_000, program_id="acme")
+    add_commission(engine, "alice", 3_000, program_id="acme")
+    finalize_period(engine, OCT, now=NOW, holding_days=3, program_id="acme")
+    build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=NOW, program_id="acme")
+    approve(engine, OCT, now=NOW, program_id="acme")
+    gateway = _acme_gateway(engine, sandbox)
+    execute_batch(engine, gateway, OCT, program_id="acme")
+    [oct_transfer] = sandbox_transfers(second_platform, "payout_acme_2026-10")
+    # November: the 60.00 order is cancelled: alice owes 60.00, recovered by reversal under the policy.
+    add_event(engine, order, "cancellation", occurred_at=datetime(2026, 11, 10, tzinfo=timezone.utc), program_id="acme")
+    finalize_period(engine, NOV, now=LATER, holding_days=3, program_id="acme")
+    recover = PayoutPolicy.from_major({"usd": "1.00"}, negative_balance="recover_by_reversal")
+    build_manifest(engine, NOV, policy=recover, now=LATER, program_id="acme")
+    approve(engine, NOV, now=LATER, program_id="acme")
+    with pytest.raises(PayingAccountError):  # never through Sorae's account
+        recover_negative_balances(engine, make_gateway(sandbox), NOV, program_id="acme", now=LATER)
+    report = recover_negative_balances(engine, gateway, NOV, program_id="acme", now=LATER)
+    assert report.batch_id == "payout_acme_2026-11" and report.recovered_minor == {"usd": 6_000}
+    assert second_platform.v1.transfers.retrieve(oct_transfer.id).amount_reversed == 6_000
+    with engine.connect() as conn:
+        key, program = conn.execute(sa.text("SELECT idempotency_key, program_id FROM transfer_reversal_request")).one()
+        decision = conn.execute(sa.text("SELECT program_id, decision FROM reversal_decision")).one()
+        [state] = reversed_items(conn, OCT, program_id="acme")
+        assert reversed_items(conn, OCT) == []  # the default program has none
+    assert key == f"sorae:v2:{gateway.paying_account()}:reversal:acme:2026-11:alice:usd:{oct_transfer.id}:1"
+    assert program == "acme" and tuple(decision) == ("acme", "owe_again")
+    assert (state.program_id, state.reversed_minor, state.pending_minor) == ("acme", 6_000, 0)
