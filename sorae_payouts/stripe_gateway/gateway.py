@@ -1,4 +1,5 @@
-"""`StripeGateway`: transfers, account readiness, balance and lookups through `stripe.StripeClient`.
+"""`StripeGateway`: transfers, account readiness, balance and lookups (transfers, and the charges and
+top-ups that fund the platform: `funding.py`) through `stripe.StripeClient`.
 
 Every call passes the client-side rate limiter and is counted per kind (`request_counts`, what the
 benchmark reports). The limiter is the in-process `TokenBucket` unless the caller plugs in another one
@@ -15,14 +16,17 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import stripe
 
 from sorae_payouts.stripe_gateway.dispositions import ClassifiedError, Disposition, classify
+from sorae_payouts.stripe_gateway.errors import GatewayConfigurationError
+from sorae_payouts.stripe_gateway.funding import FundingLookups
 from sorae_payouts.stripe_gateway.live import (
     LivePayoutsRefused, is_live_key, live_payout_announcement, require_live_payouts_allowed)
 from sorae_payouts.stripe_gateway.rate_limit import RateLimiter, TokenBucket
+from sorae_payouts.stripe_gateway.readiness import AccountReadiness, readiness_of
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,9 @@ class TransferRequest:
     transfer_group: str
     description: str
     metadata: dict[str, str]
+    # A charge (`ch_...`) of the paying account whose funds pay this transfer: Stripe then refuses a
+    # currency other than the charge's and a total above the charge's amount. Sent only when set.
+    source_transaction: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class TransferRecord:
     metadata: dict[str, str]
     reversed: bool = False
     amount_reversed: int = 0
+    source_transaction: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,36 +87,6 @@ class ReversalOutcome:
     error: ClassifiedError | None = None
 
 
-@dataclass(frozen=True)
-class AccountReadiness:
-    account_id: str
-    exists: bool
-    transfers_capability: str | None = None
-    payouts_enabled: bool = False
-    disabled_reason: str | None = None
-    currently_due: list[str] = field(default_factory=list)
-    error_code: str | None = None  # Stripe's code when the account could not be read at all
-
-    @property
-    def ready(self) -> bool:
-        return self.exists and self.transfers_capability == "active" and self.payouts_enabled
-
-    @property
-    def hold_reason(self) -> str | None:
-        if not self.exists:
-            return (f"connected account {self.account_id} not found in Stripe, or not connected to this platform "
-                    f"({self.error_code or 'account_invalid'}): check the affiliate's stripe_account_id")
-        if self.transfers_capability != "active":
-            return f"transfers capability is {self.transfers_capability or 'missing'}"
-        if not self.payouts_enabled:
-            return f"payouts disabled ({self.disabled_reason or 'requirements due'})"
-        return None
-
-
-class GatewayConfigurationError(Exception):
-    """Stripe refused our credentials or configuration: stop, nothing can succeed."""
-
-
 def dashboard_url(transfer_id: str, api_key_is_test: bool) -> str:
     prefix = "https://dashboard.stripe.com/test" if api_key_is_test else "https://dashboard.stripe.com"
     return f"{prefix}/connect/transfers/{transfer_id}"
@@ -119,10 +97,11 @@ def _record(transfer) -> TransferRecord:
     data = transfer.to_dict()
     return TransferRecord(data["id"], int(data["amount"]), data["currency"], str(data["destination"]),
                           data.get("transfer_group"), dict(data.get("metadata") or {}),
-                          bool(data.get("reversed")), int(data.get("amount_reversed") or 0))
+                          bool(data.get("reversed")), int(data.get("amount_reversed") or 0),
+                          data.get("source_transaction"))
 
 
-class StripeGateway:
+class StripeGateway(FundingLookups):
     """The one way this project talks to Stripe."""
 
     def __init__(self, config: GatewayConfig, limiter: RateLimiter | None = None):
@@ -198,6 +177,8 @@ class StripeGateway:
         params = {"amount": request.amount_minor, "currency": request.currency, "destination": request.destination,
                   "transfer_group": request.transfer_group, "description": request.description,
                   "metadata": request.metadata}
+        if request.source_transaction is not None:
+            params["source_transaction"] = request.source_transaction
         try:
             transfer = self.client.v1.transfers.create(params=params, options={"idempotency_key": idempotency_key})
         except stripe.AuthenticationError as exc:
@@ -246,11 +227,11 @@ class StripeGateway:
             if exc.http_status in (403, 404) and code in ("account_invalid", "resource_missing"):
                 return AccountReadiness(account_id, exists=False, error_code=code)
             raise
-        return _readiness(account)
+        return readiness_of(account)
 
     def all_account_readiness(self) -> Iterator[AccountReadiness]:
         """Every connected account of the platform, 100 per request (cheaper than one GET each)."""
-        return map(_readiness, self._pages(self.client.v1.accounts.list, {"limit": 100}, "accounts.list"))
+        return map(readiness_of, self._pages(self.client.v1.accounts.list, {"limit": 100}, "accounts.list"))
 
     def available_balance(self) -> dict[str, int]:
         self._acquire("balance.retrieve")
@@ -258,9 +239,11 @@ class StripeGateway:
         return {entry.currency: int(entry.amount) for entry in balance.available}
 
     def transfers(self, transfer_group: str | None, destination: str | None = None,
-                  created_since: int | None = None) -> Iterator[TransferRecord]:
+                  created_since: int | None = None, source_transaction: str | None = None) -> Iterator[TransferRecord]:
         """All transfers of a group and/or to one destination and/or created at or after a unix time,
-        paging 100 at a time."""
+        paging 100 at a time; `source_transaction` keeps those paid from that charge. Stripe cannot
+        filter on it (GET /v1/transfers has no such parameter), so it filters what the other filters
+        list: give a group or a time too, or every transfer of the account is read."""
         params: dict = {"limit": 100}
         if created_since is not None:
             params["created"] = {"gte": created_since}
@@ -268,7 +251,10 @@ class StripeGateway:
             params["transfer_group"] = transfer_group
         if destination:
             params["destination"] = destination
-        return map(_record, self._pages(self.client.v1.transfers.list, params, "transfers.list"))
+        records = map(_record, self._pages(self.client.v1.transfers.list, params, "transfers.list"))
+        if source_transaction is None:
+            return records
+        return (r for r in records if r.source_transaction == source_transaction)
 
     def _pages(self, list_call, params: dict, kind: str) -> Iterator:
         """Every object of a Stripe list endpoint, following `starting_after`, each page rate-limited."""
@@ -280,14 +266,6 @@ class StripeGateway:
             if not page.has_more or not page.data:
                 return
             params["starting_after"] = page.data[-1].id
-
-
-def _readiness(account) -> AccountReadiness:
-    data = account.to_dict()
-    capabilities = data.get("capabilities") or {}
-    requirements = data.get("requirements") or {}
-    return AccountReadiness(data["id"], True, capabilities.get("transfers"), bool(data.get("payouts_enabled")),
-                            requirements.get("disabled_reason"), list(requirements.get("currently_due") or []))
 
 
 def config_from_environment() -> GatewayConfig:
