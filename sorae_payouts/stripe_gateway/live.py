@@ -7,8 +7,8 @@ and the totals it will pay. `sorae-payouts demo` refuses live keys and real Stri
 The executor calls `StripeGateway.authorize_payouts` (which applies `live_payout_announcement`) before
 its first request of a run, and the gateway refuses to create a live transfer that was not authorized.
 The rule is about the key, whoever it pays for: Sorae's platform key (STRIPE_API_KEY) and every
-program's own key (`paying_accounts`, `env:`/`secrets:` references) alike; `paying_accounts` checks a
-program's key with its reference named (`require_live_payouts_allowed(key, ref)`).
+program's own key (`paying_accounts`, `env:`/`secrets:` references) alike; execution and retry check
+the key that pays the program with its source named (`paying_accounts.require_live_payouts_allowed_for`).
 """
 
 from __future__ import annotations

@@ -134,25 +134,12 @@ def crash_after_stripe_call(engine, sandbox, names):
 
 
 # --- programs, funding and paying accounts (issue 11) ----------------------------------------------
-SBX_FUNDING = ("waits for branch sbx: the sandbox's charges and top-ups (/v1/charges, /v1/topups) and "
-               "StripeGateway.charge/topup")
-SBX_PLATFORMS = "waits for branch sbx: several sandbox platform accounts (POST /_sandbox/platforms)"
 SECOND_KEY = "sk_test_sorae_second_platform"
-
-
-@pytest.fixture
-def funding_sandbox(sandbox):
-    """The sandbox, when it serves charges and top-ups (else a skip naming the branch that adds them)."""
-    if not (hasattr(StripeGateway, "charge") and hasattr(StripeGateway, "topup")):
-        pytest.skip(SBX_FUNDING)
-    return sandbox
 
 
 @pytest.fixture
 def second_platform(sandbox, monkeypatch) -> stripe.StripeClient:
     """A second platform account in the sandbox, its key in ACME_STRIPE_KEY; its SDK client."""
-    if not hasattr(SandboxServer, "add_platform"):
-        pytest.skip(SBX_PLATFORMS)
     sandbox.add_platform(SECOND_KEY, BALANCES)
     monkeypatch.setenv("ACME_STRIPE_KEY", SECOND_KEY)
     return stripe.StripeClient(SECOND_KEY, base_addresses={"api": sandbox.url}, max_network_retries=0)

@@ -14,10 +14,10 @@ from sorae_payouts_tests.execution.conftest import (
 from sorae_payouts_tests.factory import NOW, OCT
 
 
-def test_a_charge_is_recorded_as_stripe_knows_it_once_and_for_one_program(engine, funding_sandbox, stripe_client):
+def test_a_charge_is_recorded_as_stripe_knows_it_once_and_for_one_program(engine, sandbox, stripe_client):
     add_program(engine, "acme")
     add_program(engine, "bolt")
-    gateway = make_gateway(funding_sandbox)
+    gateway = make_gateway(sandbox)
     charge_id = charge(stripe_client, 12_345, "eur")
     recorded = fund(engine, gateway, "acme", charge_id=charge_id)
     funding = recorded.funding
@@ -35,9 +35,9 @@ def test_a_charge_is_recorded_as_stripe_knows_it_once_and_for_one_program(engine
         assert available_funding(conn, "acme") == {"eur": 12_345}
 
 
-def test_a_top_up_is_recorded_and_unknown_objects_are_refused(engine, funding_sandbox, stripe_client):
+def test_a_top_up_is_recorded_and_unknown_objects_are_refused(engine, sandbox, stripe_client):
     add_program(engine, "acme")
-    gateway = make_gateway(funding_sandbox)
+    gateway = make_gateway(sandbox)
     topup_id = topup(stripe_client, 50_000)
     assert fund(engine, gateway, "acme", topup_id=topup_id).funding.kind == "topup"
     with pytest.raises(FundingError, match="charge ch_doesnotexist does not exist on the paying account of program acme"):
@@ -50,28 +50,28 @@ def test_a_top_up_is_recorded_and_unknown_objects_are_refused(engine, funding_sa
         assert available_funding(conn, "acme") == {"usd": 50_000}
 
 
-def test_a_charge_of_another_platform_account_is_not_found(engine, funding_sandbox, stripe_client, second_platform):
+def test_a_charge_of_another_platform_account_is_not_found(engine, sandbox, stripe_client, second_platform):
     add_program(engine, "acme", "env:ACME_STRIPE_KEY")
     elsewhere = charge(stripe_client, 10_000)  # on Sorae's platform account, not acme's
     with pytest.raises(PayingAccountError, match="holds another key"):  # the platform's gateway is not acme's
-        fund(engine, make_gateway(funding_sandbox), "acme", charge_id=elsewhere)
+        fund(engine, make_gateway(sandbox), "acme", charge_id=elsewhere)
     from sorae_payouts.paying_accounts import program_gateway
     from sorae_payouts.programs import get_program
 
     with engine.connect() as conn:
         acme = get_program(conn, "acme")
-    acme_gateway = program_gateway(make_gateway(funding_sandbox).config, acme)
+    acme_gateway = program_gateway(make_gateway(sandbox).config, acme)
     with pytest.raises(FundingError, match=f"charge {elsewhere} does not exist"):
         fund(engine, acme_gateway, "acme", charge_id=elsewhere)
     own = charge(second_platform, 7_000)
     assert fund(engine, acme_gateway, "acme", charge_id=own).funding.paying_account == acme_gateway.paying_account()
 
 
-def test_available_funding_counts_live_attempts_since_the_funding_began(engine, funding_sandbox, stripe_client):
+def test_available_funding_counts_live_attempts_since_the_funding_began(engine, sandbox, stripe_client):
     """October is paid while the default program is alone on the platform account (from the balance);
     once a second program shares it, the default program spends only its funding, which October's
     payments never drew on."""
-    gateway = make_gateway(funding_sandbox)
+    gateway = make_gateway(sandbox)
     seed_batch(engine, stripe_client, {"alice": 5_000, "bob": 7_000})
     execute_batch(engine, gateway, OCT)
     add_program(engine, "acme")
@@ -81,10 +81,10 @@ def test_available_funding_counts_live_attempts_since_the_funding_began(engine, 
         assert available_funding(conn, "acme") == {}
 
 
-def test_the_database_refuses_an_attempt_that_would_overspend_a_charge(engine, funding_sandbox, stripe_client):
+def test_the_database_refuses_an_attempt_that_would_overspend_a_charge(engine, sandbox, stripe_client):
     add_program(engine, "acme")
     add_program(engine, "bolt")
-    gateway = make_gateway(funding_sandbox)
+    gateway = make_gateway(sandbox)
     seed_batch(engine, stripe_client, {"alice": 6_000, "bob": 5_000}, program_id="acme")
     seed_batch(engine, stripe_client, {"carol": 1_000}, program_id="bolt")
     acme_charge = charge(stripe_client, 10_000)

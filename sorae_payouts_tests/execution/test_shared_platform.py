@@ -15,10 +15,10 @@ from sorae_payouts_tests.execution.conftest import (
 from sorae_payouts_tests.factory import OCT
 
 
-def test_a_program_short_of_funds_is_refused_alone_and_the_other_is_paid(engine, funding_sandbox, stripe_client):
+def test_a_program_short_of_funds_is_refused_alone_and_the_other_is_paid(engine, sandbox, stripe_client):
     add_program(engine, "acme")
     add_program(engine, "bolt")
-    gateway = make_gateway(funding_sandbox)
+    gateway = make_gateway(sandbox)
     # One person, alice, is an affiliate of both programs with one connected account: not a shared destination.
     acme = seed_batch(engine, stripe_client, {"alice": 5_000, "bob": 7_000}, program_id="acme")
     seed_batch(engine, stripe_client, {"alice": 4_000, "carol": 9_000}, program_id="bolt",
@@ -54,10 +54,10 @@ def test_a_program_short_of_funds_is_refused_alone_and_the_other_is_paid(engine,
 
 
 def test_transfers_name_a_charge_with_room_and_the_engine_holds_what_no_charge_covers(
-        engine, funding_sandbox, stripe_client):
+        engine, sandbox, stripe_client):
     add_program(engine, "acme")
     add_program(engine, "bolt")  # a second program on the account: acme spends only its funding
-    gateway = make_gateway(funding_sandbox)
+    gateway = make_gateway(sandbox)
     seed_batch(engine, stripe_client, {"alice": 5_500, "bob": 5_500}, program_id="acme")
     big, small = charge(stripe_client, 6_000), charge(stripe_client, 5_000)
     for charge_id in (big, small):
@@ -85,10 +85,10 @@ def test_transfers_name_a_charge_with_room_and_the_engine_holds_what_no_charge_c
     assert {t.source_transaction for t in sandbox_transfers(stripe_client, "payout_acme_2026-10")} == {big, fitting}
 
 
-def test_concurrent_claims_never_overspend_a_charge(engine, funding_sandbox, stripe_client):
+def test_concurrent_claims_never_overspend_a_charge(engine, sandbox, stripe_client):
     add_program(engine, "acme")
     add_program(engine, "bolt")
-    gateway = make_gateway(funding_sandbox)
+    gateway = make_gateway(sandbox)
     seed_batch(engine, stripe_client, {f"a{n:02d}": 1_000 for n in range(10)}, program_id="acme")
     charges = {charge(stripe_client, 5_500): 5_500, charge(stripe_client, 4_500): 4_500}
     for charge_id in charges:
@@ -106,10 +106,10 @@ def test_concurrent_claims_never_overspend_a_charge(engine, funding_sandbox, str
     assert by_charge == drawn
 
 
-def test_stripe_refusing_the_charge_fails_the_item_for_good_with_its_code(engine, funding_sandbox, stripe_client):
+def test_stripe_refusing_the_charge_fails_the_item_for_good_with_its_code(engine, sandbox, stripe_client):
     add_program(engine, "acme")
     add_program(engine, "bolt")
-    gateway = make_gateway(funding_sandbox)
+    gateway = make_gateway(sandbox)
     accounts = seed_batch(engine, stripe_client, {"alice": 5_000}, program_id="acme")
     charge_id = charge(stripe_client, 10_000)
     fund(engine, gateway, "acme", charge_id=charge_id)
@@ -124,8 +124,8 @@ def test_stripe_refusing_the_charge_fails_the_item_for_good_with_its_code(engine
 
 
 def test_a_lone_program_keeps_the_balance_preflight_and_draws_on_its_charges_when_they_fit(
-        engine, funding_sandbox, stripe_client):
-    gateway = make_gateway(funding_sandbox)
+        engine, sandbox, stripe_client):
+    gateway = make_gateway(sandbox)
     seed_batch(engine, stripe_client, {"alice": 4_000, "bob": 3_000})
     charge_id = charge(stripe_client, 5_000)
     fund(engine, gateway, "default", charge_id=charge_id)  # 50.00 funded, 70.00 to pay: no refusal
