@@ -124,7 +124,8 @@ def record_funding(engine: sa.Engine, gateway: StripeGateway, program_id: str, *
         with engine.begin() as conn:
             row = conn.execute(text(
                 "INSERT INTO program_funding (program_id, kind, stripe_id, paying_account, currency, amount_minor, "
-                f"recorded_by, recorded_at, note) VALUES (:p, :k, :s, :a, :c, :m, :by, :now, :note) RETURNING {_COLUMNS}"),
+                "recorded_by, recorded_at, note) VALUES (:p, :k, :s, :a, :c, :m, :by, :now, :note) "
+                f"RETURNING {_COLUMNS}"),
                 {"p": program_id, "k": kind, "s": stripe_id, "a": paying_account, "c": currency, "m": amount,
                  "by": recorded_by.strip(), "now": now, "note": note}).one()
     except sa.exc.IntegrityError:  # recorded meanwhile by another process: same answer as above

@@ -140,8 +140,8 @@ def claim(engine: sa.Engine, item: WorkItem, *, paying_account: str, identity: P
             ":d, CAST(:src AS VARCHAR(64)), :now, :now, CAST(:basis AS TEXT) FROM "
             "(SELECT COALESCE(MAX(attempt_number), 0) + 1 AS n FROM transfer_attempt WHERE payout_item_id = :i) nxt "
             f"RETURNING {_ATTEMPT_COLUMNS}"),
-            {"i": item.payout_item_id, "p": identity.program_id, "prefix": idempotency_key_prefix(paying_account, identity),
-             "a": item.amount_minor, "c": item.currency, "d": item.destination, "src": charge, "now": now,
+            {"i": item.payout_item_id, "p": identity.program_id,
+             "prefix": idempotency_key_prefix(paying_account, identity), "a": item.amount_minor, "c": item.currency, "d": item.destination, "src": charge, "now": now,
              "basis": key_basis_json(paying_account, identity)}).one()
         return _attempt(row, resumed=False)
 
@@ -203,7 +203,8 @@ def adopt(engine: sa.Engine, item: WorkItem, transfer: TransferRecord, *, paying
             "INSERT INTO transfer_attempt (payout_item_id, program_id, attempt_number, idempotency_key, state, "
             "amount_minor, currency, destination, stripe_transfer_id, created_at, updated_at, key_basis, note) "
             "VALUES (:i, :p, :n, :k, 'posted', :a, :c, :d, :t, :now, :now, :basis, :note)"),
-            {"i": item.payout_item_id, "p": identity.program_id, "n": number, "k": idempotency_key(paying_account, identity, number),
+            {"i": item.payout_item_id, "p": identity.program_id, "n": number,
+             "k": idempotency_key(paying_account, identity, number),
              "a": transfer.amount_minor, "c": transfer.currency, "d": transfer.destination,
              "t": transfer.transfer_id, "now": now, "basis": key_basis_json(paying_account, identity),
              "note": note[:2000]})

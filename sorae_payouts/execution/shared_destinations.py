@@ -40,7 +40,8 @@ def shared_destination_holds(conn: sa.Connection, batch_id: str, items: Iterable
         users[account].add(affiliate)
     allowed = {row[0] for row in conn.execute(text(
         f"SELECT affiliate_id FROM affiliate WHERE program_id = {_PROGRAM} AND allow_shared_destination = :yes "
-        "AND affiliate_id IN (SELECT affiliate_id FROM payout_item WHERE batch_id = :b)"), {"b": batch_id, "yes": True})}
+        "AND affiliate_id IN (SELECT affiliate_id FROM payout_item WHERE batch_id = :b)"),
+        {"b": batch_id, "yes": True})}
     holds = {}
     for item in pending:
         others = sorted(users.get(item.destination, set()) - {item.affiliate_id})

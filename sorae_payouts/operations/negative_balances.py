@@ -231,9 +231,9 @@ def _finish_open_requests(engine, gateway: StripeGateway, period: date, program_
     identity = gateway.paying_account()
     with engine.connect() as conn:
         open_requests = conn.execute(text(
-            "SELECT request_pk, program_id, period, affiliate_id, currency, payout_item_id, stripe_transfer_id, sequence, "
-            "amount_minor, idempotency_key FROM transfer_reversal_request WHERE state = 'processing' AND program_id = :p "
-            "AND period = :period ORDER BY request_pk"), {"p": program_id, "period": period}).mappings().all()
+            "SELECT request_pk, program_id, period, affiliate_id, currency, payout_item_id, stripe_transfer_id, "
+            "sequence, amount_minor, idempotency_key FROM transfer_reversal_request WHERE state = 'processing' "
+            "AND program_id = :p AND period = :period ORDER BY request_pk"), {"p": program_id, "period": period}).mappings().all()
         unbooked = conn.execute(text(
             "SELECT r.request_pk FROM transfer_reversal_request r WHERE r.state = 'succeeded' AND r.program_id = :p "
             "AND r.period = :period "
