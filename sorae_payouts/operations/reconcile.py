@@ -42,11 +42,17 @@ def reconcile_batch(conn: sa.Connection, gateway: StripeGateway, period: date, *
                     scan_outside_group: bool = True) -> AuditResult:
     """Reconcile the program's batch of `period` through `gateway` (its paying account's).
     `scan_outside_group`: also list the transfers created since approval to find those outside the
-    batch's group that carry its metadata."""
+    batch's group that carry its metadata.
+
+    The ledger is read first and the connection's (read-only) transaction ended before Stripe is
+    called: on SQLite every transaction holds the write lock, which the shared rate limiter (and any
+    other process) needs while the Stripe pages are read."""
     require_program_gateway(get_program(conn, program_id), gateway)
     batch = load_batch(conn, period, program_id=program_id)
     group = transfer_group(batch.period, program_id)
     ledger = {r[0]: r for r in conn.execute(text(_POSTED), {"b": batch.batch_id})}
+    if conn.in_transaction():
+        conn.rollback()  # nothing was written: release the read transaction (and SQLite's lock)
     stripe = {t.transfer_id: t for t in gateway.transfers(group)}
     rows = []
     for transfer_id, (_, item_id, amount, currency, destination, reversed_minor) in sorted(ledger.items()):
