@@ -182,10 +182,11 @@ def main() -> None:
             started = time.perf_counter()
             seed_ledger(engine, world, args)
             print(f"ledger: programs closed, built, approved in {time.perf_counter() - started:.0f} s", flush=True)
+            if args.accounts == 1:
+                with SandboxServer(port=0, state_path=state, api_keys=[PLATFORM_KEY]) as sandbox:
+                    record_charges(engine, world, sandbox.url)
             with SandboxServer(port=0, state_path=state, latency_ms=args.latency_ms, rate_limit=args.limit,
                                api_keys=[PLATFORM_KEY]) as sandbox:
-                if args.accounts == 1:
-                    record_charges(engine, world, sandbox.url)
                 before = sandbox.admin("GET", "/_sandbox/stats")
                 programs = program_ids(args.programs)
                 shares = [programs[i::args.processes] for i in range(args.processes)]
@@ -210,19 +211,20 @@ def report(args, world, results, before, after, wall) -> None:
     posted, refused = sum(r["posted"] for r in results), sum(r["refused"] for r in results)
     print(f"\nexecution: {posted} posted, {refused} programs refused, {len(stamps)} transfers in {phase:.1f} s "
           f"(wall {wall:.1f} s with process start-up); limit {args.limit:g}/s per account, latency {args.latency_ms} ms")
-    print("| paying account | requests | requests/s | fraction of limit | transfers/s | busiest 1 s | 429s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| paying account | requests | busy s | requests/s | fraction of limit | transfers/s | busiest 1 s | 429s |")
+    print("|---|---|---|---|---|---|---|---|")
     total = 0.0
     for platform, stats in sorted(after["platforms"].items()):
         requests = stats["v1_requests"] - before["platforms"].get(platform, {}).get("v1_requests", 0)
         if requests <= 0:
             continue
         limited = stats["rate_limited"] - before["platforms"].get(platform, {}).get("rate_limited", 0)
-        per_second = requests / phase
+        busy = stats["last_request_s"] - stats["first_request_s"]  # first to last request of this account
+        per_second = (requests - 1) / busy if busy > 0 else 0.0
         total += per_second
-        transfers = posted / args.accounts / phase
-        print(f"| {platform} | {requests} | {per_second:.1f} | {per_second / args.limit:.3f} | {transfers:.1f} | "
-              f"{stats['peak_requests_in_1s']} | {limited} |")
+        transfers = posted / args.accounts / busy if busy > 0 else 0.0
+        print(f"| {platform} | {requests} | {busy:.1f} | {per_second:.1f} | {per_second / args.limit:.3f} | "
+              f"{transfers:.1f} | {stats['peak_requests_in_1s']} | {limited} |")
     print(f"\nall accounts: {total:.1f} requests/s = {total / (args.limit * args.accounts):.3f} x "
           f"{args.accounts} x limit; transfers {posted / phase:.1f}/s", flush=True)
 

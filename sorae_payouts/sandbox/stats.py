@@ -31,7 +31,8 @@ class Stats:
 
     def _platform(self, platform: str) -> dict[str, int]:
         return self.platforms.setdefault(platform, {"v1_requests": 0, "rate_limited": 0,
-                                                    "peak_requests_in_1s": 0})
+                                                    "peak_requests_in_1s": 0, "first_request_s": 0.0,
+                                                    "last_request_s": 0.0})
 
     def received(self, platform: str) -> None:
         """An authenticated request of ``platform`` arrived: keep the most requests seen in any sliding
@@ -44,6 +45,10 @@ class Stats:
                 window.popleft()
             entry = self._platform(platform)
             entry["peak_requests_in_1s"] = max(entry["peak_requests_in_1s"], len(window))
+            # Seconds (monotonic) of the first and last request: a benchmark's request rate over the
+            # time the platform was actually busy.
+            entry["first_request_s"] = entry["first_request_s"] or now
+            entry["last_request_s"] = now
 
     def rate_limited(self, platform: str) -> None:
         with self._lock:
