@@ -13,6 +13,7 @@ from rich.text import Text
 
 from sorae_payouts.approvals import MIN_HASH_PREFIX, approve_batch
 from sorae_payouts.batches import BatchError, list_batches, load_batch
+from sorae_payouts.cli import program_option
 from sorae_payouts.csv_safe import SafeDictWriter
 from sorae_payouts.cli.tables import missing_batch_message, outcome_table
 from sorae_payouts.execution.anomalies import list_anomalies
@@ -38,38 +39,49 @@ def _period(text: str):
         raise typer.BadParameter(str(exc)) from exc
 
 
-def _load(conn, period: str):
-    """The period's batch, or a clear message and exit code 1."""
+def _load(conn, period: str, program: str | None):
+    """The program's batch of the period, or a clear message and exit code 1."""
+    from sorae_payouts.programs import ProgramError
+
     month = _period(period)
     try:
-        return load_batch(conn, month)
+        return load_batch(conn, month, program_id=program_option.resolve_program(conn, program, month))
+    except ProgramError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(1) from exc
     except BatchError as exc:
         console.print(f"[red]{missing_batch_message(conn, month)}[/red]")  # says what exists instead
         raise typer.Exit(1) from exc
 
 
 @app.command("list")
-def list_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """All batches with their status and approval."""
+def list_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+                 program: str = typer.Option(None, "--program", help="Only this program's batches (default: all)."),
+                 status: str = typer.Option(None, "--status", help="Only batches in this status, e.g. approved."),
+                 period_from: str = typer.Option(None, "--from", help="First month (YYYY-MM)."),
+                 period_to: str = typer.Option(None, "--to", help="Last month (YYYY-MM).")) -> None:
+    """Batches of every program (or one), with their status and approval, oldest month first."""
     with create_ledger_engine().connect() as conn:
-        batches = list_batches(conn)
+        batches = list_batches(conn, program, status=status, period_from=_period(period_from) if period_from else None,
+                               period_to=_period(period_to) if period_to else None)
     if as_json:
         typer.echo(json.dumps([b.as_json() for b in batches], indent=2))
         return
-    table = Table("period", "batch", "status", "items", "manifest hash", "approved by")
+    table = Table("period", "program", "batch", "status", "items", "manifest hash", "approved by")
     for b in batches:
-        table.add_row(period_key(b.period), b.batch_id, b.status, str(b.item_count), b.manifest_hash[:16],
-                      b.approved_by or "")
+        table.add_row(period_key(b.period), b.program_id, b.batch_id, b.status, str(b.item_count),
+                      b.manifest_hash[:16], b.approved_by or "")
     console.print(table)
 
 
 @app.command("show")
 def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
-                 as_json: bool = typer.Option(False, "--json", help="The batch and ALL its items as JSON.")) -> None:
+                 as_json: bool = typer.Option(False, "--json", help="The batch and ALL its items as JSON."),
+                 program: str = program_option.option()) -> None:
     """The batch of a period and its items with their outcome (transfer id, error code); all items
     with --json, the totals and the first items otherwise."""
     with create_ledger_engine().connect() as conn:
-        batch = _load(conn, period)
+        batch = _load(conn, period, program)
         items = list(item_outcomes(conn, batch.batch_id))
         outcome = batch_outcome(conn, batch.batch_id)
         anomalies = list_anomalies(conn, batch.batch_id)
@@ -138,15 +150,17 @@ def _linked(text: str | None, url: str | None) -> Text | str:
 
 @app.command("export")
 def export_command(period: str = typer.Argument(..., help="YYYY-MM"),
-                   csv_path: Path = typer.Option(..., "--csv", help="Where to write the full manifest.")) -> None:
-    """Write the full manifest of a period to CSV (amounts in minor units and exact major units)."""
+                   csv_path: Path = typer.Option(..., "--csv", help="Where to write the full manifest."),
+                   program: str = program_option.option()) -> None:
+    """Write the full manifest of a program's month to CSV (amounts in minor units and exact major units)."""
     with create_ledger_engine().connect() as conn:
-        batch = _load(conn, period)
+        batch = _load(conn, period, program)
         count = 0
         with csv_path.open("w", newline="") as handle:
             writer = None
             for item in item_outcomes(conn, batch.batch_id):
-                row = {"batch_id": batch.batch_id, "period": period_key(batch.period), **item,
+                row = {"program_id": batch.program_id, "batch_id": batch.batch_id, "period": period_key(batch.period),
+                       **item,
                        "amount": str(to_decimal(item["amount_minor"], item["currency"])),
                        "transfer_dashboard_url": transfer_url(item["stripe_transfer_id"]) or "",
                        "account_dashboard_url": account_url(item["stripe_account_id"]) or ""}
@@ -164,14 +178,20 @@ def export_command(period: str = typer.Argument(..., help="YYYY-MM"),
 def approve_command(period: str = typer.Argument(..., help="YYYY-MM"),
                     by: str = typer.Option(..., "--by", help="Your operator identity (see `operators list`)."),
                     manifest_hash: str = typer.Option(..., "--hash", help=f"The manifest hash you reviewed (at least "
-                                                                        f"{MIN_HASH_PREFIX} hex characters).")) -> None:
+                                                                        f"{MIN_HASH_PREFIX} hex characters)."),
+                    program: str = program_option.option()) -> None:
     """Approve a draft batch as a registered operator (large batches need two different operators).
     Records who, when and from where (host, OS user). Once fully approved, the manifest is frozen and
     can be executed."""
+    from sorae_payouts.programs import ProgramError
+
+    engine = create_ledger_engine()
     try:
-        approval = approve_batch(create_ledger_engine(), _period(period), approved_by=by,
-                                 now=datetime.now(timezone.utc), expected_hash=manifest_hash)
-    except BatchError as exc:
+        with engine.connect() as conn:
+            program_id = program_option.resolve_program(conn, program, _period(period))
+        approval = approve_batch(engine, _period(period), approved_by=by, now=datetime.now(timezone.utc),
+                                 expected_hash=manifest_hash, program_id=program_id)
+    except (BatchError, ProgramError) as exc:
         console.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(1) from exc
     batch = approval.batch

@@ -1,11 +1,15 @@
-"""`sorae-payouts demo`: a whole month end to end on the embedded defaults, in one command.
+"""`sorae-payouts demo`: a month of three merchants' programs end to end, in one command.
 
 Starts the local Stripe sandbox (unless STRIPE_API_KEY is set: then the test-mode Stripe or mock at
-STRIPE_API_BASE; a live key or real Stripe is refused outright),
-creates demo connected accounts, writes and imports a demo data set, runs the Dagster month-end job
-(finalize + manifest + checks), approves the batch (demo only: in production a person reviews it),
-runs the execution job and prints the batch summary. Runs land in a local Dagster home that
-`dagster dev` shares. Re-running it changes nothing that is already done.
+STRIPE_API_BASE; a live key or real Stripe is refused outright) with a second platform account for the
+merchant that pays from its own Stripe account, registers the three demo programs (`demo_programs`:
+acme and bolt on the platform account, cobalt on its own), writes and imports each program's demo files
+(the same affiliate ids in all three, kept apart), creates their connected accounts on the account that
+pays them, runs ONE Dagster month-end run for the three programs (finalize + manifest + checks),
+approves each batch (demo only: in production a person reviews it), funds acme fully and bolt by half
+with Stripe charges, runs ONE execution run for the three programs and prints each batch: acme and
+cobalt are paid, bolt is refused alone for lack of funds and nothing of it is sent. Runs land in a local
+Dagster home that `dagster dev` shares. Re-running it changes nothing that is already done.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from sorae_payouts.operators import ensure_operator
 from sorae_payouts.cli.tables import outcome_table
 from sorae_payouts.demo_accounts import ensure_demo_accounts
 from sorae_payouts.demo_data import write_demo_data
+from sorae_payouts.demo_programs import COBALT_KEY_SETTING, DEMO_PROGRAMS, ensure_demo_programs, fund_demo_program
 from sorae_payouts.execution.outcomes import batch_outcome
 from sorae_payouts.ingest import ImportKind, import_file
 from sorae_payouts.ledger.database import create_ledger_engine, data_dir, database_url, redact, upgrade
@@ -34,7 +39,10 @@ from sorae_payouts.stripe_gateway import demo_refusal
 
 console = Console()
 SANDBOX_KEY = "sk_test_sorae_demo"
+COBALT_SANDBOX_KEY = "sk_test_sorae_demo_cobalt"
 SANDBOX_BALANCES = {"usd": 100_000_000_00, "eur": 100_000_000_00, "jpy": 10_000_000_000}
+# The platform account holds no spare money of its own in the demo: acme and bolt pay with their charges.
+PLATFORM_BALANCES = {"usd": 0, "eur": 0, "jpy": 0}
 
 
 def latest_finalizable_month(now: datetime, holding_days: int = DEFAULT_HOLDING_DAYS) -> str:
@@ -51,14 +59,19 @@ def _start_sandbox_if_needed():
     Never a live key, never real Stripe: the demo approves its own batch."""
     if os.environ.get("STRIPE_API_KEY"):
         refusal = demo_refusal(os.environ["STRIPE_API_KEY"], os.environ.get("STRIPE_API_BASE"))
+        refusal = refusal or (None if os.environ.get(COBALT_KEY_SETTING) else
+                              f"{COBALT_KEY_SETTING} must name the test key of cobalt's own Stripe account")
+        refusal = refusal or demo_refusal(os.environ.get(COBALT_KEY_SETTING, ""), os.environ.get("STRIPE_API_BASE"))
         if refusal:
             console.print(f"[red]demo refused: {refusal}; nothing was done[/red]")
             raise typer.Exit(1)
         return None
     from sorae_payouts.sandbox import SandboxServer
 
-    server = SandboxServer(port=0, state_path=str(data_dir() / "sandbox.sqlite3"), balances=SANDBOX_BALANCES).start()
+    server = SandboxServer(port=0, state_path=str(data_dir() / "sandbox.sqlite3"), balances=PLATFORM_BALANCES,
+                           api_keys=[SANDBOX_KEY], platforms={COBALT_SANDBOX_KEY: SANDBOX_BALANCES}).start()
     os.environ["STRIPE_API_KEY"], os.environ["STRIPE_API_BASE"] = SANDBOX_KEY, server.url
+    os.environ[COBALT_KEY_SETTING] = COBALT_SANDBOX_KEY
     console.print(f"Stripe: local sandbox at {server.url} (state in {data_dir() / 'sandbox.sqlite3'})")
     return server
 
@@ -79,75 +92,100 @@ def demo(
 
 
 DEMO_OPERATORS = ("demo-approver-1@sorae.example", "demo-approver-2@sorae.example")
+PROGRAM_IDS = [p.program_id for p in DEMO_PROGRAMS]
+
+
+def _client(api_key: str) -> stripe.StripeClient:
+    base = os.environ.get("STRIPE_API_BASE")
+    return stripe.StripeClient(api_key, base_addresses={"api": base} if base else None)
 
 
 def _demo(month: str, affiliates: int, commissions: int) -> None:
-    from sorae_payouts.definitions import defs  # after the Stripe environment is set
+    from sorae_payouts.definitions import defs  # noqa: F401 - after the Stripe environment is set
     from sorae_payouts.defs.instance import local_instance
+    from sorae_payouts.defs.launching import code_location_workspace
 
     engine = create_ledger_engine()
     upgrade(engine)
     console.print(f"ledger: {redact(database_url())}")
-    files = write_demo_data(data_dir() / "demo" / month, affiliates=affiliates, commissions=commissions, month=month)
-    client = stripe.StripeClient(os.environ["STRIPE_API_KEY"],
-                                 base_addresses={"api": os.environ["STRIPE_API_BASE"]}
-                                 if os.environ.get("STRIPE_API_BASE") else None)
-    created = ensure_demo_accounts(client, Path(files.affiliates))
-    console.print(f"connected accounts: {created} created")
-    for kind, path in ((ImportKind.AFFILIATES, files.affiliates), (ImportKind.COMMISSIONS, files.commissions),
-                       (ImportKind.ORDER_EVENTS, files.order_events)):
-        report = import_file(engine, kind, Path(path))
-        console.print(f"import {kind.value}: {report.rows_read} read, {report.inserted} inserted, "
-                      f"{report.updated} updated, {report.already_present} already present, "
-                      f"{report.rejected_count} rejected")
+    now = datetime.now(timezone.utc)
+    added = ensure_demo_programs(engine, now=now)
+    console.print(f"programs: {', '.join(PROGRAM_IDS)}" + (f" ({', '.join(added)} registered)" if added else ""))
+    for demo in DEMO_PROGRAMS:
+        _import_program(engine, demo, month, affiliates, commissions)
     instance = local_instance(data_dir())
-    partition = f"{month}-01"
-    from sorae_payouts.defs.launching import code_location_workspace
-
     with code_location_workspace(instance) as workspace:  # one code server for both runs
-        _close_and_pay(defs, engine, partition, instance, workspace)
-    _print_batch(engine, partition)
+        _run("month_end_job", month, instance, workspace)
+        _approve_and_fund(engine, month, now)
+        _run("payout_execution_job", month, instance, workspace, expect_refusals=True)
+    for program_id in PROGRAM_IDS:
+        _print_batch(engine, month, program_id)
     console.print(f"Dagster runs are in {instance.root_directory}; open them with "
                   f"`DAGSTER_HOME={instance.root_directory} dagster dev`")
 
 
-def _close_and_pay(defs, engine, partition: str, instance, workspace) -> None:
-    _run(defs, "month_end_job", partition, instance, workspace)
-    try:  # demo only: in production registered operators review the manifest and approve it (two above a limit)
+def _key_of(demo) -> str:
+    return os.environ[COBALT_KEY_SETTING] if demo.paying_account_ref else os.environ["STRIPE_API_KEY"]
+
+
+def _import_program(engine, demo, month: str, affiliates: int, commissions: int) -> None:
+    files = write_demo_data(data_dir() / "demo" / month / demo.program_id, affiliates=affiliates,
+                            commissions=commissions, month=month, seed=demo.seed, program_id=demo.program_id)
+    created = ensure_demo_accounts(_client(_key_of(demo)), Path(files.affiliates))
+    reports = [import_file(engine, kind, Path(path)) for kind, path in (
+        (ImportKind.AFFILIATES, files.affiliates), (ImportKind.COMMISSIONS, files.commissions),
+        (ImportKind.ORDER_EVENTS, files.order_events))]
+    console.print(f"{demo.program_id}: {created} connected accounts created; imported "
+                  + ", ".join(f"{r.inserted} {k}" for r, k in zip(reports, ("affiliates", "commissions", "events"))))
+
+
+def _approve_and_fund(engine, month: str, now: datetime) -> None:
+    from sorae_payouts.paying_accounts import program_gateway
+    from sorae_payouts.programs import get_program
+    from sorae_payouts.stripe_gateway.gateway import config_from_environment
+
+    period = parse_period(month)
+    for demo in DEMO_PROGRAMS:
+        try:  # demo only: in production the program's registered operators review and approve it
+            with engine.connect() as conn:
+                reviewed = load_batch(conn, period, program_id=demo.program_id).manifest_hash
+            for number, approver in enumerate(DEMO_OPERATORS, 1):
+                ensure_operator(engine, approver, added_by="demo", now=now, display_name=f"Demo approver {number}",
+                                program_id=demo.program_id)
+                if approve_batch(engine, period, approved_by=approver, now=now, expected_hash=reviewed,
+                                 program_id=demo.program_id).complete:
+                    break
+            console.print(f"{demo.program_id}: batch approved (demo only)")
+        except BatchError as exc:
+            console.print(f"{demo.program_id}: approval: {exc}")
         with engine.connect() as conn:
-            reviewed = load_batch(conn, parse_period(partition)).manifest_hash
-        for number, approver in enumerate(DEMO_OPERATORS, 1):
-            ensure_operator(engine, approver, added_by="demo", now=datetime.now(timezone.utc),
-                            display_name=f"Demo approver {number}")
-            if approve_batch(engine, parse_period(partition), approved_by=approver, now=datetime.now(timezone.utc),
-                             expected_hash=reviewed).complete:
-                break
-        console.print("batch approved (demo only: in production operators review and approve it)")
-    except BatchError as exc:
-        console.print(f"approval: {exc}")
-    with engine.connect() as conn:
-        approved_hash = load_batch(conn, parse_period(partition)).manifest_hash
-    _run(defs, "payout_execution_job", partition, instance, workspace, {"sorae/manifest_hash": approved_hash})
+            gateway = program_gateway(config_from_environment(), get_program(conn, demo.program_id))
+        charges = fund_demo_program(engine, _client(_key_of(demo)), gateway, demo,
+                                    batch_id_for(period, demo.program_id), now=now)
+        if charges:
+            share = "all" if demo.funded_share == (1, 1) else "half"
+            console.print(f"{demo.program_id}: funded with {len(charges)} charge(s) covering {share} of its batch")
 
 
-def _run(defs, job_name: str, partition: str, instance, workspace=None, tags: dict | None = None) -> None:
-    # Through the instance with the code location (not execute_in_process): the run shows under its
-    # job and the asset partitions in the UI, tagged with the operator (see defs/launching.py).
-    from sorae_payouts.defs.launching import launch_and_wait
+def _run(job_name: str, month: str, instance, workspace, expect_refusals: bool = False) -> None:
+    # Through the instance with the code location (not execute_in_process): ONE run for the three
+    # programs, shown under its job and each program-month partition in the UI (see defs/launching.py).
+    from sorae_payouts.defs.launching import launch_range_and_wait
 
-    run = launch_and_wait(job_name, partition, instance=instance, workspace=workspace, tags={
-        "sorae/batch_id": batch_id_for(parse_period(partition)), "sorae/operator": "demo", **(tags or {})})
-    for check_name, passed in sorted(run.checks.items()):
-        colour = "green" if passed else "red"
-        console.print(f"check {check_name}: [{colour}]{'passed' if passed else 'FAILED'}[/]")
-    if not run.success:
-        for failure in run.failures:
-            console.print(f"[red]{failure}[/red]")
+    run = launch_range_and_wait(job_name, f"{month}-01", f"{month}-01", program_ids=PROGRAM_IDS, instance=instance,
+                                workspace=workspace, tags={"sorae/operator": "demo"})
+    for partition, checks in sorted(run.checks_by_partition.items()):
+        failed = sorted(name for name, passed in checks.items() if not passed)
+        verdict = f"[red]FAILED {', '.join(failed)}[/red]" if failed else f"[green]{len(checks)} passed[/green]"
+        console.print(f"checks {partition}: {verdict}")
+    for failure in run.failures:
+        console.print(f"[yellow]{failure}[/yellow]" if expect_refusals else f"[red]{failure}[/red]")
+    if not run.success and not expect_refusals:
         raise typer.Exit(1)
-    console.print(f"{job_name} [{partition}]: [green]success[/green] (run {run.run_id[:8]})")
+    console.print(f"{job_name} [{month}, {len(PROGRAM_IDS)} programs]: {run.status.lower()} (run {run.run_id[:8]})")
 
 
-def _print_batch(engine, partition: str) -> None:
+def _print_batch(engine, month: str, program_id: str) -> None:
     with engine.connect() as conn:
-        console.print(outcome_table(batch_outcome(conn, batch_id_for(parse_period(partition)))))
-    console.print(f"item details: `sorae-payouts batch show {partition[:7]}`")
+        console.print(outcome_table(batch_outcome(conn, batch_id_for(parse_period(month), program_id))))
+    console.print(f"item details: `sorae-payouts batch show {month} --program {program_id}`")

@@ -21,12 +21,14 @@ from sorae_payouts.periods import period_key
 
 
 def history(affiliate_id: str = typer.Argument(..., help="The affiliate's id, e.g. aff_123."),
-            as_json: bool = typer.Option(False, "--json", help="Machine-readable output (the portal's JSON).")) -> None:
-    """An affiliate's payout history, newest month first."""
+            as_json: bool = typer.Option(False, "--json", help="Machine-readable output (the portal's JSON)."),
+            program: str = typer.Option(None, "--program", help="Only this program (merchant); default: every "
+                                                                "program the affiliate id belongs to.")) -> None:
+    """An affiliate's payout history, newest month first, across the programs they belong to."""
     engine = create_ledger_engine()
     try:
         with engine.connect() as conn:
-            entries = affiliate_history(conn, affiliate_id)
+            entries = affiliate_history(conn, affiliate_id, program_id=program)
     finally:
         engine.dispose()
     if as_json:
@@ -38,13 +40,16 @@ def history(affiliate_id: str = typer.Argument(..., help="The affiliate's id, e.
                       markup=False, highlight=False)
         return
     # Narrow enough for an 80-column terminal; the breakdown and reasons follow as full lines.
-    table = Table("month", "earned", "carried in", "total", "status", title=Text(f"Payout history of {affiliate_id}"))
+    several = len({e.program_id for e in entries}) > 1
+    columns = ("month", *(("program",) if several else ()), "earned", "carried in", "total", "status")
+    table = Table(*columns, title=Text(f"Payout history of {affiliate_id}"))
     for e in entries:
-        table.add_row(f"{period_key(e.period)} {e.currency}", e.money(e.earned_minor), e.money(e.carried_in_minor),
-                      e.money(e.amount_minor), e.status)
+        table.add_row(f"{period_key(e.period)} {e.currency}", *((Text(e.merchant),) if several else ()),
+                      e.money(e.earned_minor), e.money(e.carried_in_minor), e.money(e.amount_minor), e.status)
     console.print(table)
     for e in entries:
-        console.print(Text(f"{period_key(e.period)} {e.currency}", style="bold"))
+        console.print(Text(f"{period_key(e.period)} {e.currency}" + (f" ({e.merchant})" if several else ""),
+                           style="bold"))
         lines = [f"{e.commission_count} commission(s): {e.money(e.gross_minor)} gross, "
                  f"{e.money(e.in_period_adjustments_minor)} reversed in the month, "
                  f"{e.money(e.clawbacks_minor)} clawed back from earlier months"]

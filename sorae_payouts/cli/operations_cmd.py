@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sorae_payouts.batches import BatchError
+from sorae_payouts.cli import program_option
 from sorae_payouts.cli.tables import outcome_json, outcome_table
 from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.executor import ExecutionRefused, utcnow
@@ -27,12 +28,29 @@ from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, Stri
 console = Console()
 
 
-def _gateway() -> StripeGateway:
+def _gateway(program_id: str) -> StripeGateway:
+    """The gateway of the account that pays the program (the platform key or its own key)."""
+    from sorae_payouts.paying_accounts import PayingAccountError, program_gateway
+    from sorae_payouts.programs import get_program
+
     try:
-        return StripeGateway(config_from_environment())
-    except GatewayConfigurationError as exc:
+        with create_ledger_engine().connect() as conn:
+            program = get_program(conn, program_id)
+        return program_gateway(config_from_environment(), program)
+    except (GatewayConfigurationError, PayingAccountError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
+
+
+def _program(program: str | None, period: str | None) -> str:
+    from sorae_payouts.programs import ProgramError
+
+    with create_ledger_engine().connect() as conn:
+        try:
+            return program_option.resolve_program(conn, program, parse_period(period) if period else None)
+        except ProgramError as exc:
+            console.print(f"[red]{exc}[/red]", highlight=False)
+            raise typer.Exit(1) from exc
 
 
 def _announce(message: str) -> None:
@@ -46,15 +64,17 @@ def retry(
     error_code: str = typer.Option(None, "--error-code", help="Retry the failed items with this Stripe error code."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print exactly which transfers would be sent; change nothing."),
     as_json: bool = typer.Option(False, "--json"),
+    program: str = program_option.option(),
 ) -> None:
     """Retry failed items in isolation: each gets a NEW attempt (new idempotency key); only they are sent."""
     engine = create_ledger_engine()
+    program_id = _program(program, period)
     # The next keys name the paying account: ask Stripe when a key is configured (a dry run works without).
-    gateway = _gateway() if (os.environ.get("STRIPE_API_KEY") or not dry_run) else None
+    gateway = _gateway(program_id) if (os.environ.get("STRIPE_API_KEY") or not dry_run) else None
     try:
         with engine.connect() as conn:
-            plan = plan_retry(conn, parse_period(period), item_ids=item or None, error_code=error_code,
-                              paying_account=gateway.paying_account() if gateway else None)
+            plan = plan_retry(conn, parse_period(period), program_id=program_id, item_ids=item or None,
+                              error_code=error_code, paying_account=gateway.paying_account() if gateway else None)
     except (BatchError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
@@ -66,7 +86,7 @@ def retry(
         raise typer.Exit(1 if plan.refused and not sends else 0)
     if as_json:
         try:
-            report = execute_retry(engine, _gateway(), plan, now=utcnow())
+            report = execute_retry(engine, gateway or _gateway(program_id), plan, now=utcnow())
         except ExecutionRefused as exc:
             typer.echo(json.dumps({"sent": sends, "refused": plan.refused, "error": str(exc)}, indent=2))
             raise typer.Exit(1) from exc
@@ -93,19 +113,27 @@ def retry(
 
 
 def refresh(period: str = typer.Argument(None, help="YYYY-MM; default: every executed batch"),
-            as_json: bool = typer.Option(False, "--json")) -> None:
-    """Resolve unknown outcomes, record reversals and account readiness changes (appended history)."""
+            as_json: bool = typer.Option(False, "--json"),
+            program: str = typer.Option(None, "--program", help="Only this program (default: every program).")) -> None:
+    """Resolve unknown outcomes, record reversals and account readiness changes (appended history), for
+    every executed batch of every program (or the one named), each through its paying account."""
+    from sorae_payouts.programs import list_programs
+
     engine = create_ledger_engine()
-    gateway = _gateway()
     with engine.connect() as conn:
-        periods = refreshable_periods(conn, parse_period(period) if period else None)
+        programs = [program_option.resolve_program(conn, program)] if program else \
+            [p.program_id for p in list_programs(conn)]
+        work = [(program_id, p) for program_id in programs
+                for p in refreshable_periods(conn, parse_period(period) if period else None, program_id=program_id)]
+    gateways: dict[str, StripeGateway] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, disable=as_json) as progress:
-        task = progress.add_task("refreshing batches", total=len(periods))
+        task = progress.add_task("refreshing batches", total=len(work))
         reports = []
-        for p in periods:
+        for program_id, p in work:
+            gateway = gateways.get(program_id) or gateways.setdefault(program_id, _gateway(program_id))
             try:
-                reports.append(refresh_batch(engine, gateway, p, announce=_announce))
+                reports.append(refresh_batch(engine, gateway, p, program_id=program_id, announce=_announce))
             except ExecutionRefused as exc:
                 console.print(f"[red]{exc}[/red]")
                 raise typer.Exit(1) from exc
@@ -120,12 +148,15 @@ def refresh(period: str = typer.Argument(None, help="YYYY-MM; default: every exe
     console.print(table)
 
 
-def reconcile(period: str = typer.Argument(..., help="YYYY-MM"), as_json: bool = typer.Option(False, "--json")) -> None:
-    """Compare the batch's transfers in Stripe with the ledger's posted attempts; exit 1 on drift.
-    Also lists the execution anomalies recorded for the batch (adopted or blocked items, ...)."""
+def reconcile(period: str = typer.Argument(..., help="YYYY-MM"), as_json: bool = typer.Option(False, "--json"),
+              program: str = program_option.option()) -> None:
+    """Compare the program's batch's transfers in Stripe (its paying account) with the ledger's posted
+    attempts; exit 1 on drift. Also lists the execution anomalies recorded for the batch."""
+    program_id = _program(program, period)
+    gateway = _gateway(program_id)
     with create_ledger_engine().connect() as conn:
-        result = reconcile_batch(conn, _gateway(), parse_period(period))
-        anomalies = list_anomalies(conn, load_batch(conn, parse_period(period)).batch_id)
+        result = reconcile_batch(conn, gateway, parse_period(period), program_id=program_id)
+        anomalies = list_anomalies(conn, load_batch(conn, parse_period(period), program_id=program_id).batch_id)
     if as_json:
         typer.echo(json.dumps({"passed": result.passed, "summary": result.summary, "drift": result.rows,
                                "anomalies": anomalies}, indent=2))

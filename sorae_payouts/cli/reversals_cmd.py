@@ -32,10 +32,13 @@ def _period(text: str | None):
 @app.command("list")
 def list_command(period: str = typer.Argument(None, help="YYYY-MM (default: every month)"),
                  as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-                 pending_only: bool = typer.Option(False, "--pending", help="Only amounts awaiting a decision.")) -> None:
+                 pending_only: bool = typer.Option(False, "--pending", help="Only amounts awaiting a decision."),
+                 program: str = typer.Option(None, "--program", help="Only this program (default: every program).")
+                 ) -> None:
     """Items whose transfer was (partly) reversed in Stripe: reversed, owed again, written off, pending."""
     with create_ledger_engine().connect() as conn:
-        items = [i for i in reversed_items(conn, _period(period)) if i.pending_minor or not pending_only]
+        items = [i for i in reversed_items(conn, _period(period), program_id=program)
+                 if i.pending_minor or not pending_only]
     if as_json:
         typer.echo(json.dumps([i.as_json() for i in items], indent=2))
         return
@@ -87,14 +90,23 @@ def resolve_command(item_id: int = typer.Argument(..., help="The payout item id 
 
 @app.command("recover")
 def recover_command(period: str = typer.Argument(..., help="YYYY-MM"),
-                    as_json: bool = typer.Option(False, "--json")) -> None:
+                    as_json: bool = typer.Option(False, "--json"),
+                    program: str = typer.Option(None, "--program", help="The program whose batch this is; "
+                                                "optional while only one program could be meant.")) -> None:
     """Under the batch's `recover_by_reversal` policy, reverse transfers up to each negative balance
     (also done after execution by the executed_transfers asset). Safe to run again."""
+    from sorae_payouts.cli.program_option import resolve_program
+    from sorae_payouts.paying_accounts import PayingAccountError, program_gateway
+    from sorae_payouts.programs import ProgramError, get_program
+
+    engine = create_ledger_engine()
     try:
-        gateway = StripeGateway(config_from_environment())
-        report = recover_negative_balances(create_ledger_engine(), gateway, _period(period),
-                                           now=datetime.now(timezone.utc))
-    except (GatewayConfigurationError, BatchError) as exc:
+        with engine.connect() as conn:
+            program_id = resolve_program(conn, program, _period(period))
+            gateway = program_gateway(config_from_environment(), get_program(conn, program_id))
+        report = recover_negative_balances(engine, gateway, _period(period), now=datetime.now(timezone.utc),
+                                           program_id=program_id)
+    except (GatewayConfigurationError, BatchError, ProgramError, PayingAccountError) as exc:
         console.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(1) from exc
     if as_json:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from sorae_payouts.batches import BatchError, load_batch
+from sorae_payouts.cli import program_option
 from sorae_payouts.cli.tables import missing_batch_message, outcome_json, outcome_table
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.manifest import batch_id_for
@@ -30,26 +31,42 @@ def _period(text: str):
         raise typer.BadParameter(str(exc)) from exc
 
 
-def _launch(job_name: str, period, tags: dict, as_json: bool):
-    from sorae_payouts.defs.launching import launch_and_wait  # Dagster is imported only to launch
+def _launch(job_name: str, period, tags: dict, as_json: bool, program_ids: list[str] | None):
+    """One run: the month of one program, or of every program (`program_ids` None: all partitions)."""
+    from sorae_payouts.defs import launching  # Dagster is imported only to launch
 
     def progress(status: str) -> None:
         if not as_json:
             console.print(f"{job_name} [{period_key(period)}]: {status.lower()}")
 
-    return launch_and_wait(job_name, period.isoformat(), tags=tags, on_status=progress)
+    if program_ids is not None and len(program_ids) == 1:
+        return launching.launch_and_wait(job_name, period.isoformat(), program_id=program_ids[0], tags=tags,
+                                         on_status=progress)
+    from sorae_payouts.defs.instance import local_instance
+    from sorae_payouts.defs.partitions import sync_program_partitions
+    from sorae_payouts.ledger.database import data_dir
+    from sorae_payouts.programs import list_programs
+
+    instance = local_instance(data_dir())
+    with create_ledger_engine().connect() as conn:  # every registered program has its partitions
+        sync_program_partitions(instance, [p.program_id for p in list_programs(conn)])
+    return launching.launch_range_and_wait(job_name, period.isoformat(), period.isoformat(), program_ids=program_ids,
+                                           tags=tags, on_status=progress, instance=instance)
 
 
-def _report(engine, period, run, as_json: bool) -> None:
+def _report(engine, period, run, as_json: bool, program_ids: list[str]) -> None:
     from sorae_payouts.execution.outcomes import batch_outcome
 
+    outcomes = []
     with engine.connect() as conn:
-        try:
-            outcome = batch_outcome(conn, batch_id_for(period))
-        except Exception:  # noqa: BLE001 - no batch (e.g. the run was refused): the run says why
-            outcome = None
+        for program_id in program_ids:
+            try:
+                outcomes.append(batch_outcome(conn, batch_id_for(period, program_id)))
+            except Exception:  # noqa: BLE001 - no batch (e.g. the program was refused): the run says why
+                continue
     if as_json:
-        typer.echo(json.dumps({"run": run.as_json(), "outcome": outcome_json(outcome) if outcome else None}, indent=2))
+        typer.echo(json.dumps({"run": run.as_json(), "outcomes": [outcome_json(o) for o in outcomes],
+                               "outcome": outcome_json(outcomes[0]) if len(outcomes) == 1 else None}, indent=2))
     else:
         colour = "green" if run.success else "red"
         console.print(f"run {run.run_id} ({run.job_name}, {run.partition}): [{colour}]{run.status}[/]")
@@ -57,40 +74,57 @@ def _report(engine, period, run, as_json: bool) -> None:
             console.print(f"[red]{failure}[/red]")
         for check_name, passed in sorted(run.checks.items()):
             console.print(f"check {check_name}: " + ("[green]passed[/]" if passed else "[red]FAILED[/]"))
-        if outcome is not None:
+        for outcome in outcomes:
             console.print(outcome_table(outcome))
     if not run.success:
         raise typer.Exit(1)
 
 
 def month_end(period: str = typer.Argument(..., help="YYYY-MM"),
-              as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+              as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+              program: str = typer.Option(None, "--program", help="Only this program (default: every active "
+                                                                  "program, in one run).")) -> None:
     """Finalize the month and build its manifest (month_end_job, with the blocking checks): a draft to
-    review and approve. Refused before anything is written when months must be closed in another order."""
+    review and approve, per program. Refused before anything is written when months must be closed in
+    another order (one program named), or per program in the run (every program)."""
+    from sorae_payouts.programs import ProgramError, get_program, list_programs
+
     month = _period(period)
     engine = create_ledger_engine()
     with engine.connect() as conn:
         try:
-            check_month_end_order(conn, [month])
-        except MonthOrderError as exc:
+            programs = [get_program(conn, program).program_id] if program else \
+                [p.program_id for p in list_programs(conn, active_only=True)]
+            if len(programs) == 1:
+                check_month_end_order(conn, [month], program_id=programs[0])
+        except (MonthOrderError, ProgramError) as exc:
             if as_json:
                 typer.echo(json.dumps({"run": None, "refused": str(exc)}, indent=2))
             else:
                 console.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from exc
-    _report(engine, month, _launch("month_end_job", month, {"sorae/batch_id": batch_id_for(month)}, as_json), as_json)
+    tags = {"sorae/batch_id": batch_id_for(month, programs[0])} if len(programs) == 1 else {}
+    run = _launch("month_end_job", month, tags, as_json, programs if len(programs) == 1 else None)
+    _report(engine, month, run, as_json, programs)
 
 
 def execute(period: str = typer.Argument(..., help="YYYY-MM"),
-            as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Pay an APPROVED batch (payout_execution_job): only pending items are sent, never twice."""
+            as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+            program: str = program_option.option()) -> None:
+    """Pay a program's APPROVED batch (payout_execution_job): only pending items are sent, never twice."""
+    from sorae_payouts.programs import ProgramError
+
     month = _period(period)
     engine = create_ledger_engine()
     with engine.connect() as conn:
         try:
-            batch = load_batch(conn, month)
+            program_id = program_option.resolve_program(conn, program, month)
+            batch = load_batch(conn, month, program_id=program_id)
+        except ProgramError as exc:
+            console.print(f"[red]{exc}[/red]", highlight=False)
+            raise typer.Exit(1) from exc
         except BatchError as exc:
             console.print(f"[red]{missing_batch_message(conn, month)}[/red]")
             raise typer.Exit(1) from exc
     tags = {"sorae/batch_id": batch.batch_id, "sorae/manifest_hash": batch.manifest_hash}
-    _report(engine, month, _launch("payout_execution_job", month, tags, as_json), as_json)
+    _report(engine, month, _launch("payout_execution_job", month, tags, as_json, [program_id]), as_json, [program_id])
