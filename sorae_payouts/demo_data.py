@@ -9,6 +9,9 @@ inside the holding window). The same seed always writes the same bytes, whatever
 Scale: the numeric columns are drawn up front as integer numpy arrays (~40 bytes per commission);
 strings exist only one chunk at a time, built with Arrow compute kernels and streamed to the file.
 Money is integer minor units throughout; amount strings are assembled from `//` and `%` of integers.
+
+With `program_id`, every file starts with a `program_id` column naming it (files of several programs
+import without `--program`); without it the files are exactly the single-program files they were.
 """
 
 from __future__ import annotations
@@ -68,17 +71,20 @@ def default_month(today: date | None = None) -> str:
 
 def write_demo_data(out_dir: Path, *, affiliates: int = 200, commissions: int = 5_000, month: str | None = None,
                     seed: int = 7, file_format: str = "csv", event_share: float = 0.05,
-                    chunk_rows: int = 250_000) -> DemoDataFiles:
+                    chunk_rows: int = 250_000, program_id: str | None = None) -> DemoDataFiles:
     """Write affiliates, commissions and order-events files for `month` (default: last complete month).
 
     Every commission is in its affiliate's payout currency and earned inside the month (UTC); about
     `event_share` of them get exactly one order event after they were earned. Returns the paths
     and a summary whose totals are computed from the same integers the amount strings came from.
+    `program_id`: also write a first column `program_id` with this value on every row (and in the summary).
     """
     if affiliates < 1 or commissions < 0 or not 0 <= event_share <= 1 or chunk_rows < 1:
         raise ValueError("need affiliates >= 1, commissions >= 0, 0 <= event_share <= 1, chunk_rows >= 1")
     if file_format not in ("csv", "parquet"):
         raise ValueError(f"file_format must be 'csv' or 'parquet', not {file_format!r}")
+    if program_id is not None and not _is_program_id(program_id):
+        raise ValueError(f"program_id {program_id!r} is not a program id (lowercase letters, digits, - and _)")
     period = parse_period(month or default_month())
     start = int(datetime(period.year, period.month, 1, tzinfo=timezone.utc).timestamp())
     end = int(period_end(period).timestamp())
@@ -153,6 +159,8 @@ def write_demo_data(out_dir: Path, *, affiliates: int = 200, commissions: int = 
     for path, columns, total, build in ((paths[0], _AFFILIATE_COLUMNS, affiliates, affiliate_rows),
                                         (paths[1], _COMMISSION_COLUMNS, commissions, commission_rows),
                                         (paths[2], _EVENT_COLUMNS, n_events, event_rows)):
+        if program_id is not None:
+            columns, build = ("program_id", *columns), _with_program(program_id, build)
         _write_chunked(path, file_format, columns, total, chunk_rows, build)
 
     gross = np.zeros(affiliates, np.int64)
@@ -173,6 +181,8 @@ def write_demo_data(out_dir: Path, *, affiliates: int = 200, commissions: int = 
         "events_after_month": int((occurred >= end).sum()),
         "reversed_minor_by_currency": _per_currency(currencies, com_cur[ev_com], ev_minor),
     }
+    if program_id is not None:
+        summary["program_id"] = program_id
     return DemoDataFiles(*paths, summary=summary)
 
 
@@ -274,6 +284,20 @@ def _per_currency(currencies: list[str], cur: np.ndarray, values: np.ndarray) ->
     totals = np.zeros(len(currencies), np.int64)
     np.add.at(totals, cur, values.astype(np.int64))
     return {c: int(t) for c, t in zip(currencies, totals)}
+
+
+def _is_program_id(program_id: str) -> bool:
+    from sorae_payouts.programs import PROGRAM_ID  # here: the registry's module loads SQLAlchemy (CLI start-up)
+
+    return bool(PROGRAM_ID.fullmatch(program_id))
+
+
+def _with_program(program_id: str, build):
+    """`build` with a first column naming the program on every row."""
+    def with_program(rows: slice) -> list[pa.Array]:
+        columns = build(rows)
+        return [pa.repeat(pa.scalar(program_id, pa.string()), len(columns[0])), *columns]
+    return with_program
 
 
 def _write_chunked(path: Path, file_format: str, columns: tuple[str, ...], total: int, chunk_rows: int,

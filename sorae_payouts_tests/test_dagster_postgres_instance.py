@@ -1,34 +1,55 @@
-"""The production instance file (deploy/dagster.yaml: dagster-postgres storage from DAGSTER_PG_URL)
-runs a partition materialization against a Postgres ledger."""
+"""The production instance file (deploy/dagster.yaml) loaded into a real instance on PostgreSQL:
+its run queue, limits, launcher and monitoring as Dagster reads them back, and a partition
+materialization against a Postgres ledger."""
 
 from __future__ import annotations
 
-import shutil
-import uuid
-from pathlib import Path
-
 import dagster as dg
+from dagster._core.launcher import DefaultRunLauncher
+from dagster._core.run_coordinator import QueuedRunCoordinator
 
 from sorae_payouts.defs.resources import LedgerResource, PayoutSettings
 from sorae_payouts.definitions import defs
 from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts_tests.conftest import _pg_admin, _pg_url, make_ledger_url
+from sorae_payouts_tests.conftest import make_ledger_url
+from sorae_payouts_tests.dagster_pg_home import production_dagster_home
 from sorae_payouts_tests.factory import add_affiliate, add_commission
 
-DEPLOY_INSTANCE = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
+
+def _limit(limits, key):
+    [rule] = [rule for rule in limits if rule["key"] == key]
+    return rule
+
+
+def test_production_instance_queues_runs_under_tag_limits(tmp_path, request, monkeypatch):
+    home = production_dagster_home(tmp_path, request, monkeypatch)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        assert isinstance(instance.run_launcher, DefaultRunLauncher)  # one process per run
+
+        queue = instance.get_concurrency_config().run_queue_config  # what the queue daemon enforces
+        assert 1 <= queue.max_concurrent_runs <= 8, "sized for a 2-core box"
+        per_account = _limit(queue.tag_concurrency_limits, "sorae/paying_account")
+        assert per_account["value"] == {"applyLimitPerUniqueValue": True}
+        assert 1 <= per_account["limit"] < queue.max_concurrent_runs
+        month_end = _limit(queue.tag_concurrency_limits, "sorae/job")
+        assert (month_end["value"], month_end["limit"]) == ("month_end_job", 1)
+        assert queue.max_user_code_failure_retries >= 1
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0
+        assert instance.run_monitoring_max_resume_run_attempts == 0
+        # A dead worker gets one retry run; a failed step is never re-run wholesale by the instance.
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 1
+        assert instance.get_settings("run_retries")["retry_on_asset_or_op_failure"] is False
 
 
 def test_partition_materializes_on_postgres_instance_storage(tmp_path, request, monkeypatch):
     ledger_url = make_ledger_url("postgres", tmp_path, request)
-    storage_db = f"sorae_dagster_{uuid.uuid4().hex[:12]}"
-    _pg_admin(f'CREATE DATABASE "{storage_db}"')
-    request.addfinalizer(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{storage_db}" WITH (FORCE)'))
-    # dagster-postgres speaks psycopg2; SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, whose
-    # server-side binding breaks dagster's `NOTIFY run_events, %s`. Name the driver explicitly.
-    monkeypatch.setenv("DAGSTER_PG_URL", _pg_url(storage_db).replace("postgresql://", "postgresql+psycopg2://"))
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(DEPLOY_INSTANCE, home / "dagster.yaml")
+    home = production_dagster_home(tmp_path, request, monkeypatch)
 
     engine = create_ledger_engine(ledger_url)
     add_affiliate(engine, "alice")
@@ -36,7 +57,6 @@ def test_partition_materializes_on_postgres_instance_storage(tmp_path, request, 
     engine.dispose()
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         result = defs.resolve_job_def("month_end_job").execute_in_process(
             partition_key="2026-10-01", instance=instance,
             resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()})

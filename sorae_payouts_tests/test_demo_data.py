@@ -176,3 +176,43 @@ def test_cli_writes_the_files_and_prints_where_and_what(tmp_path):
     assert f"{expected['gross_minor_by_currency']['jpy']} jpy" in result.output
     bad = CliRunner().invoke(app, ["--out", str(out), "--format", "xlsx"])
     assert bad.exit_code == 2 and "csv or parquet" in bad.output
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_a_program_id_adds_a_first_column_and_changes_nothing_else(tmp_path, file_format):
+    plain = write_demo_data(tmp_path / "plain", affiliates=30, commissions=300, month=MONTH, seed=5,
+                            file_format=file_format)
+    named = write_demo_data(tmp_path / "acme", affiliates=30, commissions=300, month=MONTH, seed=5,
+                            file_format=file_format, program_id="acme")
+    read = pd.read_csv if file_format == "csv" else pd.read_parquet
+    for part in ("affiliates", "commissions", "order_events"):
+        before, after = (read(getattr(files, part), **({"dtype": str} if file_format == "csv" else {}))
+                         for files in (plain, named))
+        assert list(after.columns) == ["program_id", *before.columns]
+        assert (after["program_id"] == "acme").all() and len(after) == len(before) > 0
+        pd.testing.assert_frame_equal(after.drop(columns="program_id"), before)
+    assert named.summary == {**plain.summary, "program_id": "acme"}
+    with pytest.raises(ValueError, match="not a program id"):
+        write_demo_data(tmp_path / "bad", month=MONTH, program_id="Acme Corp")
+
+
+def test_demo_files_of_two_programs_import_side_by_side(engine, tmp_path):
+    from sorae_payouts.ingest import ImportKind, import_file
+    from sorae_payouts.programs import add_program
+
+    add_program(engine, "acme", name="Acme", added_by="test", now=datetime(2026, 1, 10, tzinfo=timezone.utc))
+    written = {program: write_demo_data(tmp_path / program, affiliates=20, commissions=200, month=MONTH, seed=seed,
+                                        program_id=program) for program, seed in (("default", 1), ("acme", 2))}
+    for kind, part in ((ImportKind.AFFILIATES, "affiliates"), (ImportKind.COMMISSIONS, "commissions"),
+                       (ImportKind.ORDER_EVENTS, "order_events")):
+        for files in written.values():
+            report = import_file(engine, kind, getattr(files, part))
+            assert report.rejected_count == 0 and report.inserted > 0, report.rejected[:3]
+    with engine.connect() as conn:  # the same ids (aff_000001, com_0000001, ...) in both, kept apart
+        counts = dict(conn.exec_driver_sql("SELECT program_id, COUNT(*) FROM commission GROUP BY program_id").all())
+        gross = {(p, c): int(t) for p, c, t in conn.exec_driver_sql(
+            "SELECT program_id, currency, SUM(amount_minor) FROM commission GROUP BY program_id, currency")}
+    assert counts == {"default": 200, "acme": 200}
+    for program, files in written.items():
+        assert {c: t for (p, c), t in gross.items() if p == program} == {
+            c: t for c, t in files.summary["gross_minor_by_currency"].items() if t}

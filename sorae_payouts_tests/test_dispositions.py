@@ -42,3 +42,21 @@ def test_table(status, code, cls, expected):
 def test_connection_error_is_unknown():
     result = classify(stripe.APIConnectionError("connection reset"))
     assert (result.disposition, result.code) == (Disposition.UNKNOWN, "api_connection_error")
+
+
+@pytest.mark.parametrize("code, message", [
+    ("amount_too_large", "Insufficient funds in source transaction ch_1: ..."),  # the sandbox's overspend answer
+    (None, "The currency of source_transaction's balance transaction (usd) must be the same as the transfer "
+           "currency (eur)"),
+    ("resource_missing", "No such charge: 'ch_1'"),
+    ("balance_insufficient", "whatever Stripe says about the charge's funds"),
+])
+def test_a_refusal_because_of_the_source_charge_is_final(code, message):
+    """Refused because of the charge it names (param source_transaction): the same charge will never pay it."""
+    body = {"error": {"type": "invalid_request_error", "code": code, "message": message,
+                      "param": "source_transaction"}}
+    error = stripe.InvalidRequestError(message, "source_transaction", code=code, http_status=400, json_body=body,
+                                       headers={"request-id": "req_1"})
+    result = classify(error)
+    assert result.disposition is Disposition.FAILED and result.code == (code or "http_400")
+    assert result.message == message

@@ -17,6 +17,7 @@ from sorae_payouts.finalize import finalize_period
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.ledger.privileges import PrivilegeError, grant_app_role
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts.stripe_gateway.shared_rate_limit import SharedRateLimiter
 from sorae_payouts_tests.conftest import PG_ADMIN_URL, make_ledger_url
 from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, approve
 
@@ -84,10 +85,26 @@ def test_app_role_has_dml_but_cannot_truncate_or_change_the_schema(owner_url, ap
 
 
 def test_ledger_tables_refuse_truncate_even_for_the_owner(approved_ledger):
-    # Every ledger table, including those of revisions after 0006 (guarded by 0010).
-    from sorae_payouts.ledger.schema import metadata
-    for table in sorted(metadata.tables):
+    # Every ledger table, including those of revisions after 0006 (guarded by 0010). Operational state
+    # (the Stripe rate schedule, 0011) is not a money record: no guard (the app role has no TRUNCATE).
+    from sorae_payouts.ledger.schema import OPERATIONAL_TABLES, metadata
+    assert OPERATIONAL_TABLES < set(metadata.tables)
+    for table in sorted(set(metadata.tables) - OPERATIONAL_TABLES):
         _refused(approved_ledger, f"TRUNCATE {table} CASCADE", "cannot be truncated")
+
+
+def test_app_role_keeps_the_stripe_rate_schedule_but_cannot_delete_it(owner_url, app_role, approved_ledger):
+    engine = _as(owner_url, app_role)
+    try:
+        limiter = SharedRateLimiter(engine, "acct_app_role", 20)
+        assert limiter.reserve() == 0.0  # INSERT ... RETURNING
+        assert limiter.reserve() > 0.0  # ON CONFLICT DO UPDATE
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM stripe_rate_schedule").scalar_one() == 1
+        _refused(engine, "DELETE FROM stripe_rate_schedule", "permission denied")
+        _refused(engine, "TRUNCATE stripe_rate_schedule", "permission denied")
+    finally:
+        engine.dispose()
 
 
 def test_grants_are_reapplied_and_cover_tables_of_later_migrations(owner_url, app_role, approved_ledger):

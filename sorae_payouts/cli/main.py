@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "import": ("import_cmd", "app", "group"),
     "batch": ("batch_cmd", "app", "group"),
     "operators": ("operators_cmd", "app", "group"),
+    "programs": ("programs_cmd", "app", "group"),
     "reversals": ("reversals_cmd", "app", "group"),
     "month-end": ("run_cmd", "month_end", "command"),
     "demo-data": ("demo_data_cmd", "demo_data", "command"),

@@ -11,12 +11,14 @@ from rich.table import Table
 
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.operators import Origin, OperatorError, add_operator, list_operators, set_operator_status
+from sorae_payouts.programs import DEFAULT_PROGRAM, ProgramError, require_active_program
 
 app = typer.Typer(help="Operators who may approve payout batches (registry with append-only history).",
                   no_args_is_help=True)
 console = Console()
 
 _BY_HELP = "Who makes this change (recorded in the history); default: the OS user."
+_PROGRAM_HELP = "The program whose approvers these are (operators are registered per program)."
 
 
 def _actor(by: str | None, origin: Origin) -> str:
@@ -26,23 +28,27 @@ def _actor(by: str | None, origin: Origin) -> str:
 @app.command("add")
 def add_command(identity: str = typer.Argument(..., help="The operator's identity, e.g. an email or login name."),
                 name: str = typer.Option(None, "--name", help="Display name (default: the identity as typed)."),
-                by: str = typer.Option(None, "--by", help=_BY_HELP)) -> None:
-    """Register an operator (stored normalized: NFKC, case-folded, trimmed)."""
+                by: str = typer.Option(None, "--by", help=_BY_HELP),
+                program: str = typer.Option(DEFAULT_PROGRAM, "--program", help=_PROGRAM_HELP)) -> None:
+    """Register an operator (stored normalized: NFKC, case-folded, trimmed) for a program."""
     origin = Origin.here()
     try:
-        operator = add_operator(create_ledger_engine(), identity, display_name=name, added_by=_actor(by, origin),
-                                now=datetime.now(timezone.utc), origin=origin)
-    except OperatorError as exc:
+        engine = create_ledger_engine()
+        with engine.connect() as conn:
+            require_active_program(conn, program)
+        operator = add_operator(engine, identity, display_name=name, added_by=_actor(by, origin),
+                                now=datetime.now(timezone.utc), origin=origin, program_id=program)
+    except (OperatorError, ProgramError) as exc:
         console.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(1) from exc
     console.print(f"registered operator [bold]{operator.operator_id}[/bold] ({operator.display_name})")
 
 
-def _set_status(identity: str, by: str | None, active: bool) -> None:
+def _set_status(identity: str, by: str | None, active: bool, program: str) -> None:
     origin = Origin.here()
     try:
         operator = set_operator_status(create_ledger_engine(), identity, active=active, changed_by=_actor(by, origin),
-                                       now=datetime.now(timezone.utc), origin=origin)
+                                       now=datetime.now(timezone.utc), origin=origin, program_id=program)
     except OperatorError as exc:
         console.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -50,22 +56,25 @@ def _set_status(identity: str, by: str | None, active: bool) -> None:
 
 
 @app.command("disable")
-def disable_command(identity: str = typer.Argument(...), by: str = typer.Option(None, "--by", help=_BY_HELP)) -> None:
+def disable_command(identity: str = typer.Argument(...), by: str = typer.Option(None, "--by", help=_BY_HELP),
+                    program: str = typer.Option(DEFAULT_PROGRAM, "--program", help=_PROGRAM_HELP)) -> None:
     """Disable an operator: their future approvals are refused (their past ones stay on record)."""
-    _set_status(identity, by, active=False)
+    _set_status(identity, by, active=False, program=program)
 
 
 @app.command("enable")
-def enable_command(identity: str = typer.Argument(...), by: str = typer.Option(None, "--by", help=_BY_HELP)) -> None:
+def enable_command(identity: str = typer.Argument(...), by: str = typer.Option(None, "--by", help=_BY_HELP),
+                   program: str = typer.Option(DEFAULT_PROGRAM, "--program", help=_PROGRAM_HELP)) -> None:
     """Re-enable a disabled operator."""
-    _set_status(identity, by, active=True)
+    _set_status(identity, by, active=True, program=program)
 
 
 @app.command("list")
-def list_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Registered operators and their status."""
+def list_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+                 program: str = typer.Option(DEFAULT_PROGRAM, "--program", help=_PROGRAM_HELP)) -> None:
+    """Registered operators of a program and their status."""
     with create_ledger_engine().connect() as conn:
-        operators = list_operators(conn)
+        operators = list_operators(conn, program)
     if as_json:
         typer.echo(json.dumps([o.as_json() for o in operators], indent=2))
         return

@@ -12,6 +12,10 @@
 - Outcomes are recorded with a compare-and-set on `state = 'processing'`; terminal attempts are
   immutable (database trigger), so a late duplicate recorder cannot overwrite them, and a partial
   unique index allows at most one posted attempt per item.
+- A transfer drawn on a charge (`funding.source_choice`, called inside the claim transaction) stores
+  the charge on its attempt (`source_transaction`) before Stripe is called, so a re-sent key carries
+  the same charge; when funding cannot pay the item, the claim holds it instead (`Held`).
+- Every attempt carries its item's program (`program_id`, checked by a trigger).
 - `adopt` records a transfer found at Stripe that this ledger did not send (pending -> processing ->
   posted in one transaction, the attempt posted with a note); `block` parks an item that Stripe says
   is already paid differently (`blocked`, with the reason), closing its open attempt as failed.
@@ -19,6 +23,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,6 +56,7 @@ class Attempt:
     destination: str
     created_at: datetime
     resumed: bool  # created by an earlier run, outcome not known
+    source_transaction: str | None = None  # the charge the transfer draws on (fixed at claim)
 
     @property
     def legacy(self) -> bool:
@@ -67,14 +73,26 @@ def work_items(conn: sa.Connection, batch_id: str) -> list[WorkItem]:
     return [WorkItem(int(r[0]), r[1], r[2], int(r[3]), r[4], r[5]) for r in rows]
 
 
+@dataclass(frozen=True)
+class Held:
+    """The claim did not take the item: funding cannot pay it now (it stays pending, with the reason)."""
+
+    payout_item_id: int
+    reason: str
+
+
+# (connection of the claim transaction, item) -> (charge id or None, hold reason or None)
+SourceChooser = Callable[[sa.Connection, WorkItem], tuple[str | None, str | None]]
+
 _ATTEMPT_COLUMNS = ("attempt_pk, payout_item_id, attempt_number, idempotency_key, amount_minor, currency, "
-                    "destination, created_at")
+                    "destination, created_at, source_transaction")
 _NO_POSTED_ATTEMPT = ("NOT EXISTS (SELECT 1 FROM transfer_attempt p WHERE p.payout_item_id = :i "
                       "AND p.state = 'posted')")
 
 
 def _attempt(row, resumed: bool) -> Attempt:
-    return Attempt(int(row[0]), int(row[1]), int(row[2]), row[3], int(row[4]), row[5], row[6], as_utc(row[7]), resumed)
+    return Attempt(int(row[0]), int(row[1]), int(row[2]), row[3], int(row[4]), row[5], row[6], as_utc(row[7]), resumed,
+                   row[8])
 
 
 def open_attempt(conn: sa.Connection, payout_item_id: int) -> Attempt | None:
@@ -98,26 +116,32 @@ def _next_number(conn: sa.Connection, payout_item_id: int) -> int:
 
 
 def claim(engine: sa.Engine, item: WorkItem, *, paying_account: str, identity: PaymentIdentity,
-          now: datetime) -> Attempt | None:
-    """The attempt to send for `item`: its unresolved one, or a new one claimed atomically.
-    None when another run claimed it first, the item is no longer pending, or it already has a posted
-    attempt (an item is never paid twice, even if its status was edited back to pending)."""
+          now: datetime, source: SourceChooser | None = None) -> Attempt | Held | None:
+    """The attempt to send for `item`: its unresolved one, or a new one claimed atomically, drawn on
+    the charge `source` chooses (in this transaction, so concurrent claims never overspend a charge).
+    `Held` when `source` says funding cannot pay it. None when another run claimed it first, the item
+    is no longer pending, or it already has a posted attempt (an item is never paid twice, even if its
+    status was edited back to pending)."""
     with engine.begin() as conn:
         if item.status == "processing":
             return open_attempt(conn, item.payout_item_id)
+        charge, hold_reason = source(conn, item) if source else (None, None)
+        if hold_reason is not None:
+            hold_in(conn, {item.payout_item_id: hold_reason}, now=now)
+            return Held(item.payout_item_id, hold_reason)
         # Compare-and-set: of two runs, only the one that flips the item from pending owns it.
         if not _take(conn, item.payout_item_id, now):
             return None
         # The next attempt number and its key, computed in the same statement that stores them.
         row = conn.execute(text(
-            "INSERT INTO transfer_attempt (payout_item_id, attempt_number, idempotency_key, state, amount_minor, "
-            "currency, destination, created_at, updated_at, key_basis) "
-            "SELECT :i, n, CAST(:prefix AS TEXT) || CAST(n AS TEXT), 'processing', :a, :c, :d, :now, :now, "
-            "CAST(:basis AS TEXT) FROM "
+            "INSERT INTO transfer_attempt (payout_item_id, program_id, attempt_number, idempotency_key, state, "
+            "amount_minor, currency, destination, source_transaction, created_at, updated_at, key_basis) "
+            "SELECT :i, CAST(:p AS VARCHAR(64)), n, CAST(:prefix AS TEXT) || CAST(n AS TEXT), 'processing', :a, :c, "
+            ":d, CAST(:src AS VARCHAR(64)), :now, :now, CAST(:basis AS TEXT) FROM "
             "(SELECT COALESCE(MAX(attempt_number), 0) + 1 AS n FROM transfer_attempt WHERE payout_item_id = :i) nxt "
             f"RETURNING {_ATTEMPT_COLUMNS}"),
-            {"i": item.payout_item_id, "prefix": idempotency_key_prefix(paying_account, identity),
-             "a": item.amount_minor, "c": item.currency, "d": item.destination, "now": now,
+            {"i": item.payout_item_id, "p": identity.program_id,
+             "prefix": idempotency_key_prefix(paying_account, identity), "a": item.amount_minor, "c": item.currency, "d": item.destination, "src": charge, "now": now,
              "basis": key_basis_json(paying_account, identity)}).one()
         return _attempt(row, resumed=False)
 
@@ -176,10 +200,11 @@ def adopt(engine: sa.Engine, item: WorkItem, transfer: TransferRecord, *, paying
         if theirs.isdigit() and int(theirs) > number:
             number = int(theirs)
         conn.execute(text(
-            "INSERT INTO transfer_attempt (payout_item_id, attempt_number, idempotency_key, state, amount_minor, "
-            "currency, destination, stripe_transfer_id, created_at, updated_at, key_basis, note) "
-            "VALUES (:i, :n, :k, 'posted', :a, :c, :d, :t, :now, :now, :basis, :note)"),
-            {"i": item.payout_item_id, "n": number, "k": idempotency_key(paying_account, identity, number),
+            "INSERT INTO transfer_attempt (payout_item_id, program_id, attempt_number, idempotency_key, state, "
+            "amount_minor, currency, destination, stripe_transfer_id, created_at, updated_at, key_basis, note) "
+            "VALUES (:i, :p, :n, :k, 'posted', :a, :c, :d, :t, :now, :now, :basis, :note)"),
+            {"i": item.payout_item_id, "p": identity.program_id, "n": number,
+             "k": idempotency_key(paying_account, identity, number),
              "a": transfer.amount_minor, "c": transfer.currency, "d": transfer.destination,
              "t": transfer.transfer_id, "now": now, "basis": key_basis_json(paying_account, identity),
              "note": note[:2000]})
@@ -210,6 +235,11 @@ def hold(engine: sa.Engine, holds: dict[int, str], *, now: datetime) -> None:
     if not holds:
         return
     with engine.begin() as conn:
-        conn.execute(text("UPDATE payout_item SET hold_reason = :h, status_updated_at = :now "
-                          "WHERE payout_item_id = :i AND status = 'pending'"),
-                     [{"h": reason, "now": now, "i": item_id} for item_id, reason in holds.items()])
+        hold_in(conn, holds, now=now)
+
+
+def hold_in(conn: sa.Connection, holds: dict[int, str], *, now: datetime) -> None:
+    """`hold` inside the caller's transaction."""
+    conn.execute(text("UPDATE payout_item SET hold_reason = :h, status_updated_at = :now "
+                      "WHERE payout_item_id = :i AND status = 'pending'"),
+                 [{"h": reason, "now": now, "i": item_id} for item_id, reason in holds.items()])

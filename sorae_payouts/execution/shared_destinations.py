@@ -1,6 +1,6 @@
 """One connected account, one affiliate: items paid into an account another affiliate also uses are held.
 
-Two affiliates with the same `stripe_account_id` is most often a copy-paste error in the affiliate
+Two affiliates of one program with the same `stripe_account_id` is most often a copy-paste error in the affiliate
 platform or someone redirecting another affiliate's money, and Stripe cannot tell: it pays whatever
 account it is given. So at pre-flight, a pending item whose destination is also the account of another
 affiliate (in the affiliates table, or as the destination of another item of the same batch that may
@@ -9,6 +9,7 @@ with `shared_destination: also used by <affiliate ids>`, unless its affiliate is
 `allow_shared_destination` (affiliates file). The hold is an ordinary hold: the item stays pending,
 the operator sees the reason in `batch show`, the affiliate a plain sentence in the history, and the
 next run pays it once the affiliates file says who owns the account.
+Across programs an account may recur: one person may be an affiliate of several programs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sorae_payouts.ledger.sql import text
 
 HOLD_CODE = "shared_destination"
 MAX_NAMED = 5  # affiliate ids named in one reason, then "and N more"
+_PROGRAM = "(SELECT b.program_id FROM payout_batch b WHERE b.batch_id = :b)"
 
 
 def shared_destination_holds(conn: sa.Connection, batch_id: str, items: Iterable) -> dict[int, str]:
@@ -31,14 +33,15 @@ def shared_destination_holds(conn: sa.Connection, batch_id: str, items: Iterable
         return {}
     users: dict[str, set[str]] = defaultdict(set)
     for account, affiliate in conn.execute(text(
-            "SELECT a.stripe_account_id, a.affiliate_id FROM affiliate a WHERE a.stripe_account_id IN "
-            "(SELECT i.stripe_account_id FROM payout_item i WHERE i.batch_id = :b) "
+            f"SELECT a.stripe_account_id, a.affiliate_id FROM affiliate a WHERE a.program_id = {_PROGRAM} "
+            "AND a.stripe_account_id IN (SELECT i.stripe_account_id FROM payout_item i WHERE i.batch_id = :b) "
             "UNION SELECT i.stripe_account_id, i.affiliate_id FROM payout_item i WHERE i.batch_id = :b "
             "AND i.stripe_account_id IS NOT NULL AND i.status NOT IN ('carried_forward', 'blocked')"), {"b": batch_id}):
         users[account].add(affiliate)
     allowed = {row[0] for row in conn.execute(text(
-        "SELECT affiliate_id FROM affiliate WHERE allow_shared_destination = :yes "
-        "AND affiliate_id IN (SELECT affiliate_id FROM payout_item WHERE batch_id = :b)"), {"b": batch_id, "yes": True})}
+        f"SELECT affiliate_id FROM affiliate WHERE program_id = {_PROGRAM} AND allow_shared_destination = :yes "
+        "AND affiliate_id IN (SELECT affiliate_id FROM payout_item WHERE batch_id = :b)"),
+        {"b": batch_id, "yes": True})}
     holds = {}
     for item in pending:
         others = sorted(users.get(item.destination, set()) - {item.affiliate_id})

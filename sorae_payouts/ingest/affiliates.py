@@ -10,6 +10,9 @@ the file contradicts itself and neither version can be trusted.
 
 Updates do not reach payouts already built: payout items snapshot the destination account.
 
+An affiliate id is unique within its program: one person may be an affiliate of several programs, each
+record with the connected account that fits that program's paying account.
+
 `allow_shared_destination` (optional column; `true`/`false`, also yes/no/1/0) marks an affiliate whose
 connected account may also be another affiliate's. Empty (or no such column) keeps the stored value,
 false for a new affiliate: an export without the column never revokes a permission given earlier. Without it, an item paid into a
@@ -59,8 +62,10 @@ def validate(chunk: pd.DataFrame, checks: RowChecks) -> pd.DataFrame:
 
 
 def apply(db: StagingArea, now: datetime) -> Written:
-    """In-file conflicts, then one UPDATE of changed affiliates and one INSERT of new ones."""
+    """In-file conflicts, then one UPDATE of changed affiliates and one INSERT of new ones, in their program."""
     db.lock("affiliate")
+    program = db.program.sql("s")
+    same = f"a.program_id = {program} AND a.affiliate_id = s.affiliate_id"
     db.reject_in_file_conflicts(["s.name", "s.email", "COALESCE(s.stripe_account_id, '')", "s.currency",
                                  "s.allow_shared"])
     loadable = f"s.ok = 1 AND {db.not_rejected}"
@@ -71,14 +76,15 @@ def apply(db: StagingArea, now: datetime) -> Written:
         "UPDATE affiliate AS a SET name = s.name, email = s.email, stripe_account_id = s.stripe_account_id, "
         f"currency = s.currency, allow_shared_destination = COALESCE({shared}, a.allow_shared_destination), "
         f"imported_at = :now FROM {STAGE} s "
-        f"WHERE a.affiliate_id = s.affiliate_id AND {loadable} AND {db.first_of_id} AND ({changed})", now=now).rowcount
+        f"WHERE {same} AND {loadable} AND {db.first_of_id} AND ({changed})", now=now).rowcount
     inserted = db.execute(
-        "INSERT INTO affiliate (affiliate_id, name, email, stripe_account_id, currency, allow_shared_destination, "
-        f"imported_at) SELECT s.affiliate_id, s.name, s.email, s.stripe_account_id, s.currency, "
+        "INSERT INTO affiliate (program_id, affiliate_id, name, email, stripe_account_id, currency, "
+        f"allow_shared_destination, imported_at) SELECT {program}, s.affiliate_id, s.name, s.email, "
+        "s.stripe_account_id, s.currency, "
         f"COALESCE({shared}, {_as_bool(db, '0')}), :now "
         f"FROM {STAGE} s "
         f"WHERE {loadable} AND {db.first_of_id} "
-        "AND NOT EXISTS (SELECT 1 FROM affiliate a WHERE a.affiliate_id = s.affiliate_id) ORDER BY s.row_no",
+        f"AND NOT EXISTS (SELECT 1 FROM affiliate a WHERE {same}) ORDER BY s.row_no",
         now=now).rowcount
     return Written(inserted=inserted, updated=updated)
 

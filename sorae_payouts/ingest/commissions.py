@@ -6,6 +6,9 @@ amount on a known commission is either an upstream bug or a correction that must
 event. A commission belongs to the period (UTC month) of `earned_at`; once that period is finalized
 (a `commission_period` row exists), its totals have been snapshotted and paid from, so a late
 commission for it is rejected instead of silently changing a closed month.
+
+Everything is within the commission's program: its id is unique there, its affiliate must be one of
+that program's, and only that program's finalized months are closed to it.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ def apply(db: StagingArea, now: datetime) -> Written:
     db.lock("commission_period", "SHARE")  # no month gets finalized between our check and our insert
     db.lock("commission")
     db.reject_in_file_conflicts(["s.affiliate_id", "s.order_id", "s.amount_minor", "s.currency", "s.earned_utc"])
-    db.reject_ledger_conflicts("commission c ON c.commission_id = s.commission_id", [
+    program, named = db.program.sql("s"), db.program.named("s")
+    same = f"c.program_id = {program} AND c.commission_id = s.commission_id"
+    db.reject_ledger_conflicts(f"commission c ON {same}", [
         ("affiliate_id", db.differs("c.affiliate_id", "s.affiliate_id")),
         ("order_id", db.differs("c.order_id", "s.order_id")),
         ("currency", db.differs("c.currency", "s.currency")),
@@ -51,19 +56,21 @@ def apply(db: StagingArea, now: datetime) -> Written:
         ("earned_at", db.differs("c.earned_at", "s.earned_utc")),
     ], _IMMUTABLE)
     # Only for rows not yet in the ledger, tested last: the cheap test on the small table comes first.
-    new = "NOT EXISTS (SELECT 1 FROM commission c WHERE c.commission_id = s.commission_id)"
+    new = f"NOT EXISTS (SELECT 1 FROM commission c WHERE {same})"
     db.reject("affiliate_id",
-              "'unknown affiliate ' || s.affiliate_id || ': not in the ledger (import affiliates first)'",
-              f"s.ok = 1 AND NOT EXISTS (SELECT 1 FROM affiliate a WHERE a.affiliate_id = s.affiliate_id) AND {new}")
-    db.reject("earned_at", f"'period ' || {db.month_text('s.period')} || ' is already finalized: late commissions "
-              "cannot enter a finalized month'",
-              f"s.ok = 1 AND EXISTS (SELECT 1 FROM commission_period p WHERE p.period = s.period) AND {new}")
+              f"'unknown affiliate ' || s.affiliate_id{named} || ': not in the ledger (import affiliates first)'",
+              "s.ok = 1 AND NOT EXISTS (SELECT 1 FROM affiliate a WHERE a.program_id = "
+              f"{program} AND a.affiliate_id = s.affiliate_id) AND {new}")
+    db.reject("earned_at", f"'period ' || {db.month_text('s.period')}{named} || ' is already finalized: late "
+              "commissions cannot enter a finalized month'",
+              f"s.ok = 1 AND EXISTS (SELECT 1 FROM commission_period p WHERE p.program_id = {program} "
+              f"AND p.period = s.period) AND {new}")
     loadable = f"s.ok = 1 AND {db.not_rejected}"
     inserted = db.execute(
-        "INSERT INTO commission (commission_id, affiliate_id, order_id, amount_minor, currency, earned_at, period, "
-        "imported_at) SELECT s.commission_id, s.affiliate_id, s.order_id, s.amount_minor, s.currency, s.earned_utc, "
-        f"s.period, :now FROM {STAGE} s WHERE {loadable} AND {db.first_of_id} "
-        "AND NOT EXISTS (SELECT 1 FROM commission c WHERE c.commission_id = s.commission_id) ORDER BY s.row_no",
+        "INSERT INTO commission (program_id, commission_id, affiliate_id, order_id, amount_minor, currency, "
+        f"earned_at, period, imported_at) SELECT {program}, s.commission_id, s.affiliate_id, s.order_id, "
+        f"s.amount_minor, s.currency, s.earned_utc, s.period, :now FROM {STAGE} s "
+        f"WHERE {loadable} AND {db.first_of_id} AND {new} ORDER BY s.row_no",
         now=now).rowcount
     return Written(inserted=inserted, updated=0)
 

@@ -5,6 +5,10 @@ one transaction, stream the file in chunks through the row-level checks into the
 run the kind's cross-row rules in SQL; write the ledger; stream the rejects file; commit. If the
 database fails anywhere on the way the transaction rolls back: nothing from the file is loaded and
 `ImportAbortedError` says why.
+
+Programs: every row belongs to a program (`program_scope`): the one its `program_id` cell names when the
+file has that column, else the import's `program_id` (default `default`). The registry is read once,
+in the import's transaction, before the rows are read.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from contextlib import closing
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,10 +29,12 @@ import pandas as pd
 
 from sorae_payouts.ingest.checks import DateWindow, RowChecks
 from sorae_payouts.ingest.model import ImportAbortedError, ImportKind, ImportReport, KindSpec
+from sorae_payouts.ingest.program_scope import PROGRAM_COLUMN, ProgramScope
 from sorae_payouts.ingest.read_ahead import read_ahead
 from sorae_payouts.ingest.reader import Source, open_source
 from sorae_payouts.ingest.rejects import RejectsSummary, rejects_path, write_rejects
 from sorae_payouts.ingest.staging import Prepared, StagingArea
+from sorae_payouts.programs import DEFAULT_PROGRAM
 
 SPECS: dict[ImportKind, KindSpec] = {
     ImportKind.AFFILIATES: affiliates.SPEC,
@@ -39,7 +46,8 @@ _DATABASE_ERRORS = (sa.exc.SQLAlchemyError, psycopg.Error, sqlite3.Error)
 
 
 def import_file(engine: sa.Engine, kind: ImportKind, path: Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                on_progress: Callable[[int], None] | None = None, now: datetime | None = None) -> ImportReport:
+                on_progress: Callable[[int], None] | None = None, now: datetime | None = None,
+                program_id: str = DEFAULT_PROGRAM, reject_other_programs: bool = False) -> ImportReport:
     """Import `path` (CSV or Parquet) of `kind` into the ledger behind `engine`.
 
     Valid rows load all together or not at all; invalid rows are reported (in the returned report
@@ -47,25 +55,34 @@ def import_file(engine: sa.Engine, kind: ImportKind, path: Path, *, chunk_rows: 
     no-op. `on_progress` is called after each chunk with the total number of rows read so far.
     `now` (default: the clock) bounds the plausible dates and stamps `imported_at`.
 
-    Raises `UnreadableFileError` when the file cannot be read at all (nothing loaded) and
-    `ImportAbortedError` when the database refused the load (nothing loaded).
+    Rows belong to `program_id` when the file has no `program_id` column; with the column, each row to
+    the (registered, active) program it names. `reject_other_programs`: rows naming another program
+    than `program_id` are rejected (a file meant for one program cannot load into another).
+
+    Raises `UnreadableFileError` when the file cannot be read at all (nothing loaded),
+    `ProgramError` when rows would be filed under `program_id` and it is unknown or disabled
+    (nothing loaded), and `ImportAbortedError` when the database refused the load (nothing loaded).
     """
     kind = ImportKind(kind)
     spec, path = SPECS[kind], Path(path)
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
     started = time.monotonic()
-    source = open_source(path, spec.columns, spec.optional)
+    source = open_source(path, (*spec.columns, PROGRAM_COLUMN), (*spec.optional, PROGRAM_COLUMN))
+    in_file = PROGRAM_COLUMN in source.names
+    if not in_file:  # read exactly the kind's columns, as before programs
+        source = replace(source, columns=spec.columns)
     now = now or datetime.now(timezone.utc)
     window = DateWindow.at(now)
     target = rejects_path(path)
     temporary = target.with_name(f".{target.name}.partial")
     try:
         with engine.begin() as conn:
-            db = StagingArea(conn, spec, chunk_rows)
+            program = ProgramScope.load(conn, program_id, in_file=in_file, only_program=reject_other_programs)
+            db = StagingArea(conn, spec, chunk_rows, program)
             try:
                 db.create()
-                chunks = _checked_chunks(source, spec, db, chunk_rows, window)
+                chunks = _checked_chunks(source, spec, db, chunk_rows, window, program)
                 if db.dialect == "postgresql":
                     # COPY sends a chunk in one call, so parsing the next chunk in a thread overlaps
                     # with it. Not on SQLite: executemany gives up the GIL once per row, and every
@@ -101,11 +118,12 @@ def import_file(engine: sa.Engine, kind: ImportKind, path: Path, *, chunk_rows: 
         already_present=db.rows_read - summary.rows - written.inserted - written.updated,
         rejected=summary.head, rejected_count=summary.count, rejects_path=target if summary.count else None,
         seconds=time.monotonic() - started, rejected_rows=summary.rows,
+        program_id=None if in_file and not reject_other_programs else program_id,
     )
 
 
-def _checked_chunks(source: Source, spec: KindSpec, db: StagingArea, chunk_rows: int,
-                    window: DateWindow) -> Iterator[tuple[int, Prepared, Prepared]]:
+def _checked_chunks(source: Source, spec: KindSpec, db: StagingArea, chunk_rows: int, window: DateWindow,
+                    program: ProgramScope) -> Iterator[tuple[int, Prepared, Prepared]]:
     """Read, check and convert chunk after chunk (possibly in the read-ahead thread: so no use of
     the connection here)."""
     for chunk in source.chunks(chunk_rows):
@@ -119,7 +137,8 @@ def _checked_chunks(source: Source, spec: KindSpec, db: StagingArea, chunk_rows:
         checks = RowChecks(frame, row_no=row_no, window=window)
         checks.unreadable(row_no.isin(unreadable["row_no"]) if len(unreadable) else pd.Series(False, index=frame.index),
                           unreadable)
-        checks.cell_length(source.max_line_bytes, *spec.columns)
+        program.check(checks)
+        checks.cell_length(source.max_line_bytes, *db.raw_columns)
         parsed = spec.validate(frame, checks)
         yield chunk.rows, db.prepare_stage(checks.stage_frame(parsed)), db.prepare_rejects(checks.rejects())
 

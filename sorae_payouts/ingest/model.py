@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import pandas as pd
 
+from sorae_payouts.programs import DEFAULT_PROGRAM
+
 if TYPE_CHECKING:
     from sorae_payouts.ingest.checks import RowChecks
     from sorae_payouts.ingest.staging import StagingArea
@@ -63,6 +65,8 @@ class ImportReport:
     rejects_path: Path | None
     seconds: float
     rejected_rows: int = field(default=0)
+    # The program every loaded row belongs to; None when the file's program_id column named it row by row.
+    program_id: str | None = field(default=DEFAULT_PROGRAM)
 
     @property
     def rows_per_second(self) -> float:

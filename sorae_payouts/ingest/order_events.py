@@ -9,6 +9,9 @@ An event must name an order that has an imported commission (events arriving bef
 commission are rejected: import commissions first), and a partial reversal must name an order with
 exactly one commission, since an amount cannot be split between several without guessing, and
 cannot take back more than that commission.
+
+Orders are matched within the event's program: an event of program B whose order has commissions
+only in program A has no imported commission (in B).
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ KINDS = ("cancellation", "reversal", "partial_reversal")
 ORDERS, AMOUNTS = "ingest_order", "ingest_amount"
 _WITH_AMOUNT = f"{STAGE} s LEFT JOIN {AMOUNTS} a ON a.row_no = s.row_no"
 _APPEND_ONLY = "order events are append-only: a correction needs a new event_id"
-_IN_LEDGER = "EXISTS (SELECT 1 FROM order_event e WHERE e.event_id = s.event_id)"
+
+
+def _same_event(db: StagingArea) -> str:
+    return f"e.program_id = {db.program.sql('s')} AND e.event_id = s.event_id"
+
+
+def _same_order(db: StagingArea) -> str:
+    return f"o.program_id = {db.program.sql('s')} AND o.order_id = s.order_id"
 
 
 def validate(chunk: pd.DataFrame, checks: RowChecks) -> pd.DataFrame:
@@ -48,23 +58,29 @@ def apply(db: StagingArea, now: datetime) -> Written:
     """Order lookup, amount parsing in the order's currency, duplicate rules, one INSERT."""
     db.lock("commission", "SHARE")
     db.lock("order_event")
-    # Per order named in the file: its number of commissions, and (when there is one) its currency and amount.
-    db.create_table(ORDERS, {"order_id": "text", "commissions": "int", "currency": "text", "amount_minor": "int"},
-                    primary="order_id")
-    db.execute(f"INSERT INTO {ORDERS} (order_id, commissions, currency, amount_minor) SELECT c.order_id, COUNT(*), "
-               f"MIN(c.currency), MIN(c.amount_minor) FROM commission c "
-               f"WHERE c.order_id IN (SELECT s.order_id FROM {STAGE} s WHERE s.ok = 1) GROUP BY c.order_id")
-    db.reject("order_id", "'order ' || s.order_id || ' has no imported commission: import commissions first'",
-              f"s.ok = 1 AND NOT EXISTS (SELECT 1 FROM {ORDERS} o WHERE o.order_id = s.order_id)")
+    program, named = db.program.sql("s"), db.program.named("s")
+    in_ledger = f"EXISTS (SELECT 1 FROM order_event e WHERE {_same_event(db)})"
+    # Per (program, order) for the order ids named in the file: its number of commissions, and (when there
+    # is one) its currency and amount. Selected by order id alone: a filter on the program would lead
+    # SQLite's planner to scan the program's commissions instead of probing the order_id index; the
+    # few other programs' orders of the same ids never match, since every use joins on the program too.
+    db.create_table(ORDERS, {"program_id": "text", "order_id": "text", "commissions": "int", "currency": "text",
+                             "amount_minor": "int"}, primary=("program_id", "order_id"))
+    db.execute(f"INSERT INTO {ORDERS} (program_id, order_id, commissions, currency, amount_minor) SELECT "
+               "c.program_id, c.order_id, COUNT(*), MIN(c.currency), MIN(c.amount_minor) FROM commission c "
+               f"WHERE c.order_id IN (SELECT s.order_id FROM {STAGE} s WHERE s.ok = 1) "
+               "GROUP BY c.program_id, c.order_id")
+    db.reject("order_id", f"'order ' || s.order_id || ' has no imported commission'{named} || ': import "
+              "commissions first'", f"s.ok = 1 AND NOT EXISTS (SELECT 1 FROM {ORDERS} o WHERE {_same_order(db)})")
     # Only for new events: a recorded one stays a no-op on re-import even if its order gained a commission.
     db.reject("order_id", "'partial_reversal is ambiguous: order ' || s.order_id || ' has ' || "
               "CAST(o.commissions AS TEXT) || ' commissions, so the amount cannot be attributed to one of them'",
-              f"s.ok = 1 AND s.kind = 'partial_reversal' AND o.commissions > 1 AND NOT {_IN_LEDGER}",
-              source=f"{STAGE} s JOIN {ORDERS} o ON o.order_id = s.order_id")
+              f"s.ok = 1 AND s.kind = 'partial_reversal' AND o.commissions > 1 AND NOT {in_ledger}",
+              source=f"{STAGE} s JOIN {ORDERS} o ON {_same_order(db)}")
     _parse_partial_amounts(db)
     db.reject_in_file_conflicts(["s.order_id", "s.kind", "s.occurred_utc", "COALESCE(a.amount_minor, -1)"],
                                 source=_WITH_AMOUNT)
-    db.reject_ledger_conflicts("order_event e ON e.event_id = s.event_id", [
+    db.reject_ledger_conflicts(f"order_event e ON {_same_event(db)}", [
         ("order_id", db.differs("e.order_id", "s.order_id")),
         ("kind", db.differs("e.kind", "s.kind")),
         ("amount", db.differs("e.amount_minor", "a.amount_minor")),
@@ -72,9 +88,10 @@ def apply(db: StagingArea, now: datetime) -> Written:
     ], _APPEND_ONLY, source=_WITH_AMOUNT)
     loadable = f"s.ok = 1 AND {db.not_rejected}"
     inserted = db.execute(
-        "INSERT INTO order_event (event_id, order_id, kind, amount_minor, currency, occurred_at, imported_at) "
-        f"SELECT s.event_id, s.order_id, s.kind, a.amount_minor, a.currency, s.occurred_utc, :now FROM {_WITH_AMOUNT} "
-        f"WHERE {loadable} AND {db.first_of_id} AND NOT {_IN_LEDGER} ORDER BY s.row_no", now=now).rowcount
+        "INSERT INTO order_event (program_id, event_id, order_id, kind, amount_minor, currency, occurred_at, "
+        f"imported_at) SELECT {program}, s.event_id, s.order_id, s.kind, a.amount_minor, a.currency, s.occurred_utc, "
+        f":now FROM {_WITH_AMOUNT} WHERE {loadable} AND {db.first_of_id} AND NOT {in_ledger} ORDER BY s.row_no",
+        now=now).rowcount
     return Written(inserted=inserted, updated=0)
 
 
@@ -92,8 +109,8 @@ def _parse_partial_amounts(db: StagingArea) -> None:
         rows = db.frame(
             "SELECT s.row_no, s.amount, COALESCE(e.currency, o.currency) AS currency, "
             "CASE WHEN e.event_id IS NULL THEN o.amount_minor END AS amount_minor "
-            f"FROM {STAGE} s LEFT JOIN order_event e ON e.event_id = s.event_id "
-            f"LEFT JOIN {ORDERS} o ON o.order_id = s.order_id AND o.commissions = 1 "
+            f"FROM {STAGE} s LEFT JOIN order_event e ON {_same_event(db)} "
+            f"LEFT JOIN {ORDERS} o ON {_same_order(db)} AND o.commissions = 1 "
             "WHERE s.ok = 1 AND s.kind = 'partial_reversal' AND COALESCE(e.currency, o.currency) IS NOT NULL "
             "AND s.row_no > :after ORDER BY s.row_no LIMIT :page", after=after, page=db.chunk_rows)
         if rows.empty:

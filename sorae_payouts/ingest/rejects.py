@@ -2,7 +2,8 @@
 
 `<input stem>.rejects.csv` starts with one `#` line saying what the row numbers mean (read it with
 `skiprows=1`), then a header `row, column, reason, value` followed by the raw fields of the row as
-read. Rows are in file order; a row with several problems has several lines. Cells are written
+read (`program_id` first when the file has that column; files without it get exactly the columns they
+always got). Rows are in file order; a row with several problems has several lines. Cells are written
 through `csv_safe`: a raw field such as `=HYPERLINK(...)` appears as `'=HYPERLINK(...)`.
 
 The file is written to a temporary name while the import's transaction is open and renamed into
@@ -41,7 +42,7 @@ def write_rejects(db: StagingArea, path: Path, temporary: Path) -> RejectsSummar
     if not count:
         return RejectsSummary([], 0, 0, None)
     db.index_rows()
-    raw = ", ".join(f"s.{c}" for c in db.spec.columns)
+    raw = ", ".join(f"s.{c}" for c in db.raw_columns)
     head: list[RejectedRow] = []
     with temporary.open("w", newline="", encoding="utf-8") as handle:
         write_comment(handle, f"rejects of {path.name}: row = 1-based data row number in that file (header row "

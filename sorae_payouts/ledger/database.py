@@ -46,6 +46,9 @@ def create_ledger_engine(url: str | None = None) -> sa.Engine:
     if resolved.startswith("sqlite"):
         engine = sa.create_engine(resolved, connect_args={"timeout": 60})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        # A migration that rebuilds tables switches foreign keys off on its connection (see
+        # migrations/sqlite_rebuild.py): every checkout switches them on again (microseconds).
+        sa.event.listen(engine, "checkout", _sqlite_foreign_keys_on)
         # pysqlite's implicit transactions break SAVEPOINT and BEGIN IMMEDIATE; take control of them.
         sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
@@ -63,6 +66,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA busy_timeout = 60000")
     cursor.close()
+
+
+def _sqlite_foreign_keys_on(dbapi_connection, _record, _proxy) -> None:
+    dbapi_connection.execute("PRAGMA foreign_keys = ON")
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:

@@ -1,9 +1,10 @@
 """Least privilege on PostgreSQL: the application's role gets only the DML it needs.
 
 Migrations run as the owner role (it owns tables, triggers and functions). The application role
-gets SELECT, INSERT, UPDATE and DELETE on the ledger's tables and USAGE on their sequences: no
-TRUNCATE, no TRIGGER, no REFERENCES, no DDL, and it owns nothing, so it cannot drop or disable a
-trigger, alter a table or empty one behind the row guards (which also refuse TRUNCATE on their own).
+gets SELECT, INSERT, UPDATE and DELETE on the ledger's tables (no DELETE on operational state, the
+Stripe rate schedule) and USAGE on their sequences: no TRUNCATE, no TRIGGER, no REFERENCES, no DDL,
+and it owns nothing, so it cannot drop or disable a trigger, alter a table or empty one behind the
+row guards (which also refuse TRUNCATE on their own).
 Grants are re-applied on every upgrade (tables added by later migrations are covered) and default
 privileges cover tables the owner creates later.
 """
@@ -14,7 +15,11 @@ import re
 
 import sqlalchemy as sa
 
+from sorae_payouts.ledger.schema import OPERATIONAL_TABLES
+
 APP_TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
+# Operational state the application overwrites but never deletes (revision 0011): SELECT, INSERT, UPDATE.
+APP_NO_DELETE_TABLES = tuple(sorted(OPERATIONAL_TABLES))
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -59,6 +64,7 @@ def grant_app_role(engine: sa.Engine, role: str, *, password: str | None = None)
             f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM {r}",  # whatever was granted before, e.g. TRUNCATE
             f"GRANT {APP_TABLE_PRIVILEGES} ON ALL TABLES IN SCHEMA {s} TO {r}",
             f"REVOKE INSERT, UPDATE, DELETE ON TABLE {s}.alembic_version FROM {r}",  # reads the revision only
+            *(f"REVOKE DELETE ON TABLE {s}.{q(table)} FROM {r}" for table in APP_NO_DELETE_TABLES),
             f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r}",
             f"ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT {APP_TABLE_PRIVILEGES} ON TABLES TO {r}",
             f"ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT USAGE, SELECT ON SEQUENCES TO {r}",

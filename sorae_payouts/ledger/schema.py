@@ -14,6 +14,8 @@ Record life cycles (the database enforces the immutable states with triggers, se
 - reversal_decision (0009): append-only operators' (or the recovery policy's) decisions on reversed money.
 - owed_again_carry (0009): the batch carrying an owed-again decision in; changeable only while draft.
 - transfer_reversal_request (0009): reversals we ask Stripe for; like transfer_attempt, key first.
+- stripe_rate_schedule (0011): operational state, not a money record: each paying account's next
+  Stripe request slot, overwritten on every request.
 """
 
 from __future__ import annotations
@@ -490,4 +492,22 @@ transfer_reversal_request = sa.Table(
                         name="uq_transfer_reversal_request_sequence"),
     sa.CheckConstraint("state IN ('processing', 'succeeded', 'failed')", name="ck_transfer_reversal_request_state"),
     sa.CheckConstraint("amount_minor > 0", name="ck_transfer_reversal_request_amount"),
+)
+
+# --- operational state (revision 0011): not a money record, no triggers ---------------------------------
+
+# Overwritten on every Stripe request: no immutability or TRUNCATE guards; the app role may not DELETE.
+OPERATIONAL_TABLES = frozenset({"stripe_rate_schedule"})
+
+# The request schedule of each paying Stripe account, shared by every process (see
+# stripe_gateway/shared_rate_limit.py). Times are microseconds since the epoch on the DATABASE's clock.
+stripe_rate_schedule = sa.Table(
+    "stripe_rate_schedule",
+    metadata,
+    sa.Column("paying_account", sa.String(64), primary_key=True),
+    sa.Column("last_slot_us", sa.BigInteger, nullable=False),  # the slot most recently reserved
+    sa.Column("next_slot_us", sa.BigInteger, nullable=False),  # last_slot_us + interval_us
+    sa.Column("reserved_at_us", sa.BigInteger, nullable=False),  # database clock at that reservation
+    sa.Column("interval_us", sa.BigInteger, nullable=False),  # the spacing that reservation used
+    sa.CheckConstraint("interval_us > 0", name="ck_stripe_rate_schedule_interval"),
 )

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sorae_payouts.execution.executor import ExecutionSettings, execute_batch
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.operations.retry import reopen_failed
+from sorae_payouts.programs import DEFAULT_PROGRAM
 from sorae_payouts.stripe_gateway import StripeGateway
 from sorae_payouts.stripe_gateway.dispositions import CLEARED_BY_ACCOUNT_FIX
 
@@ -32,7 +33,8 @@ WHERE i.batch_id = :b AND i.status = 'failed' AND i.carry_reason IS NULL
 
 
 def reattempt_cleared(engine: sa.Engine, gateway: StripeGateway, batch_id: str, period, *, released: list[int],
-                      now: datetime, settings: ExecutionSettings | None = None) -> tuple[int, int]:
+                      now: datetime, settings: ExecutionSettings | None = None,
+                      program_id: str = DEFAULT_PROGRAM) -> tuple[int, int]:
     """Reopen clearable failures whose account is ready, then send them and the `released` holds.
     Returns (items sent, items of those now posted)."""
     with engine.connect() as conn:
@@ -49,7 +51,8 @@ def reattempt_cleared(engine: sa.Engine, gateway: StripeGateway, batch_id: str, 
     wanted = set(reopened) | set(released)
     if not wanted:
         return 0, 0
-    execute_batch(engine, gateway, period, settings=settings, only=lambda item: item.payout_item_id in wanted)
+    execute_batch(engine, gateway, period, program_id=program_id, settings=settings,
+                  only=lambda item: item.payout_item_id in wanted)
     with engine.connect() as conn:
         statuses = conn.execute(text("SELECT payout_item_id, status FROM payout_item WHERE batch_id = :b"),
                                 {"b": batch_id}).all()

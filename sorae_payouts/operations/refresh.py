@@ -1,5 +1,6 @@
-"""Payout status refresh: what changed in Stripe since the batch was executed.
+"""Payout status refresh: what changed in Stripe since a program's batch was executed.
 
+Everything goes through the program's paying account (its gateway) and its transfer group.
 1. Attempts still `processing` (outcome unknown) are resolved exactly as execution does: the batch's
    transfer group is looked up at Stripe first (whatever the attempt's age), and only an attempt
    with no transfer there has its SAME key re-sent. Never a new key.
@@ -23,9 +24,12 @@ import sqlalchemy as sa
 
 from sorae_payouts.batches import list_batches, load_batch
 from sorae_payouts.execution.executor import ExecutionSettings, execute_batch, utcnow
+from sorae_payouts.execution.identity import transfer_group
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.operations.reattempt import reattempt_cleared
 from sorae_payouts.operations.reversals import ReversalState, record_reversal
+from sorae_payouts.paying_accounts import require_program_gateway
+from sorae_payouts.programs import DEFAULT_PROGRAM, get_program
 from sorae_payouts.stripe_gateway import StripeGateway
 
 
@@ -47,32 +51,41 @@ class RefreshReport:
                 "reattempt_posted": self.reattempt_posted}
 
 
-def refreshable_periods(conn: sa.Connection, period: date | None = None) -> list[date]:
-    """The given period, or every batch that has left draft (only executed batches can change in Stripe)."""
-    return [period] if period else [b.period for b in list_batches(conn) if b.status != "draft"]
+def refreshable_periods(conn: sa.Connection, period: date | None = None, *,
+                        program_id: str = DEFAULT_PROGRAM) -> list[date]:
+    """The given period, or every batch of the program that has left draft (only executed batches can
+    change in Stripe)."""
+    if period:
+        return [period]
+    return [b.period for b in list_batches(conn) if b.program_id == program_id and b.status != "draft"]
 
 
-def refresh_batch(engine: sa.Engine, gateway: StripeGateway, period: date, *, now: datetime | None = None,
-                  settings: ExecutionSettings | None = None, announce=None) -> RefreshReport:
+def refresh_batch(engine: sa.Engine, gateway: StripeGateway, period: date, *, program_id: str = DEFAULT_PROGRAM,
+                  now: datetime | None = None, settings: ExecutionSettings | None = None,
+                  announce=None) -> RefreshReport:
+    """Refresh the program's batch of `period` through `gateway`, its paying account's."""
     now = now or utcnow()
     with engine.connect() as conn:
-        batch = load_batch(conn, period)
+        require_program_gateway(get_program(conn, program_id), gateway)
+        batch = load_batch(conn, period, program_id=program_id)
     report = RefreshReport(batch.batch_id)
     if batch.status == "draft":
         return report
     with engine.connect() as conn:
         unknown_before = _processing(conn, batch.batch_id)
     if unknown_before:
-        execute_batch(engine, gateway, period, settings=settings, only=lambda item: item.status == "processing",
-                      announce=announce)
+        execute_batch(engine, gateway, period, program_id=program_id, settings=settings,
+                      only=lambda item: item.status == "processing", announce=announce)
     with engine.connect() as conn:
         report.still_unknown = _processing(conn, batch.batch_id)
     report.resolved = unknown_before - report.still_unknown
-    report.reversal_changes = _refresh_reversals(engine, gateway, batch.batch_id, now)
+    report.reversal_changes = _refresh_reversals(engine, gateway, batch.batch_id,
+                                                 transfer_group(batch.period, program_id), now)
     report.account_changes, released = _refresh_accounts(engine, gateway, batch.batch_id, now)
     report.released_holds = len(released)
     report.reattempted, report.reattempt_posted = reattempt_cleared(
-        engine, gateway, batch.batch_id, period, released=released, now=now, settings=settings)
+        engine, gateway, batch.batch_id, period, released=released, now=now, settings=settings,
+        program_id=program_id)
     return report
 
 
@@ -93,11 +106,12 @@ WHERE i.batch_id = :b AND a.state = 'posted'
 """
 
 
-def _refresh_reversals(engine: sa.Engine, gateway: StripeGateway, batch_id: str, now: datetime) -> list[dict]:
+def _refresh_reversals(engine: sa.Engine, gateway: StripeGateway, batch_id: str, group: str,
+                       now: datetime) -> list[dict]:
     with engine.connect() as conn:
         known = {r.stripe_transfer_id: r for r in conn.execute(text(_POSTED_ATTEMPTS), {"b": batch_id})}
     changes = []
-    for transfer in gateway.transfers(batch_id):
+    for transfer in gateway.transfers(group):
         last = known.get(transfer.transfer_id)
         if last is None:
             continue  # not ours or not posted: reconciliation reports it
@@ -113,12 +127,13 @@ def _refresh_reversals(engine: sa.Engine, gateway: StripeGateway, batch_id: str,
             for c in changes]
 
 
-# Holds about the account's readiness only: a `shared_destination` hold does not depend on Stripe, and
-# releasing it here would only show a release that the next pre-flight takes back.
+# Holds about the account's readiness only: a `shared_destination` or `insufficient_program_funds`
+# hold does not depend on the account, and releasing it here would only show a release that the next
+# pre-flight or claim takes back.
 _HELD = """
 SELECT i.payout_item_id, i.stripe_account_id FROM payout_item i
 WHERE i.batch_id = :b AND i.status = 'pending' AND i.hold_reason IS NOT NULL
-  AND i.hold_reason NOT LIKE 'shared_destination:%'
+  AND i.hold_reason NOT LIKE 'shared_destination:%' AND i.hold_reason NOT LIKE 'insufficient_program_funds:%'
 """
 _LATEST_ACCOUNT = """
 SELECT exists_in_stripe, transfers_capability, payouts_enabled FROM account_status_event

@@ -20,7 +20,8 @@ from sorae_payouts.execution.executor import ExecutionRefused, ExecutionReport, 
 from sorae_payouts.execution.outcomes import item_outcomes
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.periods import period_key
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.paying_accounts import require_live_payouts_allowed_for
+from sorae_payouts.programs import DEFAULT_PROGRAM, get_program
 from sorae_payouts.stripe_gateway import LivePayoutsRefused, StripeGateway
 
 _REFUSALS = {
@@ -42,18 +43,21 @@ class RetryPlan:
     batch_id: str
     retry: list[dict] = field(default_factory=list)  # item + the transfer that would be sent
     refused: list[dict] = field(default_factory=list)  # item id + reason
+    program_id: str = DEFAULT_PROGRAM
 
 
-def plan_retry(conn: sa.Connection, period: date, *, item_ids: list[int] | None = None,
-               error_code: str | None = None, paying_account: str | None = None) -> RetryPlan:
-    """Which failed items would be retried, with the exact transfer each would send; refusals explained.
-    With neither `item_ids` nor `error_code`, every failed item of the batch is chosen. The next key is
-    shown for `paying_account` (the platform account behind the API key; a placeholder without it)."""
-    batch = load_batch(conn, period)
+def plan_retry(conn: sa.Connection, period: date, *, program_id: str = DEFAULT_PROGRAM,
+               item_ids: list[int] | None = None, error_code: str | None = None,
+               paying_account: str | None = None) -> RetryPlan:
+    """Which failed items of the program's batch would be retried, with the exact transfer each would
+    send; refusals explained. With neither `item_ids` nor `error_code`, every failed item of the batch
+    is chosen. The next key is shown for `paying_account` (the Stripe account that pays the program;
+    a placeholder without it)."""
+    batch = load_batch(conn, period, program_id=program_id)
     if batch.status == "draft":
         raise ValueError(f"batch {batch.batch_id} is a draft: nothing was executed, nothing to retry")
     account = paying_account or "<paying account>"
-    plan = RetryPlan(period, batch.batch_id)
+    plan = RetryPlan(period, batch.batch_id, program_id=program_id)
     wanted = set(item_ids or [])
     seen = set()
     for item in item_outcomes(conn, batch.batch_id):
@@ -74,7 +78,7 @@ def plan_retry(conn: sa.Connection, period: date, *, item_ids: list[int] | None 
         next_attempt = int(item["attempt_number"] or 0) + 1
         plan.retry.append({**item, "next_attempt": next_attempt,
                            "next_idempotency_key": idempotency_key(
-                               account, PaymentIdentity(DEFAULT_PROGRAM, period_key(batch.period), item["affiliate_id"],
+                               account, PaymentIdentity(program_id, period_key(batch.period), item["affiliate_id"],
                                                         item["currency"]), next_attempt)})
     for missing in sorted(wanted - seen):
         plan.refused.append({"payout_item_id": missing, "affiliate_id": None,
@@ -131,13 +135,16 @@ def apply_retry(engine: sa.Engine, plan: RetryPlan, *, now: datetime, requested_
 def execute_retry(engine: sa.Engine, gateway: StripeGateway, plan: RetryPlan, *, now: datetime,
                   settings: ExecutionSettings | None = None, announce=None,
                   requested_by: str = "operator") -> ExecutionReport:
-    """Apply the plan, then send only the items it moved back to pending (each with a new attempt).
-    Raises `ExecutionRefused` (nothing sent, items stay pending) like any execution; a live key without
-    SORAE_LIVE_PAYOUTS=1 is refused before any item moves."""
+    """Apply the plan, then send only the items it moved back to pending (each with a new attempt),
+    through `gateway` (the plan's program's paying account). Raises `ExecutionRefused` (nothing sent,
+    items stay pending) like any execution; a live key without SORAE_LIVE_PAYOUTS=1 is refused before
+    any item moves."""
+    with engine.connect() as conn:
+        program = get_program(conn, plan.program_id)
     try:
-        gateway.require_live_payouts_allowed()
+        require_live_payouts_allowed_for(program, gateway)
     except LivePayoutsRefused as exc:
         raise ExecutionRefused(str(exc)) from exc
     moved = set(apply_retry(engine, plan, now=now, requested_by=requested_by))
-    return execute_batch(engine, gateway, plan.period, settings=settings, only=lambda i: i.payout_item_id in moved,
-                         announce=announce)
+    return execute_batch(engine, gateway, plan.period, program_id=plan.program_id, settings=settings,
+                         only=lambda i: i.payout_item_id in moved, announce=announce)

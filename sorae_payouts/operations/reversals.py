@@ -81,6 +81,7 @@ class ReversedItem:
     owed_again_minor: int
     written_off_minor: int
     reversed_at: datetime | None
+    program_id: str = DEFAULT_PROGRAM
 
     @property
     def pending_minor(self) -> int:
@@ -88,7 +89,8 @@ class ReversedItem:
 
     def as_json(self) -> dict:
         money = {k: getattr(self, f"{k}_minor") for k in ("amount", "reversed", "owed_again", "written_off", "pending")}
-        return {"payout_item_id": self.payout_item_id, "period": period_key(self.period),
+        return {"payout_item_id": self.payout_item_id, "program_id": self.program_id,
+                "period": period_key(self.period),
                 "affiliate_id": self.affiliate_id, "currency": self.currency, "status": self.status,
                 "stripe_transfer_id": self.stripe_transfer_id,
                 "reversed_at": self.reversed_at.isoformat() if self.reversed_at else None,
@@ -99,6 +101,7 @@ class ReversedItem:
 
 _REVERSED_ITEMS = """
 SELECT i.payout_item_id, b.period, i.affiliate_id, i.currency, i.amount_minor, i.status, i.reversed_minor,
+       i.program_id,
        (SELECT a.stripe_transfer_id FROM transfer_attempt a WHERE a.payout_item_id = i.payout_item_id
         AND a.state = 'posted') AS stripe_transfer_id,
        COALESCE((SELECT SUM(d.amount_minor) FROM reversal_decision d WHERE d.payout_item_id = i.payout_item_id
@@ -113,9 +116,10 @@ ORDER BY b.period, i.payout_item_id
 """
 
 
-def reversed_items(conn: sa.Connection, period: date | None = None, *, item_id: int | None = None,
-                   batch_id: str | None = None) -> list[ReversedItem]:
-    """Items with reversed money (of one period, one batch or one item), with what was decided."""
+def reversed_items(conn: sa.Connection, period: date | None = None, *, program_id: str | None = DEFAULT_PROGRAM,
+                   item_id: int | None = None, batch_id: str | None = None) -> list[ReversedItem]:
+    """Items with reversed money, with what was decided: of one item or one batch (ids are unique across
+    programs), else of the program (None: every program), of one period or all."""
     where, params = "", {}
     if period is not None:
         where, params = "AND b.period = :period", {"period": period}
@@ -123,9 +127,11 @@ def reversed_items(conn: sa.Connection, period: date | None = None, *, item_id: 
         where, params = "AND i.batch_id = :b", {"b": batch_id}
     if item_id is not None:
         where, params = "AND i.payout_item_id = :i", {"i": item_id}
+    elif program_id is not None and batch_id is None:
+        where, params = f"{where} AND b.program_id = :p", {**params, "p": program_id}
     return [ReversedItem(int(r.payout_item_id), as_date(r.period), r.affiliate_id, r.currency, int(r.amount_minor),
                          r.status, r.stripe_transfer_id, int(r.reversed_minor), int(r.owed_again),
-                         int(r.written_off), as_utc(r.reversed_at) if r.reversed_at else None)
+                         int(r.written_off), as_utc(r.reversed_at) if r.reversed_at else None, r.program_id)
             for r in conn.execute(text(_REVERSED_ITEMS.format(where=where)), params)]
 
 
@@ -165,7 +171,7 @@ def resolve_reversal(engine: sa.Engine, item_id: int, decision: str, *, decided_
             "INSERT INTO reversal_decision (program_id, payout_item_id, affiliate_id, currency, amount_minor, decision, "
             "decided_by, reason, reversal_request_pk, decided_at) VALUES (:p, :i, :a, :c, :m, :d, :by, :r, :rq, :now) "
             "RETURNING decision_pk"),
-            {"p": DEFAULT_PROGRAM, "i": item_id, "a": item.affiliate_id, "c": item.currency, "m": item.pending_minor,
+            {"p": item.program_id, "i": item_id, "a": item.affiliate_id, "c": item.currency, "m": item.pending_minor,
              "d": decision, "by": person, "r": reason, "rq": reversal_request_pk, "now": now}).scalar_one()
         carried_into = _destination(conn, item) if decision == OWE_AGAIN else "closed (written off)"
     return Decision(int(decision_pk), item, decision, item.pending_minor, person, reason, carried_into)
@@ -173,8 +179,9 @@ def resolve_reversal(engine: sa.Engine, item_id: int, decision: str, *, decided_
 
 def _destination(conn: sa.Connection, item: ReversedItem) -> str:
     """Where owed-again money will be carried in: the next batch built after the reversed month's."""
-    draft = conn.execute(text("SELECT period FROM payout_batch WHERE period > :period AND status = 'draft' "
-                              "ORDER BY period LIMIT 1"), {"period": item.period}).scalar_one_or_none()
+    draft = conn.execute(text("SELECT period FROM payout_batch WHERE program_id = :p AND period > :period "
+                              "AND status = 'draft' ORDER BY period LIMIT 1"),
+                         {"p": item.program_id, "period": item.period}).scalar_one_or_none()
     if draft is not None:
         return (f"the draft batch of {period_key(as_date(draft))} once it is rebuilt (materialize payout_manifest "
                 "for it), else the next batch built")

@@ -3,7 +3,11 @@
 Example::
 
     python -m sorae_payouts.sandbox --port 12111 --state /tmp/sandbox.sqlite3 \\
-        --balance usd=100000000 --balance eur=50000000 --latency-ms 40 --rate-limit 25
+        --balance usd=100000000 --balance eur=50000000 --latency-ms 40 --rate-limit 25 \\
+        --platform sk_test_merchant_b_0001:usd=500000,eur=1000
+
+``--balance`` seeds the default platform (any test key works for it unless ``--api-key`` names its
+keys); each ``--platform KEY[:CUR=AMOUNT,...]`` is one more platform account answering to KEY.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ def _balance(text: str) -> tuple[str, int]:
             f"amount must be an integer in minor units: {text!r}") from None
 
 
+def _platform(text: str) -> tuple[str, dict[str, int]]:
+    """``sk_test_b:usd=500,eur=7`` -> ("sk_test_b", {"usd": 500, "eur": 7}): a platform and its balances."""
+    key, _, balances = text.partition(":")
+    return key, dict(_balance(entry) for entry in balances.split(",") if entry)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -44,6 +54,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="requests per second over all /v1 requests (excess: 429)")
     parser.add_argument("--balance", type=_balance, action="append", default=[],
                         metavar="CUR=AMOUNT", help="starting platform balance, repeatable")
+    parser.add_argument("--api-key", action="append", default=None, metavar="KEY",
+                        help="a key of the default platform, repeatable; without it any test key "
+                             "no other platform owns is the default platform's")
+    parser.add_argument("--platform", type=_platform, action="append", default=[],
+                        metavar="KEY[:CUR=AMOUNT,...]",
+                        help="one more platform account answering to KEY, repeatable")
     parser.add_argument("--clock-offset-seconds", type=int, default=0,
                         help="run the sandbox clock this far ahead of real time (>= 0)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
@@ -52,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     # `kill PID` should stop the server as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     run_sandbox(args.host, args.port, args.state, args.latency_ms, args.rate_limit,
-                dict(args.balance), args.clock_offset_seconds)
+                dict(args.balance), args.clock_offset_seconds, api_keys=args.api_key,
+                platforms=dict(args.platform))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .wire import ApiError, invalid, new_id, parse_bool, parse_metadata, parse_str, reject_unknown
+from .wire import ApiError, invalid, mask_key, new_id, parse_bool, parse_metadata, parse_str, reject_unknown
 
 CAPABILITY_STATES = ("active", "inactive", "pending")
 _DEFAULT_CURRENCY = {"US": "usd", "GB": "gbp", "JP": "jpy", "CA": "cad", "AU": "aud",
@@ -28,10 +28,10 @@ def no_access(account_id: str, api_key: str) -> ApiError:
     """What Stripe answers for ``GET /v1/accounts/{id}`` when the account does not exist or is not
     connected to the platform of the key: 403 ``permission_error``, code ``account_invalid``, the key
     masked (the SDK raises it as ``stripe.PermissionError``). Stripe does not say which of the two it is."""
-    shown = api_key[:8] + "*" * max(len(api_key) - 12, 4) + api_key[-4:] if len(api_key) > 12 else "sk_test_****"
     return ApiError(403, "permission_error",
-                    f"The provided key '{shown}' does not have access to account '{account_id}' (or that account "
-                    "does not exist). Application access may have been revoked.", "account_invalid")
+                    f"The provided key '{mask_key(api_key)}' does not have access to account '{account_id}' "
+                    "(or that account does not exist). Application access may have been revoked.",
+                    "account_invalid")
 
 
 def validate_create(params: dict[str, Any]) -> dict[str, Any]:

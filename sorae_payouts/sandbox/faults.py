@@ -1,6 +1,7 @@
 """Fault injection and rate limiting: the failures a payout engine must survive.
 
-Fault modes (each rule matches POSTs whose path starts with ``path_prefix``):
+Fault modes (each rule matches POSTs whose path starts with ``path_prefix``, of every platform or,
+with ``"platform": "acct_..."``, of that platform account only):
 
 * ``latency`` -- sleep ``latency_ms`` more; long enough to make a concurrent duplicate see 409.
 * ``error_500_before_commit`` -- answer 500 ``api_error`` before anything executes; nothing is
@@ -40,6 +41,7 @@ class FaultRule:
     path_prefix: str = "/v1/"
     latency_ms: int = 0
     seed: int | None = None
+    platform: str | None = None  # None: requests of every platform account
     triggered: int = 0
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
@@ -47,7 +49,8 @@ class FaultRule:
     def from_json(cls, body: Any) -> "FaultRule":
         if not isinstance(body, dict):
             raise invalid("fault must be a JSON object")
-        unknown = set(body) - {"mode", "probability", "count", "path_prefix", "latency_ms", "seed"}
+        unknown = set(body) - {"mode", "probability", "count", "path_prefix", "latency_ms", "seed",
+                               "platform"}
         if unknown:
             raise invalid(f"unknown fault field(s): {sorted(unknown)}")
         mode = body.get("mode")
@@ -68,16 +71,21 @@ class FaultRule:
         path_prefix = body.get("path_prefix") or "/v1/"
         if not isinstance(path_prefix, str) or not path_prefix.startswith("/v1"):
             raise invalid("path_prefix must start with /v1", param="path_prefix")
-        return cls(mode, float(probability), count, path_prefix, latency_ms, seed,
+        platform = body.get("platform")
+        if platform is not None and (not isinstance(platform, str) or not platform.startswith("acct_")):
+            raise invalid("platform must be a platform account id (acct_...) or null", param="platform")
+        return cls(mode, float(probability), count, path_prefix, latency_ms, seed, platform,
                    rng=random.Random(seed))
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "probability": self.probability, "count": self.count,
                 "path_prefix": self.path_prefix, "latency_ms": self.latency_ms,
-                "seed": self.seed, "triggered": self.triggered}
+                "seed": self.seed, "platform": self.platform, "triggered": self.triggered}
 
-    def _fires(self, path: str) -> bool:
+    def _fires(self, path: str, platform: str) -> bool:
         if not path.startswith(self.path_prefix) or self.count == 0:
+            return False
+        if self.platform is not None and self.platform != platform:
             return False
         # Draw even at probability 1 so a seeded sequence does not depend on other rules.
         if self.rng.random() >= self.probability:
@@ -120,35 +128,35 @@ class FaultInjector:
     def _note(self, mode: str) -> None:
         self.triggered[mode] = self.triggered.get(mode, 0) + 1
 
-    def rate_limited(self, path: str) -> bool:
+    def rate_limited(self, path: str, platform: str) -> bool:
         with self._lock:
             for rule in self._rules:
-                if rule.mode == "rate_limit_429" and rule._fires(path):
+                if rule.mode == "rate_limit_429" and rule._fires(path, platform):
                     self._note(rule.mode)
                     return True
         return False
 
-    def extra_latency_ms(self, path: str) -> int:
+    def extra_latency_ms(self, path: str, platform: str) -> int:
         total = 0
         with self._lock:
             for rule in self._rules:
-                if rule.mode == "latency" and rule._fires(path):
+                if rule.mode == "latency" and rule._fires(path, platform):
                     self._note(rule.mode)
                     total += rule.latency_ms
         return total
 
-    def outcome(self, path: str) -> str | None:
+    def outcome(self, path: str, platform: str) -> str | None:
         """The outcome fault for an executing request, if any (first firing rule wins)."""
         with self._lock:
             for rule in self._rules:
-                if rule.mode in OUTCOME_MODES and rule._fires(path):
+                if rule.mode in OUTCOME_MODES and rule._fires(path, platform):
                     self._note(rule.mode)
                     return rule.mode
         return None
 
 
 class TokenBucket:
-    """``--rate-limit N``: N requests per second sustained, bursts of up to N.
+    """``--rate-limit N``: N requests per second sustained, bursts of up to N (one bucket per platform).
 
     Measured on the real (monotonic) clock: rate limits are about wall-clock throughput, not
     about the sandbox clock that tests advance.

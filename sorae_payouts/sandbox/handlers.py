@@ -1,4 +1,9 @@
-"""The ``/v1`` endpoints: connected accounts, transfers, reversals and the platform balance.
+"""The ``/v1`` endpoints: the platform account, connected accounts, transfers, reversals and the balance
+(charges and top-ups are in ``funding.py``).
+
+Every endpoint acts for one platform account: the pipeline authenticates the API key and passes its
+platform's id as ``args["platform"]``; objects of other platforms are answered as Stripe answers
+objects that do not exist.
 
 Each write endpoint is split in two, because Stripe's idempotency layer treats the halves
 differently:
@@ -19,13 +24,15 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import accounts
+from . import accounts, funding
+from .balances import balance_view
+from .platforms import account_view
 from .store import Store
 from .wire import (ApiError, invalid, list_object, missing, new_id, parse_int, parse_list_params,
                    parse_metadata, parse_str, reject_unknown)
 
 # A sanity cap: Stripe refuses absurd amounts, and SQLite integers are 64-bit.
-MAX_AMOUNT = 999_999_999_999
+MAX_AMOUNT = funding.MAX_AMOUNT
 
 
 @dataclass(frozen=True)
@@ -41,15 +48,6 @@ class Endpoint:
         return self.execute is not None
 
 
-def _currency(params: dict[str, Any]) -> str:
-    raw = parse_str(params, "currency", required=True)
-    assert raw is not None
-    if not re.fullmatch(r"[A-Za-z]{3}", raw):
-        raise invalid(f"Invalid currency: {raw}. Currencies are three-letter ISO codes, "
-                      "e.g. usd.", "invalid_currency", "currency")
-    return raw.lower()  # Stripe accepts any case and answers in lowercase
-
-
 # -- accounts ----------------------------------------------------------------------------------
 
 def _validate_account(params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
@@ -59,44 +57,34 @@ def _validate_account(params: dict[str, Any], args: dict[str, str]) -> dict[str,
 def _create_account(store: Store, values: dict[str, Any], args: dict[str, str],
                     now: int) -> dict[str, Any]:
     obj = accounts.build(values, now)
-    store.insert_account(obj)
+    store.insert_account(args["platform"], obj)
     return accounts.view(obj, invalid=False)
 
 
 def _get_account(store: Store, params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
     reject_unknown(params, {"expand"})
-    found = store.account(args["id"])
-    if found is None:
+    found = store.account(args["platform"], args["id"])
+    if found is None:  # not connected to this platform, or no such account: Stripe does not say which
         raise accounts.no_access(args["id"], args.get("api_key", ""))
     return accounts.view(*found)
 
 
 def _get_platform_account(store: Store, params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
-    """``GET /v1/account``: the platform account behind the API key (one stable id per state)."""
+    """``GET /v1/account``: the platform account behind the API key (one stable id per platform)."""
     reject_unknown(params, {"expand"})
-    acct_id, created = store.platform_account()
-    return {
-        "id": acct_id, "object": "account", "type": "standard", "country": "US",
-        "email": "platform@sandbox.invalid", "business_type": "company", "default_currency": "usd",
-        "created": created, "livemode": False, "metadata": {},
-        "business_profile": {"name": "Stripe sandbox platform", "url": None, "mcc": None},
-        "capabilities": {"card_payments": "active", "transfers": "active"},
-        "charges_enabled": True, "payouts_enabled": True, "details_submitted": True,
-        "requirements": {"currently_due": [], "eventually_due": [], "past_due": [],
-                         "pending_verification": [], "errors": [], "current_deadline": None,
-                         "disabled_reason": None},
-        "settings": {"payouts": {"schedule": {"interval": "daily", "delay_days": 2}}},
-    }
+    platform = store.platform(args["platform"])
+    assert platform is not None
+    return account_view(platform["id"], platform["created"], platform["default"])
 
 
 def _list_accounts(store: Store, params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
     limit, after = parse_list_params(params, ())
-    page = store.page("accounts", {}, limit, after)
+    page = store.page("accounts", {"platform": args["platform"]}, limit, after)
     if page is None:
         raise missing("account", after or "", "starting_after", 400)
     data = []
     for obj in page[0]:
-        found = store.account(obj["id"])
+        found = store.account(args["platform"], obj["id"])
         assert found is not None
         data.append(accounts.view(*found))
     return list_object(data, page[1], "/v1/accounts")
@@ -116,11 +104,12 @@ def _transfer_view(store: Store, obj: dict[str, Any]) -> dict[str, Any]:
 
 def _validate_transfer(params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
     reject_unknown(params, {"amount", "currency", "destination", "transfer_group", "metadata",
-                            "description", "expand"})
+                            "description", "source_transaction", "expand"})
     return {
         "amount": parse_int(params, "amount", required=True, minimum=1, maximum=MAX_AMOUNT,
                             too_small="amount_too_small", too_large="amount_too_large"),
-        "currency": _currency(params),
+        "currency": funding.parse_currency(params),
+        "source_transaction": parse_str(params, "source_transaction") or None,
         "destination": parse_str(params, "destination", required=True),
         "transfer_group": parse_str(params, "transfer_group", max_len=500) or None,
         "description": parse_str(params, "description") or None,
@@ -130,8 +119,9 @@ def _validate_transfer(params: dict[str, Any], args: dict[str, str]) -> dict[str
 
 def _create_transfer(store: Store, v: dict[str, Any], args: dict[str, str],
                      now: int) -> dict[str, Any]:
-    found = store.account(v["destination"])
-    if found is None:
+    platform = args["platform"]
+    found = store.account(platform, v["destination"])
+    if found is None:  # also an account connected to another platform
         raise missing("destination", v["destination"], "destination", 400)
     acct, is_invalid = found
     if is_invalid:
@@ -141,28 +131,23 @@ def _create_transfer(store: Store, v: dict[str, Any], args: dict[str, str],
         raise invalid("Your destination account needs to have at least one of the following "
                       "capabilities enabled: transfers, crypto_transfers, legacy_payments",
                       "insufficient_capabilities_for_transfer", "destination")
-    if store.available(v["currency"]) < v["amount"]:
-        raise invalid("You have insufficient available funds in your Stripe account. Try adding "
-                      "funds directly to your available balance by creating Charges using the "
-                      "4000000000000077 test card. See: https://stripe.com/docs/testing"
-                      "#available-balance", "balance_insufficient")
-    # Funds leave the platform balance in the same transaction that records the transfer.
-    store.adjust_balance(v["currency"], -v["amount"])
+    # Funds leave the platform balance (or the source charge) in the transaction that records the transfer.
+    funding.fund_transfer(store, platform, v)
     obj = {
         "id": new_id("tr"), "object": "transfer", "amount": v["amount"], "amount_reversed": 0,
         "balance_transaction": new_id("txn"), "created": now, "currency": v["currency"],
         "description": v["description"], "destination": v["destination"],
         "destination_payment": new_id("py"), "livemode": False, "metadata": v["metadata"],
-        "reversed": False, "source_transaction": None, "source_type": "card",
+        "reversed": False, "source_transaction": v["source_transaction"], "source_type": "card",
         "transfer_group": v["transfer_group"],
     }
-    store.insert_transfer(obj)
+    store.insert_transfer(platform, obj)
     return _transfer_view(store, obj)
 
 
 def _get_transfer(store: Store, params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
     reject_unknown(params, {"expand"})
-    obj = store.transfer(args["id"])
+    obj = store.transfer(args["platform"], args["id"])
     if obj is None:
         raise missing("transfer", args["id"], "id")
     return _transfer_view(store, obj)
@@ -187,7 +172,8 @@ def _created_filter(params: dict[str, Any]) -> list[tuple[str, int]]:
 
 def _list_transfers(store: Store, params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
     limit, after = parse_list_params(params, ("destination", "transfer_group", "created"))
-    filters = {"destination": parse_str(params, "destination"),
+    # No source_transaction filter: Stripe has none (parse_list_params answers parameter_unknown).
+    filters = {"platform": args["platform"], "destination": parse_str(params, "destination"),
                "transfer_group": parse_str(params, "transfer_group")}
     page = store.page("transfers", filters, limit, after, _created_filter(params))
     if page is None:
@@ -208,7 +194,7 @@ def _validate_reversal(params: dict[str, Any], args: dict[str, str]) -> dict[str
 
 def _create_reversal(store: Store, v: dict[str, Any], args: dict[str, str],
                      now: int) -> dict[str, Any]:
-    transfer = store.transfer(args["id"])
+    transfer = store.transfer(args["platform"], args["id"])
     if transfer is None:
         raise missing("transfer", args["id"], "id")
     left = transfer["amount"] - transfer["amount_reversed"]
@@ -219,8 +205,8 @@ def _create_reversal(store: Store, v: dict[str, Any], args: dict[str, str],
     if amount > left:
         raise invalid(f"You cannot reverse more than {left} {transfer['currency']} of transfer "
                       f"{transfer['id']} (requested {amount}).", None, "amount")
-    # The money comes back to the platform's available balance.
-    store.adjust_balance(transfer["currency"], amount)
+    # The money comes back to the platform's available balance (not to a source charge).
+    store.adjust_balance(args["platform"], transfer["currency"], amount)
     transfer["amount_reversed"] += amount
     transfer["reversed"] = transfer["amount_reversed"] >= transfer["amount"]
     store.update_transfer(transfer)
@@ -236,7 +222,7 @@ def _create_reversal(store: Store, v: dict[str, Any], args: dict[str, str],
 
 def _list_reversals(store: Store, params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
     limit, after = parse_list_params(params, ())
-    if store.transfer(args["id"]) is None:
+    if store.transfer(args["platform"], args["id"]) is None:
         raise missing("transfer", args["id"], "id")
     page = store.page("reversals", {"transfer": args["id"]}, limit, after)
     if page is None:
@@ -246,19 +232,9 @@ def _list_reversals(store: Store, params: dict[str, Any], args: dict[str, str]) 
 
 # -- balance -----------------------------------------------------------------------------------
 
-def balance_view(store: Store) -> dict[str, Any]:
-    balances = store.balances().items()
-    available = [{"amount": amount, "currency": currency, "source_types": {"card": amount}}
-                 for currency, amount in balances]
-    # A Connect platform's balance also lists what is reserved for connected accounts (nothing here).
-    reserved = [{"amount": 0, "currency": currency} for currency, _ in balances]
-    return {"object": "balance", "available": available, "connect_reserved": reserved, "pending": [],
-            "livemode": False}
-
-
 def _get_balance(store: Store, params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
     reject_unknown(params, {"expand"})
-    return balance_view(store)
+    return balance_view(store, args["platform"])
 
 
 _ID = r"(?P<id>[A-Za-z0-9_]+)"
@@ -276,6 +252,14 @@ ROUTES = [
              execute=_create_reversal),
     Endpoint("GET", re.compile(rf"/v1/transfers/{_ID}/reversals"), read=_list_reversals),
     Endpoint("GET", re.compile(r"/v1/balance"), read=_get_balance),
+    Endpoint("POST", re.compile(r"/v1/charges"), validate=funding.validate_charge,
+             execute=funding.create_charge),
+    Endpoint("GET", re.compile(r"/v1/charges"), read=funding.list_charges),
+    Endpoint("GET", re.compile(rf"/v1/charges/{_ID}"), read=funding.get_charge),
+    Endpoint("POST", re.compile(r"/v1/topups"), validate=funding.validate_topup,
+             execute=funding.create_topup),
+    Endpoint("GET", re.compile(r"/v1/topups"), read=funding.list_topups),
+    Endpoint("GET", re.compile(rf"/v1/topups/{_ID}"), read=funding.get_topup),
 ]
 
 
@@ -286,4 +270,5 @@ def route(method: str, path: str) -> tuple[Endpoint, dict[str, str]]:
             return endpoint, match.groupdict()
     raise ApiError(404, "invalid_request_error",
                    f"Unrecognized request URL ({method}: {path}). The sandbox implements "
-                   "the platform account, connected accounts, transfers, transfer reversals and balance.")
+                   "the platform account, connected accounts, transfers, transfer reversals, charges, "
+                   "top-ups and balance.")

@@ -91,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
         response = Response(500, {})
         try:
             if url.path.startswith("/_sandbox"):
-                response = handle_admin(app, method, url.path, raw)
+                response = handle_admin(app, method, url.path, raw, url.query)
             elif url.path.startswith("/v1/"):
                 response = app.handle_v1(method, url.path, url.query, self.headers, raw,
                                          request_id)
@@ -131,16 +131,25 @@ class SandboxServer:
 
     ``port=0`` picks a free port (read it back from ``url``). ``state_path=None`` keeps the
     state in a temporary SQLite file deleted on ``stop()``; give a path to keep it across
-    restarts. ``balances`` are starting platform balances (``{"usd": 100_000_00}``), applied to
-    currencies the state file does not know yet.
+    restarts. ``balances`` are the default platform's starting balances (``{"usd": 100_000_00}``),
+    applied to currencies it does not hold yet.
+
+    Platform accounts (``platforms.py``): ``api_keys=None`` lets any test key that no other
+    platform owns act for the default platform; ``api_keys=[...]`` restricts it to those keys (any
+    other key: 401). ``platforms={"sk_test_b...": {"usd": 5_000_00}}`` creates more platforms at
+    start (API key -> starting balances); ``add_platform`` or ``POST /_sandbox/platforms`` at any
+    time. ``rate_limit`` applies to each platform on its own.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
                  state_path: str | os.PathLike[str] | None = None,
                  latency_ms: int = 0, rate_limit: float | None = None,
                  balances: dict[str, int] | None = None, clock_offset_seconds: int = 0,
-                 allow_live_keys: bool = False):
+                 allow_live_keys: bool = False, api_keys: list[str] | None = None,
+                 platforms: dict[str, dict[str, int]] | None = None):
         self.allow_live_keys = allow_live_keys
+        self.api_keys = list(api_keys) if api_keys is not None else None
+        self.platforms = {k: dict(v) for k, v in (platforms or {}).items()}
         if clock_offset_seconds < 0:
             raise ValueError("the sandbox clock only moves forward: clock_offset_seconds >= 0")
         self.clock_offset_seconds = clock_offset_seconds
@@ -165,11 +174,19 @@ class SandboxServer:
             path = os.path.join(self._tmpdir, "state.sqlite3")
         self.store = Store(path)
         with self.store.transaction():
-            self.store.seed_balances(self.balances)
             behind = self.clock_offset_seconds - self.store.clock_offset()
             if behind > 0:
                 self.store.advance_clock(behind)
-        self.app = SandboxApp(self.store, self.latency_ms, self.rate_limit, self.balances, self.allow_live_keys)
+        try:
+            self.app = SandboxApp(self.store, self.latency_ms, self.rate_limit, self.balances,
+                                  self.allow_live_keys, self.api_keys, self.platforms)
+        except Exception:  # a refused start-up option (e.g. a key of two platforms) leaves nothing open
+            self.store.close()
+            self.store = None
+            if self._tmpdir is not None:
+                shutil.rmtree(self._tmpdir, ignore_errors=True)
+                self._tmpdir = None
+            raise
         self._httpd = _HTTPServer((self.host, self.port), self.app)
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.05},
@@ -205,6 +222,11 @@ class SandboxServer:
             host = "127.0.0.1"
         return f"http://{host}:{port}"
 
+    def add_platform(self, api_key: str, balances: dict[str, int] | None = None) -> str:
+        """Create a platform account answering to ``api_key`` (``POST /_sandbox/platforms``); its id."""
+        return self.admin("POST", "/_sandbox/platforms",
+                          {"api_key": api_key, "balances": balances or {}})["id"]
+
     def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """Call an admin endpoint (``/_sandbox/...``) and return its JSON; raises on non-2xx."""
         data = json.dumps(body).encode() if body is not None else None
@@ -226,10 +248,12 @@ class SandboxServer:
 
 def run_sandbox(host: str = "127.0.0.1", port: int = 12111, state_path: str | None = None,
                 latency_ms: int = 0, rate_limit: float | None = None,
-                balances: dict[str, int] | None = None, clock_offset_seconds: int = 0) -> None:
+                balances: dict[str, int] | None = None, clock_offset_seconds: int = 0,
+                api_keys: list[str] | None = None,
+                platforms: dict[str, dict[str, int]] | None = None) -> None:
     """Serve in the foreground until Ctrl-C (what ``python -m sorae_payouts.sandbox`` runs)."""
     server = SandboxServer(host, port, state_path, latency_ms, rate_limit, balances,
-                           clock_offset_seconds).start()
+                           clock_offset_seconds, api_keys=api_keys, platforms=platforms).start()
     print(f"Stripe sandbox listening on {server.url} (state: {state_path or 'temporary'})",
           flush=True)
     try:

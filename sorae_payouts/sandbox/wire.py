@@ -67,6 +67,13 @@ def _listify(node: Any) -> Any:
     return node
 
 
+def mask_key(key: str) -> str:
+    """An API key as Stripe shows it in error messages: its ``sk_test_``-style prefix, asterisks for the
+    middle, the last four characters (``sk_test_********************1234``); short keys show less."""
+    prefix = key[:key.index("_", 3) + 1] if key.count("_") >= 2 and len(key) > 12 else key[:3]
+    return prefix + "*" * max(len(key) - len(prefix) - 4, 4) + (key[-4:] if len(key) > 12 else "")
+
+
 def fingerprint(method: str, path: str, params: dict[str, Any]) -> str:
     """Canonical text of a request, compared by the idempotency layer to detect a reused key."""
     return json.dumps([method.upper(), path, params], sort_keys=True, separators=(",", ":"))
@@ -120,12 +127,14 @@ def api_error_500() -> ApiError:
 
 @dataclass
 class Response:
-    """What the server writes back; ``drop`` means close the socket without answering."""
+    """What the server writes back; ``drop`` means close the socket without answering. ``platform``:
+    the platform account the API key named (for per-platform stats), None before authentication."""
 
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
+    platform: str | None = None
 
 
 def list_object(data: list[dict[str, Any]], has_more: bool, url: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@
 """
 
 from sorae_payouts.stripe_gateway.dispositions import Disposition, classify
+from sorae_payouts.stripe_gateway.funding import ChargeRecord, TopupRecord
 from sorae_payouts.stripe_gateway.gateway import (
     AccountReadiness,
     GatewayConfig,
@@ -17,6 +18,6 @@ from sorae_payouts.stripe_gateway.gateway import (
 )
 from sorae_payouts.stripe_gateway.live import LIVE_PAYOUTS_SETTING, LivePayoutsRefused, demo_refusal, is_live_key
 
-__all__ = ["AccountReadiness", "Disposition", "GatewayConfig", "LIVE_PAYOUTS_SETTING", "LivePayoutsRefused",
-           "StripeGateway", "TransferOutcome", "TransferRecord", "TransferRequest", "classify", "dashboard_url",
-           "demo_refusal", "is_live_key"]
+__all__ = ["AccountReadiness", "ChargeRecord", "Disposition", "GatewayConfig", "LIVE_PAYOUTS_SETTING",
+           "LivePayoutsRefused", "StripeGateway", "TopupRecord", "TransferOutcome", "TransferRecord",
+           "TransferRequest", "classify", "dashboard_url", "demo_refusal", "is_live_key"]

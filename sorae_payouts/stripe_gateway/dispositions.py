@@ -15,6 +15,11 @@ not stored. So an error can mean four different things for the payout item:
 | KEY_REFUSED        | failed       | blocked (or posted)   | `idempotency_error`: the key was first used with other|
 |                    |              |                       | parameters (another ledger): a lookup decides; never  |
 |                    |              |                       | a new key for that payment                            |
+
+A transfer paid from a charge (`source_transaction=ch_...`) that Stripe refuses because of that charge
+(param `source_transaction`: no such charge on this account, a currency other than the charge's, or
+more than what is left of the charge) is FAILED whatever the code: the same charge will never pay it,
+so the funding must be fixed by a person before the item is retried.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ ERROR_CODE_DISPOSITIONS: dict[str, Disposition] = {
     "transfers_not_allowed": Disposition.FAILED,
     "resource_missing": Disposition.FAILED,
     "amount_too_small": Disposition.FAILED,
+    # Also what the sandbox answers for a transfer above what is left of its source_transaction charge.
+    "amount_too_large": Disposition.FAILED,
     "parameter_invalid_integer": Disposition.FAILED,
     "parameter_missing": Disposition.FAILED,
     "parameter_unknown": Disposition.FAILED,
@@ -84,10 +91,14 @@ def classify(error: stripe.StripeError) -> ClassifiedError:
     # The SDK leaves `.code` empty on 409/429/5xx (APIError, RateLimitError): the code is in `.error`.
     body = getattr(error, "error", None)
     code = getattr(error, "code", None) or (getattr(body, "code", None) if body is not None else None)
+    param = getattr(error, "param", None) or (getattr(body, "param", None) if body is not None else None)
     if isinstance(error, stripe.IdempotencyError) and code not in ERROR_CODE_DISPOSITIONS:
         code = code or "idempotency_error"
     if isinstance(error, stripe.APIConnectionError):
         disposition, code = Disposition.UNKNOWN, code or "api_connection_error"
+    elif param == "source_transaction" and status == 400:
+        # Refused because of the charge it names (see the module docstring): final for this transfer.
+        disposition, code = Disposition.FAILED, code or "http_400"
     elif code in ERROR_CODE_DISPOSITIONS:
         disposition = ERROR_CODE_DISPOSITIONS[code]
     elif status == 429 or isinstance(error, stripe.RateLimitError):

@@ -1,9 +1,13 @@
-"""`StripeGateway`: transfers, account readiness, balance and lookups through `stripe.StripeClient`.
+"""`StripeGateway`: transfers, account readiness, balance and lookups (transfers, and the charges and
+top-ups that fund the platform: `funding.py`) through `stripe.StripeClient`.
 
 Every call passes the client-side rate limiter and is counted per kind (`request_counts`, what the
-benchmark reports). Transfers carry the caller's idempotency key (never an SDK-generated one: that key
-would live only in memory and die with a crashed process). With a live key, no transfer is created
-before `authorize_payouts` applied the live-money rule (`stripe_gateway.live`).
+benchmark reports). The limiter is the in-process `TokenBucket` unless the caller plugs in another one
+(`limiter=`, e.g. `SharedRateLimiter`, shared through the ledger by every process paying from the same
+Stripe account; `share_rate_limit` switches to it once the paying account is known). Transfers carry
+the caller's idempotency key (never an SDK-generated one: that key would live only in memory and die
+with a crashed process). With a live key, no transfer is created before `authorize_payouts` applied
+the live-money rule (`stripe_gateway.live`).
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import stripe
 
 from sorae_payouts.stripe_gateway.dispositions import ClassifiedError, Disposition, classify
+from sorae_payouts.stripe_gateway.errors import GatewayConfigurationError
+from sorae_payouts.stripe_gateway.funding import FundingLookups
 from sorae_payouts.stripe_gateway.live import (
     LivePayoutsRefused, is_live_key, live_payout_announcement, require_live_payouts_allowed)
-from sorae_payouts.stripe_gateway.rate_limit import TokenBucket
+from sorae_payouts.stripe_gateway.rate_limit import RateLimiter, TokenBucket
+from sorae_payouts.stripe_gateway.readiness import AccountReadiness, readiness_of
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,9 @@ class TransferRequest:
     transfer_group: str
     description: str
     metadata: dict[str, str]
+    # A charge (`ch_...`) of the paying account whose funds pay this transfer: Stripe then refuses a
+    # currency other than the charge's and a total above the charge's amount. Sent only when set.
+    source_transaction: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class TransferRecord:
     metadata: dict[str, str]
     reversed: bool = False
     amount_reversed: int = 0
+    source_transaction: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,36 +87,6 @@ class ReversalOutcome:
     error: ClassifiedError | None = None
 
 
-@dataclass(frozen=True)
-class AccountReadiness:
-    account_id: str
-    exists: bool
-    transfers_capability: str | None = None
-    payouts_enabled: bool = False
-    disabled_reason: str | None = None
-    currently_due: list[str] = field(default_factory=list)
-    error_code: str | None = None  # Stripe's code when the account could not be read at all
-
-    @property
-    def ready(self) -> bool:
-        return self.exists and self.transfers_capability == "active" and self.payouts_enabled
-
-    @property
-    def hold_reason(self) -> str | None:
-        if not self.exists:
-            return (f"connected account {self.account_id} not found in Stripe, or not connected to this platform "
-                    f"({self.error_code or 'account_invalid'}): check the affiliate's stripe_account_id")
-        if self.transfers_capability != "active":
-            return f"transfers capability is {self.transfers_capability or 'missing'}"
-        if not self.payouts_enabled:
-            return f"payouts disabled ({self.disabled_reason or 'requirements due'})"
-        return None
-
-
-class GatewayConfigurationError(Exception):
-    """Stripe refused our credentials or configuration: stop, nothing can succeed."""
-
-
 def dashboard_url(transfer_id: str, api_key_is_test: bool) -> str:
     prefix = "https://dashboard.stripe.com/test" if api_key_is_test else "https://dashboard.stripe.com"
     return f"{prefix}/connect/transfers/{transfer_id}"
@@ -116,19 +97,23 @@ def _record(transfer) -> TransferRecord:
     data = transfer.to_dict()
     return TransferRecord(data["id"], int(data["amount"]), data["currency"], str(data["destination"]),
                           data.get("transfer_group"), dict(data.get("metadata") or {}),
-                          bool(data.get("reversed")), int(data.get("amount_reversed") or 0))
+                          bool(data.get("reversed")), int(data.get("amount_reversed") or 0),
+                          data.get("source_transaction"))
 
 
-class StripeGateway:
+class StripeGateway(FundingLookups):
     """The one way this project talks to Stripe."""
 
-    def __init__(self, config: GatewayConfig):
+    def __init__(self, config: GatewayConfig, limiter: RateLimiter | None = None):
+        """`limiter`: what every request waits on; default an in-process `TokenBucket` at
+        `config.rate_limit_per_second`. A limiter with a `paying_account` attribute (`SharedRateLimiter`)
+        must name the account the key belongs to: `paying_account()` refuses otherwise."""
         self.config = config
         self.test_mode = config.api_key.startswith(("sk_test_", "rk_test_"))
         self.live = is_live_key(config.api_key)
         self._live_authorized = False
         self._paying_account: str | None = None
-        self.limiter = TokenBucket(config.rate_limit_per_second)
+        self.limiter: RateLimiter = limiter if limiter is not None else TokenBucket(config.rate_limit_per_second)
         self.request_counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
         base = {"api": config.api_base} if config.api_base else None
@@ -148,10 +133,28 @@ class StripeGateway:
         if self._paying_account is None:
             self._acquire("account.retrieve_current")
             try:
-                self._paying_account = str(self.client.v1.accounts.retrieve_current().id)
+                account = str(self.client.v1.accounts.retrieve_current().id)
             except stripe.AuthenticationError as exc:
                 raise GatewayConfigurationError("Stripe rejected the API key (401); check STRIPE_API_KEY") from exc
+            keyed_by = getattr(self.limiter, "paying_account", None)
+            if keyed_by is not None and keyed_by != account:
+                # Scheduling under another account's limit would let this account exceed its own.
+                raise GatewayConfigurationError(
+                    f"the rate limiter is keyed by paying account {keyed_by}, but the API key belongs to "
+                    f"{account}: check the program's paying account")
+            self._paying_account = account
         return self._paying_account
+
+    def share_rate_limit(self, engine) -> RateLimiter:
+        """From now on, wait on the ledger-wide schedule of this key's paying account (at
+        `config.rate_limit_per_second`), shared with every process that pays from that account. Learning
+        the account costs one GET /v1/account, made through the limiter in place before the switch;
+        pass `limiter=SharedRateLimiter(...)` to the constructor when the account id is known already,
+        so that request is scheduled too."""
+        from sorae_payouts.stripe_gateway.shared_rate_limit import SharedRateLimiter  # SQL only when shared
+
+        self.limiter = SharedRateLimiter(engine, self.paying_account(), self.config.rate_limit_per_second)
+        return self.limiter
 
     def require_live_payouts_allowed(self) -> None:
         """Raise `LivePayoutsRefused` for a live key without SORAE_LIVE_PAYOUTS=1 (no request made)."""
@@ -174,6 +177,8 @@ class StripeGateway:
         params = {"amount": request.amount_minor, "currency": request.currency, "destination": request.destination,
                   "transfer_group": request.transfer_group, "description": request.description,
                   "metadata": request.metadata}
+        if request.source_transaction is not None:
+            params["source_transaction"] = request.source_transaction
         try:
             transfer = self.client.v1.transfers.create(params=params, options={"idempotency_key": idempotency_key})
         except stripe.AuthenticationError as exc:
@@ -188,7 +193,7 @@ class StripeGateway:
     def reverse_transfer(self, transfer_id: str, amount_minor: int, idempotency_key: str,
                          metadata: dict[str, str]) -> ReversalOutcome:
         """POST /v1/transfers/{id}/reversals for `amount_minor`, with our idempotency key."""
-        self.limiter.acquire()
+        self._acquire("transfers.reversals.create")
         try:
             reversal = self.client.v1.transfers.reversals.create(
                 transfer_id, params={"amount": amount_minor, "metadata": metadata},
@@ -204,7 +209,7 @@ class StripeGateway:
 
     def transfer(self, transfer_id: str) -> TransferRecord:
         """GET /v1/transfers/{id}: the transfer with its current reversal state."""
-        self.limiter.acquire()
+        self._acquire("transfers.retrieve")
         return _record(self.client.v1.transfers.retrieve(transfer_id))
 
     def account_readiness(self, account_id: str) -> AccountReadiness:
@@ -222,11 +227,11 @@ class StripeGateway:
             if exc.http_status in (403, 404) and code in ("account_invalid", "resource_missing"):
                 return AccountReadiness(account_id, exists=False, error_code=code)
             raise
-        return _readiness(account)
+        return readiness_of(account)
 
     def all_account_readiness(self) -> Iterator[AccountReadiness]:
         """Every connected account of the platform, 100 per request (cheaper than one GET each)."""
-        return map(_readiness, self._pages(self.client.v1.accounts.list, {"limit": 100}, "accounts.list"))
+        return map(readiness_of, self._pages(self.client.v1.accounts.list, {"limit": 100}, "accounts.list"))
 
     def available_balance(self) -> dict[str, int]:
         self._acquire("balance.retrieve")
@@ -234,9 +239,11 @@ class StripeGateway:
         return {entry.currency: int(entry.amount) for entry in balance.available}
 
     def transfers(self, transfer_group: str | None, destination: str | None = None,
-                  created_since: int | None = None) -> Iterator[TransferRecord]:
+                  created_since: int | None = None, source_transaction: str | None = None) -> Iterator[TransferRecord]:
         """All transfers of a group and/or to one destination and/or created at or after a unix time,
-        paging 100 at a time."""
+        paging 100 at a time; `source_transaction` keeps those paid from that charge. Stripe cannot
+        filter on it (GET /v1/transfers has no such parameter), so it filters what the other filters
+        list: give a group or a time too, or every transfer of the account is read."""
         params: dict = {"limit": 100}
         if created_since is not None:
             params["created"] = {"gte": created_since}
@@ -244,7 +251,10 @@ class StripeGateway:
             params["transfer_group"] = transfer_group
         if destination:
             params["destination"] = destination
-        return map(_record, self._pages(self.client.v1.transfers.list, params, "transfers.list"))
+        records = map(_record, self._pages(self.client.v1.transfers.list, params, "transfers.list"))
+        if source_transaction is None:
+            return records
+        return (r for r in records if r.source_transaction == source_transaction)
 
     def _pages(self, list_call, params: dict, kind: str) -> Iterator:
         """Every object of a Stripe list endpoint, following `starting_after`, each page rate-limited."""
@@ -256,14 +266,6 @@ class StripeGateway:
             if not page.has_more or not page.data:
                 return
             params["starting_after"] = page.data[-1].id
-
-
-def _readiness(account) -> AccountReadiness:
-    data = account.to_dict()
-    capabilities = data.get("capabilities") or {}
-    requirements = data.get("requirements") or {}
-    return AccountReadiness(data["id"], True, capabilities.get("transfers"), bool(data.get("payouts_enabled")),
-                            requirements.get("disabled_reason"), list(requirements.get("currently_due") or []))
 
 
 def config_from_environment() -> GatewayConfig:

@@ -6,6 +6,9 @@ environment of the process; when it proceeds it first announces the paying Strip
 and the totals it will pay. `sorae-payouts demo` refuses live keys and real Stripe outright.
 The executor calls `StripeGateway.authorize_payouts` (which applies `live_payout_announcement`) before
 its first request of a run, and the gateway refuses to create a live transfer that was not authorized.
+The rule is about the key, whoever it pays for: Sorae's platform key (STRIPE_API_KEY) and every
+program's own key (`paying_accounts`, `env:`/`secrets:` references) alike; execution and retry check
+the key that pays the program with its source named (`paying_accounts.require_live_payouts_allowed_for`).
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ def live_payouts_enabled() -> bool:
     return os.environ.get(LIVE_PAYOUTS_SETTING, "") == "1"
 
 
-def require_live_payouts_allowed(api_key: str) -> None:
-    """Raise `LivePayoutsRefused` for a live key unless SORAE_LIVE_PAYOUTS=1."""
+def require_live_payouts_allowed(api_key: str, key_source: str = "STRIPE_API_KEY") -> None:
+    """Raise `LivePayoutsRefused` for a live key unless SORAE_LIVE_PAYOUTS=1. `key_source` names where
+    the key came from (STRIPE_API_KEY, or a program's `env:`/`secrets:` reference), never the key."""
     if is_live_key(api_key) and not live_payouts_enabled():
         raise LivePayoutsRefused(
-            f"STRIPE_API_KEY is a LIVE key: sending transfers moves real money. Set {LIVE_PAYOUTS_SETTING}=1 in "
+            f"{key_source} is a LIVE key: sending transfers moves real money. Set {LIVE_PAYOUTS_SETTING}=1 in "
             "the environment of this process to confirm; nothing was sent")
 
 

@@ -1,6 +1,11 @@
-"""A client-side rate limiter shared by all worker threads.
+"""Client-side rate limiters: what `StripeGateway` calls before every request.
 
-Written by hand (a thread-safe token bucket is ~20 lines) rather than adding a dependency: the
+`TokenBucket` (the default) is shared by the worker threads of one process. Runs in several processes
+that pay from one Stripe account share `shared_rate_limit.SharedRateLimiter` instead (ledger database).
+Both satisfy `RateLimiter`; neither distinguishes kinds of request: transfers, reversals, lists and
+retrieves all take from the same budget, as Stripe counts them against the same account.
+
+`TokenBucket` was written by hand (a thread-safe token bucket is ~20 lines) rather than adding a dependency: the
 limiter libraries on PyPI are async-first or Redis-backed, and this one must block OS threads.
 """
 
@@ -8,6 +13,12 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Protocol
+
+
+class RateLimiter(Protocol):
+    def acquire(self) -> None:
+        """Block until one request may be sent."""
 
 
 class TokenBucket:

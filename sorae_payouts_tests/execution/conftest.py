@@ -10,9 +10,10 @@ import sqlalchemy as sa
 import stripe
 
 from sorae_payouts.execution import attempts as ledger
-from sorae_payouts.execution.executor import ExecutionReport, ExecutionSettings, _Run, utcnow
+from sorae_payouts.execution.run import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts.programs import DEFAULT_PROGRAM
 from sorae_payouts.sandbox import SandboxServer
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission
@@ -40,23 +41,25 @@ def make_gateway(sandbox, *, retries: int = 2, rate: float = 1_000.0) -> StripeG
 
 
 def seed_batch(engine, stripe_client, amounts: dict[str, int], *, currency: str = "usd",
-               missing: set[str] = frozenset(), approve: bool = True) -> dict[str, str]:
-    """Affiliates with sandbox accounts (or an unknown account id for names in `missing`), one
-    commission each in October, finalized, manifest built (and approved). Returns affiliate -> account."""
-    accounts = {}
+               missing: set[str] = frozenset(), approve: bool = True, program_id: str = DEFAULT_PROGRAM,
+               accounts: dict[str, str] | None = None) -> dict[str, str]:
+    """The program's affiliates with accounts on the sandbox platform of `stripe_client` (an unknown
+    account id for names in `missing`, the given one for names in `accounts`), one commission each in
+    October, finalized, manifest built (and approved). Returns affiliate -> account."""
+    accounts = dict(accounts or {})
     for name, amount in amounts.items():
         if name in missing:
             accounts[name] = f"acct_missing{name}"
-        else:
+        elif name not in accounts:
             accounts[name] = stripe_client.v1.accounts.create(params={
                 "type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}},
                 "metadata": {"affiliate_id": name}}).id
-        add_affiliate(engine, name, currency=currency, account=accounts[name])
-        add_commission(engine, name, amount, currency=currency)
-    finalize_period(engine, OCT, now=NOW, holding_days=3)
-    build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=NOW)
+        add_affiliate(engine, name, currency=currency, account=accounts[name], program_id=program_id)
+        add_commission(engine, name, amount, currency=currency, program_id=program_id)
+    finalize_period(engine, OCT, now=NOW, holding_days=3, program_id=program_id)
+    build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=NOW, program_id=program_id)
     if approve:
-        approve_as(engine, OCT, "tests")
+        approve_as(engine, OCT, "tests", program_id=program_id)
     return accounts
 
 
@@ -122,9 +125,61 @@ def crash_after_stripe_call(engine, sandbox, names):
     gateway = make_gateway(sandbox)
     with engine.connect() as conn:
         items = [i for i in ledger.work_items(conn, "payout_2026-10") if i.affiliate_id in names]
-    run = _Run(engine, gateway, ExecutionSettings(), "payout_2026-10", "2026-10",
-               ExecutionReport("payout_2026-10", "2026-10"), utcnow, None)
+    run = ExecutionRun(engine, gateway, ExecutionSettings(), "payout_2026-10", "2026-10",
+                       ExecutionReport("payout_2026-10", "2026-10"), utcnow, None)
     for item in items:
         attempt = ledger.claim(engine, item, paying_account=gateway.paying_account(), identity=run.identity(item),
                                now=utcnow())
         assert gateway.create_transfer(run._request(item, attempt), attempt.idempotency_key).transfer
+
+
+# --- programs, funding and paying accounts (issue 11) ----------------------------------------------
+SECOND_KEY = "sk_test_sorae_second_platform"
+
+
+@pytest.fixture
+def second_platform(sandbox, monkeypatch) -> stripe.StripeClient:
+    """A second platform account in the sandbox, its key in ACME_STRIPE_KEY; its SDK client."""
+    sandbox.add_platform(SECOND_KEY, BALANCES)
+    monkeypatch.setenv("ACME_STRIPE_KEY", SECOND_KEY)
+    return stripe.StripeClient(SECOND_KEY, base_addresses={"api": sandbox.url}, max_network_retries=0)
+
+
+def add_program(engine, program_id: str, ref: str | None = None):
+    from sorae_payouts.programs import add_program as register
+
+    return register(engine, program_id, name=program_id.title(), paying_account_ref=ref, added_by="test",
+                    now=datetime(2000, 1, 1, tzinfo=timezone.utc))
+
+
+def charge(client: stripe.StripeClient, amount: int, currency: str = "usd") -> str:
+    """A succeeded charge whose funds are available at once (Stripe's tok_bypassPending)."""
+    return client.v1.charges.create(params={"amount": amount, "currency": currency, "source": "tok_bypassPending"}).id
+
+
+def topup(client: stripe.StripeClient, amount: int, currency: str = "usd") -> str:
+    return client.v1.topups.create(params={"amount": amount, "currency": currency}).id
+
+
+def fund(engine, gateway, program_id: str, *, charge_id: str | None = None, topup_id: str | None = None,
+         now: datetime = NOW):
+    from sorae_payouts.funding import record_funding
+
+    return record_funding(engine, gateway, program_id, charge_id=charge_id, topup_id=topup_id,
+                          recorded_by="finance", now=now)
+
+
+def attempts_of(engine, program_id: str) -> list:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT i.affiliate_id, a.state, a.amount_minor, a.source_transaction, a.idempotency_key, a.error_code, "
+            "a.program_id, i.status, i.hold_reason FROM transfer_attempt a JOIN payout_item i "
+            "ON i.payout_item_id = a.payout_item_id WHERE i.program_id = :p ORDER BY a.attempt_pk"),
+            {"p": program_id}).all()
+
+
+def program_items(engine, program_id: str) -> dict[str, tuple[str, str | None]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT affiliate_id, status, hold_reason FROM payout_item WHERE program_id = :p"),
+                            {"p": program_id}).all()
+    return {a: (s, h) for a, s, h in rows}

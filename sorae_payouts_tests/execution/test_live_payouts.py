@@ -143,3 +143,28 @@ def test_retry_with_a_live_key_refuses_before_any_item_moves(engine, live_sandbo
     with engine.connect() as conn:
         assert ledger.work_items(conn, "payout_2026-10") == []  # still failed, not moved back to pending
     assert sandbox_transfers(_sdk(live_sandbox)) == []
+
+
+def test_a_program_live_key_follows_the_same_rule_and_is_named_by_its_reference(engine, live_sandbox, monkeypatch):
+    from sorae_payouts.paying_accounts import program_gateway
+    from sorae_payouts.programs import get_program
+    from sorae_payouts_tests.execution.conftest import add_program
+
+    program_key = "sk_live_acme_merchant_9999"
+    monkeypatch.setenv("ACME_STRIPE_KEY", program_key)
+    monkeypatch.delenv("SORAE_LIVE_PAYOUTS", raising=False)
+    add_program(engine, "acme", "env:ACME_STRIPE_KEY")
+    client = _sdk(live_sandbox)
+    seed_batch(engine, client, {"alice": 5_000}, program_id="acme")
+    with engine.connect() as conn:
+        gateway = program_gateway(GatewayConfig("sk_test_platform", live_sandbox.url, max_network_retries=0),
+                                  get_program(conn, "acme"))
+    before = _v1_requests(live_sandbox)
+    with pytest.raises(ExecutionRefused, match="env:ACME_STRIPE_KEY is a LIVE key.*SORAE_LIVE_PAYOUTS=1") as refused:
+        execute_batch(engine, gateway, OCT, program_id="acme")
+    assert program_key not in str(refused.value) and _v1_requests(live_sandbox) == before
+    monkeypatch.setenv("SORAE_LIVE_PAYOUTS", "1")
+    said = []
+    report = execute_batch(engine, gateway, OCT, program_id="acme", announce=said.append)
+    assert report.outcome.count("posted") == 1 and "pays batch payout_acme_2026-10: 1 transfers / 50.00 usd" in said[0]
+    assert len(sandbox_transfers(client, "payout_acme_2026-10")) == 1

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from sorae_payouts_tests.factory import approve
 from sorae_payouts.execution import attempts as ledger
 from sorae_payouts.execution.anomalies import list_anomalies
-from sorae_payouts.execution.executor import ExecutionReport, ExecutionSettings, _Run, execute_batch, utcnow
+from sorae_payouts.execution.executor import execute_batch
+from sorae_payouts.execution.run import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.ledger.database import create_ledger_engine, upgrade
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
@@ -187,8 +188,8 @@ def test_item_with_a_posted_attempt_is_never_claimed_again_even_if_set_back_to_p
     with engine.connect() as conn:
         [item] = [i for i in ledger.work_items(conn, "payout_2026-10") if i.payout_item_id == alice]
     gateway = make_gateway(sandbox)
-    run = _Run(engine, gateway, ExecutionSettings(), "payout_2026-10", "2026-10",
-               ExecutionReport("payout_2026-10", "2026-10"), utcnow, None)
+    run = ExecutionRun(engine, gateway, ExecutionSettings(), "payout_2026-10", "2026-10",
+                       ExecutionReport("payout_2026-10", "2026-10"), utcnow, None)
     assert item.status == "pending"
     assert ledger.claim(engine, item, paying_account=gateway.paying_account(), identity=run.identity(item),
                         now=utcnow()) is None
@@ -204,7 +205,8 @@ def _send_without_scan(engine, sandbox) -> ExecutionReport:
     """A rebuilt ledger that sends its keys without the group scan (as if a concurrent ledger had paid
     right after the scan): what Stripe's idempotency layer alone answers, and how it is recorded."""
     report = ExecutionReport("payout_2026-10", "2026-10")
-    run = _Run(engine, make_gateway(sandbox), ExecutionSettings(), "payout_2026-10", "2026-10", report, utcnow, None)
+    run = ExecutionRun(engine, make_gateway(sandbox), ExecutionSettings(), "payout_2026-10", "2026-10", report,
+                       utcnow, None)
     with engine.connect() as conn:
         items = ledger.work_items(conn, "payout_2026-10")
     for item in items:
@@ -266,8 +268,8 @@ def test_resumed_attempts_of_the_previous_key_format_still_resolve(engine, sandb
     # The old code had sent alice's transfer (its metadata format) before it died; bob's never left.
     with engine.connect() as conn:
         [alice] = [i for i in ledger.work_items(conn, "payout_2026-10") if i.payout_item_id == alice_id]
-    run = _Run(engine, make_gateway(sandbox), ExecutionSettings(), "payout_2026-10", "2026-10",
-               ExecutionReport("payout_2026-10", "2026-10"), utcnow, None)
+    run = ExecutionRun(engine, make_gateway(sandbox), ExecutionSettings(), "payout_2026-10", "2026-10",
+                       ExecutionReport("payout_2026-10", "2026-10"), utcnow, None)
     with engine.connect() as conn:
         attempt = ledger.open_attempt(conn, alice_id)
     sent = run.gateway.create_transfer(run._request(alice, attempt), alice_key).transfer

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from sorae_payouts.ingest import ImportKind, ImportReport, import_file
 from sorae_payouts.ledger import schema
+from sorae_payouts.programs import DEFAULT_PROGRAM
 
 AFFILIATE_HEADER = ["affiliate_id", "name", "email", "stripe_account_id", "currency"]
 COMMISSION_HEADER = ["commission_id", "affiliate_id", "order_id", "amount", "currency", "earned_at"]
@@ -49,10 +50,11 @@ def read_rejects(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, skiprows=1, dtype=str, keep_default_na=False)
 
 
-def seed_affiliates(engine: sa.Engine, *affiliate_ids: str, currency: str = "usd") -> None:
+def seed_affiliates(engine: sa.Engine, *affiliate_ids: str, currency: str = "usd",
+                    program_id: str = DEFAULT_PROGRAM) -> None:
     with engine.begin() as conn:
         conn.execute(schema.affiliate.insert(), [
-            {"affiliate_id": a, "name": f"Affiliate {a}", "email": f"{a.lower()}@example.com",
+            {"program_id": program_id, "affiliate_id": a, "name": f"Affiliate {a}", "email": f"{a.lower()}@example.com",
              "stripe_account_id": f"acct_{a}", "currency": currency, "imported_at": NOW}
             for a in affiliate_ids
         ])
@@ -60,22 +62,24 @@ def seed_affiliates(engine: sa.Engine, *affiliate_ids: str, currency: str = "usd
 
 def seed_commission(engine: sa.Engine, commission_id: str, order_id: str, amount_minor: int, currency: str = "usd",
                     affiliate_id: str = "A1", earned_at: datetime = datetime(2026, 10, 5, 12, tzinfo=timezone.utc),
-                    ) -> None:
+                    program_id: str = DEFAULT_PROGRAM) -> None:
     with engine.begin() as conn:
         conn.execute(schema.commission.insert().values(
-            commission_id=commission_id, affiliate_id=affiliate_id, order_id=order_id, amount_minor=amount_minor,
-            currency=currency, earned_at=earned_at, period=date(earned_at.year, earned_at.month, 1), imported_at=NOW))
+            program_id=program_id, commission_id=commission_id, affiliate_id=affiliate_id, order_id=order_id,
+            amount_minor=amount_minor, currency=currency, earned_at=earned_at, period=date(earned_at.year, earned_at.month, 1), imported_at=NOW))
 
 
-def finalize_period(engine: sa.Engine, period: date) -> None:
+def finalize_period(engine: sa.Engine, period: date, program_id: str = DEFAULT_PROGRAM) -> None:
     with engine.begin() as conn:
-        conn.execute(schema.commission_period.insert().values(period=period, finalized_at=NOW, holding_days=0))
+        conn.execute(schema.commission_period.insert().values(program_id=program_id, period=period, finalized_at=NOW,
+                                                              holding_days=0))
 
 
 def table_rows(engine: sa.Engine, table: sa.Table, *columns: str) -> list[tuple]:
-    """Rows of `table` (only `columns`, else all but surrogate keys, import times and the sharing flag), sorted."""
-    names = columns or [c.name for c in table.columns
-                        if c.name not in ("imported_at", "commission_pk", "event_pk", "allow_shared_destination")]
+    """Rows of `table` (only `columns`, else all but the program, surrogate keys, import times and the sharing
+    flag), sorted."""
+    names = columns or [c.name for c in table.columns if c.name not in (
+        "program_id", "imported_at", "commission_pk", "event_pk", "allow_shared_destination")]
     with engine.connect() as conn:
         result = conn.execute(sa.select(*[table.c[n] for n in names]))
         return sorted(tuple(_utc(v) for v in row) for row in result)

@@ -101,7 +101,7 @@ def test_authentication_is_required(sandbox):
 
 
 def test_unknown_url_and_unknown_parameter(client, sandbox):
-    status, _, body = raw_request(sandbox.url + "/v1/charges",
+    status, _, body = raw_request(sandbox.url + "/v1/invoices",
                                   headers={"Authorization": "Bearer sk_test_x"})
     assert status == 404 and "Unrecognized request URL" in body["error"]["message"]
     with pytest.raises(stripe.InvalidRequestError) as info:

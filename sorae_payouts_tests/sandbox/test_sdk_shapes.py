@@ -13,6 +13,8 @@ OMITTED = {
     "Balance": {"instant_available", "issuing", "refund_and_dispute_prefunding"},  # features not modelled
     "Transfer": set(),
     "TransferReversal": set(),
+    "Charge": {"level3", "presentment_details", "radar_options"},  # features not modelled
+    "Topup": {"initiated_by", "payment_method", "payment_method_options"},  # newer bank top-up fields
 }
 # Present in the sandbox though the SDK does not declare them (the API returns them too).
 EXTRA = {"Account": {"livemode"}, "TransferReversal": {"description"}}
@@ -42,9 +44,17 @@ def test_objects_of_every_endpoint_used_have_the_sdks_fields(client, account):
     assert_shape(reversal, stripe.TransferReversal, "TransferReversal")
     assert_shape(client.v1.transfers.retrieve(transfer.id), stripe.Transfer, "Transfer")
     assert_shape(client.v1.transfers.list(params={"limit": 1}).data[0], stripe.Transfer, "Transfer")
+    charge = client.v1.charges.create(params={"amount": 900, "currency": "usd", "source": "tok_visa"})
+    assert_shape(charge, stripe.Charge, "Charge")
+    assert_shape(client.v1.charges.retrieve(charge.id), stripe.Charge, "Charge")
+    assert set(charge.outcome.to_dict()) <= declared(stripe.Charge.Outcome)
+    topup = client.v1.topups.create(params={"amount": 900, "currency": "usd"})
+    assert_shape(topup, stripe.Topup, "Topup")
+    assert_shape(client.v1.topups.retrieve(topup.id), stripe.Topup, "Topup")
     balance = client.v1.balance.retrieve()
     assert_shape(balance, stripe.Balance, "Balance")
     assert set(balance.available[0].to_dict()) == declared(stripe.Balance.Available)
+    assert set(balance.pending[0].to_dict()) == declared(stripe.Balance.Pending)  # the charge's funds
 
 
 @pytest.mark.parametrize("call, error_class, status, error_type, code", [
@@ -54,6 +64,10 @@ def test_objects_of_every_endpoint_used_have_the_sdks_fields(client, account):
      "resource_missing"),
     (lambda c: c.v1.transfers.create(params={"amount": 1, "currency": "usd", "destination": "acct_unknown"}),
      stripe.InvalidRequestError, 400, "invalid_request_error", "resource_missing"),
+    (lambda c: c.v1.charges.retrieve("ch_unknown"), stripe.InvalidRequestError, 404, "invalid_request_error",
+     "resource_missing"),
+    (lambda c: c.v1.topups.retrieve("tu_unknown"), stripe.InvalidRequestError, 404, "invalid_request_error",
+     "resource_missing"),
 ])
 def test_errors_raise_the_sdks_classes_with_stripes_error_object(client, call, error_class, status, error_type, code):
     with pytest.raises(error_class) as info:

@@ -63,8 +63,6 @@ def test_balance_insufficient_then_top_up(client, sandbox, account):
     ({"amount": 0, "currency": "usd"}, "amount_too_small", "amount"),
     ({"amount": 100}, "parameter_missing", "currency"),
     ({"amount": 100, "currency": "dollars"}, "invalid_currency", "currency"),
-    ({"amount": 100, "currency": "usd", "source_transaction": "ch_1"}, "parameter_unknown",
-     "source_transaction"),
 ])
 def test_validation_errors(client, account, params, code, param):
     with pytest.raises(stripe.InvalidRequestError) as info:

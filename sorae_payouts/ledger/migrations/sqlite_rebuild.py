@@ -1,9 +1,14 @@
 """Rebuilding SQLite tables in a migration (SQLite cannot change a primary key, a UNIQUE or a FOREIGN KEY
-in place): SQLite's documented procedure (https://www.sqlite.org/lang_altertable.html#otheralter), inside
-the migration's transaction.
+in place): SQLite's documented procedure (https://www.sqlite.org/lang_altertable.html#otheralter).
 
-- `PRAGMA defer_foreign_keys` (the only foreign-key switch allowed inside a transaction): while old and
-  new tables are swapped the references are checked at COMMIT, when every table is back.
+- Foreign keys are switched off for the rebuild, as the procedure requires: with them on, dropping the
+  old copy of a referenced table counts a violation per referencing row that SQLite never uncounts,
+  even once the rebuilt table holds the same keys (and `PRAGMA foreign_keys` is a no-op inside a
+  transaction). So `begin_rebuild` commits the migration run's transaction so far (earlier revisions
+  and their version stamp), switches them off and opens one transaction for the whole rebuild; a
+  failure rolls the ledger back to the previous revision. `end_rebuild` runs `PRAGMA
+  foreign_key_check` and refuses to commit a dangling reference. The ledger engine switches them back
+  on at every connection checkout (`ledger.database`).
 - The new table is built as `x__new` and renamed `x` once the old one is dropped (with
   `PRAGMA legacy_alter_table` so the rename checks no view or trigger): the other tables' foreign keys,
   triggers and views name `x`, which is the rebuilt table once the swap is done.
@@ -21,7 +26,9 @@ from alembic import op
 
 def begin_rebuild() -> None:
     bind = op.get_bind()
-    bind.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+    bind.exec_driver_sql("COMMIT")
+    bind.exec_driver_sql("PRAGMA foreign_keys = OFF")
+    bind.exec_driver_sql("BEGIN IMMEDIATE")
     bind.exec_driver_sql("PRAGMA legacy_alter_table = ON")
 
 

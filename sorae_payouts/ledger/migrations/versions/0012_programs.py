@@ -33,7 +33,7 @@ from sorae_payouts.ledger.migrations import revision_0012_guards as guards
 from sorae_payouts.ledger.migrations import sqlite_rebuild
 
 revision = "0012"
-down_revision = "0010"  # TEMP until 0011 (rate schedule) lands
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

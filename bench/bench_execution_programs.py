@@ -1,0 +1,231 @@
+"""Execution across programs and paying accounts, PostgreSQL, sandbox with Stripe-like latency and limits.
+
+    python bench/bench_execution_programs.py --programs 100 --items 200 --accounts 1 --limit 50 --processes 4
+    python bench/bench_execution_programs.py --programs 100 --items 200 --accounts 4 --limit 50 --processes 8
+
+`--accounts 1`: every program pays from the platform account, funded by its own Stripe charge (so each
+transfer names its charge as `source_transaction`). `--accounts N > 1`: the programs are spread over N
+merchant platform accounts (each program's key is `env:SORAE_BENCH_KEY_<n>`). The programs' batches
+are executed by `--processes` OS processes (as separate Dagster runs would), each taking programs one
+after the other; every gateway uses the ledger's shared limiter of its paying account at `--limit`/s,
+and the sandbox enforces the same limit per platform (429 above it).
+
+Printed per paying account, over the execution phase (first to last transfer): requests/s received by
+the sandbox and as a fraction of the limit (all requests count against Stripe's limit: transfers,
+readiness checks, balance, group scans), transfers/s, the busiest sliding 1-second window at the
+sandbox (must not exceed the limit) and the 429s met (must be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+import stripe
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import scratch_ledger  # noqa: E402
+
+from sorae_payouts.ledger import schema  # noqa: E402
+from sorae_payouts.periods import parse_period  # noqa: E402
+from sorae_payouts.sandbox import SandboxServer  # noqa: E402
+
+PLATFORM_KEY = "sk_test_bench_platform"
+PERIOD = parse_period("2026-10")
+NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
+EARNED = datetime(2026, 10, 15, tzinfo=timezone.utc)
+AMOUNT = 5_000
+
+
+def merchant_key(n: int) -> str:
+    return f"sk_test_bench_merchant_{n}"
+
+
+def program_ids(n: int) -> list[str]:
+    return [f"p{i:04d}" for i in range(n)]
+
+
+def account_of(program_index: int, accounts: int) -> int:
+    return program_index % accounts
+
+
+def create_world(state: Path, args) -> dict:
+    """Platforms, connected accounts (one per item) and, on the shared platform, one charge per program."""
+    keys = [PLATFORM_KEY] if args.accounts == 1 else [merchant_key(n) for n in range(args.accounts)]
+    world = {"keys": keys, "destinations": {}, "charges": {}}
+    big = {"usd": 10**13}
+    with SandboxServer(port=0, state_path=state, balances=big, api_keys=[PLATFORM_KEY]) as sandbox:
+        for key in keys:
+            if key != PLATFORM_KEY:
+                sandbox.add_platform(key, big)
+        clients = [stripe.StripeClient(k, base_addresses={"api": sandbox.url}, max_network_retries=0) for k in keys]
+        from concurrent.futures import ThreadPoolExecutor
+
+        def make(pair):
+            index, program = pair
+            client = clients[account_of(index, args.accounts)]
+            made = [client.v1.accounts.create(params={"type": "express", "country": "US",
+                                                      "capabilities": {"transfers": {"requested": True}}}).id
+                    for _ in range(args.items)]
+            charge = None
+            if args.accounts == 1:
+                total = sum(AMOUNT + i for i in range(args.items))
+                charge = client.v1.charges.create(params={"amount": total, "currency": "usd",
+                                                          "source": "tok_bypassPending"}).id
+            return program, made, charge
+
+        with ThreadPoolExecutor(8) as pool:
+            for program, made, charge in pool.map(make, enumerate(program_ids(args.programs))):
+                world["destinations"][program] = made
+                world["charges"][program] = charge
+    return world
+
+
+def seed_ledger(engine, world: dict, args) -> None:
+    from sorae_payouts.approvals import approve_batch
+    from sorae_payouts.batches import load_batch
+    from sorae_payouts.finalize import finalize_period
+    from sorae_payouts.manifest import PayoutPolicy, build_manifest
+    from sorae_payouts.operators import ensure_operator
+    from sorae_payouts.programs import add_program
+
+    for index, program in enumerate(program_ids(args.programs)):
+        ref = None if args.accounts == 1 else f"env:SORAE_BENCH_KEY_{account_of(index, args.accounts)}"
+        add_program(engine, program, name=f"Merchant {program}", paying_account_ref=ref, added_by="bench", now=NOW)
+        with engine.begin() as conn:
+            conn.execute(schema.affiliate.insert(), [
+                {"program_id": program, "affiliate_id": f"aff_{i:05d}", "name": "n", "email": "e@x.test",
+                 "stripe_account_id": a, "currency": "usd", "imported_at": NOW}
+                for i, a in enumerate(world["destinations"][program])])
+            conn.execute(schema.commission.insert(), [
+                {"program_id": program, "commission_id": f"c{i}", "affiliate_id": f"aff_{i:05d}", "order_id": f"o{i}",
+                 "amount_minor": AMOUNT + i, "currency": "usd", "earned_at": EARNED, "period": PERIOD,
+                 "imported_at": NOW} for i in range(args.items)])
+        finalize_period(engine, PERIOD, now=NOW, holding_days=3, program_id=program)
+        build_manifest(engine, PERIOD, policy=PayoutPolicy.from_major({"usd": "1.00"}, {"usd": "100000000"}),
+                       now=NOW, program_id=program)
+        ensure_operator(engine, "bench", added_by="bench", now=NOW, program_id=program)
+        with engine.connect() as conn:
+            reviewed = load_batch(conn, PERIOD, program_id=program).manifest_hash
+        approve_batch(engine, PERIOD, approved_by="bench", now=NOW, expected_hash=reviewed, program_id=program)
+
+
+def record_charges(engine, world: dict, api_base: str) -> None:
+    from sorae_payouts.funding import record_funding
+    from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
+
+    gateway = StripeGateway(GatewayConfig(PLATFORM_KEY, api_base, rate_limit_per_second=10_000))
+    for program, charge in world["charges"].items():
+        record_funding(engine, gateway, program, charge_id=charge, recorded_by="bench", now=NOW)
+
+
+def worker(url: str, api_base: str, programs: list[str], limit: float, threads: int, queue) -> None:
+    """One OS process: execute its programs' batches one after the other (as one run each would)."""
+    from sorae_payouts.execution.executor import ExecutionSettings, execute_batch
+    from sorae_payouts.ledger.database import create_ledger_engine
+    from sorae_payouts.paying_accounts import program_gateway
+    from sorae_payouts.programs import get_program
+    from sorae_payouts.stripe_gateway import GatewayConfig
+    from sorae_payouts.stripe_gateway.shared_rate_limit import SharedRateLimiter
+
+    engine = create_ledger_engine(url)
+    base = GatewayConfig(PLATFORM_KEY, api_base, max_network_retries=2, rate_limit_per_second=limit)
+    stamps: list[float] = []
+    posted = refused = 0
+    accounts: dict[str, str] = {}
+    for program_id in programs:
+        with engine.connect() as conn:
+            program = get_program(conn, program_id)
+        probe = program_gateway(base, program)
+        ref = program.paying_account_ref or "platform"
+        if ref not in accounts:
+            accounts[ref] = probe.paying_account()
+        gateway = program_gateway(base, program, SharedRateLimiter(engine, accounts[ref], limit))
+        try:
+            report = execute_batch(engine, gateway, PERIOD, program_id=program_id,
+                                   settings=ExecutionSettings(workers=threads),
+                                   on_item_done=lambda: stamps.append(time.time()))
+            posted += report.outcome.count("posted")
+        except Exception as exc:  # noqa: BLE001 - a refused program is reported, the others go on
+            refused += 1
+            print(f"program {program_id} refused: {exc}", file=sys.stderr)
+    engine.dispose()
+    queue.put({"stamps": stamps, "posted": posted, "refused": refused})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--programs", type=int, default=100)
+    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--accounts", type=int, default=1)
+    parser.add_argument("--limit", type=float, default=50)
+    parser.add_argument("--latency-ms", type=int, default=150)
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=12, help="executor workers per process")
+    args = parser.parse_args()
+    for n in range(args.accounts):
+        os.environ[f"SORAE_BENCH_KEY_{n}"] = merchant_key(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "sandbox.sqlite3"
+        started = time.perf_counter()
+        world = create_world(state, args)
+        print(f"sandbox world: {args.programs} programs x {args.items} accounts in {time.perf_counter() - started:.0f} s",
+              flush=True)
+        with scratch_ledger("postgres", Path(tmp)) as (url, engine):
+            started = time.perf_counter()
+            seed_ledger(engine, world, args)
+            print(f"ledger: programs closed, built, approved in {time.perf_counter() - started:.0f} s", flush=True)
+            with SandboxServer(port=0, state_path=state, latency_ms=args.latency_ms, rate_limit=args.limit,
+                               api_keys=[PLATFORM_KEY]) as sandbox:
+                if args.accounts == 1:
+                    record_charges(engine, world, sandbox.url)
+                before = sandbox.admin("GET", "/_sandbox/stats")
+                programs = program_ids(args.programs)
+                shares = [programs[i::args.processes] for i in range(args.processes)]
+                context = mp.get_context("spawn")
+                queue = context.Queue()
+                procs = [context.Process(target=worker, args=(url, sandbox.url, share, args.limit, args.threads, queue))
+                         for share in shares if share]
+                t0 = time.time()
+                for p in procs:
+                    p.start()
+                results = [queue.get() for _ in procs]
+                for p in procs:
+                    p.join()
+                wall = time.time() - t0
+                after = sandbox.admin("GET", "/_sandbox/stats")
+        report(args, world, results, before, after, wall)
+
+
+def report(args, world, results, before, after, wall) -> None:
+    stamps = sorted(s for r in results for s in r["stamps"])
+    phase = stamps[-1] - stamps[0] if len(stamps) > 1 else wall
+    posted, refused = sum(r["posted"] for r in results), sum(r["refused"] for r in results)
+    print(f"\nexecution: {posted} posted, {refused} programs refused, {len(stamps)} transfers in {phase:.1f} s "
+          f"(wall {wall:.1f} s with process start-up); limit {args.limit:g}/s per account, latency {args.latency_ms} ms")
+    print("| paying account | requests | requests/s | fraction of limit | transfers/s | busiest 1 s | 429s |")
+    print("|---|---|---|---|---|---|---|")
+    total = 0.0
+    for platform, stats in sorted(after["platforms"].items()):
+        requests = stats["v1_requests"] - before["platforms"].get(platform, {}).get("v1_requests", 0)
+        if requests <= 0:
+            continue
+        limited = stats["rate_limited"] - before["platforms"].get(platform, {}).get("rate_limited", 0)
+        per_second = requests / phase
+        total += per_second
+        transfers = posted / args.accounts / phase
+        print(f"| {platform} | {requests} | {per_second:.1f} | {per_second / args.limit:.3f} | {transfers:.1f} | "
+              f"{stats['peak_requests_in_1s']} | {limited} |")
+    print(f"\nall accounts: {total:.1f} requests/s = {total / (args.limit * args.accounts):.3f} x "
+          f"{args.accounts} x limit; transfers {posted / phase:.1f}/s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Pre-flight: what is checked after the Stripe group scan and before the first transfer of a run.
+
+- Items whose destination is shared with another affiliate of the program are held
+  (`shared_destinations`), and so are items whose connected account cannot receive transfers (missing,
+  not connected to the paying account, capability inactive, payouts disabled). Held items stay
+  pending with the reason; unresolved attempts are always resumed (they may already be paid).
+- Money, per currency, for the pending items about to be sent:
+  - a program that shares the platform account with another active program must be covered by its
+    own available funding (`funding`), else `FundingShortfall` and nothing of the program is sent
+    (other programs' batches execute separately and are not affected);
+  - otherwise (a lone program on the platform account, a program on its own account) the paying
+    account's available balance must cover it, else nothing is sent.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import sqlalchemy as sa
+
+from sorae_payouts.execution import attempts as ledger
+from sorae_payouts.execution.shared_destinations import shared_destination_holds
+from sorae_payouts.funding import funding_shortfalls
+from sorae_payouts.money import format_minor
+from sorae_payouts.stripe_gateway import StripeGateway
+
+
+class ExecutionRefused(Exception):
+    """Nothing was sent: the batch may not be executed now. The message says why."""
+
+
+class FundingShortfall(ExecutionRefused):
+    """A program on a shared platform account lacks the funding for its batch: none of it was sent."""
+
+    def __init__(self, program_id: str, batch_id: str, shortfalls: dict[str, tuple[int, int]]):
+        self.program_id, self.batch_id, self.shortfalls = program_id, batch_id, shortfalls
+        super().__init__(f"program {program_id} shares the platform account and its funding does not cover batch "
+                         f"{batch_id} ({_detail(shortfalls)}): record the Stripe charge or top-up that funds it, "
+                         "then re-run; nothing was sent (other programs are not affected)")
+
+
+def _detail(shortfalls: dict[str, tuple[int, int]]) -> str:
+    return "; ".join(f"{c}: need {format_minor(n, c)}, available {format_minor(a, c)}"
+                     for c, (n, a) in sorted(shortfalls.items()))
+
+
+def hold_unready(engine: sa.Engine, gateway: StripeGateway, batch_id: str, items: list[ledger.WorkItem], *,
+                 workers: int, account_list_threshold: int) -> dict[int, str]:
+    """Hold reasons of the pending items that cannot be sent now (not written: the caller holds them)."""
+    with engine.connect() as conn:  # one account, one affiliate (unless allowed to share)
+        shared = shared_destination_holds(conn, batch_id, items)
+    pending = [i for i in items if i.status == "pending" and i.payout_item_id not in shared]
+    destinations = sorted({i.destination for i in pending})
+    if len(destinations) > account_list_threshold:
+        known = {a.account_id: a for a in gateway.all_account_readiness()}
+        readiness = {d: known.get(d) or gateway.account_readiness(d) for d in destinations}
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="preflight") as pool:
+            readiness = dict(zip(destinations, pool.map(gateway.account_readiness, destinations)))
+    return shared | {i.payout_item_id: readiness[i.destination].hold_reason for i in pending
+                     if not readiness[i.destination].ready}
+
+
+def require_money(engine: sa.Engine, gateway: StripeGateway, *, program_id: str, batch_id: str,
+                  sendable: list[ledger.WorkItem], funded: bool) -> None:
+    """Refuse the run (nothing sent) when the money for its pending items is not there."""
+    needed: dict[str, int] = {}
+    for item in sendable:
+        if item.status == "pending":
+            needed[item.currency] = needed.get(item.currency, 0) + item.amount_minor
+    if not needed:
+        return
+    if funded:
+        with engine.connect() as conn:
+            short = funding_shortfalls(conn, program_id, needed, paying_account=gateway.paying_account())
+        if short:
+            raise FundingShortfall(program_id, batch_id, short)
+        return
+    available = gateway.available_balance()
+    short = {c: (n, available.get(c, 0)) for c, n in needed.items() if available.get(c, 0) < n}
+    if short:
+        raise ExecutionRefused(f"platform balance too low for batch {batch_id} ({_detail(short)}); top up the "
+                               "Stripe balance and re-run; nothing was sent")
