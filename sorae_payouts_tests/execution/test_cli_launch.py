@@ -1,5 +1,6 @@
 """`sorae-payouts batch execute` and `month-end` launch the Dagster jobs through the instance with the
-code location (the run is filed under its job), wait, and print the outcome; quietly. Both ledgers."""
+code location (the run is filed under its job and its program-month partition, tagged with its program
+and paying account), wait, and print the outcome; quietly. Both ledgers."""
 
 from __future__ import annotations
 
@@ -46,8 +47,13 @@ def test_batch_execute_runs_under_its_job_with_tags_and_prints_the_outcome(engin
         origin = run.remote_job_origin
         assert origin is not None and origin.repository_origin.code_location_origin.location_name == "sorae_payouts"
         assert run.job_name == "payout_execution_job"
-        assert run.tags["dagster/partition"] == "2026-10-01" and run.tags["sorae/operator"] == "Ana Ops"
+        assert run.tags["dagster/partition"] == "2026-10-01|default" and run.tags["sorae/operator"] == "Ana Ops"
+        assert (run.tags["dagster/partition/month"], run.tags["dagster/partition/program"]) == ("2026-10-01", "default")
         assert run.tags["sorae/batch_id"] == "payout_2026-10" and len(run.tags["sorae/manifest_hash"]) == 64
+        # The instance's tag concurrency limits count runs per paying account: its Stripe id, not a key.
+        assert run.tags["sorae/program"] == "default" and run.tags["sorae/paying_account"].startswith("acct_")
+        assert API_KEY not in str(run.tags)
+        assert instance.get_dynamic_partitions("program") == ["default"]
 
 
 def test_month_end_out_of_order_is_refused_before_any_run(engine, ledger_url, sandbox, stripe_client, tmp_path):
