@@ -120,7 +120,7 @@ def _create_run(instance: dg.DagsterInstance, workspace, job_name: str, tags: Ma
                                        instance=instance).execution_plan_snapshot
     return instance.create_run(
         job_name=job_name, run_id=None, run_config=run_config, resolved_op_selection=None, step_keys_to_execute=None,
-        op_selection=None, status=None, root_run_id=None, parent_run_id=None, tags=dict(tags),
+        op_selection=None, status=None, root_run_id=None, parent_run_id=None, tags={**remote_job.run_tags, **tags},
         job_snapshot=remote_job.job_snapshot, execution_plan_snapshot=plan,
         parent_job_snapshot=remote_job.parent_job_snapshot, remote_job_origin=remote_job.get_remote_origin(),
         job_code_origin=remote_job.get_python_origin(), asset_selection=None, asset_check_selection=None,
