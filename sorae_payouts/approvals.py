@@ -8,6 +8,9 @@ Once it has the approvals it needs, the batch becomes `approved` and its manifes
 The executor does not trust the batch status: `verify_batch_approvals` recounts, on every run, the
 distinct identities that approved the current hash (each active at approval time) against the
 policy, and recomputes the hash from the items. A status set to `approved` by hand pays nothing.
+
+Programs: a batch is approved by the operators of its own program (the registry is per program), and
+each approval row records that program; an approval recorded under another program never counts.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sorae_payouts.batches import Batch, BatchError, load_batch
 from sorae_payouts.ledger.sql import as_utc, text
 from sorae_payouts.manifest import compute_manifest_hash
 from sorae_payouts.operators import Origin, OperatorError, normalize_identity, require_active, was_active_at
+from sorae_payouts.programs import DEFAULT_PROGRAM
 
 MIN_HASH_PREFIX = 12  # hex characters an approver must quote from the hash they reviewed
 _HEX = re.compile(r"[0-9a-f]+")
@@ -60,19 +64,21 @@ def check_reviewed_hash(reviewed: str | None) -> str:
 
 
 def approve_batch(engine: sa.Engine, period: date, *, approved_by: str, now: datetime, expected_hash: str,
-                  origin: Origin | None = None) -> Approval:
-    """Record one operator's approval of a draft batch's current manifest. The batch becomes
-    `approved` (frozen) once it has the approvals its policy requires from different identities.
-    Refuses an unknown or disabled operator, a second approval by the same identity, a manifest that
-    changed since it was built, and a hash other than the one the approver reviewed."""
+                  origin: Origin | None = None, program_id: str = DEFAULT_PROGRAM) -> Approval:
+    """Record one operator's approval of the program's draft batch's current manifest. The batch
+    becomes `approved` (frozen) once it has the approvals its policy requires from different identities.
+    Refuses an operator who is not an active registered operator of the batch's program, a second
+    approval by the same identity, a manifest that changed since it was built, and a hash other than
+    the one the approver reviewed."""
     reviewed = check_reviewed_hash(expected_hash)
     origin = origin or Origin.here()
     with engine.begin() as conn:
+        batch = load_batch(conn, period, program_id=program_id)
         try:
-            operator = require_active(conn, approved_by)
+            operator = require_active(conn, approved_by, batch.program_id)
         except OperatorError as exc:
-            raise BatchError(f"approval refused: {exc}") from exc
-        batch = load_batch(conn, period)
+            of = "" if batch.program_id == DEFAULT_PROGRAM else f" (batch {batch.batch_id} of program {batch.program_id})"
+            raise BatchError(f"approval refused{of}: {exc}") from exc
         if batch.status != "draft":
             raise BatchError(f"batch {batch.batch_id} is {batch.status} (approved by {batch.approved_by}); "
                              "nothing to approve")
@@ -92,7 +98,7 @@ def approve_batch(engine: sa.Engine, period: date, *, approved_by: str, now: dat
                           "operator_id, host, os_user, dagster_run_id) VALUES (:b, :by, :now, :h, :p, :op, :host, "
                           ":user, :run)"),
                      {"b": batch.batch_id, "by": operator.operator_id, "now": now, "h": batch.manifest_hash,
-                      "p": operator.program_id, "op": operator.operator_id, "host": origin.host,
+                      "p": batch.program_id, "op": operator.operator_id, "host": origin.host,
                       "user": origin.os_user, "run": origin.dagster_run_id})
         approvers.append(operator.operator_id)
         required = required_approvals(conn, batch)
@@ -103,17 +109,18 @@ def approve_batch(engine: sa.Engine, period: date, *, approved_by: str, now: dat
                 {"by": ", ".join(approvers), "now": now, "b": batch.batch_id, "h": batch.manifest_hash})
             if updated.rowcount != 1:
                 raise BatchError(f"batch {batch.batch_id} changed concurrently; look again before approving")
-        return Approval(load_batch(conn, period), approvers, required)
+        return Approval(load_batch(conn, period, program_id=batch.program_id), approvers, required)
 
 
 def approval_identities(conn: sa.Connection, batch: Batch, *, at_approval_time: bool = False) -> list[str]:
-    """Distinct identities that approved the batch's current manifest hash, in approval order. With
-    `at_approval_time`, only those that were active registered operators when they approved.
-    Approvals recorded before the registry existed (no operator_id; none can be added since) count
-    under their normalized name."""
+    """Distinct identities that approved the batch's current manifest hash for the batch's program, in
+    approval order. With `at_approval_time`, only those that were active registered operators of the
+    program when they approved. Approvals recorded before the registry existed (no operator_id; none
+    can be added since) count under their normalized name."""
     rows = conn.execute(text("SELECT operator_id, approved_by, approved_at, program_id FROM batch_approval "
-                             "WHERE batch_id = :b AND manifest_hash = :h ORDER BY approved_at, approval_pk"),
-                        {"b": batch.batch_id, "h": batch.manifest_hash}).all()
+                             "WHERE batch_id = :b AND manifest_hash = :h AND program_id = :p "
+                             "ORDER BY approved_at, approval_pk"),
+                        {"b": batch.batch_id, "h": batch.manifest_hash, "p": batch.program_id}).all()
     identities: list[str] = []
     for row in rows:
         if row.operator_id is None:

@@ -7,11 +7,14 @@ in from earlier months, the total due, and what became of it: paid (with the Str
 being sent, scheduled, carried to a named month, on hold, failed (with the fix that lets us retry),
 or reversed by the merchant (with the date, and whether it is under review, paid again with a later
 payout, or taken back for good), with a plain-language reason and the amount still outstanding.
+One person may be an affiliate of several programs (merchants) under one affiliate id: the history
+covers all of them (or one, `program_id=`), each entry naming its program and merchant.
 
-It reads only the `affiliate_payout_history` view (migrations 0004, replaced by 0009), only the asked affiliate's rows,
-selected with a bound parameter. The view holds no idempotency keys, Stripe request ids or Stripe
-error messages, and the wording below never echoes raw hold or error text: an affiliate sees our
-sentences, never our internals. The portal's database role needs SELECT on that view only.
+It reads only the `affiliate_payout_history` view (0004, replaced by 0009 and 0012), only the asked
+affiliate's rows, selected with a bound parameter. The view holds no idempotency keys, Stripe request
+ids or Stripe error messages, and the wording never echoes raw hold or error text: an affiliate sees
+our sentences, never our internals. The portal's role needs SELECT on that view only (plus SELECT on
+`program (program_id, name)` once a second program exists, for the merchants' names).
 """
 
 from __future__ import annotations
@@ -25,16 +28,20 @@ import sqlalchemy as sa
 from sorae_payouts.ledger.sql import as_date
 from sorae_payouts.money import format_minor
 from sorae_payouts.periods import period_key
+from sorae_payouts.programs import DEFAULT_PROGRAM
 
 VIEW = "affiliate_payout_history"
 
-_HISTORY = sa.text(
+_COLUMNS = (
     "SELECT period, currency, commission_count, gross_minor, in_period_adjustments_minor, clawbacks_minor, "
     "earned_minor, carried_in_minor, amount_minor, minimum_minor, item_status, carry_reason, hold_reason, "
     "attempt_state, stripe_transfer_id, error_code, reversed_minor, reversed_at, reversal_pending_minor, "
-    "owed_again_minor, written_off_minor, owed_again_in_period, next_batch_period, outstanding_minor "
-    f"FROM {VIEW} WHERE affiliate_id = :affiliate_id ORDER BY period DESC, currency"
-).bindparams(sa.bindparam("affiliate_id", type_=sa.String()))
+    "owed_again_minor, written_off_minor, owed_again_in_period, next_batch_period, outstanding_minor, program_id "
+    f"FROM {VIEW} WHERE affiliate_id = :affiliate_id")
+_ORDER = " ORDER BY period DESC, program_id, currency"
+_HISTORY = sa.text(_COLUMNS + _ORDER).bindparams(sa.bindparam("affiliate_id", type_=sa.String()))
+_PROGRAM_HISTORY = sa.text(_COLUMNS + " AND program_id = :program_id" + _ORDER).bindparams(
+    sa.bindparam("affiliate_id", type_=sa.String()), sa.bindparam("program_id", type_=sa.String()))
 
 # Item status (plus hold) -> (stable code for programs, words for the affiliate).
 STATUS_WORDS = {
@@ -46,7 +53,8 @@ STATUS_WORDS = {
     "failed": ("failed", "Payment failed"),
     "blocked": ("in_review", "In review"),
 }
-# The merchant whose program pays the affiliate (one program today; see `sorae_payouts.programs`).
+# The merchant named for the default program (the name the history used before programs existed);
+# other programs are named by their program's name.
 DEFAULT_MERCHANT_NAME = "Sorae"
 _UNKNOWN_STATUS = ("in_review", "In review")
 
@@ -129,6 +137,8 @@ class HistoryEntry:
     outstanding_minor: int = 0
     reversed_on: date | None = None
     carried_to: date | None = None
+    program_id: str = DEFAULT_PROGRAM
+    merchant: str = DEFAULT_MERCHANT_NAME
 
     def money(self, amount_minor: int) -> str:
         return format_minor(amount_minor, self.currency)
@@ -141,6 +151,8 @@ class HistoryEntry:
 
         return {
             "period": period_key(self.period),
+            "program_id": self.program_id,
+            "merchant": self.merchant,
             "currency": self.currency,
             "status": self.status,
             "status_code": self.status_code,
@@ -158,15 +170,29 @@ class HistoryEntry:
         }
 
 
-def affiliate_history(conn: sa.Connection, affiliate_id: str, *,
-                      merchant_name: str = DEFAULT_MERCHANT_NAME) -> list[HistoryEntry]:
-    """Every payout item of `affiliate_id`, newest period first (then by currency); read-only.
+def affiliate_history(conn: sa.Connection, affiliate_id: str, *, program_id: str | None = None,
+                      merchant_name: str | None = None) -> list[HistoryEntry]:
+    """Every payout item of `affiliate_id` in every program it belongs to (or in `program_id` only),
+    newest period first (then by program and currency); read-only. The merchant of each entry is its
+    program's name (`DEFAULT_MERCHANT_NAME` for the default program), or `merchant_name` for all.
+    An unknown affiliate, or one without any payout item yet, gets an empty list."""
+    scope = {"affiliate_id": affiliate_id} if program_id is None else {"affiliate_id": affiliate_id,
+                                                                        "program_id": program_id}
+    rows = conn.execute(_HISTORY if program_id is None else _PROGRAM_HISTORY, scope).mappings().all()
+    names = _merchant_names(conn, {row["program_id"] for row in rows}) if merchant_name is None else {}
+    return [_entry(row, merchant_name or names[row["program_id"]]) for row in rows]
 
-    An unknown affiliate, or one without any payout item yet (commissions of months not finalized
-    and built), gets an empty list.
-    """
-    rows = conn.execute(_HISTORY, {"affiliate_id": affiliate_id}).mappings()
-    return [_entry(row, merchant_name) for row in rows]
+
+def _merchant_names(conn: sa.Connection, program_ids: set[str]) -> dict[str, str]:
+    """program id -> merchant name. Reads `program` only for programs other than the default one, so a
+    single-program portal needs nothing but the view."""
+    names = {DEFAULT_PROGRAM: DEFAULT_MERCHANT_NAME}
+    others = sorted(program_ids - {DEFAULT_PROGRAM})
+    if others:
+        statement = sa.text("SELECT program_id, name FROM program WHERE program_id IN :ids").bindparams(
+            sa.bindparam("ids", expanding=True))
+        names.update(conn.execute(statement, {"ids": others}).all())
+    return {p: names.get(p, p) for p in program_ids}
 
 
 def _entry(row, merchant_name: str) -> HistoryEntry:
@@ -194,6 +220,7 @@ def _entry(row, merchant_name: str) -> HistoryEntry:
         owed_again_minor=int(row["owed_again_minor"]), written_off_minor=int(row["written_off_minor"]),
         outstanding_minor=int(row["outstanding_minor"]),
         reversed_on=as_date(row["reversed_at"]) if row["reversed_at"] else None, carried_to=carried_to,
+        program_id=row["program_id"], merchant=merchant_name,
     )
 
 

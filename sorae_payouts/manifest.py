@@ -14,22 +14,28 @@ Batches are built in period order: a period's batch needs the batches of all ear
 (their carried balances flow in), and a draft can be rebuilt only while no later batch exists. A draft
 can be rebuilt at will; once approved, the manifest is frozen (database triggers) and rebuilding is a
 no-op that says so.
+
+Programs: each program has its own batch per month (`batch_id_for`), built under its effective policy
+(the deployment's, overridden by the program's policy: `effective_policy`), from its own rows only.
+`manifest_programs.build_manifests` builds one month for a whole set of programs in a fixed number of
+statements; `build_manifest` is the one-program form and raises.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.finalize import is_finalized
-from sorae_payouts.ledger.sql import as_date, case_map, text
+from sorae_payouts.ledger.sql import as_date, text
 from sorae_payouts.money import parse_minor
 from sorae_payouts.periods import period_key
-from sorae_payouts.unpaid_carry import CARRIED_UNPAID_SQL, UnpaidItemMoved, close_unpaid_items
+from sorae_payouts.program_sets import set_text
+from sorae_payouts.programs import DEFAULT_PROGRAM, Program
 
 DEFAULT_MINIMUM_PAYOUT = {"usd": "50.00", "eur": "50.00", "gbp": "50.00", "jpy": "5000"}
 # A batch paying more than this in any currency needs two approvals by different people.
@@ -96,43 +102,30 @@ class ManifestReport:
     item_count: int
     outcome: str  # "built", "rebuilt", "unchanged" (rebuilt to the same hash) or "frozen" (approved)
     totals: list[CurrencyTotals]
+    program_id: str = DEFAULT_PROGRAM
 
 
-def batch_id_for(period: date) -> str:
-    """Deterministic batch id; also the Stripe `transfer_group` of the batch's transfers."""
-    return f"payout_{period_key(period)}"
+def batch_id_for(period: date, program_id: str = DEFAULT_PROGRAM) -> str:
+    """Deterministic batch id; also the Stripe `transfer_group` of the batch's transfers:
+    `payout_YYYY-MM` for the default program (single-program ledgers keep their ids and groups),
+    `payout_<program>_YYYY-MM` otherwise."""
+    if program_id == DEFAULT_PROGRAM:
+        return f"payout_{period_key(period)}"
+    return f"payout_{program_id}_{period_key(period)}"
 
 
-_BUILD_ITEMS = """
-INSERT INTO payout_item (batch_id, affiliate_id, currency, stripe_account_id, commission_count,
-                         period_amount_minor, carried_in_minor, amount_minor, status, carry_reason)
-SELECT :batch_id, t.affiliate_id, t.currency, a.stripe_account_id, t.cnt, t.earned, t.carried,
-       t.earned + t.carried,
-       CASE WHEN t.earned + t.carried >= {minimum} AND a.stripe_account_id IS NOT NULL
-            THEN 'pending' ELSE 'carried_forward' END,
-       CASE WHEN t.earned + t.carried < 0 THEN 'negative_balance'
-            WHEN t.earned + t.carried = 0 THEN 'zero_balance'
-            WHEN t.earned + t.carried < {minimum} THEN 'below_minimum'
-            WHEN a.stripe_account_id IS NULL THEN 'not_onboarded'
-            ELSE NULL END
-FROM (
-    SELECT affiliate_id, currency, SUM(cnt) AS cnt, SUM(earned) AS earned, SUM(carried) AS carried FROM (
-        SELECT affiliate_id, currency, COUNT(*) AS cnt, SUM(amount_minor) AS earned, 0 AS carried
-        FROM commission WHERE period = :period GROUP BY affiliate_id, currency
-        UNION ALL
-        SELECT affiliate_id, currency, 0, SUM(amount_minor), 0
-        FROM commission_adjustment WHERE booked_period = :period GROUP BY affiliate_id, currency
-        UNION ALL
-        SELECT affiliate_id, currency, 0, 0, amount_minor
-        FROM payout_item WHERE batch_id = :prev_batch_id AND status = 'carried_forward'
-                           AND carry_reason IS NOT NULL AND amount_minor <> 0
-        UNION ALL{carried_unpaid}
-        UNION ALL
-        SELECT affiliate_id, currency, 0, 0, SUM(amount_minor)
-        FROM owed_again_carry WHERE batch_id = :batch_id GROUP BY affiliate_id, currency
-    ) parts GROUP BY affiliate_id, currency
-) t JOIN affiliate a ON a.affiliate_id = t.affiliate_id
-"""
+def effective_policy(base: PayoutPolicy, program: Program) -> PayoutPolicy:
+    """The policy a program's batch is built and approved under: the deployment's `base`, with the
+    program's policy overrides applied key by key (per currency for the per-currency amounts, so a
+    program that sets its usd minimum keeps the deployment's other minimums)."""
+    overrides = program.policy
+    return replace(
+        base,
+        minimum_minor={**base.minimum_minor, **(overrides.get("minimum_minor") or {})},
+        default_minimum_minor=int(overrides.get("default_minimum_minor", base.default_minimum_minor)),
+        dual_approval_over_minor={**base.dual_approval_over_minor, **(overrides.get("dual_approval_over_minor") or {})},
+        negative_balance=overrides.get("negative_balance", base.negative_balance))
+
 
 # The reviewed, frozen fields only: `status` moves during execution, while `carry_reason` (NULL for a
 # payable item) already says which items are to be paid.
@@ -140,76 +133,14 @@ _ITEM_HASH_COLUMNS = ("affiliate_id", "currency", "stripe_account_id", "commissi
                       "period_amount_minor", "carried_in_minor", "amount_minor", "carry_reason")
 
 
-def build_manifest(engine: sa.Engine, period: date, *, policy: PayoutPolicy, now: datetime) -> ManifestReport:
-    """Create (or rebuild, while draft) the period's batch and its items, and compute the manifest hash."""
-    batch_id = batch_id_for(period)
-    with engine.begin() as conn:
-        if not is_finalized(conn, period):
-            raise ManifestError(f"period {period_key(period)} is not finalized; materialize "
-                                f"finalized_commissions for it first")
-        batch = conn.execute(text("SELECT status, manifest_hash FROM payout_batch WHERE period = :period"),
-                             {"period": period}).first()
-        if batch is not None and batch.status != "draft":
-            return _report(conn, batch_id, period, "frozen")
-        later = conn.execute(text("SELECT MIN(period) FROM payout_batch WHERE period > :period"),
-                             {"period": period}).scalar_one_or_none()
-        if later is not None:
-            raise ManifestError(f"a batch for the later period {period_key(as_date(later))} exists; the draft "
-                                f"of {period_key(period)} cannot be (re)built without breaking carried balances")
-        missing = conn.execute(
-            text("SELECT period FROM commission_period WHERE period < :period AND period NOT IN "
-                 "(SELECT period FROM payout_batch) ORDER BY period"), {"period": period}).scalars().all()
-        if missing:
-            names = ", ".join(period_key(as_date(p)) for p in missing)
-            raise ManifestError(f"build the manifests of earlier finalized periods first: {names}")
-        prev_batch_id = conn.execute(
-            text("SELECT batch_id FROM payout_batch WHERE period < :period ORDER BY period DESC LIMIT 1"),
-            {"period": period}).scalar_one_or_none()
-        old_hash = batch.manifest_hash if batch is not None else None
-        if batch is None:
-            conn.execute(
-                text("INSERT INTO payout_batch (batch_id, period, status, manifest_hash, item_count, policy, "
-                     "created_at, built_at) VALUES (:batch_id, :period, 'draft', '', 0, :policy, :now, :now)"),
-                {"batch_id": batch_id, "period": period, "policy": json.dumps(policy.as_json()), "now": now})
-        else:
-            conn.execute(text("DELETE FROM payout_item WHERE batch_id = :batch_id"), {"batch_id": batch_id})
-        try:
-            close_unpaid_items(conn, batch_id, period, now=now)
-        except UnpaidItemMoved as exc:
-            raise ManifestError(str(exc)) from exc
-        carry_owed_again(conn, batch_id, period)
-        minimum, params = case_map("t.currency", policy.minimum_minor, policy.default_minimum_minor, "min")
-        conn.execute(text(_BUILD_ITEMS.format(minimum=minimum, carried_unpaid=CARRIED_UNPAID_SQL)),
-                     {**params, "batch_id": batch_id, "period": period, "prev_batch_id": prev_batch_id or ""})
-        manifest_hash, item_count = compute_manifest_hash(conn, batch_id, period, policy.as_json())
-        conn.execute(
-            text("UPDATE payout_batch SET manifest_hash = :h, item_count = :n, built_at = :now, policy = :policy "
-                 "WHERE batch_id = :batch_id"),
-            {"h": manifest_hash, "n": item_count, "now": now, "policy": json.dumps(policy.as_json()),
-             "batch_id": batch_id})
-        outcome = "built" if batch is None else ("unchanged" if old_hash == manifest_hash else "rebuilt")
-        return _report(conn, batch_id, period, outcome)
+def build_manifest(engine: sa.Engine, period: date, *, policy: PayoutPolicy, now: datetime,
+                   program_id: str = DEFAULT_PROGRAM) -> ManifestReport:
+    """Create (or rebuild, while draft) the program's batch of the period and its items under the
+    effective policy (`policy` overridden by the program's), and compute the manifest hash. Raises
+    ManifestError when refused."""
+    from sorae_payouts.manifest_programs import build_manifests
 
-
-# Carried-in source "owed again": reversed money an operator decided is owed again
-# (`operations.reversals`), not yet carried by any batch, from a month before this one. The rows tie
-# each decision to the one batch that carries it (unique per decision); a draft rebuild re-derives them.
-_CARRY_OWED_AGAIN = """
-INSERT INTO owed_again_carry (decision_pk, batch_id, affiliate_id, currency, amount_minor)
-SELECT d.decision_pk, :batch_id, d.affiliate_id, d.currency, d.amount_minor
-FROM reversal_decision d
-JOIN payout_item ri ON ri.payout_item_id = d.payout_item_id
-JOIN payout_batch rb ON rb.batch_id = ri.batch_id
-WHERE d.decision = 'owe_again' AND rb.period < :period
-  AND NOT EXISTS (SELECT 1 FROM owed_again_carry o WHERE o.decision_pk = d.decision_pk)
-"""
-
-
-def carry_owed_again(conn: sa.Connection, batch_id: str, period: date) -> None:
-    """Carry every pending owed-again decision into this (draft) batch: the manifest's items then add
-    them to the affiliate's carried-in balance (`_BUILD_ITEMS`)."""
-    conn.execute(text("DELETE FROM owed_again_carry WHERE batch_id = :batch_id"), {"batch_id": batch_id})
-    conn.execute(text(_CARRY_OWED_AGAIN), {"batch_id": batch_id, "period": period})
+    return build_manifests(engine, period, [program_id], policy=policy, now=now).one(program_id, ManifestError)
 
 
 def owed_again_lines(conn: sa.Connection, batch_id: str) -> list[dict]:
@@ -228,29 +159,54 @@ def owed_again_lines(conn: sa.Connection, batch_id: str) -> list[dict]:
 def compute_manifest_hash(conn: sa.Connection, batch_id: str, period: date, policy: dict) -> tuple[str, int]:
     """SHA-256 over the period, the policy and every item's reviewed fields, in a canonical order.
     Approval records this hash; execution refuses a batch whose items no longer produce it."""
-    digest = hashlib.sha256(json.dumps({"period": period.isoformat(), "policy": policy}, sort_keys=True).encode())
-    result = conn.execute(
-        text(f"SELECT {', '.join(_ITEM_HASH_COLUMNS)} FROM payout_item WHERE batch_id = :batch_id "
-             "ORDER BY affiliate_id, currency"), {"batch_id": batch_id})
-    count = 0
-    for row in result:
-        digest.update(("\x1f".join("" if v is None else str(v) for v in row) + "\x1e").encode())
-        count += 1
-    return digest.hexdigest(), count
+    return manifest_hashes(conn, {batch_id: (period, policy)})[batch_id]
 
 
-def _report(conn: sa.Connection, batch_id: str, period: date, outcome: str) -> ManifestReport:
-    batch = conn.execute(text("SELECT status, manifest_hash, item_count FROM payout_batch WHERE batch_id = :b"),
-                         {"b": batch_id}).one()
-    totals: dict[str, CurrencyTotals] = {}
-    for currency, status, count, amount, carried_in in conn.execute(
-        text("SELECT currency, status, COUNT(*), SUM(amount_minor), SUM(carried_in_minor) FROM payout_item "
-             "WHERE batch_id = :b GROUP BY currency, status ORDER BY currency"), {"b": batch_id}):
-        t = totals.setdefault(currency, CurrencyTotals(currency))
+# One item's line of the hash, built by the database (fields joined by the unit separator, ended by the
+# record separator; NULL as the empty string, numbers in decimal): Python only feeds the lines to SHA-256.
+_ITEM_LINE = " || :us || ".join(
+    f"COALESCE(CAST({c} AS TEXT), '')" for c in _ITEM_HASH_COLUMNS) + " || :rs"
+
+
+def manifest_hashes(conn: sa.Connection, batches: Mapping[str, tuple[date, dict]]) -> dict[str, tuple[str, int]]:
+    """`compute_manifest_hash` of many batches (batch id -> (period, policy)) with one streamed query."""
+    digests = {b: hashlib.sha256(json.dumps({"period": p.isoformat(), "policy": pol}, sort_keys=True).encode())
+               for b, (p, pol) in batches.items()}
+    counts = dict.fromkeys(batches, 0)
+    if not batches:
+        return {}
+    # Streamed, per statement (Connection.execution_options would stream every later statement too).
+    statement = set_text(f"SELECT batch_id, {_ITEM_LINE} FROM payout_item WHERE batch_id IN :batch_ids "
+                         "ORDER BY batch_id, affiliate_id, currency")
+    result = conn.execute(statement.execution_options(stream_results=True, yield_per=20_000),
+                          {"batch_ids": sorted(batches), "us": "\x1f", "rs": "\x1e"})
+    for batch_id, line in result:
+        digests[batch_id].update(line.encode())
+        counts[batch_id] += 1
+    return {b: (d.hexdigest(), counts[b]) for b, d in digests.items()}
+
+
+def manifest_reports(conn: sa.Connection, period: date,
+                     outcomes: Mapping[str, tuple[str, str]]) -> dict[str, ManifestReport]:
+    """Reports of the period's batches, program id -> (batch id, outcome), in two statements."""
+    if not outcomes:
+        return {}
+    batch_ids = sorted(b for b, _ in outcomes.values())
+    batches = {r.batch_id: r for r in conn.execute(set_text(
+        "SELECT batch_id, status, manifest_hash, item_count FROM payout_batch WHERE batch_id IN :batch_ids"),
+        {"batch_ids": batch_ids})}
+    totals: dict[str, dict[str, CurrencyTotals]] = {b: {} for b in batch_ids}
+    for batch_id, currency, status, count, amount, carried_in in conn.execute(set_text(
+            "SELECT batch_id, currency, status, COUNT(*), SUM(amount_minor), SUM(carried_in_minor) FROM payout_item "
+            "WHERE batch_id IN :batch_ids GROUP BY batch_id, currency, status ORDER BY batch_id, currency"),
+            {"batch_ids": batch_ids}):
+        t = totals[batch_id].setdefault(currency, CurrencyTotals(currency))
         t.carried_in_minor += int(carried_in)
         if status == "carried_forward":
             t.carried_count, t.carried_minor = t.carried_count + count, t.carried_minor + int(amount)
         else:
             t.pending_count, t.pending_minor = t.pending_count + count, t.pending_minor + int(amount)
-    return ManifestReport(batch_id, period, batch.status, batch.manifest_hash, batch.item_count, outcome,
-                          list(totals.values()))
+    return {program_id: ManifestReport(batch_id, period, batches[batch_id].status, batches[batch_id].manifest_hash,
+                                       batches[batch_id].item_count, outcome, list(totals[batch_id].values()),
+                                       program_id)
+            for program_id, (batch_id, outcome) in outcomes.items()}

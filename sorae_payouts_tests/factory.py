@@ -1,5 +1,6 @@
 """Test data written straight into the ledger through SQLAlchemy Core (the import path has its own
-tests); amounts are integer minor units."""
+tests); amounts are integer minor units. Every helper writes the default program unless given
+`program_id=` (register the program first with `add_program`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 
 from sorae_payouts.ledger import schema
 from sorae_payouts.periods import period_of
+from sorae_payouts.programs import DEFAULT_PROGRAM
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 OCT = date(2026, 10, 1)
@@ -18,34 +20,47 @@ SEP = date(2026, 9, 1)
 _ids = itertools.count(1)
 
 
-def add_affiliate(engine: sa.Engine, affiliate_id: str, currency: str = "usd", account: str | None = "auto") -> str:
+def add_program(engine: sa.Engine, program_id: str, *, name: str | None = None, policy: dict | None = None,
+                paying_account_ref: str | None = None):
+    """Register a program (one per merchant) the way operators do (`programs.add_program`)."""
+    from sorae_payouts.programs import add_program as register
+
+    return register(engine, program_id, name=name or program_id.title(), policy=policy,
+                    paying_account_ref=paying_account_ref, added_by="test", now=REGISTERED_AT)
+
+
+def add_affiliate(engine: sa.Engine, affiliate_id: str, currency: str = "usd", account: str | None = "auto", *,
+                  program_id: str = DEFAULT_PROGRAM) -> str:
     with engine.begin() as conn:
         conn.execute(schema.affiliate.insert().values(
-            affiliate_id=affiliate_id, name=affiliate_id.title(), email=f"{affiliate_id}@example.com",
+            program_id=program_id, affiliate_id=affiliate_id, name=affiliate_id.title(),
+            email=f"{affiliate_id}@example.com",
             stripe_account_id=f"acct_{affiliate_id}" if account == "auto" else account,
             currency=currency, imported_at=NOW))
     return affiliate_id
 
 
 def add_commission(engine: sa.Engine, affiliate_id: str, amount_minor: int, *, currency: str = "usd",
-                   earned_at: datetime | None = None, order_id: str | None = None) -> str:
+                   earned_at: datetime | None = None, order_id: str | None = None,
+                   program_id: str = DEFAULT_PROGRAM, commission_id: str | None = None) -> str:
     n = next(_ids)
     earned_at = earned_at or datetime(2026, 10, 15, tzinfo=timezone.utc)
-    commission_id, order_id = f"com_{n}", order_id or f"ord_{n}"
+    commission_id, order_id = commission_id or f"com_{n}", order_id or f"ord_{n}"
     with engine.begin() as conn:
         conn.execute(schema.commission.insert().values(
-            commission_id=commission_id, affiliate_id=affiliate_id, order_id=order_id,
+            program_id=program_id, commission_id=commission_id, affiliate_id=affiliate_id, order_id=order_id,
             amount_minor=amount_minor, currency=currency, earned_at=earned_at, period=period_of(earned_at),
             imported_at=NOW))
     return order_id
 
 
 def add_event(engine: sa.Engine, order_id: str, kind: str, amount_minor: int | None = None, *,
-              currency: str | None = "usd", occurred_at: datetime | None = None) -> str:
-    event_id = f"evt_{next(_ids)}"
+              currency: str | None = "usd", occurred_at: datetime | None = None,
+              program_id: str = DEFAULT_PROGRAM, event_id: str | None = None) -> str:
+    event_id = event_id or f"evt_{next(_ids)}"
     with engine.begin() as conn:
         conn.execute(schema.order_event.insert().values(
-            event_id=event_id, order_id=order_id, kind=kind, amount_minor=amount_minor,
+            program_id=program_id, event_id=event_id, order_id=order_id, kind=kind, amount_minor=amount_minor,
             currency=currency if amount_minor is not None else None,
             occurred_at=occurred_at or datetime(2026, 10, 20, tzinfo=timezone.utc), imported_at=NOW))
     return event_id
@@ -61,27 +76,30 @@ def items(engine: sa.Engine, batch_id: str) -> dict[tuple[str, str], dict]:
 REGISTERED_AT = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
-def register_operators(engine: sa.Engine, *names: str) -> None:
-    """Register (or re-enable) operators who may approve batches."""
+def register_operators(engine: sa.Engine, *names: str, program_id: str = DEFAULT_PROGRAM) -> None:
+    """Register (or re-enable) operators who may approve the program's batches."""
     from sorae_payouts.operators import ensure_operator
 
     for name in names:
-        ensure_operator(engine, name, added_by="tests", now=REGISTERED_AT)
+        ensure_operator(engine, name, added_by="tests", now=REGISTERED_AT, program_id=program_id)
 
 
-def approve(engine: sa.Engine, period: date, *operators: str, now: datetime = NOW):
-    """Approve the period's batch as each registered operator in turn (registering them first),
-    with the batch's current manifest hash, until the batch is approved. Returns the last Approval."""
+def approve(engine: sa.Engine, period: date, *operators: str, now: datetime = NOW,
+            program_id: str = DEFAULT_PROGRAM):
+    """Approve the program's batch of the period as each operator in turn (registering them for the
+    program first), with the batch's current manifest hash, until the batch is approved. Returns the
+    last Approval."""
     from sorae_payouts.approvals import approve_batch
     from sorae_payouts.batches import load_batch
 
     operators = operators or ("tests", "tests-second")
-    register_operators(engine, *operators)
+    register_operators(engine, *operators, program_id=program_id)
     with engine.connect() as conn:
-        reviewed = load_batch(conn, period).manifest_hash
+        reviewed = load_batch(conn, period, program_id=program_id).manifest_hash
     approval = None
     for operator in operators:
-        approval = approve_batch(engine, period, approved_by=operator, now=now, expected_hash=reviewed)
+        approval = approve_batch(engine, period, approved_by=operator, now=now, expected_hash=reviewed,
+                                 program_id=program_id)
         if approval.complete:
             break
     return approval

@@ -147,3 +147,27 @@ def test_affiliate_without_account_carries_until_onboarded(engine):
     item = items(engine, november.batch_id)[("fay", "usd")]
     assert (item["status"], item["carried_in_minor"], item["stripe_account_id"]) == ("pending", 9_000, "acct_fay")
     _checks_pass(engine, NOV)
+
+
+def test_manifest_hash_formula_is_stable(engine):
+    """Approved batches keep verifying only while the hash is computed exactly as when they were approved:
+    SHA-256 of the period and policy JSON, then each item's reviewed fields (NULL as empty) joined by the
+    unit separator and ended by the record separator, in affiliate and currency order."""
+    import hashlib
+    import json
+
+    add_affiliate(engine, "ann", account=None)
+    add_affiliate(engine, "zed")
+    add_commission(engine, "ann", 9_000)
+    add_commission(engine, "zed", 6_100, currency="jpy")
+    add_commission(engine, "zed", 7_000)
+    finalize_period(engine, OCT, now=NOW, holding_days=3)
+    report = build_manifest(engine, OCT, policy=POLICY, now=NOW)
+    columns = ("affiliate_id", "currency", "stripe_account_id", "commission_count", "period_amount_minor",
+               "carried_in_minor", "amount_minor", "carry_reason")
+    rows = sorted(items(engine, report.batch_id).values(), key=lambda r: (r["affiliate_id"], r["currency"]))
+    digest = hashlib.sha256(json.dumps({"period": "2026-10-01", "policy": POLICY.as_json()}, sort_keys=True).encode())
+    for row in rows:
+        digest.update(("\x1f".join("" if row[c] is None else str(row[c]) for c in columns) + "\x1e").encode())
+    assert [r["stripe_account_id"] for r in rows] == [None, "acct_zed", "acct_zed"]
+    assert report.manifest_hash == digest.hexdigest() and report.item_count == 3

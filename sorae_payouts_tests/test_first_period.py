@@ -13,7 +13,7 @@ import pytest
 from sorae_payouts.defs.partitions import monthly_partitions
 from sorae_payouts.finalize import FinalizeError, finalize_period
 from sorae_payouts.periods import first_period
-from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission
+from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, add_program
 
 COMMAND = "dagster asset materialize -m sorae_payouts.definitions --select finalized_commissions --partition"
 
@@ -55,3 +55,18 @@ def test_a_month_before_the_first_period_says_so(engine):
     assert "the earlier month 1970-01 has 1 commission (com_" in message
     assert "1970-01 is before the ledger's first period 2025-01" in message
     assert f"`SORAE_FIRST_PERIOD=1970-01 {COMMAND} 1970-01-01`" in message
+
+
+def test_a_program_with_its_own_first_period_names_it(engine):
+    add_program(engine, "acme", policy={"first_period": "2026-06"})
+    add_affiliate(engine, "alice", program_id="acme")
+    add_commission(engine, "alice", 1_000, earned_at=datetime(2026, 3, 1, tzinfo=timezone.utc), program_id="acme")
+    add_commission(engine, "alice", 5_000, program_id="acme")
+    add_affiliate(engine, "alice")
+    add_commission(engine, "alice", 5_000)  # the default program's October is not held back by acme's March
+    assert finalize_period(engine, OCT, now=NOW, holding_days=3).commission_count == 1
+    with pytest.raises(FinalizeError) as info:
+        finalize_period(engine, OCT, now=NOW, holding_days=3, program_id="acme")
+    message = str(info.value)
+    assert message.startswith("month-end 2026-10 of program acme is blocked: the earlier month 2026-03 has 1 commission")
+    assert "2026-03 is before the program's first period 2026-06 (its policy first_period)" in message

@@ -33,6 +33,8 @@ VIEW_COLUMNS = {
     # revision 0009
     "reversed_minor", "reversed_at", "owed_again_minor", "written_off_minor", "reversal_pending_minor",
     "owed_again_in_period", "next_batch_period", "outstanding_minor",
+    # revision 0012
+    "program_id",
 }
 # Internal text stored on attempts: must never reach an affiliate.
 SECRET_MESSAGE = "Idempotency key ik_ledger42_7_1 reused; request req_SECRET123"
@@ -209,15 +211,26 @@ def test_view_exists_is_read_only_and_ignored_by_schema_comparison(engine):
             conn.execute(sa.text("UPDATE affiliate_payout_history SET amount_minor = 0"))
 
 
-def test_downgrade_drops_the_view_and_upgrade_restores_it(engine):
+def test_programs_revision_refuses_downgrade_and_keeps_the_view(engine):
+    """0012 cannot be downgraded (every row belongs to a program): the refusal leaves the view as it was."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0003")
-    assert "affiliate_payout_history" not in sa.inspect(engine).get_view_names()
-    upgrade(engine)
-    assert "affiliate_payout_history" in sa.inspect(engine).get_view_names()
+    with pytest.raises(RuntimeError, match="cannot be downgraded"):
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0003")
+    assert {c["name"] for c in sa.inspect(engine).get_columns("affiliate_payout_history")} == VIEW_COLUMNS
+
+
+def test_upgrade_from_before_the_view_creates_it(tmp_path):
+    from sorae_payouts.ledger.database import create_ledger_engine
+
+    fresh = create_ledger_engine(f"sqlite:///{tmp_path / 'fresh.sqlite3'}")
+    upgrade(fresh, "0003")
+    assert "affiliate_payout_history" not in sa.inspect(fresh).get_view_names()
+    upgrade(fresh)
+    assert {c["name"] for c in sa.inspect(fresh).get_columns("affiliate_payout_history")} == VIEW_COLUMNS
+    fresh.dispose()
 
 
 @pytest.mark.parametrize("ledger_url", ["postgres"], indirect=True)  # roles and grants: PostgreSQL only

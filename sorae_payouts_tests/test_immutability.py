@@ -41,9 +41,9 @@ def test_open_period_commission_can_be_corrected(engine):
 def test_commissions_must_name_a_known_affiliate_and_affiliates_stay(engine):
     add_affiliate(engine, "alice")
     add_commission(engine, "alice", 5_000)
-    _raw_fails(engine, "INSERT INTO commission (commission_id, affiliate_id, order_id, amount_minor, currency, "
-                       "earned_at, period, imported_at) SELECT 'c2', 'nobody', 'o2', 100, 'usd', earned_at, period, "
-                       "imported_at FROM commission")
+    _raw_fails(engine, "INSERT INTO commission (program_id, commission_id, affiliate_id, order_id, amount_minor, "
+                       "currency, earned_at, period, imported_at) SELECT program_id, 'c2', 'nobody', 'o2', 100, 'usd', "
+                       "earned_at, period, imported_at FROM commission")
     _raw_fails(engine, "DELETE FROM affiliate")
     _raw_fails(engine, "UPDATE affiliate SET affiliate_id = 'alicia'")
     assert _raw_ok(engine, "UPDATE affiliate SET email = 'new@example.com'") == 1
@@ -53,8 +53,9 @@ def test_commissions_must_name_a_known_affiliate_and_affiliates_stay(engine):
     "UPDATE commission SET amount_minor = amount_minor + 1",
     "UPDATE commission SET affiliate_id = affiliate_id",
     "DELETE FROM commission",
-    "INSERT INTO commission (commission_id, affiliate_id, order_id, amount_minor, currency, earned_at, period, "
-    "imported_at) VALUES ('late', 'alice', 'o', 100, 'usd', '2026-10-31 10:00:00', '2026-10-01', '2026-11-20 00:00:00')",
+    "INSERT INTO commission (program_id, commission_id, affiliate_id, order_id, amount_minor, currency, earned_at, "
+    "period, imported_at) VALUES ('default', 'late', 'alice', 'o', 100, 'usd', '2026-10-31 10:00:00', '2026-10-01', "
+    "'2026-11-20 00:00:00')",
     "UPDATE commission_adjustment SET amount_minor = 0",
     "DELETE FROM commission_adjustment",
     "UPDATE period_snapshot SET gross_minor = 1",
@@ -72,9 +73,9 @@ def test_approved_manifest_is_frozen_but_draft_is_not(finalized):
     for statement in ("UPDATE payout_item SET amount_minor = 1, period_amount_minor = 1",
                       "UPDATE payout_item SET stripe_account_id = 'acct_evil'",
                       "DELETE FROM payout_item",
-                      "INSERT INTO payout_item (batch_id, affiliate_id, currency, commission_count, period_amount_minor,"
-                      " carried_in_minor, amount_minor, status) VALUES ('payout_2026-10', 'alice', 'eur', 0, 1, 0, 1,"
-                      " 'pending')",
+                      "INSERT INTO payout_item (program_id, batch_id, affiliate_id, currency, commission_count, "
+                      "period_amount_minor, carried_in_minor, amount_minor, status) VALUES ('default', 'payout_2026-10', "
+                      "'alice', 'eur', 0, 1, 0, 1, 'pending')",
                       "UPDATE payout_batch SET manifest_hash = 'x'",
                       "UPDATE payout_batch SET status = 'draft'",
                       "UPDATE payout_batch SET approved_by = 'someone else'",

@@ -1,0 +1,173 @@
+"""Month-end work over a set of programs at once: the helpers the set-based domain functions share.
+
+Finalizing, building and checking one month for 1,000 programs must not cost 1,000 x (tens of
+statements): each phase runs a fixed number of statements over every program of the set (a bound
+list of program ids), and reports per program. A program that cannot go on (out of order, holding
+window not passed, unknown or disabled) is *refused* in the outcome, for that program only; the
+others proceed. The single-program functions call the set functions with one id and raise.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import sqlalchemy as sa
+
+from sorae_payouts.ledger.sql import text
+from sorae_payouts.programs import Program
+
+T = TypeVar("T")
+
+
+@dataclass
+class ProgramOutcomes(Generic[T]):
+    """Per program of the set: its report (done, or nothing to do), or why it was refused."""
+
+    reports: dict[str, T] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def one(self, program_id: str, error: type[Exception]) -> T:
+        """The report of `program_id`, or `error(reason)` if it was refused (single-program wrappers)."""
+        if program_id in self.refused:
+            raise error(self.refused[program_id])
+        return self.reports[program_id]
+
+
+class ProgramRefused(Exception):
+    """Raised inside a set transaction when some programs must drop out (e.g. an item moved under a
+    concurrent claim): the caller rolls back and runs the set again without them."""
+
+    def __init__(self, reasons: dict[str, str]):
+        super().__init__("; ".join(f"{p}: {r}" for p, r in sorted(reasons.items())))
+        self.reasons = reasons
+
+
+def unique_ids(program_ids: Iterable[str]) -> list[str]:
+    """The set's program ids, deduplicated, in a stable order (reports and statements follow it)."""
+    return sorted(set(program_ids))
+
+
+# Programs per statement: each brings a few bound values (ids, batch ids, minimums), and PostgreSQL takes
+# at most 65,535 per statement (SQLite 32,766). Larger sets run the same statements once per chunk.
+MAX_PROGRAMS_PER_STATEMENT = 1_000
+
+
+def chunks(program_ids: Sequence[str]) -> list[list[str]]:
+    """The set in consecutive chunks of at most MAX_PROGRAMS_PER_STATEMENT programs."""
+    return [list(program_ids[i:i + MAX_PROGRAMS_PER_STATEMENT])
+            for i in range(0, len(program_ids), MAX_PROGRAMS_PER_STATEMENT)]
+
+
+def per_chunk(check: Callable[..., dict]) -> Callable[..., dict]:
+    """Run a `(conn, period, program_ids) -> {program: result}` function chunk by chunk, merged."""
+    @functools.wraps(check)
+    def run(conn: sa.Connection, period, program_ids: Iterable[str]) -> dict:
+        results: dict = {}
+        for part in chunks(unique_ids(program_ids)):
+            results.update(check(conn, period, part))
+        return results
+    return run
+
+
+def set_text(statement: str) -> sa.TextClause:
+    """`ledger.sql.text` with the list parameters (`:program_ids`, `:batch_ids`) expanded to IN lists."""
+    clause = text(statement)
+    for name in ("program_ids", "batch_ids", "prev_batch_ids"):
+        if f":{name}" in statement:
+            clause = clause.bindparams(sa.bindparam(name, expanding=True, type_=sa.String()))
+    return clause
+
+
+def values_cte(name: str, columns: Sequence[str], rows: Sequence[Sequence], prefix: str, *,
+               types: Sequence[str]) -> tuple[str, dict]:
+    """`name(columns) AS (VALUES (...), ...)` with bound parameters, for a WITH clause; an empty list
+    becomes a query of no rows of the given SQL `types` (VALUES cannot be empty). Both databases
+    accept the column list."""
+    params: dict = {}
+    if not rows:
+        nulls = ", ".join(f"CAST(NULL AS {t})" for t in types)
+        return f"{name}({', '.join(columns)}) AS (SELECT {nulls} WHERE 1 = 0)", params
+    tuples = []
+    for i, row in enumerate(rows):
+        names = []
+        for j, value in enumerate(row):
+            params[f"{prefix}_{i}_{j}"] = value
+            names.append(f":{prefix}_{i}_{j}")
+        tuples.append(f"({', '.join(names)})")
+    return f"{name}({', '.join(columns)}) AS (VALUES {', '.join(tuples)})", params
+
+
+def load_programs(conn: sa.Connection, program_ids: Sequence[str]) -> dict[str, Program]:
+    """The registered programs of the set (one statement), by id."""
+    rows = conn.execute(set_text("SELECT program_id, name, paying_account_ref, policy, status FROM program "
+                                 "WHERE program_id IN :program_ids"), {"program_ids": list(program_ids)})
+    return {r.program_id: Program(r.program_id, r.name, r.paying_account_ref,
+                                  r.policy if isinstance(r.policy, dict) else json.loads(r.policy or "{}"), r.status)
+            for r in rows}
+
+
+def active_programs(conn: sa.Connection, program_ids: Sequence[str],
+                    outcomes: ProgramOutcomes) -> dict[str, Program]:
+    """The set's active programs, in order; unknown and disabled ones are refused (nothing is written
+    for them: a disabled merchant's months are not closed)."""
+    found = load_programs(conn, program_ids)
+    kept = {}
+    for program_id in program_ids:
+        program = found.get(program_id)
+        if program is None:
+            outcomes.refused[program_id] = (f"unknown program {program_id!r}; `sorae-payouts programs add` "
+                                            "registers one")
+        elif program.status != "active":
+            outcomes.refused[program_id] = f"program {program_id!r} is {program.status}; enable it to close its months"
+        else:
+            kept[program_id] = program
+    return kept
+
+
+def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table):
+    """INSERT ... ON CONFLICT DO NOTHING on either database: rows whose key is taken (e.g. by a
+    concurrent run that got there first) are skipped, and RETURNING says which rows went in."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing()
+
+
+# Working memory for one sort or hash of the month-end statements on PostgreSQL. The default (4 MB)
+# makes a 1,000,000-group aggregate or join spill to disk in dozens of batches (measured ~2-3x slower
+# across 1,000 programs); 256 MB keeps them in memory. Transaction-local (SET LOCAL): it ends with the
+# month-end transaction and never changes the server.
+MONTH_END_WORK_MEM = "256MB"
+
+
+def allow_large_sorts(conn: sa.Connection) -> None:
+    """Give this transaction's big aggregates and joins room in memory (PostgreSQL; SQLite has no knob)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{MONTH_END_WORK_MEM}'")
+
+
+# Two transactions at once on PostgreSQL: most of a big build is per-row work inside the database
+# (triggers, foreign keys, index inserts) that one statement runs on one core; two slices of the
+# programs use this machine's two cores (1,000 programs x 1,000 items: 38 s -> 26 s measured; three
+# slices gained nothing more). SQLite has a single writer.
+PARALLEL_WORKERS = 2
+MIN_PROGRAMS_PER_WORKER = 50  # below this a slice saves less than its connection and transaction cost
+
+
+def parallel_workers(engine: sa.Engine, program_ids: Sequence[str]) -> int:
+    if engine.dialect.name != "postgresql":
+        return 1
+    return max(1, min(PARALLEL_WORKERS, len(program_ids) // MIN_PROGRAMS_PER_WORKER))
+
+
+def split_programs(program_ids: Sequence[str], parts: int) -> list[list[str]]:
+    """At least `parts` slices of consecutive programs (their rows and index entries lie apart), none
+    empty and none above MAX_PROGRAMS_PER_STATEMENT."""
+    parts = max(1, parts, -(-len(program_ids) // MAX_PROGRAMS_PER_STATEMENT))
+    size = -(-len(program_ids) // parts) if program_ids else 1
+    return [list(program_ids[i:i + size]) for i in range(0, len(program_ids), size)]
