@@ -9,14 +9,13 @@ for its partition and the others are paid. After each program's batch, its trans
 with Stripe and its reversed money accounted for (the two checks, per partition).
 """
 
-
 from datetime import datetime, timezone
 
 import dagster as dg
 
+from sorae_payouts.audit import reversals_are_accounted_per_program
 from sorae_payouts.defs.assets import GROUP, MANIFEST
 from sorae_payouts.defs.checks import TRANSFERS, transfers_check_specs
-from sorae_payouts.defs.domain_sets import reversals_are_accounted_per_program
 from sorae_payouts.defs.execution_metadata import execution_metadata
 from sorae_payouts.defs.partitions import ProgramMonth, program_months, requested
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
@@ -24,21 +23,17 @@ from sorae_payouts.defs.step_results import StepResults, Stopwatch
 from sorae_payouts.execution.executor import ExecutionRefused, execute_batch
 from sorae_payouts.operations.negative_balances import recover_negative_balances
 from sorae_payouts.operations.reconcile import reconcile_batch
+from sorae_payouts.paying_accounts import PayingAccountError
 from sorae_payouts.programs import list_programs
 from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError
 
 # Not single_run on purpose: a different policy from the month-end assets keeps the backfill daemon
 # from putting execution in the same run as the manifest it would have to wait for (approval).
 MAX_PARTITIONS_PER_RUN = 100
-REFUSALS = (ExecutionRefused, GatewayConfigurationError)
+# Refusals name their reason (the paying-account errors name the reference, never a key); not retried.
+REFUSALS = (ExecutionRefused, GatewayConfigurationError, PayingAccountError)
 
 
-def _refusals() -> tuple:
-    try:  # the paying-account errors name the reference, never a key
-        from sorae_payouts.paying_accounts import PayingAccountError
-    except ImportError:  # TODO(lead): paying_accounts arrives with the execution piece
-        return REFUSALS
-    return (*REFUSALS, PayingAccountError)
 
 
 @dg.multi_asset(
@@ -70,7 +65,6 @@ class _Execution:
         self.pay = TRANSFERS in context.selected_asset_keys
         self.check_names = {k.name: k for k in context.selected_asset_check_keys}
         self.gateways: dict = {}  # one gateway (client, rate limiter, paying account) per key in this run
-        self.refusals = _refusals()
 
     def run(self) -> None:
         with self.ledger.engine.connect() as conn:
@@ -84,7 +78,7 @@ class _Execution:
                 gateway = self._gateway(program)
                 if self.pay:
                     self._pay(pm, gateway)
-            except self.refusals as exc:
+            except REFUSALS as exc:
                 self.results.fail(pm, str(exc))
             except Exception as exc:  # noqa: BLE001 - one program's error never stops the others
                 self.context.log.exception(f"{pm}: {exc.__class__.__name__}")

@@ -31,9 +31,9 @@ from sorae_payouts.periods import first_period, parse_period, period_key
 
 MONTH, PROGRAM = "month", "program"
 
-month_partitions = dg.MonthlyPartitionsDefinition(start_date=first_period().isoformat(), timezone="UTC", end_offset=0)
+monthly_partitions = dg.MonthlyPartitionsDefinition(start_date=first_period().isoformat(), timezone="UTC", end_offset=0)
 program_partitions = dg.DynamicPartitionsDefinition(name=PROGRAM)
-program_months = dg.MultiPartitionsDefinition({MONTH: month_partitions, PROGRAM: program_partitions})
+program_months = dg.MultiPartitionsDefinition({MONTH: monthly_partitions, PROGRAM: program_partitions})
 
 
 class ProgramMonth(NamedTuple):

@@ -15,7 +15,7 @@ import dagster as dg
 
 from sorae_payouts.defs.jobs import month_end_job
 from sorae_payouts.defs.operations import payout_refresh_job
-from sorae_payouts.defs.partitions import PROGRAM, ProgramMonth, month_partitions, range_tags
+from sorae_payouts.defs.partitions import PROGRAM, ProgramMonth, monthly_partitions, range_tags
 from sorae_payouts.periods import parse_period, period_key
 
 
@@ -27,7 +27,7 @@ from sorae_payouts.periods import parse_period, period_key
 )
 def month_end_schedule(context: dg.ScheduleEvaluationContext):
     tick = context.scheduled_execution_time or datetime.now(timezone.utc)
-    windows = month_partitions.get_partition_keys(current_time=tick)
+    windows = monthly_partitions.get_partition_keys(current_time=tick)
     programs = context.instance.get_dynamic_partitions(PROGRAM)
     if not windows or not programs:
         return dg.SkipReason("no month has ended yet" if not windows else

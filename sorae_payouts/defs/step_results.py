@@ -27,10 +27,11 @@ from sorae_payouts.defs import metadata as md
 from sorae_payouts.defs.partitions import ProgramMonth
 
 
-def check_metadata(result: AuditResult, seconds: float) -> dict:
+def check_metadata(result: AuditResult, seconds: float, *, rows: bool = True) -> dict:
+    """Summary and time; the rows (per currency, or the offending ones) unless `rows` is False."""
     columns = {k: ("int" if isinstance(v, int) else "string") for k, v in (result.rows[0].items() if result.rows else [])}
     meta = {"summary": result.summary, "seconds": round(seconds, 3)}
-    if result.rows:
+    if result.rows and rows:
         meta["rows"] = md.table(result.rows, columns)
     return meta
 
@@ -72,7 +73,8 @@ class StepResults:
                 yield (dg.MaterializeResult(asset_key=asset_key, metadata=meta) if as_outputs else
                        dg.AssetMaterialization(asset_key=asset_key, partition=str(pm.key), metadata=meta))
         for check_key, pm, result, seconds, blocking in self.checks:
-            meta = check_metadata(result, seconds)
+            # Over many partitions, a passing check keeps its summary only (thousands of evaluations).
+            meta = check_metadata(result, seconds, rows=self.single or not result.passed)
             if as_outputs:
                 yield dg.AssetCheckResult(asset_key=check_key.asset_key, check_name=check_key.name,
                                           passed=result.passed, metadata=meta, severity=dg.AssetCheckSeverity.ERROR)
