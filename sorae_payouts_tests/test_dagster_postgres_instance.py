@@ -57,11 +57,12 @@ def test_partition_materializes_on_postgres_instance_storage(tmp_path, request, 
     engine.dispose()
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions("program", ["default"])
         result = defs.resolve_job_def("month_end_job").execute_in_process(
-            partition_key="2026-10-01", instance=instance,
+            partition_key="2026-10-01|default", instance=instance,
             resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()})
         assert result.success
         record = instance.get_latest_materialization_event(dg.AssetKey("payout_manifest"))
         assert record is not None and record.run_id == result.run_id
-        assert record.asset_materialization.partition == "2026-10-01"
+        assert record.asset_materialization.partition == "2026-10-01|default"
         assert all(e.passed for e in result.get_asset_check_evaluations())

@@ -84,6 +84,12 @@ def test_approved_month_may_be_rerun_whatever_comes_after(engine):
         check_month_end_order(conn, _months("2026-09"))  # frozen: re-running changes nothing
 
 
+def _instance() -> dg.DagsterInstance:
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("program", ["default"])  # the default program's partitions
+    return instance
+
+
 def test_month_end_job_refuses_before_the_first_step_writes(engine, ledger_url):
     _seed(engine, ["2026-09", "2026-10"])
     with engine.begin() as conn:  # September has commissions but nothing else; October is closed first
@@ -92,11 +98,11 @@ def test_month_end_job_refuses_before_the_first_step_writes(engine, ledger_url):
     add_commission(engine, "alice", 5, earned_at=datetime.fromisoformat("2026-09-20T00:00:00+00:00"))
     before = _counts(engine)
     result = defs.resolve_job_def("month_end_job").execute_in_process(
-        partition_key="2026-09-01", raise_on_error=False, instance=dg.DagsterInstance.ephemeral(),
+        partition_key="2026-09-01|default", raise_on_error=False, instance=_instance(),
         resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()})
     assert not result.success
     [failure] = result.get_step_failure_events()
-    assert failure.step_key == "finalized_commissions"
+    assert failure.step_key == "month_end"
     assert "refused before anything was written" in failure.event_specific_data.error.message
     assert _counts(engine) == before  # September was NOT finalized
 
@@ -117,8 +123,9 @@ def test_batch_show_of_a_missing_month_lists_batches_and_the_next_month(engine, 
 def test_one_run_over_a_range_closes_months_oldest_first_with_a_check_per_month(engine, ledger_url):
     _seed(engine, ["2026-08", "2026-09", "2026-10"])
     result = defs.resolve_job_def("month_end_job").execute_in_process(
-        raise_on_error=False, instance=dg.DagsterInstance.ephemeral(),
-        tags={"dagster/asset_partition_range_start": "2026-08-01", "dagster/asset_partition_range_end": "2026-10-01"},
+        raise_on_error=False, instance=_instance(),
+        tags={"dagster/asset_partition_range_start": "2026-08-01|default",
+              "dagster/asset_partition_range_end": "2026-10-01|default"},
         resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()})
     assert result.success
     with engine.connect() as conn:
@@ -129,5 +136,5 @@ def test_one_run_over_a_range_closes_months_oldest_first_with_a_check_per_month(
     # month's balance in, which only adds up like this when the months were built oldest first.
     assert [int(c) for c in carried_in] == [0, 1_000, 2_001]
     per_month = {(e.check_name, e.partition) for e in result.get_asset_check_evaluations() if e.partition}
-    assert {p for _, p in per_month} == {"2026-08-01", "2026-09-01", "2026-10-01"}
+    assert {p for _, p in per_month} == {"2026-08-01|default", "2026-09-01|default", "2026-10-01|default"}
     assert len(per_month) == 9 and all(e.passed for e in result.get_asset_check_evaluations())

@@ -1,213 +1,185 @@
-"""The monthly payout assets: finalized_commissions -> payout_manifest (-> executed_transfers).
+"""Month end: finalized_commissions -> payout_manifest (+ its three blocking checks), per program-month.
 
-Backfill policy: single run. A backfill over a range of months (UI, `dagster asset materialize
---partition-range`) is ONE run whose steps walk the months oldest first, because each month builds on
-the previous one (carried balances, clawbacks). Before the first step writes, the whole request is
-checked against the ledger's ordering rules (`month_order`), and refused with the months to run, in
-order, if it would stop half-way.
+One step (a subsettable multi-asset) does the month end of every program-month of its run, month by
+month oldest first, each month for all its programs at once (set-based domain calls): finalize, then
+build the manifests of the programs that finalized, then check the manifests that were built. A
+program that is refused (holding window, out of order, unknown) drops out alone; the others go on,
+are materialized and checked; the step fails at the end naming the programs that failed. Disabled
+programs are skipped (their partitions stay visible, nothing is written for them).
+
+Backfill policy: single run. The monthly schedule runs month M x every program as ONE run; a UI
+backfill of one month x any programs is one run too (two months x many programs: one run per month,
+see docs/architecture.md). Selecting only payout_manifest rebuilds drafts; selecting only the checks
+evaluates them.
 """
 
-import time
 from datetime import datetime, timezone
 
 import dagster as dg
 
-from sorae_payouts.defs import metadata as md
-from sorae_payouts.defs.manifest_views import manifest_item_metadata, write_manifest_csv
-from sorae_payouts.execution.outcomes import item_outcomes
-from sorae_payouts.defs.partitions import monthly_partitions, previous_month
+from sorae_payouts.audit import manifest_checks_per_program
+from sorae_payouts.defs.checks import MANIFEST, manifest_check_specs
+from sorae_payouts.defs.month_end_metadata import (CSV_PARTITIONS_MAX, finalize_metadata, full_manifest_metadata,
+                                                   manifest_metadata, with_manifest_csv)
+from sorae_payouts.defs.partitions import ProgramMonth, by_month, program_months, requested
 from sorae_payouts.defs.resources import LedgerResource, PayoutSettings
-from sorae_payouts.finalize import FinalizeError, finalize_period
-from sorae_payouts.manifest import ManifestError, build_manifest, owed_again_lines
-from sorae_payouts.operations.negative_balances import negative_balances
-from sorae_payouts.ledger.database import data_dir
-from sorae_payouts.month_order import MonthOrderError, check_month_end_order
-from sorae_payouts.periods import parse_period, period_key
-from sorae_payouts.batches import manifest_preview
+from sorae_payouts.defs.step_results import StepResults, Stopwatch
+from sorae_payouts.finalize import finalize_programs
+from sorae_payouts.manifest_programs import build_manifests
+from sorae_payouts.month_order import month_order_refusals
+from sorae_payouts.periods import period_key
+from sorae_payouts.programs import list_programs
 
 GROUP = "payouts"
-MONTHLY_BACKFILL = dg.BackfillPolicy.single_run()
+FINALIZED = dg.AssetKey("finalized_commissions")
+MONTH_END_BACKFILL = dg.BackfillPolicy.single_run()
+_COMMON = dict(partitions_def=program_months, group_name=GROUP, kinds={"python", "sql"}, owners=["team:payments"],
+               code_version="2", skippable=True)
+
+month_end_specs = [
+    dg.AssetSpec(FINALIZED, **_COMMON, description=(
+        "The program's commissions of the month, adjusted by order events and locked. Once the month has "
+        "ended and the program's holding window for late reversals has passed, cancellations and reversals "
+        "are applied and the month is finalized: its commissions become immutable (enforced by the ledger); "
+        "later events become clawbacks netted against a later payout. Re-materializing changes nothing.")),
+    dg.AssetSpec(MANIFEST, deps=[FINALIZED], **_COMMON, description=(
+        "The program's payout batch of the month: one item per affiliate and currency, to be reviewed and "
+        "approved. Earnings plus the balance carried from the program's previous batch; amounts under the "
+        "minimum and negative balances carry forward. A rebuildable draft until approved, then frozen.")),
+]
 
 
-def requested_months(context: dg.AssetExecutionContext) -> list:
-    """The run's months, oldest first: one partition, or a backfill range."""
-    return sorted(parse_period(key) for key in context.partition_keys)
+@dg.multi_asset(name="month_end", specs=month_end_specs, check_specs=manifest_check_specs, can_subset=True,
+                backfill_policy=MONTH_END_BACKFILL)
+def month_end(context: dg.AssetExecutionContext, ledger: LedgerResource, payout_settings: PayoutSettings):
+    """Finalize, build and check every program-month of the run (see the module docstring)."""
+    results = StepResults(requested(context))
+    _MonthEnd(context, ledger, payout_settings, results).run()
+    yield from results.events([FINALIZED, MANIFEST])
+    if (failure := results.failure()) is not None:
+        raise failure
 
 
-def refuse_out_of_order(ledger: LedgerResource, months: list) -> None:
-    """Raise before anything is written when the months cannot be closed now, in this order."""
-    with ledger.engine.connect() as conn:
-        try:
-            check_month_end_order(conn, months)
-        except MonthOrderError as exc:
-            raise dg.Failure(str(exc), allow_retries=False) from exc
+class _MonthEnd:
+    def __init__(self, context, ledger: LedgerResource, settings: PayoutSettings, results: StepResults):
+        self.context, self.ledger, self.settings, self.results = context, ledger, settings, results
+        self.selected = context.selected_asset_keys
+        self.check_keys = sorted(context.selected_asset_check_keys, key=lambda k: k.name)
+        self.now = datetime.now(timezone.utc)
+        self.built: dict[ProgramMonth, object] = {}
+        self.blocked: dict[str, str] = {}  # program -> its month whose blocking check failed in this run
 
+    def run(self) -> None:
+        open_ = self._admit()
+        if self.selected:
+            self._refuse_out_of_order(open_)
+        for period, program_ids in by_month(open_).items():  # oldest first: each month needs the previous one
+            ids = [p for p in program_ids if self._may_go_on(ProgramMonth(period, p))]
+            if FINALIZED in self.selected:
+                ids = self._finalize(period, ids)
+            if MANIFEST in self.selected:
+                ids = self._build(period, ids)
+            if self.check_keys and ids:
+                self._check(period, ids)
+        self._views()
 
-@dg.asset(
-    partitions_def=monthly_partitions,
-    backfill_policy=MONTHLY_BACKFILL,
-    deps=[dg.AssetDep("finalized_commissions", partition_mapping=previous_month)],
-    group_name=GROUP,
-    kinds={"python", "sql"},
-    owners=["team:payments"],
-    code_version="1",
-)
-def finalized_commissions(
-    context: dg.AssetExecutionContext, ledger: LedgerResource, payout_settings: PayoutSettings
-) -> dg.MaterializeResult:
-    """The month's affiliate commissions, adjusted by order events and locked.
+    def _may_go_on(self, pm: ProgramMonth) -> bool:
+        """A program's later months stop behind its month that failed, or whose blocking check failed."""
+        if pm in self.results.failed or pm in self.results.skipped:
+            return False
+        earlier = [f for f in self.results.failed if f.program_id == pm.program_id and f.period < pm.period]
+        if earlier:
+            self.results.fail(pm, f"not closed: {period_key(min(earlier).period)} failed in this run")
+            return False
+        if pm.program_id in self.blocked:
+            self.results.fail(pm, f"not closed: a blocking check of {self.blocked[pm.program_id]} failed in this run")
+            return False
+        return True
 
-    Once the month has ended and the holding window for late reversals has passed, cancellations and
-    reversals are applied and the month is finalized: its commissions become immutable (enforced by
-    the ledger), and events that arrive later become clawbacks netted against a later payout.
-    Re-materializing a finalized month changes nothing and says so.
-    """
-    months = requested_months(context)
-    refuse_out_of_order(ledger, months)
-    started = time.perf_counter()
-    reports = []
-    for period in months:  # oldest first: each month's finalization needs the previous one
-        try:
-            reports.append(finalize_period(ledger.engine, period, now=datetime.now(timezone.utc),
-                                           holding_days=payout_settings.holding_days))
-        except FinalizeError as exc:
-            done = ", ".join(period_key(r.period) for r in reports)
-            raise dg.Failure(f"{exc}" + (f" (already finalized in this run: {done})" if done else ""),
-                             allow_retries=False) from exc
-    ledger_seconds = round(time.perf_counter() - started, 3)
-    sentences = []
-    for report in reports:
-        verb = "was already finalized; nothing changed" if report.already_finalized else "finalized"
-        context.log.info(f"{period_key(report.period)} {verb}: {report.commission_count} commissions")
-        sentences.append(
-            f"**{period_key(report.period)}** {verb} at {report.finalized_at:%Y-%m-%d %H:%M} UTC: "
-            f"{report.commission_count} commissions, {report.adjustments_booked} in-period adjustments, "
-            f"{report.clawbacks_booked} clawbacks booked, {report.events_waiting} events waiting for later months.")
-    rows = [{"month": period_key(r.period), "currency": s.currency, "commissions": s.commission_count,
-             "gross": md.money(s.gross_minor, s.currency),
-             "adjustments": md.money(s.in_period_adjustments_minor, s.currency),
-             "clawbacks": md.money(s.clawbacks_minor, s.currency), "net": md.money(s.net_minor, s.currency),
-             "net_minor": s.net_minor} for r in reports for s in r.snapshots]
-    return dg.MaterializeResult(metadata={
-        "summary": dg.MetadataValue.md("\n\n".join(sentences)),
-        "months": ", ".join(period_key(m) for m in months),
-        "already_finalized": all(r.already_finalized for r in reports),
-        "commission_count": sum(r.commission_count for r in reports),
-        "adjustments_booked": sum(r.adjustments_booked for r in reports),
-        "clawbacks_booked": sum(r.clawbacks_booked for r in reports),
-        "totals_by_currency": md.table(rows, {"month": "string", "currency": "string", "commissions": "int",
-                                              "gross": "string", "adjustments": "string", "clawbacks": "string",
-                                              "net": "string", "net_minor": "int"}),
-        "ledger": ledger.display_url,
-        "ledger_seconds": ledger_seconds,
-    })
+    def _admit(self) -> list[ProgramMonth]:
+        """Unknown programs fail; disabled ones are skipped (logged), the others go on."""
+        with self.ledger.engine.connect() as conn:
+            programs = {p.program_id: p for p in list_programs(conn)}
+        admitted = []
+        for pm in self.results.partitions:
+            program = programs.get(pm.program_id)
+            if program is None:
+                self.results.fail(pm, f"unknown program {pm.program_id!r}: no such program in the ledger "
+                                      "(`sorae-payouts programs add` registers one)")
+            elif program.status != "active":
+                self.results.skip(pm, f"program {pm.program_id} is {program.status}")
+            else:
+                admitted.append(pm)
+        if self.results.skipped:
+            self.context.log.warning(f"skipped {len(self.results.skipped)} program-months of disabled programs: "
+                                     + ", ".join(str(pm) for pm in list(self.results.skipped)[:20]))
+        return admitted
 
+    def _refuse_out_of_order(self, admitted: list[ProgramMonth]) -> None:
+        """Before anything is written: programs whose months cannot be closed now, in this order."""
+        months_of: dict[str, list] = {}
+        for pm in admitted:
+            months_of.setdefault(pm.program_id, []).append(pm.period)
+        groups: dict[tuple, list[str]] = {}
+        for program_id, months in months_of.items():
+            groups.setdefault(tuple(sorted(months)), []).append(program_id)
+        with self.ledger.engine.connect() as conn:
+            for months, ids in groups.items():
+                for program_id, why in month_order_refusals(conn, list(months), ids).items():
+                    for period in months:
+                        self.results.fail(ProgramMonth(period, program_id), why)
 
-@dg.asset(
-    partitions_def=monthly_partitions,
-    backfill_policy=MONTHLY_BACKFILL,
-    deps=[finalized_commissions, dg.AssetDep("payout_manifest", partition_mapping=previous_month)],
-    group_name=GROUP,
-    kinds={"python", "sql"},
-    owners=["team:payments"],
-    code_version="1",
-)
-def payout_manifest(
-    context: dg.AssetExecutionContext, ledger: LedgerResource, payout_settings: PayoutSettings
-) -> dg.MaterializeResult:
-    """The month's payout batch: one item per affiliate and currency, to be reviewed and approved.
+    def _finalize(self, period, ids: list[str]) -> list[str]:
+        watch = Stopwatch()
+        outcomes = finalize_programs(self.ledger.engine, period, ids, now=self.now,
+                                     holding_days=self.settings.holding_days)
+        seconds = watch.lap()
+        for program_id, why in outcomes.refused.items():
+            self.results.fail(ProgramMonth(period, program_id), why)
+        for program_id, report in outcomes.reports.items():
+            self.results.materialize(FINALIZED, ProgramMonth(period, program_id),
+                                     finalize_metadata(report, program_id, seconds, len(ids)))
+        already = sum(1 for r in outcomes.reports.values() if r.already_finalized)
+        self.context.log.info(f"{period_key(period)}: {len(outcomes.reports)} programs finalized ({already} already), "
+                              f"{len(outcomes.refused)} refused, in {seconds} s")
+        return [p for p in ids if p in outcomes.reports]
 
-    Each item is the affiliate's finalized earnings of the month plus the balance carried from the
-    previous batch; amounts under the currency's minimum payout and negative balances (clawbacks)
-    carry forward instead of being paid. The batch stays a rebuildable draft, identified by its
-    manifest hash, until an operator approves it; after approval it is frozen.
-    """
-    months = requested_months(context)
-    refuse_out_of_order(ledger, months)
-    started = time.perf_counter()
-    reports = []
-    for period in months:  # oldest first: each month carries balances into the next
-        try:
-            reports.append(build_manifest(ledger.engine, period, policy=payout_settings.policy,
-                                          now=datetime.now(timezone.utc)))
-        except ManifestError as exc:
-            raise dg.Failure(str(exc), allow_retries=False) from exc
-        report = reports[-1]
-        context.log.info(f"batch {report.batch_id}: {report.outcome}, {report.item_count} items, {report.status}")
-    ledger_seconds = round(time.perf_counter() - started, 3)
-    if len(reports) == 1:
-        return dg.MaterializeResult(metadata={**_manifest_metadata(ledger, reports[0], payout_settings),
-                                              "ledger_seconds": ledger_seconds})
-    return dg.MaterializeResult(metadata={**_range_metadata(ledger, reports), "ledger_seconds": ledger_seconds})
+    def _build(self, period, ids: list[str]) -> list[str]:
+        watch = Stopwatch()
+        outcomes = build_manifests(self.ledger.engine, period, ids, policy=self.settings.policy, now=self.now)
+        seconds = watch.lap()
+        for program_id, why in outcomes.refused.items():
+            self.results.fail(ProgramMonth(period, program_id), why)
+        for program_id, report in outcomes.reports.items():
+            pm = ProgramMonth(period, program_id)
+            self.built[pm] = report
+            self.results.materialize(MANIFEST, pm, manifest_metadata(report, program_id, seconds, len(ids)))
+        self.context.log.info(f"{period_key(period)}: {len(outcomes.reports)} manifests built, "
+                              f"{len(outcomes.refused)} refused, in {seconds} s")
+        return [p for p in ids if p in outcomes.reports]
 
+    def _check(self, period, ids: list[str]) -> None:
+        watch = Stopwatch()
+        with self.ledger.engine.connect() as conn:
+            by_program = manifest_checks_per_program(conn, period, ids)
+        seconds = watch.lap()
+        failed = 0
+        for program_id, by_name in by_program.items():
+            for key in self.check_keys:
+                result = by_name[key.name]
+                failed += not result.passed
+                if not result.passed:
+                    self.blocked.setdefault(program_id, period_key(period))
+                self.results.check(key, ProgramMonth(period, program_id), result, seconds, blocking=True)
+        (self.context.log.error if failed else self.context.log.info)(
+            f"{period_key(period)}: {len(self.check_keys)} checks x {len(by_program)} programs, {failed} failed, "
+            f"in {seconds} s")
 
-def _totals(report) -> list[dict]:
-    return [{"currency": t.currency, "payable_items": t.pending_count,
-             "payable": md.money(t.pending_minor, t.currency), "payable_minor": t.pending_minor,
-             "carried_items": t.carried_count, "carried_forward": md.money(t.carried_minor, t.currency),
-             "carried_forward_minor": t.carried_minor, "carried_in": md.money(t.carried_in_minor, t.currency)}
-            for t in report.totals]
-
-
-def _manifest_metadata(ledger: LedgerResource, report, payout_settings: PayoutSettings) -> dict:
-    """One month: totals, hash, approvals, the items needing a decision, every item in pages, the CSV."""
-    totals = _totals(report)
-    with ledger.engine.connect() as conn:
-        preview = manifest_preview(conn, report.batch_id, limit=50)
-        owed_again = owed_again_lines(conn, report.batch_id)
-        negatives = negative_balances(conn, report.batch_id)
-        views = manifest_item_metadata(conn, report.batch_id, report.manifest_hash, data_dir())
-    lines = "\n".join(f"| {r['currency']} | {r['payable_items']} | {r['payable']} | {r['carried_items']} | "
-                      f"{r['carried_forward']} | {r['carried_in']} |" for r in totals)
-    return {
-        "summary": dg.MetadataValue.md(
-            f"**{report.batch_id}** ({report.status}, {report.outcome}): {report.item_count} items, "
-            f"manifest hash `{report.manifest_hash[:16]}`\n\n"
-            "| currency | payable items | payable | carried items | carried forward | carried in |\n"
-            f"|---|---|---|---|---|---|\n{lines}"),
-        # What a reviewer needs first: approvals so far, the items needing a decision, the whole file.
-        **{k: v for k, v in views.items() if not k.startswith(("items_page", "items_not_inline"))},
-        "batch_id": report.batch_id,
-        "batch_status": report.status,
-        "outcome": report.outcome,
-        "manifest_hash": report.manifest_hash,
-        "item_count": report.item_count,
-        "totals_by_currency": md.table(totals, {k: ("int" if k.endswith(("_minor", "_items")) else "string")
-                                                for k in totals[0]} if totals else {"currency": "string"}),
-        # Reversed money owed again and carried in: one line each, saying why (operators' decisions).
-        "owed_again_carried_in": md.table(
-            [{**r, "amount": md.money(r["amount_minor"], r["currency"])} for r in owed_again[:500]],
-            {"affiliate_id": "string", "currency": "string", "amount": "string", "amount_minor": "int",
-             "reversed_item": "int", "why": "string"}),
-        # Affiliates in negative balance: amount and age (months carried negative, this one included).
-        "negative_balance_policy": payout_settings.policy.negative_balance if report.outcome != "frozen"
-        else "(frozen in the approved batch)",
-        "negative_balances": md.table(
-            [{**r, "amount": md.money(r["amount_minor"], r["currency"])} for r in negatives[:500]],
-            {"affiliate_id": "string", "currency": "string", "amount": "string", "amount_minor": "int",
-             "months_carried": "int", "since": "string"}),
-        # The largest items at a glance (ids are in the linked pages: table cells are plain text in the UI).
-        "largest_items": md.table(preview, {"affiliate_id": "string", "currency": "string", "amount": "string",
-                                            "amount_minor": "int", "status": "string", "carry_reason": "string"}),
-        **{k: v for k, v in views.items() if k.startswith(("items_page", "items_not_inline"))},
-    }
-
-
-def _range_metadata(ledger: LedgerResource, reports: list) -> dict:
-    """A backfill range (one run): one row per month; each month's items are in its CSV file (and in
-    the month's own page after a single-month run, e.g. re-materializing it: an unchanged draft is kept)."""
-    rows = []
-    with ledger.engine.connect() as conn:
-        for r in reports:
-            path = write_manifest_csv(list(item_outcomes(conn, r.batch_id)),
-                                      data_dir() / "manifests" / f"{r.batch_id}-{r.manifest_hash[:16]}.csv")
-            rows.append({"month": period_key(r.period), "batch_id": r.batch_id, "status": r.status,
-                         "outcome": r.outcome, "items": r.item_count, "manifest_hash": r.manifest_hash[:16],
-                         "manifest_csv": str(path.resolve())})
-    return {
-        "summary": dg.MetadataValue.md(f"{len(reports)} months built in order: " + " -> ".join(
-            f"**{r['month']}** ({r['status']}, {r['items']} items, hash `{r['manifest_hash']}`)" for r in rows)),
-        "batches": md.table(rows, {"month": "string", "batch_id": "string", "status": "string", "outcome": "string",
-                                   "items": "int", "manifest_hash": "string", "manifest_csv": "string"}),
-        "item_count": sum(r["items"] for r in rows),
-    }
+    def _views(self) -> None:
+        """The item pages for a one-partition run; the CSV files while the run is small."""
+        metas = self.results.materialized.get(MANIFEST, {})
+        for pm, report in self.built.items():
+            if self.results.single:
+                metas[pm] = full_manifest_metadata(self.ledger, report, pm.program_id, metas[pm])
+            elif len(self.results.partitions) <= CSV_PARTITIONS_MAX:
+                metas[pm] = with_manifest_csv(self.ledger, report, metas[pm])

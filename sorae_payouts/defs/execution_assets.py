@@ -1,124 +1,118 @@
-"""The execution asset: pays an approved month through Stripe Connect."""
+"""The execution asset: pays each program's APPROVED batch of a month through Stripe Connect.
+
+One program-month per run when launched by the approval sensor or the CLI (tagged with the program
+and its paying account, for the instance's tag concurrency limits); a backfill over many programs runs
+them in one step (at most MAX_PARTITIONS_PER_RUN per run), each program's batch on its own, through
+its own paying account's gateway: a program that is refused (not approved, unfunded, its items no
+longer match the approved manifest, its paying account unusable) or whose sending fails is reported
+for its partition and the others are paid. After each program's batch, its transfers are reconciled
+with Stripe and its reversed money accounted for (the two checks, per partition).
+"""
 
 from datetime import datetime, timezone
 
 import dagster as dg
 
-from sorae_payouts.defs import metadata as md
-from sorae_payouts.defs.manifest_views import MAX_PAGES, PAGE_ROWS, markdown_items
-from sorae_payouts.defs.assets import GROUP, payout_manifest
-from sorae_payouts.defs.partitions import monthly_partitions
+from sorae_payouts.audit import reversals_are_accounted_per_program
+from sorae_payouts.defs.assets import GROUP, MANIFEST
+from sorae_payouts.defs.checks import TRANSFERS, transfers_check_specs
+from sorae_payouts.defs.execution_metadata import execution_metadata
+from sorae_payouts.defs.partitions import ProgramMonth, program_months, requested
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
-from sorae_payouts.execution.anomalies import list_anomalies
+from sorae_payouts.defs.step_results import StepResults, Stopwatch
 from sorae_payouts.execution.executor import ExecutionRefused, execute_batch
-from sorae_payouts.execution.outcomes import item_outcomes
 from sorae_payouts.operations.negative_balances import recover_negative_balances
-from sorae_payouts.periods import parse_period
-from sorae_payouts.stripe_gateway import dashboard_url
+from sorae_payouts.operations.reconcile import reconcile_batch
+from sorae_payouts.paying_accounts import PayingAccountError
+from sorae_payouts.programs import list_programs
 from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError
 
-ITEM_TABLE_ROWS = 500
+# Not single_run on purpose: a different policy from the month-end assets keeps the backfill daemon
+# from putting execution in the same run as the manifest it would have to wait for (approval).
+MAX_PARTITIONS_PER_RUN = 100
+# Refusals name their reason (the paying-account errors name the reference, never a key); not retried.
+REFUSALS = (ExecutionRefused, GatewayConfigurationError, PayingAccountError)
 
 
-@dg.asset(
-    partitions_def=monthly_partitions,
-    deps=[payout_manifest],
-    group_name=GROUP,
-    kinds={"stripe", "python"},
-    owners=["team:payments"],
-    pool="stripe_api",
+
+
+@dg.multi_asset(
+    name="execute_transfers",
+    specs=[dg.AssetSpec(TRANSFERS, deps=[MANIFEST], partitions_def=program_months, group_name=GROUP,
+                        kinds={"stripe", "python"}, owners=["team:payments"], skippable=True, description=(
+        "The program's Stripe Connect transfers of the month: one per payable item of its APPROVED batch, "
+        "from the program's paying account. Only pending work is sent; posted and failed attempts are never "
+        "re-sent; each idempotency key is committed before Stripe is called, so re-materializing finishes a "
+        "batch without paying an item twice. Held items (accounts that cannot receive) stay pending."))],
+    check_specs=transfers_check_specs, can_subset=True, pool="stripe_api",
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
     # Safe because every item is idempotent on its own (claim -> call -> record): a retried step
-    # resumes, it never re-sends a posted or failed attempt. Refusals are not retried (dg.Failure).
+    # resumes, it never re-sends a posted or failed attempt. Refusals are not retried.
     retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL),
 )
-def executed_transfers(
-    context: dg.AssetExecutionContext, ledger: LedgerResource, stripe: StripeResource
-) -> dg.MaterializeResult:
-    """The month's Stripe Connect transfers: one per payable item of the APPROVED batch.
-
-    Before sending, the batch's transfer group is listed at Stripe once: a transfer this ledger does
-    not know is adopted (it matches the item) or blocks its item (it does not); unknown outcomes of
-    earlier runs are looked up there. Only pending work is sent; posted and failed attempts are never
-    re-sent. A live key needs SORAE_LIVE_PAYOUTS=1 (the run logs the account, batch and totals). Each transfer's
-    idempotency key is committed before Stripe is called, so re-materializing the partition (after a
-    crash, a timeout or a fix) finishes the batch without ever paying an item twice. Items whose
-    connected account cannot receive transfers are held and stay pending; one bad account never
-    blocks the others. Refuses, sending nothing, a batch that is not approved or whose items no
-    longer match the approved manifest, and a platform balance that cannot cover the batch.
-    """
-    period = parse_period(context.partition_key)
-    gateway = stripe.gateway()
-    try:
-        report = execute_batch(ledger.engine, gateway, period, settings=stripe.execution_settings(),
-                               announce=context.log.warning)
-    except (ExecutionRefused, GatewayConfigurationError) as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
-    for anomaly in report.anomalies:
-        context.log.error(str(anomaly))
-    # Under the batch's frozen `recover_by_reversal` policy, negative balances are recovered now (a
-    # no-op under the default `carry`); its own keys make a re-materialization safe.
-    recovery = recover_negative_balances(ledger.engine, gateway, period, now=datetime.now(timezone.utc))
-    if recovery.requested or recovery.failed or recovery.unknown:
-        context.log.info(f"negative balance recovery: {recovery.as_json()}")
-    outcome = report.outcome
-    with ledger.engine.connect() as conn:
-        anomalies = list_anomalies(conn, report.batch_id)
-    totals = [{"currency": c, "outcome": o, "items": n, "amount": md.money(a, c), "amount_minor": a}
-              for (c, o), (n, a) in sorted(outcome.totals.items())]
-    with ledger.engine.connect() as conn:
-        items = list(item_outcomes(conn, report.batch_id, payable_only=True))
-    rows = [{"item": i["payout_item_id"], "affiliate_id": i["affiliate_id"], "currency": i["currency"],
-             "amount": md.money(i["amount_minor"], i["currency"]), "amount_minor": i["amount_minor"],
-             "status": i["outcome"], "transfer_id": i["stripe_transfer_id"],
-             "reversed": md.money(i["reversed_minor"], i["currency"]) if i["reversed_minor"] else "",
-             "reversal_pending": md.money(i["reversal_pending_minor"], i["currency"]) if i["reversal_pending_minor"] else "",
-             "error_code": i["error_code"] or i["hold_reason"] or i["unknown_reason"],
-             "dashboard": dashboard_url(i["stripe_transfer_id"], gateway.test_mode) if i["stripe_transfer_id"] else None}
-            for i in items]
-    pending = [i for i in items if i["reversal_pending_minor"]]
-    attention = [i for i in items if i["outcome"] != "posted" or i["reversal_pending_minor"]]
-    pages = [items[i:i + PAGE_ROWS] for i in range(0, len(items), PAGE_ROWS)]
-    width = len(str(len(pages)))
-    links = "\n".join(f"- [{r['transfer_id']}]({r['dashboard']}) {r['affiliate_id']} {r['amount']}"
-                      for r in rows if r["transfer_id"])
-    counts = ", ".join(f"{outcome.count(o)} {o}" for o in ("posted", "failed", "held", "processing", "pending",
-                                                             "blocked"))
-    return dg.MaterializeResult(metadata={
-        "summary": dg.MetadataValue.md(
-            f"**{report.batch_id}** is **{outcome.status}**: {counts}. {report.sent} Stripe transfer requests "
-            f"this run, {report.resolved_by_lookup} unknown outcomes resolved by lookup, {report.adopted} transfers "
-            f"adopted from Stripe, {len(report.blocked)} items blocked, {len(report.anomalies)} anomalies this run "
-            f"({len(anomalies)} recorded for the batch), {report.seconds:.1f} s."),
-        "batch_status": outcome.status,
-        "posted": outcome.count("posted"),
-        "failed": outcome.count("failed"),
-        "held": outcome.count("held"),
-        "processing": outcome.count("processing"),
-        "reversed": sum(1 for i in items if i["reversed_minor"]),
-        # Reversed money waiting for an operator's decision (`sorae-payouts reversals resolve`).
-        "reversal_pending": len(pending),
-        "requests_sent": report.sent,
-        "resolved_by_lookup": report.resolved_by_lookup,
-        "adopted_from_stripe": report.adopted,
-        "blocked": outcome.count("blocked"),
-        "group_list_requests": report.group_list_requests,
-        "anomalies": md.table([{k: a[k] for k in _ANOMALY_COLUMNS} for a in anomalies[-ITEM_TABLE_ROWS:]],
-                              _ANOMALY_COLUMNS),
-        "totals_by_currency_and_outcome": md.table(totals, {"currency": "string", "outcome": "string",
-                                                             "items": "int", "amount": "string", "amount_minor": "int"}),
-        # Links: the 1.13 UI renders table cells as plain text, markdown links are clickable.
-        "items_needing_attention": dg.MetadataValue.md(markdown_items(
-            attention[:PAGE_ROWS], f"{len(attention)} payable items not posted or with reversed money pending (held, failed, blocked, processing, pending, reversed)")),
-        **{f"transfers_page_{n:0{width}d}": dg.MetadataValue.md(markdown_items(
-            page, f"items {page[0]['payout_item_id']}..{page[-1]['payout_item_id']} (page {n} of {len(pages)}, "
-                  f"{len(items)} payable items)")) for n, page in enumerate(pages[:MAX_PAGES], start=1)},
-        "items": md.table(rows[:ITEM_TABLE_ROWS], _ITEM_COLUMNS),
-        "stripe_transfers": dg.MetadataValue.md(links[:60_000] or "no transfers yet"),
-    })
+def execute_transfers(context: dg.AssetExecutionContext, ledger: LedgerResource, stripe: StripeResource):
+    """Pay, reconcile and account for every program-month of the run (see the module docstring)."""
+    results = StepResults(requested(context))
+    _Execution(context, ledger, stripe, results).run()
+    yield from results.events([TRANSFERS])
+    if (failure := results.failure()) is not None:
+        raise failure
 
 
-_ANOMALY_COLUMNS = {"recorded_at": "string", "kind": "string", "payout_item_id": "int",
-                    "stripe_transfer_id": "string", "detail": "string"}
-_ITEM_COLUMNS = {"item": "int", "affiliate_id": "string", "currency": "string", "amount": "string",
-                 "amount_minor": "int", "status": "string", "transfer_id": "string", "error_code": "string",
-                 "reversed": "string", "reversal_pending": "string", "dashboard": "string"}
+class _Execution:
+    def __init__(self, context, ledger: LedgerResource, stripe: StripeResource, results: StepResults):
+        self.context, self.ledger, self.stripe, self.results = context, ledger, stripe, results
+        self.pay = TRANSFERS in context.selected_asset_keys
+        self.check_names = {k.name: k for k in context.selected_asset_check_keys}
+        self.gateways: dict = {}  # one gateway (client, rate limiter, paying account) per key in this run
+
+    def run(self) -> None:
+        with self.ledger.engine.connect() as conn:
+            programs = {p.program_id: p for p in list_programs(conn)}
+        for pm in self.results.partitions:  # oldest month first
+            program, gateway = programs.get(pm.program_id), None
+            if program is None:
+                self.results.fail(pm, f"unknown program {pm.program_id!r}")
+                continue
+            try:
+                gateway = self._gateway(program)
+                if self.pay:
+                    self._pay(pm, gateway)
+            except REFUSALS as exc:
+                self.results.fail(pm, str(exc))
+            except Exception as exc:  # noqa: BLE001 - one program's error never stops the others
+                self.context.log.exception(f"{pm}: {exc.__class__.__name__}")
+                self.results.fail(pm, f"{exc.__class__.__name__}: {exc}", retriable=True)
+            if pm not in self.results.failed and self.check_names:
+                self._check(pm, gateway)
+
+    def _gateway(self, program):
+        gateway = self.stripe.program_gateway(program)
+        return self.gateways.setdefault(gateway.config.api_key, gateway)
+
+    def _pay(self, pm: ProgramMonth, gateway) -> None:
+        report = execute_batch(self.ledger.engine, gateway, pm.period, program_id=pm.program_id,
+                               settings=self.stripe.execution_settings(), announce=self.context.log.warning)
+        for anomaly in report.anomalies:
+            self.context.log.error(f"{pm}: {anomaly}")
+        # Under the batch's frozen `recover_by_reversal` policy, negative balances are recovered now (a
+        # no-op under the default `carry`); its own keys make a re-materialization safe.
+        recovery = recover_negative_balances(self.ledger.engine, gateway, pm.period, program_id=pm.program_id,
+                                             now=datetime.now(timezone.utc))
+        if recovery.requested or recovery.failed or recovery.unknown:
+            self.context.log.info(f"{pm}: negative balance recovery: {recovery.as_json()}")
+        self.context.log.info(f"{pm}: {report.batch_id} {report.outcome.status}, {report.sent} requests sent")
+        with self.ledger.engine.connect() as conn:
+            meta = execution_metadata(conn, report, pm.program_id, gateway.paying_account(), gateway.test_mode,
+                                      full=self.results.single)
+        self.results.materialize(TRANSFERS, pm, meta)
+
+    def _check(self, pm: ProgramMonth, gateway) -> None:
+        watch = Stopwatch()
+        with self.ledger.engine.connect() as conn:
+            if "transfers_reconciled" in self.check_names:
+                result = reconcile_batch(conn, gateway, pm.period, program_id=pm.program_id)
+                self.results.check(self.check_names["transfers_reconciled"], pm, result, watch.lap(), blocking=False)
+            if "reversals_accounted" in self.check_names:
+                result = reversals_are_accounted_per_program(conn, pm.period, [pm.program_id])[pm.program_id]
+                self.results.check(self.check_names["reversals_accounted"], pm, result, watch.lap(), blocking=False)

@@ -6,6 +6,11 @@ Runs page but not under their job, nor in the asset partitions' run history. Thi
 workspace.yaml use) in a gRPC code server, creates the run from the remote job (origin, snapshots,
 execution plan) with its partition and operator tags, and hands it to the instance's run LAUNCHER.
 
+Partitions are program-months: `launch_and_wait` runs one ("2026-10-01" with `program_id=`, or the
+key "2026-10-01|acme"), `launch_range_and_wait` runs ONE run over months x programs (every program key,
+or a block of adjacent ones). Runs carry `sorae/program` and, for execution, `sorae/paying_account`
+(the Stripe account id that pays, never a key) so the instance's tag concurrency limits apply.
+
 Why the launcher and not `submit_run` (the run queue): the queue is drained by `dagster-daemon`, and
 the CLI and the demo must work where no daemon runs (a laptop, CI, an operator's shell). The launcher
 starts the run worker at once, exactly as the daemon would after dequeuing; the run is then a normal
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -26,21 +31,64 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import ModuleTarget
 
 from sorae_payouts.defs.instance import local_instance
+from sorae_payouts.defs.partitions import (PROGRAM, ProgramMonth, parse_partition, program_months, range_tags,
+                                           sync_program_partitions)
 from sorae_payouts.ledger.database import data_dir
+from sorae_payouts.periods import parse_period
+from sorae_payouts.programs import DEFAULT_PROGRAM
 
 CODE_LOCATION = "sorae_payouts"
 DEFINITIONS_MODULE = "sorae_payouts.definitions"
 TAG_BATCH, TAG_HASH, TAG_OPERATOR = "sorae/batch_id", "sorae/manifest_hash", "sorae/operator"
+TAG_PROGRAM, TAG_PAYING_ACCOUNT = "sorae/program", "sorae/paying_account"
+EXECUTION_JOB = "payout_execution_job"
+
+
+class PayingAccounts:
+    """The Stripe account id paying each program (GET /v1/account with the program's key), for the
+    `sorae/paying_account` tag; one lookup per reference. When the key cannot be resolved here, the
+    tag is the reference itself ("platform", "env:VAR"): never a key."""
+
+    def __init__(self, stripe):
+        self.stripe, self._ids = stripe, {}
+
+    @classmethod
+    def from_environment(cls) -> "PayingAccounts":
+        from sorae_payouts.defs.resources import StripeResource
+
+        key = os.environ.get("STRIPE_API_KEY")
+        return cls(StripeResource(api_key=key, api_base=os.environ.get("STRIPE_API_BASE")) if key else None)
+
+    def tag(self, program) -> str:
+        ref = program.paying_account_ref or "platform"
+        if ref not in self._ids:
+            try:
+                self._ids[ref] = self.stripe.program_gateway(program).paying_account() if self.stripe else ref
+            except Exception:  # noqa: BLE001 - the run itself reports an unusable account; the tag falls back
+                self._ids[ref] = ref
+        return self._ids[ref]
+
+    def tag_for(self, program_id: str) -> str:
+        from sorae_payouts.ledger.database import create_ledger_engine
+        from sorae_payouts.programs import get_program
+
+        engine = create_ledger_engine()
+        try:
+            with engine.connect() as conn:
+                return self.tag(get_program(conn, program_id))
+        finally:
+            engine.dispose()
 
 
 @dataclass
 class LaunchedRun:
     run_id: str
     job_name: str
-    partition: str
+    partition: str  # "2026-10-01|default", or "first...last" for a range
     status: str  # SUCCESS, FAILURE, CANCELED
     failures: list[str] = field(default_factory=list)  # "step: message" of failed steps
-    checks: dict[str, bool] = field(default_factory=dict)  # asset check name -> passed
+    checks: dict[str, bool] = field(default_factory=dict)  # asset check name -> passed (every partition)
+    checks_by_partition: dict[str, dict[str, bool]] = field(default_factory=dict)  # partition -> name -> passed
 
     @property
     def success(self) -> bool:
@@ -48,7 +96,7 @@ class LaunchedRun:
 
     def as_json(self) -> dict:
         return {"run_id": self.run_id, "job": self.job_name, "partition": self.partition, "status": self.status,
-                "failures": self.failures, "checks": self.checks}
+                "failures": self.failures, "checks": self.checks, "checks_by_partition": self.checks_by_partition}
 
 
 def operator_name() -> str:
@@ -72,7 +120,7 @@ def _create_run(instance: dg.DagsterInstance, workspace, job_name: str, tags: Ma
                                        instance=instance).execution_plan_snapshot
     return instance.create_run(
         job_name=job_name, run_id=None, run_config=run_config, resolved_op_selection=None, step_keys_to_execute=None,
-        op_selection=None, status=None, root_run_id=None, parent_run_id=None, tags=dict(tags),
+        op_selection=None, status=None, root_run_id=None, parent_run_id=None, tags={**remote_job.run_tags, **tags},
         job_snapshot=remote_job.job_snapshot, execution_plan_snapshot=plan,
         parent_job_snapshot=remote_job.parent_job_snapshot, remote_job_origin=remote_job.get_remote_origin(),
         job_code_origin=remote_job.get_python_origin(), asset_selection=None, asset_check_selection=None,
@@ -94,16 +142,51 @@ def code_location_workspace(instance: dg.DagsterInstance) -> Iterator:
         yield workspace
 
 
-def launch_and_wait(job_name: str, partition: str, *, tags: Mapping[str, str] | None = None,
-                    instance: dg.DagsterInstance | None = None, poll_seconds: float = 0.5,
-                    on_status=None, run_config: dict | None = None, workspace=None) -> LaunchedRun:
-    """Launch `job_name` for `partition` ("YYYY-MM-01") through the instance and wait for the end."""
+def launch_and_wait(job_name: str, partition: str, *, program_id: str = DEFAULT_PROGRAM,
+                    tags: Mapping[str, str] | None = None, instance: dg.DagsterInstance | None = None,
+                    poll_seconds: float = 0.5, on_status=None, run_config: dict | None = None,
+                    workspace=None) -> LaunchedRun:
+    """Launch `job_name` for one program-month through the instance and wait for the end. `partition`:
+    the month ("YYYY-MM-01", program `program_id`) or the full key ("YYYY-MM-01|program")."""
+    pm = parse_partition(partition) if "|" in partition else ProgramMonth(parse_period(partition), program_id)
     instance = instance or local_instance(data_dir())
+    sync_program_partitions(instance, [pm.program_id])
+    run_tags = {**program_months.get_tags_for_partition_key(str(pm.key)), TAG_PROGRAM: pm.program_id, **(tags or {})}
+    if job_name == EXECUTION_JOB and TAG_PAYING_ACCOUNT not in run_tags:
+        run_tags[TAG_PAYING_ACCOUNT] = PayingAccounts.from_environment().tag_for(pm.program_id)
+    return _launch(job_name, str(pm.key), run_tags, instance, poll_seconds, on_status, run_config, workspace)
+
+
+def launch_range_and_wait(job_name: str, first_month: str, last_month: str, *, program_ids: Sequence[str] | None = None,
+                          tags: Mapping[str, str] | None = None, instance: dg.DagsterInstance | None = None,
+                          poll_seconds: float = 0.5, on_status=None, run_config: dict | None = None,
+                          workspace=None) -> LaunchedRun:
+    """ONE run over the months first..last x the programs: every program partition (None), or the
+    given programs, which must be adjacent in the instance's key order (a run is a rectangle of keys)."""
+    instance = instance or local_instance(data_dir())
+    if program_ids:
+        sync_program_partitions(instance, program_ids)
+    keys = instance.get_dynamic_partitions(PROGRAM)
+    chosen = list(keys) if not program_ids else sorted(set(program_ids), key=keys.index)
+    if not chosen:
+        raise ValueError("no program partitions in the instance: register a program first")
+    block = keys[keys.index(chosen[0]):keys.index(chosen[-1]) + 1]
+    if block != chosen:
+        raise ValueError(f"programs {', '.join(chosen)} are not adjacent partition keys (between them: "
+                         f"{', '.join(k for k in block if k not in chosen)}): run them one at a time, or all")
+    first = ProgramMonth(parse_period(first_month), chosen[0])
+    last = ProgramMonth(parse_period(last_month), chosen[-1])
+    run_tags = {**range_tags(first, last), **({TAG_PROGRAM: chosen[0]} if len(chosen) == 1 else {}), **(tags or {})}
+    return _launch(job_name, f"{first.key}...{last.key}", run_tags, instance, poll_seconds, on_status, run_config,
+                   workspace)
+
+
+def _launch(job_name: str, partition: str, tags: dict, instance, poll_seconds, on_status, run_config,
+            workspace) -> LaunchedRun:
     if workspace is None:
         with code_location_workspace(instance) as workspace:
-            return launch_and_wait(job_name, partition, tags=tags, instance=instance, poll_seconds=poll_seconds,
-                                   on_status=on_status, run_config=run_config, workspace=workspace)
-    run_tags = {"dagster/partition": partition, TAG_OPERATOR: operator_name(), **(tags or {})}
+            return _launch(job_name, partition, tags, instance, poll_seconds, on_status, run_config, workspace)
+    run_tags = {TAG_OPERATOR: operator_name(), **tags}
     run = _create_run(instance, workspace, job_name, run_tags, QUIET_RUN_CONFIG if run_config is None else run_config)
     instance.launch_run(run.run_id, workspace)
     last = None
@@ -113,14 +196,22 @@ def launch_and_wait(job_name: str, partition: str, *, tags: Mapping[str, str] | 
             on_status(run.status.value)
             last = run.status
         time.sleep(poll_seconds)
-    return LaunchedRun(run.run_id, job_name, partition, run.status.value, _failures(instance, run.run_id),
-                       _checks(instance, run.run_id))
+    by_partition = _checks(instance, run.run_id)
+    checks: dict[str, bool] = {}
+    for results in by_partition.values():
+        for name, passed in results.items():
+            checks[name] = checks.get(name, True) and passed
+    return LaunchedRun(run.run_id, job_name, partition, run.status.value, _failures(instance, run.run_id), checks,
+                       by_partition)
 
 
-def _checks(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]:
+def _checks(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, bool]]:
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-    return {r.event_log_entry.dagster_event.event_specific_data.check_name:
-            r.event_log_entry.dagster_event.event_specific_data.passed for r in records}
+    out: dict[str, dict[str, bool]] = {}
+    for r in records:
+        data = r.event_log_entry.dagster_event.event_specific_data
+        out.setdefault(str(data.partition or ""), {})[data.check_name] = data.passed
+    return out
 
 
 def _failures(instance: dg.DagsterInstance, run_id: str) -> list[str]:

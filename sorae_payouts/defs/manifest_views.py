@@ -123,10 +123,11 @@ def manifest_item_metadata(conn: sa.Connection, batch_id: str, manifest_hash: st
     return meta
 
 
-def approvals_observation(ledger, batch) -> dg.AssetObservation:
-    """An observation of the month's payout_manifest partition after an approval made in Dagster."""
+def approvals_observation(ledger, batch, program_id: str) -> dg.AssetObservation:
+    """An observation of the program-month's payout_manifest partition after an approval made in Dagster."""
     with ledger.engine.connect() as conn:
         approvals = approvals_markdown(conn, batch.batch_id)
-    return dg.AssetObservation(asset_key="payout_manifest", partition=batch.period.isoformat(), metadata={
+    partition = dg.MultiPartitionKey({"month": batch.period.isoformat(), "program": program_id})
+    return dg.AssetObservation(asset_key="payout_manifest", partition=str(partition), metadata={
         "batch_status": batch.status, "manifest_hash": batch.manifest_hash,
         "approvals": dg.MetadataValue.md(approvals)})

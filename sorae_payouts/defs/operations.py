@@ -1,4 +1,9 @@
-"""Operator jobs for people who live in the Dagster UI (launchpad config), with the CLI's rules."""
+"""Operator jobs for people who live in the Dagster UI (launchpad config), with the CLI's rules.
+
+Approve and retry act on one program-month: the run's partition ("2026-10-01|acme") when launched on
+one, else `period` (+ `program`, default `default`) from the run config. Refresh covers every program
+(or one), each through its own paying account.
+"""
 
 from datetime import datetime, timezone
 
@@ -8,6 +13,7 @@ from pydantic import Field
 from sorae_payouts.approvals import approve_batch
 from sorae_payouts.batches import BatchError
 from sorae_payouts.defs.manifest_views import approvals_observation
+from sorae_payouts.defs.partitions import ProgramMonth, parse_partition, program_months
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
 from sorae_payouts.execution.executor import ExecutionRefused
 from sorae_payouts.operators import Origin, OperatorError, normalize_identity
@@ -15,13 +21,29 @@ from sorae_payouts.operations.reconcile import reconcile_batch
 from sorae_payouts.operations.refresh import refresh_batch, refreshable_periods
 from sorae_payouts.operations.retry import execute_retry, plan_retry
 from sorae_payouts.periods import parse_period
+from sorae_payouts.programs import DEFAULT_PROGRAM, get_program, list_programs
 
 
 OPERATOR_TAG = "sorae/operator"
+_PERIOD = "YYYY-MM; empty: the run's partition"
+_PROGRAM = f"The program ({DEFAULT_PROGRAM} when empty); empty on a partitioned run: the partition's"
+
+
+def program_month(context, period: str | None, program: str | None) -> ProgramMonth:
+    """The run's partition, else the config's period and program; both given, they must agree."""
+    if context.has_partition_key:
+        pm = parse_partition(context.partition_key)
+        if (period and parse_period(period) != pm.period) or (program and program != pm.program_id):
+            raise BatchError(f"run config names {period or ''} {program or ''} but the run's partition is {pm}")
+        return pm
+    if not period:
+        raise BatchError("name the period in the run config, or launch the job on a partition")
+    return ProgramMonth(parse_period(period), program or DEFAULT_PROGRAM)
 
 
 class ApprovalConfig(dg.Config):
-    period: str = Field(description="YYYY-MM")
+    period: str | None = Field(default=None, description=_PERIOD)
+    program: str | None = Field(default=None, description=_PROGRAM)
     approved_by: str | None = Field(default=None, description=f"Your operator identity (or the run tag "
                                                                f"`{OPERATOR_TAG}`); must be registered and active")
     manifest_hash: str = Field(description="The manifest hash you reviewed (at least 12 hex characters)")
@@ -43,26 +65,28 @@ def approving_operator(config: ApprovalConfig, tags: dict[str, str]) -> str:
 def approve_batch_op(context: dg.OpExecutionContext, config: ApprovalConfig, ledger: LedgerResource) -> None:
     """Record an approval of the period's draft batch (two operators above the policy's amount)."""
     try:
+        pm = program_month(context, config.period, config.program)
         operator = approving_operator(config, context.run.tags)
-        approval = approve_batch(ledger.engine, parse_period(config.period), approved_by=operator,
-                                 now=datetime.now(timezone.utc), expected_hash=config.manifest_hash,
-                                 origin=Origin.here(dagster_run_id=context.run_id))
-    except (BatchError, OperatorError) as exc:
+        approval = approve_batch(ledger.engine, pm.period, approved_by=operator, now=datetime.now(timezone.utc),
+                                 expected_hash=config.manifest_hash, origin=Origin.here(dagster_run_id=context.run_id),
+                                 program_id=pm.program_id)
+    except (BatchError, OperatorError, ValueError) as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
     context.log.info(f"{approval.batch.batch_id}: {len(approval.approvers)}/{approval.required} approvals, "
                      f"status {approval.batch.status}")
-    # Shown on the month's payout_manifest partition (Events), next to the manifest it approves.
-    context.log_event(approvals_observation(ledger, approval.batch))
+    # Shown on the program-month's payout_manifest partition (Events), next to the manifest it approves.
+    context.log_event(approvals_observation(ledger, approval.batch, pm.program_id))
 
 
-@dg.job(description="Approve a reviewed payout batch as a registered operator (same rules as "
+@dg.job(partitions_def=program_months, description="Approve a reviewed payout batch as a registered operator (same rules as "
                     "`sorae-payouts batch approve`; operator from run config or the sorae/operator tag).")
 def approve_batch_job():
     approve_batch_op()
 
 
 class RetryConfig(dg.Config):
-    period: str = Field(description="YYYY-MM")
+    period: str | None = Field(default=None, description=_PERIOD)
+    program: str | None = Field(default=None, description=_PROGRAM)
     item_ids: list[int] = Field(default_factory=list, description="Items to retry; empty: all failed items")
     error_code: str | None = Field(default=None, description="Only failed items with this Stripe error code")
     dry_run: bool = Field(default=True, description="Only list what would be sent")
@@ -72,11 +96,14 @@ class RetryConfig(dg.Config):
 def retry_items_op(context: dg.OpExecutionContext, config: RetryConfig, ledger: LedgerResource,
                    stripe: StripeResource) -> None:
     """Give the chosen failed items a new attempt and send only them; refusals are logged."""
-    period = parse_period(config.period)
-    gateway = stripe.gateway()
+    try:
+        pm = program_month(context, config.period, config.program)
+    except (BatchError, ValueError) as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
     with ledger.engine.connect() as conn:  # the next keys name the paying account (GET /v1/account)
-        plan = plan_retry(conn, period, item_ids=config.item_ids or None, error_code=config.error_code,
-                          paying_account=gateway.paying_account())
+        gateway = stripe.program_gateway(get_program(conn, pm.program_id))
+        plan = plan_retry(conn, pm.period, program_id=pm.program_id, item_ids=config.item_ids or None,
+                          error_code=config.error_code, paying_account=gateway.paying_account())
     for refused in plan.refused:
         context.log.warning(f"item {refused['payout_item_id']} refused: {refused['reason']}")
     for item in plan.retry:
@@ -95,39 +122,49 @@ def retry_items_op(context: dg.OpExecutionContext, config: RetryConfig, ledger: 
                      f"{report.outcome.count('failed')} failed after retry")
 
 
-@dg.job(description="Retry failed items in isolation (same rules as `sorae-payouts retry`).")
+@dg.job(partitions_def=program_months, description="Retry failed items in isolation (same rules as `sorae-payouts retry`).")
 def retry_items_job():
     retry_items_op()
 
 
 class RefreshConfig(dg.Config):
     period: str | None = Field(default=None, description="YYYY-MM; empty: every executed batch")
+    program: str | None = Field(default=None, description="One program; empty: every program")
 
 
 @dg.op(pool="stripe_api")
 def refresh_payouts_op(context: dg.OpExecutionContext, config: RefreshConfig, ledger: LedgerResource,
                        stripe: StripeResource) -> None:
-    """Resolve unknown outcomes, append reversal and account readiness changes, release holds."""
+    """Resolve unknown outcomes, append reversal and account readiness changes, release holds; every
+    program's batches through its own paying account. One program's refusal never stops the others."""
     with ledger.engine.connect() as conn:
-        periods = refreshable_periods(conn, parse_period(config.period) if config.period else None)
-    gateway = stripe.gateway()  # one client and one rate limiter for every batch of this run
-    drifted = []
-    for period in periods:
-        try:
-            report = refresh_batch(ledger.engine, gateway, period, settings=stripe.execution_settings(),
-                                   announce=context.log.warning)
-        except ExecutionRefused as exc:
-            raise dg.Failure(str(exc), allow_retries=False) from exc
-        context.log.info(f"refreshed {report.as_json()}")
-        # Reconciliation after every refresh: the ledger must still match Stripe, or the run says so.
-        with ledger.engine.connect() as conn:
-            reconciled = reconcile_batch(conn, gateway, period)
-        (context.log.info if reconciled.passed else context.log.error)(f"{report.batch_id}: {reconciled.summary}")
-        if not reconciled.passed:
-            drifted.append(report.batch_id)
-    if drifted:
-        raise dg.Failure(f"ledger and Stripe disagree for {', '.join(drifted)}: run `sorae-payouts reconcile` "
-                         "for the details", allow_retries=False)
+        programs = [p for p in list_programs(conn) if config.program in (None, p.program_id)]
+        work = [(p, refreshable_periods(conn, parse_period(config.period) if config.period else None,
+                                        program_id=p.program_id)) for p in programs]
+    gateways: dict = {}  # one client and one rate limiter per paying account for this run
+    drifted, refused = [], []
+    for program, periods in work:
+        for period in periods:
+            try:
+                gateway = stripe.program_gateway(program)
+                gateway = gateways.setdefault(gateway.config.api_key, gateway)
+                report = refresh_batch(ledger.engine, gateway, period, program_id=program.program_id,
+                                       settings=stripe.execution_settings(), announce=context.log.warning)
+            except Exception as exc:  # noqa: BLE001 - reported below; the other programs go on
+                context.log.error(f"{program.program_id} {period:%Y-%m}: {exc}")
+                refused.append(f"{program.program_id} {period:%Y-%m}: {exc}")
+                continue
+            context.log.info(f"refreshed {report.as_json()}")
+            # Reconciliation after every refresh: the ledger must still match Stripe, or the run says so.
+            with ledger.engine.connect() as conn:
+                reconciled = reconcile_batch(conn, gateway, period, program_id=program.program_id)
+            (context.log.info if reconciled.passed else context.log.error)(f"{report.batch_id}: {reconciled.summary}")
+            if not reconciled.passed:
+                drifted.append(report.batch_id)
+    problems = ([f"ledger and Stripe disagree for {', '.join(drifted)}: run `sorae-payouts reconcile` for the "
+                 "details"] if drifted else []) + refused
+    if problems:
+        raise dg.Failure("; ".join(problems), allow_retries=False)
 
 
 @dg.job(description="Payout status refresh (same as `sorae-payouts refresh`).")

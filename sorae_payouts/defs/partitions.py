@@ -1,14 +1,93 @@
-"""Monthly commission periods as Dagster partitions (keys are month starts, "2026-10-01", UTC)."""
+"""Partitions: one per program and month ("2026-10-01|default": month start, UTC, then the program id).
+
+Two dimensions (`MultiPartitionsDefinition`; the key string lists them in alphabetical order of their
+names, so `month|program`):
+- `month`: monthly from the ledger's first period (SORAE_FIRST_PERIOD), the same bound the import puts
+  on dates. end_offset=0: only months that have ended are partitions; the holding window is enforced
+  by the finalization itself, with a message naming the date.
+- `program`: dynamic (`DynamicPartitionsDefinition("program")`): its keys live in the Dagster instance,
+  not in code. `program_partitions_sensor` adds the key of every registered program (and
+  `sync_program_partitions` lets the CLI add one at once), so adding a program adds its partitions
+  without a code change. Keys are never deleted: a disabled program's months stay visible and
+  checkable; month-end skips disabled programs (see `month_end`).
+
+No partition mapping to the previous month: Dagster 1.13.27's backfill daemon never puts a
+self-dependent asset in the same run as another asset ("Self-dependant assets cannot be materialized
+in the same run as other assets"), so the dependency would split finalize and manifest into separate
+runs, and it does not order months across programs anyway (measured: docs/architecture.md). The
+ledger's ordering rules (`month_order`, per program) refuse a month whose earlier month is not closed,
+before anything is written, and every step walks its months oldest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import NamedTuple
 
 import dagster as dg
 
-from sorae_payouts.periods import first_period
+from sorae_payouts.periods import first_period, parse_period, period_key
 
-# The first partition is the ledger's first period (SORAE_FIRST_PERIOD), the same bound the import
-# puts on dates: no month shows up that the ledger cannot hold. end_offset=0: only months that have ended are partitions; the holding window is enforced by the
-# finalization itself, with a message naming the date.
+MONTH, PROGRAM = "month", "program"
+
 monthly_partitions = dg.MonthlyPartitionsDefinition(start_date=first_period().isoformat(), timezone="UTC", end_offset=0)
+program_partitions = dg.DynamicPartitionsDefinition(name=PROGRAM)
+program_months = dg.MultiPartitionsDefinition({MONTH: monthly_partitions, PROGRAM: program_partitions})
 
-# Each period builds on the previous one (carried balances, clawbacks), so backfills run in order.
-previous_month = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1,
-                                               allow_nonexistent_upstream_partitions=True)
+
+class ProgramMonth(NamedTuple):
+    """One partition: a program's month."""
+
+    period: date
+    program_id: str
+
+    @property
+    def key(self) -> dg.MultiPartitionKey:
+        return partition_key(self.period, self.program_id)
+
+    def __str__(self) -> str:
+        return f"{period_key(self.period)} ({self.program_id})"
+
+
+def partition_key(period: date | str, program_id: str) -> dg.MultiPartitionKey:
+    """The partition of `program_id`'s month; `period` is a date or "YYYY-MM[-01]"."""
+    month = period if isinstance(period, date) else parse_period(period)
+    return dg.MultiPartitionKey({MONTH: month.isoformat(), PROGRAM: program_id})
+
+
+def parse_partition(key: str) -> ProgramMonth:
+    """"2026-10-01|acme" (or a MultiPartitionKey) -> ProgramMonth(2026-10-01, "acme")."""
+    dims = key.keys_by_dimension if isinstance(key, dg.MultiPartitionKey) else \
+        program_months.get_partition_key_from_str(key).keys_by_dimension
+    return ProgramMonth(parse_period(dims[MONTH]), dims[PROGRAM])
+
+
+def requested(context) -> list[ProgramMonth]:
+    """The run's partitions (one, or a range: months x programs), oldest month first, then by program."""
+    return sorted(parse_partition(key) for key in context.partition_keys)
+
+
+def by_month(partitions: Iterable[ProgramMonth]) -> dict[date, list[str]]:
+    """{month: [program ids]}, months oldest first: every step walks months in calendar order."""
+    months: dict[date, list[str]] = {}
+    for p in sorted(partitions):
+        months.setdefault(p.period, []).append(p.program_id)
+    return months
+
+
+def sync_program_partitions(instance: dg.DagsterInstance, program_ids: Sequence[str]) -> list[str]:
+    """Add a `program` partition key for each id the instance does not have yet; returns those added.
+    Domain-free: the caller passes the program ids (e.g. `programs add`, the CLI before a launch)."""
+    known = set(instance.get_dynamic_partitions(PROGRAM))
+    missing = [p for p in dict.fromkeys(program_ids) if p not in known]
+    if missing:
+        instance.add_dynamic_partitions(PROGRAM, missing)
+    return missing
+
+
+def range_tags(first: ProgramMonth, last: ProgramMonth) -> dict[str, str]:
+    """Run tags for ONE run over the rectangle first.month..last.month x first.program..last.program
+    (programs in the instance's key order). Dagster runs a range as one run: `context.partition_keys`."""
+    return {"dagster/asset_partition_range_start": str(first.key),
+            "dagster/asset_partition_range_end": str(last.key)}

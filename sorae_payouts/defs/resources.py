@@ -78,9 +78,20 @@ class StripeResource(dg.ConfigurableResource):
     rate_limit_per_second: float = 20.0
     workers: int = 16
 
+    def gateway_config(self, api_key: str | None = None) -> GatewayConfig:
+        return GatewayConfig(api_key or self.api_key, self.api_base, self.max_network_retries, self.timeout_seconds,
+                             self.rate_limit_per_second)
+
     def gateway(self) -> StripeGateway:
-        return StripeGateway(GatewayConfig(self.api_key, self.api_base, self.max_network_retries,
-                                           self.timeout_seconds, self.rate_limit_per_second))
+        """The platform account's gateway (STRIPE_API_KEY)."""
+        return StripeGateway(self.gateway_config())
+
+    def program_gateway(self, program) -> StripeGateway:
+        """The gateway of the account that pays `program`: the platform's, or the merchant's own account
+        named by the program's reference (`paying_accounts`; the key is resolved here, at run time)."""
+        from sorae_payouts.paying_accounts import resolve_api_key
+
+        return StripeGateway(self.gateway_config(resolve_api_key(program, self.api_key)))
 
     def execution_settings(self) -> ExecutionSettings:
         return ExecutionSettings(workers=self.workers)

@@ -1,22 +1,21 @@
 """Reversed money in Dagster: the operator's decision job (same rules as `sorae-payouts reversals
-resolve`), the negative-balance recovery job, and the check that every reversed cent is accounted for."""
+resolve`) and the negative-balance recovery job. The check that every reversed cent is accounted for
+(`reversals_accounted`) is evaluated by the execution step, per program-month (checks.py)."""
 
-import time
 from datetime import datetime, timezone
 from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
-from sorae_payouts import audit
 from sorae_payouts.batches import BatchError
-from sorae_payouts.defs.checks import _result
-from sorae_payouts.defs.partitions import monthly_partitions
+from sorae_payouts.defs.operations import program_month
+from sorae_payouts.defs.partitions import program_months
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
 from sorae_payouts.money import format_minor
 from sorae_payouts.operations.negative_balances import recover_negative_balances
 from sorae_payouts.operations.reversals import ReversalError, resolve_reversal
-from sorae_payouts.periods import parse_period
+from sorae_payouts.programs import get_program
 
 
 class ResolveReversalConfig(dg.Config):
@@ -46,7 +45,9 @@ def resolve_reversal_job():
 
 
 class RecoverConfig(dg.Config):
-    period: str = Field(description="YYYY-MM of the approved batch whose negative balances to recover")
+    period: str | None = Field(default=None, description="YYYY-MM of the approved batch whose negative balances to "
+                                                          "recover; empty: the run's partition")
+    program: str | None = Field(default=None, description="The program (default when empty)")
 
 
 @dg.op(pool="stripe_api")
@@ -54,25 +55,18 @@ def recover_negative_balances_op(context: dg.OpExecutionContext, config: Recover
                                  stripe: StripeResource) -> None:
     """Under the batch's `recover_by_reversal` policy, reverse transfers up to each negative balance."""
     try:
-        report = recover_negative_balances(ledger.engine, stripe.gateway(), parse_period(config.period),
+        pm = program_month(context, config.period, config.program)
+        with ledger.engine.connect() as conn:
+            gateway = stripe.program_gateway(get_program(conn, pm.program_id))
+        report = recover_negative_balances(ledger.engine, gateway, pm.period, program_id=pm.program_id,
                                            now=datetime.now(timezone.utc))
-    except BatchError as exc:
+    except (BatchError, ValueError) as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
     context.log.info(f"recovery {report.as_json()}")
     if report.failed:
         raise dg.Failure(f"{len(report.failed)} reversal(s) refused by Stripe: {report.failed}", allow_retries=False)
 
 
-@dg.job(description="Recover negative balances by reversal (same as `sorae-payouts reversals recover`).")
+@dg.job(partitions_def=program_months, description="Recover negative balances by reversal (same as `sorae-payouts reversals recover`).")
 def recover_negative_balances_job():
     recover_negative_balances_op()
-
-
-@dg.asset_check(asset="executed_transfers", partitions_def=monthly_partitions)
-def reversals_accounted(context: dg.AssetCheckExecutionContext, ledger: LedgerResource) -> dg.AssetCheckResult:
-    """Per currency: posted - reversed = net paid, and every reversed cent is pending a decision, owed
-    again or written off (carried by at most one batch)."""
-    started = time.perf_counter()
-    with ledger.engine.connect() as conn:
-        result = audit.reversals_are_accounted(conn, parse_period(context.partition_key))
-    return _result(result, time.perf_counter() - started)

@@ -1,6 +1,7 @@
 """A backfill launched the way the UI launches it: `dagster dev` (webserver + daemon) in a subprocess,
-the `launchPartitionBackfill` GraphQL mutation over three months, one of which is not approved.
-Only the approved months are paid; the unapproved one fails its run and sends nothing."""
+the `launchPartitionBackfill` GraphQL mutation over three months of the default program, one of which
+is not approved. One run covers the three partitions (program-months); only the approved months are
+paid, the unapproved one is reported for its partition, sends nothing, and fails the run."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import dagster as dg
 import requests
 import sqlalchemy as sa
 
@@ -67,6 +69,8 @@ def test_ui_backfill_over_three_months_pays_only_approved_batches(engine, ledger
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "SORAE_DATABASE_URL": ledger_url, "STRIPE_API_KEY": API_KEY,
            "STRIPE_API_BASE": sandbox.url, "SORAE_STRIPE_RATE_LIMIT": "200"}
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # as `programs add` / the sensor would
+        instance.add_dynamic_partitions("program", ["default"])
     server = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-m", "sorae_payouts.definitions",
                                "-p", str(port), "-h", "127.0.0.1"], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -82,7 +86,7 @@ def test_ui_backfill_over_three_months_pays_only_approved_batches(engine, ledger
             time.sleep(1)
         launched = _graphql(port, LAUNCH, {"params": {
             "assetSelection": [{"path": ["executed_transfers"]}],
-            "partitionNames": [f"{m}-01" for m in MONTHS], "title": "pay Aug-Oct"}})["launchPartitionBackfill"]
+            "partitionNames": [f"{m}-01|default" for m in MONTHS], "title": "pay Aug-Oct"}})["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", launched
         status, deadline = None, time.monotonic() + 240
         while status not in TERMINAL:
@@ -98,4 +102,10 @@ def test_ui_backfill_over_three_months_pays_only_approved_batches(engine, ledger
     with engine.connect() as conn:
         statuses = dict(conn.execute(sa.text("SELECT batch_id, status FROM payout_batch")).all())
     assert statuses == {"payout_2026-08": "completed", "payout_2026-09": "draft", "payout_2026-10": "completed"}
-    assert status in ("COMPLETED_FAILED", "FAILED", "COMPLETED")  # the September run failed, as it must
+    assert status in ("COMPLETED_FAILED", "FAILED", "COMPLETED")  # the run failed on September, as it must
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": launched["backfillId"]}))
+        [run] = runs  # one run for the three program-months (grouped by program: the rectangle Aug..Oct x default)
+        assert run.status == dg.DagsterRunStatus.FAILURE
+        materialized = instance.get_materialized_partitions(dg.AssetKey("executed_transfers"))
+    assert materialized == {"2026-08-01|default", "2026-10-01|default"}

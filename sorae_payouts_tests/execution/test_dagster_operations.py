@@ -1,8 +1,7 @@
-"""Operator jobs, the sensor, the schedules and the reconciliation check, through Dagster."""
+"""Operator jobs, the approval sensor and the reconciliation check, through Dagster (program-month
+partitions; the month-end schedule is in test_dagster_month_end.py)."""
 
 from __future__ import annotations
-
-from datetime import datetime, timezone
 
 import dagster as dg
 import sqlalchemy as sa
@@ -15,7 +14,8 @@ from sorae_payouts.manifest import PayoutPolicy, build_manifest
 from sorae_payouts_tests.execution.test_operations import _fail_one
 from sorae_payouts_tests.execution.conftest import (
     API_KEY, assert_paid_exactly_once, crash_after_stripe_call, item_states, make_gateway, seed_batch)
-from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, approve, register_operators
+from sorae_payouts_tests.factory import (NOW, OCT, add_affiliate, add_commission, add_program, approve,
+                                         register_operators)
 
 
 def _resources(ledger_url, sandbox):
@@ -24,9 +24,11 @@ def _resources(ledger_url, sandbox):
 
 
 def _run(job, ledger_url, sandbox, config=None, partition=None):
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("program", ["default"])
     return defs.resolve_job_def(job).execute_in_process(
         run_config=config or {}, partition_key=partition, raise_on_error=False,
-        instance=dg.DagsterInstance.ephemeral(), resources=_resources(ledger_url, sandbox))
+        instance=instance, resources=_resources(ledger_url, sandbox))
 
 
 def _approval(period, by, manifest_hash):
@@ -49,7 +51,7 @@ def test_approval_job_needs_two_people_above_the_policy_amount(engine, ledger_ur
     second = _run("approve_batch_job", ledger_url, sandbox, _approval("2026-10", "ben", batch.manifest_hash))
     assert second.success
     [observed] = [e.event_specific_data.asset_observation for e in second.all_events if e.is_asset_observation]
-    assert observed.partition == "2026-10-01" and observed.metadata["batch_status"].value == "approved"
+    assert observed.partition == "2026-10-01|default" and observed.metadata["batch_status"].value == "approved"
     assert "| ana |" in observed.metadata["approvals"].value and "| ben |" in observed.metadata["approvals"].value
     with engine.connect() as conn:
         assert tuple(conn.execute(sa.text("SELECT status, approved_by FROM payout_batch")).one()) == (
@@ -78,12 +80,12 @@ def test_refresh_job_resolves_unknown_outcomes(engine, ledger_url, sandbox, stri
 
 def test_execution_run_reconciles_and_the_check_catches_drift(engine, ledger_url, sandbox, stripe_client):
     accounts = seed_batch(engine, stripe_client, {"alice": 5_000})
-    result = _run("payout_execution_job", ledger_url, sandbox, partition="2026-10-01")
+    result = _run("payout_execution_job", ledger_url, sandbox, partition="2026-10-01|default")
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "transfers_reconciled"]
     assert (check.check_name, check.passed) == ("transfers_reconciled", True)
     stripe_client.v1.transfers.create(params={"amount": 1, "currency": "usd", "destination": accounts["alice"],
                                               "transfer_group": "payout_2026-10"})
-    again = _run("payout_execution_job", ledger_url, sandbox, partition="2026-10-01")
+    again = _run("payout_execution_job", ledger_url, sandbox, partition="2026-10-01|default")
     [check] = [c for c in again.get_asset_check_evaluations() if c.check_name == "transfers_reconciled"]
     assert not check.passed and check.metadata["rows"].value.records[0].data["drift"] == "unknown_to_ledger"
 
@@ -91,20 +93,39 @@ def test_execution_run_reconciles_and_the_check_catches_drift(engine, ledger_url
 def test_sensor_requests_execution_once_per_approved_manifest(engine, ledger_url, sandbox, stripe_client):
     seed_batch(engine, stripe_client, {"alice": 5_000}, approve=False)
     sensor = defs.resolve_sensor_def("approved_batch_sensor")
+    # With an instance_ref, as the sensor daemon evaluates it: the run request's partition is resolved
+    # against the program keys the instance will have once the tick's dynamic-partition request is applied.
     with dg.instance_for_test() as instance, dg.build_sensor_context(
-            instance=instance, resources=_resources(ledger_url, sandbox),
+            instance=instance, instance_ref=instance.get_ref(), resources=_resources(ledger_url, sandbox),
             definitions=defs) as context:
         assert isinstance(sensor.evaluate_tick(context).skip_message, str)
         batch = approve(engine, OCT, "ops").batch
-        [request] = sensor.evaluate_tick(context).run_requests
-        assert request.partition_key == "2026-10-01" and request.run_key == f"payout_2026-10:{batch.manifest_hash}"
+        tick = sensor.evaluate_tick(context)
+        [request] = tick.run_requests
+        assert request.partition_key == "2026-10-01|default" and request.run_key == f"payout_2026-10:{batch.manifest_hash}"
+        account = make_gateway(sandbox).paying_account()
+        assert (request.tags["sorae/program"], request.tags["sorae/paying_account"]) == ("default", account)
+        # The program's partition key is added with the request (the instance had none).
+        assert [list(r.partition_keys) for r in tick.dynamic_partitions_requests] == [["default"]]
         execute_batch(engine, make_gateway(sandbox), OCT)
         assert sensor.evaluate_tick(context).run_requests == []  # executed: nothing more to launch
 
 
-def test_month_end_schedule_requests_last_complete_month():
-    schedule = defs.resolve_schedule_def("month_end_job_schedule")
-    tick = datetime(2026, 12, 4, 6, 0, tzinfo=timezone.utc)
-    [request] = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=tick)).run_requests
-    assert request.partition_key == "2026-11-01"
-    assert schedule.cron_schedule == "0 6 4 * *"
+def test_approval_job_on_a_partition_takes_the_program_from_it(engine, ledger_url, sandbox):
+    add_program(engine, "acme")
+    add_affiliate(engine, "alice", program_id="acme")
+    add_commission(engine, "alice", 20_000, program_id="acme")
+    finalize_period(engine, OCT, now=NOW, holding_days=3, program_id="acme")
+    batch = build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "50.00"}), now=NOW, program_id="acme")
+    register_operators(engine, "ana", program_id="acme")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("program", ["default", "acme"])
+    config = {"ops": {"approve_batch_op": {"config": {"approved_by": "ana", "manifest_hash": batch.manifest_hash}}}}
+    result = defs.resolve_job_def("approve_batch_job").execute_in_process(
+        run_config=config, partition_key="2026-10-01|acme", raise_on_error=False, instance=instance,
+        resources=_resources(ledger_url, sandbox))
+    assert result.success
+    [observed] = [e.event_specific_data.asset_observation for e in result.all_events if e.is_asset_observation]
+    assert observed.partition == "2026-10-01|acme"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT program_id, status FROM payout_batch")).all() == [("acme", "approved")]

@@ -17,9 +17,11 @@ from sorae_payouts_tests.factory import OCT, items
 def _run(job, ledger_url, sandbox, config=None, partition=None):
     resources = {"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings(),
                  "stripe": StripeResource(api_key=API_KEY, api_base=sandbox.url, rate_limit_per_second=500)}
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("program", ["default"])
     return defs.resolve_job_def(job).execute_in_process(
-        run_config=config or {}, partition_key=partition, raise_on_error=False,
-        instance=dg.DagsterInstance.ephemeral(), resources=resources)
+        run_config=config or {}, partition_key=partition, raise_on_error=False, instance=instance,
+        resources=resources)
 
 
 def _resolve(item_id, decision, reason=None):
@@ -37,9 +39,9 @@ def test_resolve_job_and_check_after_a_reversal(engine, ledger_url, sandbox, str
     item_id = int(items(engine, "payout_2026-10")[("alice", "usd")]["payout_item_id"])
 
     # The asset shows the reversal waiting for a decision; the check passes (pending is accounted for).
-    executed = _run("payout_execution_job", ledger_url, sandbox, partition="2026-10-01")
+    executed = _run("payout_execution_job", ledger_url, sandbox, partition="2026-10-01|default")
     assert executed.success
-    [materialization] = executed.asset_materializations_for_node("executed_transfers")
+    [materialization] = executed.asset_materializations_for_node("execute_transfers")
     assert materialization.metadata["reversal_pending"].value == 1
     checks = {e.check_name: e for e in executed.get_asset_check_evaluations()}
     assert checks["reversals_accounted"].passed and checks["transfers_reconciled"].passed

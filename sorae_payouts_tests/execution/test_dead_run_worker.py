@@ -75,6 +75,8 @@ def test_killed_run_worker_is_failed_and_its_slot_freed_then_a_retry_completes(e
         home = tmp_path / "dagster_home"
         home.mkdir()
         shutil.copy(REPO / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
+        with dg.DagsterInstance.from_config(str(home)) as instance:  # the program's partition key
+            instance.add_dynamic_partitions("program", ["default"])
         port = free_port()
         # 2 requests/s: the batch takes ~30 s, long enough to kill its worker in the middle.
         env = {**os.environ, "DAGSTER_HOME": str(home), "SORAE_DATABASE_URL": ledger_url,
@@ -87,7 +89,7 @@ def test_killed_run_worker_is_failed_and_its_slot_freed_then_a_retry_completes(e
             _wait("dagster dev", 180, lambda: _responds(port))
             graphql = DagsterGraphQLClient("127.0.0.1", port_number=port)
             first = graphql.submit_job_execution("payout_execution_job", repository_location_name="sorae_payouts.definitions",
-                                                 tags={"dagster/partition": "2026-10-01"})
+                                                 tags={"dagster/partition": "2026-10-01|default"})
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 worker = _wait("the run worker", 180, lambda: _run_worker_pid(instance, first))
                 _wait("the first transfers", 120, lambda: len(sandbox_transfers(client)) >= 3)

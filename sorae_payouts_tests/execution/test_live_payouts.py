@@ -91,8 +91,9 @@ def test_dagster_execution_with_a_live_key_fails_without_the_setting(engine, led
     monkeypatch.delenv("SORAE_LIVE_PAYOUTS", raising=False)
     seed_batch(engine, _sdk(live_sandbox), {"alice": 5_000})
     with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("program", ["default"])
         result = defs.resolve_job_def("payout_execution_job").execute_in_process(
-            partition_key="2026-10-01", raise_on_error=False, instance=instance,
+            partition_key="2026-10-01|default", raise_on_error=False, instance=instance,
             resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings(),
                        "stripe": StripeResource(api_key=LIVE_KEY, api_base=live_sandbox.url)})
         assert not result.success

@@ -356,13 +356,14 @@ def test_executed_transfers_metadata_shows_blocked_items_and_anomalies(engine, l
         "amount": 6_100, "currency": "usd", "destination": accounts["bob"], "transfer_group": "payout_2026-10",
         "metadata": {"program_id": "default", "period": "2026-10", "affiliate_id": "bob", "currency": "usd"}})
     with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("program", ["default"])
         result = defs.resolve_job_def("payout_execution_job").execute_in_process(
-            partition_key="2026-10-01", raise_on_error=False, instance=instance,
+            partition_key="2026-10-01|default", raise_on_error=False, instance=instance,
             resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings(),
                        "stripe": StripeResource(api_key="sk_test_sorae_tests", api_base=sandbox.url,
                                                 rate_limit_per_second=500)})
     assert result.success
-    meta = result.asset_materializations_for_node("executed_transfers")[0].metadata
+    meta = result.asset_materializations_for_node("execute_transfers")[0].metadata
     assert (meta["posted"].value, meta["blocked"].value, meta["group_list_requests"].value) == (1, 1, 1)
     [row] = [r.data for r in meta["anomalies"].value.records]
     assert row["kind"] == "already_paid_outside_this_ledger" and "61.00 usd != 60.00 usd" in row["detail"]

@@ -5,6 +5,7 @@ serves the UI, and Debian's Chromium (driven by Playwright, never a downloaded b
 the demo's runs under their job, the lineage of the three assets, the manifest partition with all its
 items and the carried ones, the executed transfers with working dashboard links, the three blocking
 checks passed, and a backfill over 2026-09..2026-10 launched from the UI that completes in month order.
+Partitions are program-months: the demo's program is `default`, so its month is "2026-08-01|default".
 Screenshots go to test-artifacts/ui/ (gitignored). Without Chromium or Playwright the test skips and
 says how to install them; under CI=true it fails instead (.ci/run installs both).
 """
@@ -20,6 +21,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -32,9 +34,12 @@ ARTIFACTS = REPO / "test-artifacts" / "ui"
 CHROMIUM = Path(os.environ.get("SORAE_CHROMIUM", "/usr/bin/chromium"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BIN = Path(sys.executable).parent
+AUGUST = "2026-08-01|default"
 TRANSFER_LINK = re.compile(r"^https://dashboard\.stripe\.com/test/connect/transfers/(tr_\w+)$")
 BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
   __typename ... on PartitionBackfill { status } } }"""
+BACKFILL_RUNS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+  ... on PartitionBackfill { runs(limit: 100) { id } } } }"""
 BACKFILLS = "{ partitionBackfillsOrError { ... on PartitionBackfills { results { id status } } } }"
 
 
@@ -153,9 +158,10 @@ def test_operator_month_in_the_browser(ledger_url, tmp_path):
 
 
 def _runs_under_their_job(screen: Screen, prefix: str) -> None:
-    screen.open("/locations/sorae_payouts/jobs/month_end_job/runs", "partition: 2026-08-01")
+    screen.open("/locations/sorae_payouts/jobs/month_end_job/runs", AUGUST)
     body = screen.page.inner_text("body")
     assert "sorae/batch_id: payout_2026-08" in body and "sorae/operator: demo" in body
+    assert "sorae/program: default" in body
     screen.shot(f"{prefix}01_month_end_job_runs")
 
 
@@ -168,7 +174,7 @@ def _lineage(screen: Screen, prefix: str) -> None:
 
 
 def _manifest_partition(screen: Screen, prefix: str, item_count: int, carried) -> None:
-    screen.open("/assets/payout_manifest?partition=2026-08-01", "items_needing_decision")
+    screen.open(f"/assets/payout_manifest?partition={quote(AUGUST)}", "items_needing_decision")
     screen.shot(f"{prefix}03_manifest_partition")
     dialog = screen.markdown_dialog("items_page_1")
     assert dialog.locator("tbody tr").count() == item_count  # every item of the month, one page here
@@ -187,7 +193,7 @@ def _manifest_partition(screen: Screen, prefix: str, item_count: int, carried) -
 
 
 def _checks_passed(screen: Screen, prefix: str) -> None:
-    screen.open("/assets/payout_manifest?view=checks&partition=2026-08-01", "money_is_conserved")
+    screen.open(f"/assets/payout_manifest?view=checks&partition={quote(AUGUST)}", "money_is_conserved")
     for name in ("money_is_conserved", "finalized_rows_unchanged", "one_item_per_affiliate_currency"):
         screen.page.get_by_text(name).first.click()
         screen.page.get_by_text("This is a blocking asset check.").wait_for()
@@ -197,7 +203,7 @@ def _checks_passed(screen: Screen, prefix: str) -> None:
 
 
 def _transfers_with_links(screen: Screen, prefix: str, posted_ids: set[str]) -> None:
-    screen.open("/assets/executed_transfers?partition=2026-08-01", "transfers_page_1")
+    screen.open(f"/assets/executed_transfers?partition={quote(AUGUST)}", "transfers_page_1")
     dialog = screen.markdown_dialog("transfers_page_1")
     links = dialog.locator("a[href*='/connect/transfers/']")
     hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
@@ -211,6 +217,8 @@ def _backfill_from_the_ui(screen: Screen, prefix: str, port: int, engine) -> Non
     screen.open("/locations/sorae_payouts/jobs/month_end_job/partitions", "Total partitions")
     screen.page.get_by_role("button", name="Materialize…").click()
     dialog = screen.page.get_by_role("dialog").last
+    # One selector per dimension, `month` first (alphabetical); the program dimension keeps its default: every
+    # program key (the demo's one program), so 2 months x 1 program = 2 partitions, one run (grouped by program).
     selection = dialog.locator("input[type=text]").first
     selection.fill("[2026-09-01...2026-10-01]")
     selection.press("Enter")
@@ -224,6 +232,8 @@ def _backfill_from_the_ui(screen: Screen, prefix: str, port: int, engine) -> Non
         backfills = _graphql(port, BACKFILLS)["partitionBackfillsOrError"]["results"]
         status = backfills[0]["status"] if backfills else None
     assert status == "COMPLETED_SUCCESS"
+    runs = _graphql(port, BACKFILL_RUNS, {"id": backfills[0]["id"]})["partitionBackfillOrError"]["runs"]
+    assert len(runs) == 1  # both months in one run, oldest first
     batches = _rows(engine, "SELECT batch_id, built_at FROM payout_batch WHERE period > :p ORDER BY built_at",
                     p=date(2026, 8, 1))
     assert [b.batch_id for b in batches] == ["payout_2026-09", "payout_2026-10"]  # built in month order
