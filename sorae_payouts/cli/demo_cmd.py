@@ -5,9 +5,9 @@ STRIPE_API_BASE; a live key or real Stripe is refused outright) with a second pl
 merchant that pays from its own Stripe account, registers the three demo programs (`demo_programs`:
 acme and bolt on the platform account, cobalt on its own), writes and imports each program's demo files
 (the same affiliate ids in all three, kept apart), creates their connected accounts on the account that
-pays them, runs ONE Dagster month-end run for the three programs (finalize + manifest + checks),
+pays them, runs the Dagster month-end job for each program's month (finalize + manifest + checks),
 approves each batch (demo only: in production a person reviews it), funds acme fully and bolt by half
-with Stripe charges, runs ONE execution run for the three programs and prints each batch: acme and
+with Stripe charges, runs the execution job for each program's month and prints each batch: acme and
 cobalt are paid, bolt is refused alone for lack of funds and nothing of it is sent. Runs land in a local
 Dagster home that `dagster dev` shares. Re-running it changes nothing that is already done.
 """
@@ -168,21 +168,22 @@ def _approve_and_fund(engine, month: str, now: datetime) -> None:
 
 
 def _run(job_name: str, month: str, instance, workspace, expect_refusals: bool = False) -> None:
-    # Through the instance with the code location (not execute_in_process): ONE run for the three
-    # programs, shown under its job and each program-month partition in the UI (see defs/launching.py).
-    from sorae_payouts.defs.launching import launch_range_and_wait
+    # Through the instance with the code location (not execute_in_process): a run per program-month
+    # partition, shown under its job and partition in the UI with the month's full item pages (a run over
+    # many programs, as the schedule launches, keeps per-partition summaries; see defs/launching.py).
+    from sorae_payouts.defs.launching import launch_and_wait
 
-    run = launch_range_and_wait(job_name, f"{month}-01", f"{month}-01", program_ids=PROGRAM_IDS, instance=instance,
-                                workspace=workspace, tags={"sorae/operator": "demo"})
-    for partition, checks in sorted(run.checks_by_partition.items()):
-        failed = sorted(name for name, passed in checks.items() if not passed)
-        verdict = f"[red]FAILED {', '.join(failed)}[/red]" if failed else f"[green]{len(checks)} passed[/green]"
-        console.print(f"checks {partition}: {verdict}")
-    for failure in run.failures:
-        console.print(f"[yellow]{failure}[/yellow]" if expect_refusals else f"[red]{failure}[/red]")
-    if not run.success and not expect_refusals:
-        raise typer.Exit(1)
-    console.print(f"{job_name} [{month}, {len(PROGRAM_IDS)} programs]: {run.status.lower()} (run {run.run_id[:8]})")
+    for program_id in PROGRAM_IDS:
+        tags = {"sorae/operator": "demo", "sorae/batch_id": batch_id_for(parse_period(month), program_id)}
+        run = launch_and_wait(job_name, f"{month}-01", program_id=program_id, instance=instance, workspace=workspace,
+                              tags=tags)
+        for check_name, passed in sorted(run.checks.items()):
+            console.print(f"{program_id}: check {check_name}: " + ("[green]passed[/]" if passed else "[red]FAILED[/]"))
+        for failure in run.failures:
+            console.print(f"[yellow]{failure}[/yellow]" if expect_refusals else f"[red]{failure}[/red]")
+        if not run.success and not expect_refusals:
+            raise typer.Exit(1)
+        console.print(f"{job_name} [{month}|{program_id}]: {run.status.lower()} (run {run.run_id[:8]})")
 
 
 def _print_batch(engine, month: str, program_id: str) -> None:

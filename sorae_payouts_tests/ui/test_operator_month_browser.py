@@ -5,7 +5,8 @@ serves the UI, and Debian's Chromium (driven by Playwright, never a downloaded b
 the demo's runs under their job, the lineage of the three assets, the manifest partition with all its
 items and the carried ones, the executed transfers with working dashboard links, the three blocking
 checks passed, and a backfill over 2026-09..2026-10 launched from the UI that completes in month order.
-Partitions are program-months: the demo's program is `default`, so its month is "2026-08-01|default".
+Partitions are program-months: the demo runs three programs (acme, bolt, cobalt); the pages checked are
+acme's ("2026-08-01|acme"), and the UI backfill selects acme's September and October.
 Screenshots go to test-artifacts/ui/ (gitignored). Without Chromium or Playwright the test skips and
 says how to install them; under CI=true it fails instead (.ci/run installs both).
 """
@@ -34,7 +35,7 @@ ARTIFACTS = REPO / "test-artifacts" / "ui"
 CHROMIUM = Path(os.environ.get("SORAE_CHROMIUM", "/usr/bin/chromium"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BIN = Path(sys.executable).parent
-AUGUST = "2026-08-01|default"
+AUGUST = "2026-08-01|acme"
 TRANSFER_LINK = re.compile(r"^https://dashboard\.stripe\.com/test/connect/transfers/(tr_\w+)$")
 BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
   __typename ... on PartitionBackfill { status } } }"""
@@ -115,9 +116,11 @@ def test_operator_month_in_the_browser(ledger_url, tmp_path):
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "Warning" not in demo.stdout + demo.stderr  # the CLI is quiet
     engine = create_ledger_engine(ledger_url)
-    items = _rows(engine, "SELECT status, carry_reason, stripe_account_id FROM payout_item WHERE batch_id = 'payout_2026-08'")
+    items = _rows(engine, "SELECT status, carry_reason, stripe_account_id FROM payout_item WHERE batch_id = 'payout_acme_2026-08'")
     carried = [r for r in items if r.status == "carried_forward"]
-    posted_ids = {r[0] for r in _rows(engine, "SELECT stripe_transfer_id FROM transfer_attempt WHERE state = 'posted'")}
+    posted_ids = {r[0] for r in _rows(engine, "SELECT a.stripe_transfer_id FROM transfer_attempt a JOIN payout_item i "
+                                             "USING (payout_item_id) WHERE a.state = 'posted' "
+                                             "AND i.batch_id = 'payout_acme_2026-08'")}
     assert carried and posted_ids
 
     print(f"demo done after {time.monotonic() - started:.0f} s")
@@ -147,7 +150,7 @@ def test_operator_month_in_the_browser(ledger_url, tmp_path):
                          lambda: _manifest_partition(screen, prefix, len(items), carried),
                          lambda: _checks_passed(screen, prefix),
                          lambda: _transfers_with_links(screen, prefix, posted_ids),
-                         lambda: _backfill_from_the_ui(screen, prefix, port, engine)):
+                         lambda: _backfill_from_the_ui(screen, prefix, port, engine, _program_keys(tmp_path))):
                 step()
                 print(f"{time.monotonic() - started:.0f} s")
             browser.close()
@@ -157,11 +160,18 @@ def test_operator_month_in_the_browser(ledger_url, tmp_path):
     assert "dagster.yaml" not in log, "dagster dev warned about an instance file it does not use"
 
 
+def _program_keys(tmp_path: Path) -> int:
+    """How many program partition keys the demo's Dagster instance holds (one per program it ran)."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(tmp_path / "data" / "dagster_home")) as instance:
+        return len(instance.get_dynamic_partitions("program"))
+
+
 def _runs_under_their_job(screen: Screen, prefix: str) -> None:
-    screen.open("/locations/sorae_payouts/jobs/month_end_job/runs", AUGUST)
+    screen.open("/locations/sorae_payouts/jobs/month_end_job/runs", "sorae/operator: demo")
     body = screen.page.inner_text("body")
-    assert "sorae/batch_id: payout_2026-08" in body and "sorae/operator: demo" in body
-    assert "sorae/program: default" in body
+    assert "sorae/operator: demo" in body and "sorae/batch_id: payout_acme_2026-08" in body
     screen.shot(f"{prefix}01_month_end_job_runs")
 
 
@@ -174,7 +184,7 @@ def _lineage(screen: Screen, prefix: str) -> None:
 
 
 def _manifest_partition(screen: Screen, prefix: str, item_count: int, carried) -> None:
-    screen.open(f"/assets/payout_manifest?partition={quote(AUGUST)}", "items_needing_decision")
+    screen.open(f"/assets/payout_manifest?view=partitions&partition={quote(AUGUST)}", "items_needing_decision")
     screen.shot(f"{prefix}03_manifest_partition")
     dialog = screen.markdown_dialog("items_page_1")
     assert dialog.locator("tbody tr").count() == item_count  # every item of the month, one page here
@@ -203,7 +213,7 @@ def _checks_passed(screen: Screen, prefix: str) -> None:
 
 
 def _transfers_with_links(screen: Screen, prefix: str, posted_ids: set[str]) -> None:
-    screen.open(f"/assets/executed_transfers?partition={quote(AUGUST)}", "transfers_page_1")
+    screen.open(f"/assets/executed_transfers?view=partitions&partition={quote(AUGUST)}", "transfers_page_1")
     dialog = screen.markdown_dialog("transfers_page_1")
     links = dialog.locator("a[href*='/connect/transfers/']")
     hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
@@ -213,16 +223,22 @@ def _transfers_with_links(screen: Screen, prefix: str, posted_ids: set[str]) -> 
     screen.close_dialog()
 
 
-def _backfill_from_the_ui(screen: Screen, prefix: str, port: int, engine) -> None:
+def _backfill_from_the_ui(screen: Screen, prefix: str, port: int, engine, program_keys: int) -> None:
     screen.open("/locations/sorae_payouts/jobs/month_end_job/partitions", "Total partitions")
     screen.page.get_by_role("button", name="Materialize…").click()
     dialog = screen.page.get_by_role("dialog").last
-    # One selector per dimension, `month` first (alphabetical); the program dimension keeps its default: every
-    # program key (the demo's one program), so 2 months x 1 program = 2 partitions, one run (grouped by program).
+    # One selector per dimension, `month` first (alphabetical), then `program` (a key picked from the
+    # instance's program keys): acme's September and October = 2 partitions, one run.
     selection = dialog.locator("input[type=text]").first
     selection.fill("[2026-09-01...2026-10-01]")
     selection.press("Enter")
-    dialog.get_by_text("2 partitions", exact=True).wait_for()
+    assert program_keys >= 3  # the demo's programs (and `default`) are partition keys without a code change
+    dialog.get_by_text("Select a partition or create one").click()
+    screen.page.keyboard.type("acme")
+    screen.page.keyboard.press("Enter")
+    count = dialog.get_by_text(re.compile(r"^\d+ partitions?$")).first
+    screen.shot(f"{prefix}08_backfill_dialog_selection")
+    assert count.inner_text() == "2 partitions", count.inner_text()
     screen.shot(f"{prefix}08_backfill_dialog")
     dialog.get_by_role("button", name="Launch backfill").click()
     deadline, status = time.monotonic() + 150, None
@@ -234,13 +250,13 @@ def _backfill_from_the_ui(screen: Screen, prefix: str, port: int, engine) -> Non
     assert status == "COMPLETED_SUCCESS"
     runs = _graphql(port, BACKFILL_RUNS, {"id": backfills[0]["id"]})["partitionBackfillOrError"]["runs"]
     assert len(runs) == 1  # both months in one run, oldest first
-    batches = _rows(engine, "SELECT batch_id, built_at FROM payout_batch WHERE period > :p ORDER BY built_at",
-                    p=date(2026, 8, 1))
-    assert [b.batch_id for b in batches] == ["payout_2026-09", "payout_2026-10"]  # built in month order
+    batches = _rows(engine, "SELECT batch_id, built_at FROM payout_batch WHERE period > :p AND program_id = 'acme' "
+                            "ORDER BY built_at", p=date(2026, 8, 1))
+    assert [b.batch_id for b in batches] == ["payout_acme_2026-09", "payout_acme_2026-10"]  # built in month order
     carried_in = dict(_rows(engine, "SELECT batch_id, SUM(carried_in_minor) FROM payout_item GROUP BY batch_id"))
     carried_out = dict(_rows(engine, "SELECT batch_id, SUM(amount_minor) FROM payout_item "
                                      "WHERE status = 'carried_forward' GROUP BY batch_id"))
-    assert int(carried_in["payout_2026-09"]) == int(carried_out["payout_2026-08"])  # balances flowed in order
-    assert int(carried_in["payout_2026-10"]) == int(carried_out["payout_2026-09"])
+    assert int(carried_in["payout_acme_2026-09"]) == int(carried_out["payout_acme_2026-08"])  # flowed in order
+    assert int(carried_in["payout_acme_2026-10"]) == int(carried_out["payout_acme_2026-09"])
     screen.open(f"/runs/b/{backfills[0]['id']}", backfills[0]["id"])
     screen.shot(f"{prefix}09_backfill_completed")
