@@ -217,11 +217,12 @@ def _backfill_from_the_ui(screen: Screen, prefix: str, port: int, engine) -> Non
     screen.open("/locations/sorae_payouts/jobs/month_end_job/partitions", "Total partitions")
     screen.page.get_by_role("button", name="Materialize…").click()
     dialog = screen.page.get_by_role("dialog").last
-    # One selector per dimension, `month` first (alphabetical); the program dimension keeps its default: every
-    # program key (the demo's one program), so 2 months x 1 program = 2 partitions, one run (grouped by program).
+    # One selector per dimension: `month` (a range) and `program` (dynamic keys: "All" = the demo's program),
+    # so 2 months x 1 program = 2 partitions, one run (Dagster groups a backfill by its smaller dimension).
     selection = dialog.locator("input[type=text]").first
     selection.fill("[2026-09-01...2026-10-01]")
     selection.press("Enter")
+    dialog.get_by_role("button", name="All", exact=True).nth(1).click()
     dialog.get_by_text("2 partitions", exact=True).wait_for()
     screen.shot(f"{prefix}08_backfill_dialog")
     dialog.get_by_role("button", name="Launch backfill").click()
