@@ -187,3 +187,20 @@ def test_registering_a_program_adds_its_partitions_without_a_code_change(engine,
         assert sync_program_partitions(instance, ["acme", "zeta"]) == ["zeta"]  # the CLI's path, at once
         assert instance.get_dynamic_partitions("program")[-1] == "zeta"
     assert _run(ledger_url, "2026-10-01|zeta", programs=["default", "acme", "zeta"]).success  # nothing to close: ok
+
+
+def test_a_range_run_with_dimension_tags_closes_every_month_of_the_range(engine, ledger_url):
+    """A backfill launched from month_end_job's Partitions page makes one run with the range tags AND the
+    first partition's dimension tags; every month of the range must be closed, not only the first."""
+    add_affiliate(engine, "alice")
+    for month in (9, 10):
+        add_commission(engine, "alice", 7_000, earned_at=datetime(2026, month, 10, tzinfo=timezone.utc))
+    tags = {**range_tags(ProgramMonth(parse_period("2026-09"), "default"), ProgramMonth(parse_period("2026-10"), "default")),
+            "dagster/partition/month": "2026-09-01", "dagster/partition/program": "default"}
+    result = defs.resolve_job_def("month_end_job").execute_in_process(
+        tags=tags, raise_on_error=False, instance=_instance(),
+        resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()})
+    assert result.success
+    assert set(_materialized(result, "payout_manifest")) == {"2026-09-01|default", OCTOBER}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM payout_batch")).scalar_one() == 2

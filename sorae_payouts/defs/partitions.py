@@ -63,9 +63,23 @@ def parse_partition(key: str) -> ProgramMonth:
     return ProgramMonth(parse_period(dims[MONTH]), dims[PROGRAM])
 
 
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
 def requested(context) -> list[ProgramMonth]:
-    """The run's partitions (one, or a range: months x programs), oldest month first, then by program."""
-    return sorted(parse_partition(key) for key in context.partition_keys)
+    """The run's partitions (one, or a range: months x programs), oldest month first, then by program.
+
+    A range is read from the run's range tags: Dagster 1.13.27 gives `context.partition_keys` only the
+    FIRST partition when a run also carries the dimension tags `dagster/partition/month|program`, which
+    a backfill launched from a job's Partitions page adds (its run plans the whole range, and the
+    backfill reports success). Verified; test_dagster_month_end holds it."""
+    tags = context.run.tags
+    if RANGE_START in tags and RANGE_END in tags:
+        keys = program_months.get_partition_keys_in_range(dg.PartitionKeyRange(tags[RANGE_START], tags[RANGE_END]),
+                                                          dynamic_partitions_store=context.instance)
+    else:
+        keys = context.partition_keys
+    return sorted(parse_partition(key) for key in keys)
 
 
 def by_month(partitions: Iterable[ProgramMonth]) -> dict[date, list[str]]:
@@ -89,5 +103,4 @@ def sync_program_partitions(instance: dg.DagsterInstance, program_ids: Sequence[
 def range_tags(first: ProgramMonth, last: ProgramMonth) -> dict[str, str]:
     """Run tags for ONE run over the rectangle first.month..last.month x first.program..last.program
     (programs in the instance's key order). Dagster runs a range as one run: `context.partition_keys`."""
-    return {"dagster/asset_partition_range_start": str(first.key),
-            "dagster/asset_partition_range_end": str(last.key)}
+    return {RANGE_START: str(first.key), RANGE_END: str(last.key)}
