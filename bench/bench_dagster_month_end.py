@@ -28,6 +28,7 @@ from _common import HEADER, PG_ADMIN_URL, PeakRss, row, scratch_ledger  # noqa: 
 from bench_month_end_programs import generate  # noqa: E402
 
 import dagster as dg  # noqa: E402
+import psutil  # noqa: E402
 import psycopg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
@@ -93,6 +94,9 @@ def run(args) -> list[str]:
                         profiler.disable()
                         profiler.dump_stats(args.profile)
                     wall = time.perf_counter() - started
+                # The code server exits after the workspace closes; dropping the instance's database
+                # under it would leave it hanging (an orphan holding our stdout).
+                psutil.wait_procs(psutil.Process().children(recursive=True), timeout=60)
                 domain = domain_seconds(instance, run_id)
                 mats = len(instance.get_materialized_partitions(dg.AssetKey("payout_manifest")))
         finally:
