@@ -192,8 +192,9 @@ def fund_command(program_id: str = typer.Argument(...),
                  by: str = typer.Option(None, "--by", help=_BY_HELP)) -> None:
     """Record money that funds a program on the shared platform account. Amount and currency are read
     from Stripe, never typed; a charge named here is also the transfers' `source_transaction`."""
-    from sorae_payouts.cli.gateways import gateway_for_program
     from sorae_payouts.funding import FundingError, record_funding
+    from sorae_payouts.paying_accounts import PayingAccountError, program_gateway
+    from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, config_from_environment
 
     if bool(charge) == bool(topup):
         raise typer.BadParameter("give exactly one of --charge or --topup")
@@ -201,9 +202,9 @@ def fund_command(program_id: str = typer.Argument(...),
     engine = create_ledger_engine()
     try:
         with engine.connect() as conn:
-            gateway = gateway_for_program(get_program(conn, program_id))
+            gateway = program_gateway(config_from_environment(), get_program(conn, program_id))
         funding = record_funding(engine, gateway, program_id, charge_id=charge, topup_id=topup,
                                  recorded_by=_actor(by, origin), now=datetime.now(timezone.utc), note=note)
-    except (ProgramError, FundingError) as exc:
+    except (ProgramError, FundingError, PayingAccountError, GatewayConfigurationError) as exc:
         raise _refused(exc) from exc
     console.print(f"program [bold]{program_id}[/bold] funded: {funding}", highlight=False)
