@@ -126,7 +126,53 @@ def record_charges(engine, world: dict, api_base: str) -> None:
         record_funding(engine, gateway, program, charge_id=charge, recorded_by="bench", now=NOW)
 
 
-def worker(url: str, api_base: str, programs: list[str], limit: float, threads: int, queue) -> None:
+class RecordingLimiter:
+    """The shared limiter, noting when each acquire returned (monotonic: one clock for every process on
+    Linux), so the report can tell the limiter's spacing from the delays after it."""
+
+    def __init__(self, inner, sent: list[float]):
+        self.inner, self.sent, self.paying_account = inner, sent, inner.paying_account
+
+    def acquire(self) -> None:
+        self.inner.acquire()
+        self.sent.append(time.monotonic())
+
+
+class GcPauses:
+    """The longest garbage-collection pause per generation in this process (a pause stops every thread,
+    so requests whose slot fell in it leave late, together)."""
+
+    def __init__(self):
+        import gc
+
+        self.longest = {0: 0.0, 1: 0.0, 2: 0.0}
+        self.count2 = 0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase, info):
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self.longest[generation] = max(self.longest[generation], time.perf_counter() - self._started)
+        self.count2 += generation == 2
+
+    def summary(self) -> str:
+        return (f"longest GC pause ms: gen0 {self.longest[0] * 1e3:.1f}, gen1 {self.longest[1] * 1e3:.1f}, "
+                f"gen2 {self.longest[2] * 1e3:.1f} ({self.count2} full collections)")
+
+
+def peak_in_1s(stamps: list[float]) -> int:
+    peak, start = 0, 0
+    for end, stamp in enumerate(stamps):
+        while stamps[start] <= stamp - 1.0:
+            start += 1
+        peak = max(peak, end - start + 1)
+    return peak
+
+
+def worker(url: str, api_base: str, programs: list[str], limit: float, threads: int, queue, ready) -> None:
     """One OS process: execute its programs' batches one after the other (as one run each would)."""
     from sorae_payouts.execution.executor import ExecutionSettings, execute_batch
     from sorae_payouts.ledger.database import create_ledger_engine
@@ -135,19 +181,26 @@ def worker(url: str, api_base: str, programs: list[str], limit: float, threads: 
     from sorae_payouts.stripe_gateway import GatewayConfig
     from sorae_payouts.stripe_gateway.shared_rate_limit import SharedRateLimiter
 
+    from sorae_payouts.heap import freeze_startup_heap
+
     engine = create_ledger_engine(url)
+    freeze_startup_heap()  # as the Dagster step does before paying
+    pauses = GcPauses()
+    ready.wait()  # every process imported and connected: start together (start-up is not execution)
     base = GatewayConfig(PLATFORM_KEY, api_base, max_network_retries=2, rate_limit_per_second=limit)
     stamps: list[float] = []
-    posted = refused = 0
-    accounts: dict[str, str] = {}
+    sent: list[float] = []
+    posted = refused = missed = 0
+    gateways: dict[str, object] = {}  # one per paying account and process, as StripeResource keeps them
     for program_id in programs:
         with engine.connect() as conn:
             program = get_program(conn, program_id)
-        probe = program_gateway(base, program)
         ref = program.paying_account_ref or "platform"
-        if ref not in accounts:
-            accounts[ref] = probe.paying_account()
-        gateway = program_gateway(base, program, SharedRateLimiter(engine, accounts[ref], limit))
+        if ref not in gateways:
+            account = program_gateway(base, program).paying_account()
+            limiter = RecordingLimiter(SharedRateLimiter(engine, account, limit), sent)
+            gateways[ref] = program_gateway(base, program, limiter)
+        gateway = gateways[ref]
         try:
             report = execute_batch(engine, gateway, PERIOD, program_id=program_id,
                                    settings=ExecutionSettings(workers=threads),
@@ -156,8 +209,9 @@ def worker(url: str, api_base: str, programs: list[str], limit: float, threads: 
         except Exception as exc:  # noqa: BLE001 - a refused program is reported, the others go on
             refused += 1
             print(f"program {program_id} refused: {exc}", file=sys.stderr)
+    missed = sum(g.limiter.inner.missed_slots for g in gateways.values())
     engine.dispose()
-    queue.put({"stamps": stamps, "posted": posted, "refused": refused})
+    queue.put({"stamps": stamps, "posted": posted, "refused": refused, "sent": sent, "missed": missed, "gc": pauses.summary()})
 
 
 def main() -> None:
@@ -192,17 +246,27 @@ def main() -> None:
                 shares = [programs[i::args.processes] for i in range(args.processes)]
                 context = mp.get_context("spawn")
                 queue = context.Queue()
-                procs = [context.Process(target=worker, args=(url, sandbox.url, share, args.limit, args.threads, queue))
+                ready = context.Barrier(sum(1 for share in shares if share) + 1)
+                procs = [context.Process(target=worker, args=(url, sandbox.url, share, args.limit, args.threads, queue,
+                                                              ready))
                          for share in shares if share]
-                t0 = time.time()
                 for p in procs:
                     p.start()
+                from sorae_payouts.heap import freeze_startup_heap
+
+                freeze_startup_heap()  # as `sorae-payouts sandbox` does: the sandbox serves from this process
+                sandbox_pauses = GcPauses()
+                ready.wait()
+                t0 = time.time()
                 results = [queue.get() for _ in procs]
                 for p in procs:
                     p.join()
                 wall = time.time() - t0
                 after = sandbox.admin("GET", "/_sandbox/stats")
         report(args, world, results, before, after, wall)
+        print(f"sandbox process: {sandbox_pauses.summary()}")
+        for n, result in enumerate(results):
+            print(f"worker {n}: {result['gc']}")
 
 
 def report(args, world, results, before, after, wall) -> None:
@@ -210,7 +274,7 @@ def report(args, world, results, before, after, wall) -> None:
     phase = stamps[-1] - stamps[0] if len(stamps) > 1 else wall
     posted, refused = sum(r["posted"] for r in results), sum(r["refused"] for r in results)
     print(f"\nexecution: {posted} posted, {refused} programs refused, {len(stamps)} transfers in {phase:.1f} s "
-          f"(wall {wall:.1f} s with process start-up); limit {args.limit:g}/s per account, latency {args.latency_ms} ms")
+          f"(wall {wall:.1f} s from the processes' common start); limit {args.limit:g}/s per account, latency {args.latency_ms} ms")
     print("| paying account | requests | busy s | requests/s | fraction of limit | transfers/s | busiest 1 s | 429s |")
     print("|---|---|---|---|---|---|---|---|")
     total = 0.0
@@ -225,6 +289,10 @@ def report(args, world, results, before, after, wall) -> None:
         transfers = posted / args.accounts / busy if busy > 0 else 0.0
         print(f"| {platform} | {requests} | {busy:.1f} | {per_second:.1f} | {per_second / args.limit:.3f} | "
               f"{transfers:.1f} | {stats['peak_requests_in_1s']} | {limited} |")
+    if args.accounts == 1:  # the limiter's own spacing, before HTTP, the sandbox's parsing and threads
+        sent = sorted(s for r in results for s in r["sent"])
+        print(f"\nclient side: busiest 1 s between acquire returning = {peak_in_1s(sent)} ({len(sent)} acquires, "
+              f"{sum(r['missed'] for r in results)} slots abandoned by late wake-ups)")
     print(f"\nall accounts: {total:.1f} requests/s = {total / (args.limit * args.accounts):.3f} x "
           f"{args.accounts} x limit; transfers {posted / phase:.1f}/s", flush=True)
 

@@ -73,6 +73,13 @@ ERROR_WORDS = {
     "balance_insufficient": "A temporary delay on our side held this payment. It will be sent automatically in a "
                             "later payout run; no action is needed.",
     "amount_too_small": "This amount is too small to send as a transfer. Our support team will follow up.",
+    # Stripe refused to draw more than the program's funding charge holds (`source_transaction`): the
+    # merchant's money, not the affiliate's account, is the matter.
+    "amount_too_large": "We could not send this payment from the program's funds yet. Our team has been notified "
+                        "and will follow up; your balance is safe.",
+    # A hold (`funding.HOLD_CODE`): the program's recorded funding cannot pay this item yet.
+    "insufficient_program_funds": "This payment is scheduled and waits for the program's funds. It will be sent in "
+                                  "a later payout run; no action is needed.",
 }
 # Failures a fix on the affiliate's side clears (re-attempted automatically once the account is
 # ready again): code -> (what happened, what lets us retry), for
@@ -100,6 +107,7 @@ _HOLD_PATTERNS = (
     (re.compile(r"^connected account \S+ not found"), ERROR_WORDS["resource_missing"]),
     (re.compile(r"^transfers capability is"), ERROR_WORDS["insufficient_capabilities_for_transfer"]),
     (re.compile(r"^payouts disabled"), PAYOUTS_PAUSED),
+    (re.compile(r"^platform balance ran out"), ERROR_WORDS["balance_insufficient"]),  # run.py, mid-run
     # Never echo the other affiliates' ids: the reason names them for operators only.
     (re.compile(r"^shared_destination:"), "This payment is on hold: your payout account is also registered for "
                                           "another partner account, so we are checking who it belongs to. Please "

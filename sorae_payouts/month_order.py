@@ -137,10 +137,10 @@ def blocked_message(conn: sa.Connection, period: date, earlier: list[date], *, p
     shown = ", ".join(ids) + (f" and {count - len(ids)} more" if count > len(ids) else "")
     others = f" (then {', '.join(period_key(p) for p in earlier[1:])})" if len(earlier) > 1 else ""
     of = "" if program_id == DEFAULT_PROGRAM else f" of program {program_id}"
+    # The partition key of a month x program partition: "month|program" (defs/partitions.py), quoted
+    # for the shell because of the "|".
     command = (f"dagster asset materialize -m sorae_payouts.definitions --select finalized_commissions "
-               f"--partition {first.isoformat()}")
-    if program_id != DEFAULT_PROGRAM:
-        command += f" (program {program_id})"
+               f"--partition '{first.isoformat()}|{program_id}'")
     own_first = program is not None and bool(program.policy.get("first_period"))
     start = first_period_of(program) if program is not None else first_period()
     if first < start and own_first:

@@ -27,6 +27,7 @@ from sorae_payouts.stripe_gateway.live import require_live_payouts_allowed
 from sorae_payouts.stripe_gateway.rate_limit import RateLimiter
 
 SECRETS_FILE_SETTING = "SORAE_SECRETS_FILE"
+SHARED_LIMIT_SETTING = "SORAE_STRIPE_SHARED_LIMIT"
 PLATFORM = "platform"
 # Secret and restricted keys, test or live: a publishable key (pk_) cannot create transfers.
 _API_KEY = re.compile(r"(sk|rk)_(test|live)_\S+")
@@ -97,10 +98,24 @@ def program_gateway_config(base: GatewayConfig, program: Program) -> GatewayConf
     return base if key == base.api_key else dataclasses.replace(base, api_key=key)
 
 
-def program_gateway(base: GatewayConfig, program: Program, limiter: RateLimiter | None = None) -> StripeGateway:
+def shares_rate_limit() -> bool:
+    """Whether gateways built with a ledger engine wait on the ledger-wide schedule of their paying
+    account (`SharedRateLimiter`): yes unless SORAE_STRIPE_SHARED_LIMIT=0 (one process alone, or a test
+    of the in-process bucket)."""
+    return os.environ.get(SHARED_LIMIT_SETTING, "1").strip() != "0"
+
+
+def program_gateway(base: GatewayConfig, program: Program, limiter: RateLimiter | None = None, *,
+                    engine=None) -> StripeGateway:
     """A gateway that pays `program`. `limiter`: as `StripeGateway`'s (default an in-process bucket; a
-    shared limiter must be keyed by the program's paying account, or `share_rate_limit` later)."""
-    return StripeGateway(program_gateway_config(base, program), limiter)
+    shared limiter must be keyed by the program's paying account). Given the ledger's `engine` (and no
+    limiter), the gateway learns its paying account (GET /v1/account) and then shares that account's
+    limit with every process paying from it (`shares_rate_limit`): two runs on one account never add
+    up to twice its limit."""
+    gateway = StripeGateway(program_gateway_config(base, program), limiter)
+    if engine is not None and limiter is None and shares_rate_limit():
+        gateway.share_rate_limit(engine)
+    return gateway
 
 
 def require_program_gateway(program: Program, gateway: StripeGateway) -> None:

@@ -25,7 +25,9 @@ def test_production_instance_queues_runs_under_tag_limits(tmp_path, request, mon
     home = production_dagster_home(tmp_path, request, monkeypatch)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        # The pooled event log (bench/README.md: 54.9 s vs 177 s for 1,000 program partitions).
+        assert type(instance.event_log_storage).__name__ == "PooledPostgresEventLogStorage"
+        assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
         assert isinstance(instance.run_launcher, DefaultRunLauncher)  # one process per run
 
@@ -37,7 +39,8 @@ def test_production_instance_queues_runs_under_tag_limits(tmp_path, request, mon
         month_end = _limit(queue.tag_concurrency_limits, "sorae/job")
         assert (month_end["value"], month_end["limit"]) == ("month_end_job", 1)
         assert queue.max_user_code_failure_retries >= 1
-        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+        # Stripe steps of two accounts x two runs; safe because each waits on its account's shared schedule.
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 4
 
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0

@@ -42,7 +42,7 @@ def test_a_month_end_blocked_by_an_earlier_month_names_it_its_rows_and_the_fix(e
     message = str(info.value)
     assert message.startswith("month-end 2026-10 is blocked: the earlier month 2026-09 has 7 commissions (com_")
     assert "and 2 more) and is not finalized yet" in message
-    assert f"`{COMMAND} 2026-09-01`" in message
+    assert f"`{COMMAND} '2026-09-01|default'`" in message
 
 
 def test_a_month_before_the_first_period_says_so(engine):
@@ -54,7 +54,7 @@ def test_a_month_before_the_first_period_says_so(engine):
     message = str(info.value)
     assert "the earlier month 1970-01 has 1 commission (com_" in message
     assert "1970-01 is before the ledger's first period 2025-01" in message
-    assert f"`SORAE_FIRST_PERIOD=1970-01 {COMMAND} 1970-01-01`" in message
+    assert f"`SORAE_FIRST_PERIOD=1970-01 {COMMAND} '1970-01-01|default'`" in message
 
 
 def test_a_program_with_its_own_first_period_names_it(engine):
@@ -70,3 +70,4 @@ def test_a_program_with_its_own_first_period_names_it(engine):
     message = str(info.value)
     assert message.startswith("month-end 2026-10 of program acme is blocked: the earlier month 2026-03 has 1 commission")
     assert "2026-03 is before the program's first period 2026-06 (its policy first_period)" in message
+    assert f"`{COMMAND} '2026-03-01|acme'`" in message  # the month x program partition key

@@ -51,20 +51,24 @@ def test_only_the_programs_operators_approve_and_each_approval_names_the_program
     register_operators(engine, "ops")  # the default program's operator
     with pytest.raises(BatchError, match="approval refused .*program acme.*not a registered operator"):
         approve_batch(engine, OCT, approved_by="ops", now=NOW, expected_hash=batch.manifest_hash, program_id="acme")
-    with engine.begin() as conn:  # behind the code's back: an approval filed under the default program
-        conn.execute(schema.batch_approval.insert().values(
-            batch_id=batch.batch_id, approved_by="ops", approved_at=NOW, manifest_hash=batch.manifest_hash,
-            program_id="default", operator_id="ops"))
+    # Behind the code's back: an approval of acme's batch filed under the default program (where "ops" is
+    # registered), explicitly or by leaving the column to its default. The database refuses both (0013).
+    for filed_under in ({"program_id": "default"}, {}):
+        with pytest.raises(sa.exc.DBAPIError, match="sorae ledger: an approval belongs to the program of its batch"):
+            with engine.begin() as conn:
+                conn.execute(schema.batch_approval.insert().values(
+                    batch_id=batch.batch_id, approved_by="ops", approved_at=NOW, manifest_hash=batch.manifest_hash,
+                    operator_id="ops", **filed_under))
     register_operators(engine, "ann", "ben", program_id="acme")
     first = approve_batch(engine, OCT, approved_by="ann", now=NOW, expected_hash=batch.manifest_hash, program_id="acme")
-    assert (first.complete, first.approvers, first.required) == (False, ["ann"], 2)  # "ops" does not count
+    assert (first.complete, first.approvers, first.required) == (False, ["ann"], 2)
     done = approve_batch(engine, OCT, approved_by="ben", now=NOW, expected_hash=batch.manifest_hash, program_id="acme")
     assert done.complete and done.batch.approved_by == "ann, ben"
     with engine.connect() as conn:
         assert verify_batch_approvals(conn, load_batch(conn, OCT, program_id="acme")) == ["ann", "ben"]
         rows = conn.execute(sa.text("SELECT operator_id, program_id FROM batch_approval WHERE batch_id = :b "
                                     "ORDER BY approval_pk"), {"b": batch.batch_id}).all()
-    assert [tuple(r) for r in rows] == [("ops", "default"), ("ann", "acme"), ("ben", "acme")]
+    assert [tuple(r) for r in rows] == [("ann", "acme"), ("ben", "acme")]
     # The default program's batch (60.00 usd, one approval) is approved by its own operator only.
     with engine.connect() as conn:
         reviewed = load_batch(conn, OCT).manifest_hash

@@ -72,7 +72,7 @@ def test_previous_release_ledger_becomes_the_default_program(release_ledger):
         before = _census(engine)
         assert before["counts"]["transfer_attempt"] > 0 and before["counts"]["payout_item"] > 0
         upgrade(engine)
-        assert current_revision(engine) == "0012"  # 0011 (rate schedule) and 0012 (programs)
+        assert current_revision(engine) == "0013"  # 0011 (rate schedule), 0012 (programs), 0013 (approval guard)
         after = _census(engine)
         assert after == before  # nothing lost, nothing changed: rows, money, the portal's history
         with engine.connect() as conn:

@@ -34,9 +34,10 @@ def _gateway(program_id: str) -> StripeGateway:
     from sorae_payouts.programs import get_program
 
     try:
-        with create_ledger_engine().connect() as conn:
+        engine = create_ledger_engine()
+        with engine.connect() as conn:
             program = get_program(conn, program_id)
-        return program_gateway(config_from_environment(), program)
+        return program_gateway(config_from_environment(), program, engine=engine)  # the account's shared limit
     except (GatewayConfigurationError, PayingAccountError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc

@@ -202,7 +202,7 @@ def fund_command(program_id: str = typer.Argument(...),
     engine = create_ledger_engine()
     try:
         with engine.connect() as conn:
-            gateway = program_gateway(config_from_environment(), get_program(conn, program_id))
+            gateway = program_gateway(config_from_environment(), get_program(conn, program_id), engine=engine)
         funding = record_funding(engine, gateway, program_id, charge_id=charge, topup_id=topup,
                                  recorded_by=_actor(by, origin), now=datetime.now(timezone.utc), note=note)
     except (ProgramError, FundingError, PayingAccountError, GatewayConfigurationError) as exc:

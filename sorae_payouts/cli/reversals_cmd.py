@@ -103,7 +103,7 @@ def recover_command(period: str = typer.Argument(..., help="YYYY-MM"),
     try:
         with engine.connect() as conn:
             program_id = resolve_program(conn, program, _period(period))
-            gateway = program_gateway(config_from_environment(), get_program(conn, program_id))
+            gateway = program_gateway(config_from_environment(), get_program(conn, program_id), engine=engine)
         report = recover_negative_balances(engine, gateway, _period(period), now=datetime.now(timezone.utc),
                                            program_id=program_id)
     except (GatewayConfigurationError, BatchError, ProgramError, PayingAccountError) as exc:

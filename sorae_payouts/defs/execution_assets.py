@@ -21,6 +21,7 @@ from sorae_payouts.defs.partitions import ProgramMonth, program_months, requeste
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
 from sorae_payouts.defs.step_results import StepResults, Stopwatch
 from sorae_payouts.execution.executor import ExecutionRefused, execute_batch
+from sorae_payouts.heap import freeze_startup_heap
 from sorae_payouts.operations.negative_balances import recover_negative_balances
 from sorae_payouts.operations.reconcile import reconcile_batch
 from sorae_payouts.paying_accounts import PayingAccountError
@@ -53,6 +54,7 @@ REFUSALS = (ExecutionRefused, GatewayConfigurationError, PayingAccountError)
 def execute_transfers(context: dg.AssetExecutionContext, ledger: LedgerResource, stripe: StripeResource):
     """Pay, reconcile and account for every program-month of the run (see the module docstring)."""
     results = StepResults(requested(context))
+    freeze_startup_heap()  # short GC pauses while requests are paced to the millisecond (sorae_payouts.heap)
     _Execution(context, ledger, stripe, results).run()
     yield from results.events([TRANSFERS])
     if (failure := results.failure()) is not None:
@@ -64,7 +66,6 @@ class _Execution:
         self.context, self.ledger, self.stripe, self.results = context, ledger, stripe, results
         self.pay = TRANSFERS in context.selected_asset_keys
         self.check_names = {k.name: k for k in context.selected_asset_check_keys}
-        self.gateways: dict = {}  # one gateway (client, rate limiter, paying account) per key in this run
 
     def run(self) -> None:
         with self.ledger.engine.connect() as conn:
@@ -87,8 +88,7 @@ class _Execution:
                 self._check(pm, gateway)
 
     def _gateway(self, program):
-        gateway = self.stripe.program_gateway(program)
-        return self.gateways.setdefault(gateway.config.api_key, gateway)
+        return self.stripe.program_gateway(program, self.ledger.engine)
 
     def _pay(self, pm: ProgramMonth, gateway) -> None:
         report = execute_batch(self.ledger.engine, gateway, pm.period, program_id=pm.program_id,

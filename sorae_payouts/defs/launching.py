@@ -63,7 +63,7 @@ class PayingAccounts:
         ref = program.paying_account_ref or "platform"
         if ref not in self._ids:
             try:
-                self._ids[ref] = self.stripe.program_gateway(program).paying_account() if self.stripe else ref
+                self._ids[ref] = self.stripe.program_gateway(program, None).paying_account() if self.stripe else ref
             except Exception:  # noqa: BLE001 - the run itself reports an unusable account; the tag falls back
                 self._ids[ref] = ref
         return self._ids[ref]

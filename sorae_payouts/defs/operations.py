@@ -101,7 +101,7 @@ def retry_items_op(context: dg.OpExecutionContext, config: RetryConfig, ledger: 
     except (BatchError, ValueError) as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
     with ledger.engine.connect() as conn:  # the next keys name the paying account (GET /v1/account)
-        gateway = stripe.program_gateway(get_program(conn, pm.program_id))
+        gateway = stripe.program_gateway(get_program(conn, pm.program_id), ledger.engine)
         plan = plan_retry(conn, pm.period, program_id=pm.program_id, item_ids=config.item_ids or None,
                           error_code=config.error_code, paying_account=gateway.paying_account())
     for refused in plan.refused:
@@ -141,13 +141,11 @@ def refresh_payouts_op(context: dg.OpExecutionContext, config: RefreshConfig, le
         programs = [p for p in list_programs(conn) if config.program in (None, p.program_id)]
         work = [(p, refreshable_periods(conn, parse_period(config.period) if config.period else None,
                                         program_id=p.program_id)) for p in programs]
-    gateways: dict = {}  # one client and one rate limiter per paying account for this run
     drifted, refused = [], []
     for program, periods in work:
         for period in periods:
             try:
-                gateway = stripe.program_gateway(program)
-                gateway = gateways.setdefault(gateway.config.api_key, gateway)
+                gateway = stripe.program_gateway(program, ledger.engine)  # one per paying account
                 report = refresh_batch(ledger.engine, gateway, period, program_id=program.program_id,
                                        settings=stripe.execution_settings(), announce=context.log.warning)
             except Exception as exc:  # noqa: BLE001 - reported below; the other programs go on

@@ -68,8 +68,10 @@ def ledger_from_environment() -> LedgerResource:
 class StripeResource(dg.ConfigurableResource):
     """Stripe Connect through the official SDK. `api_key` from STRIPE_API_KEY (`dg.EnvVar`);
     `api_base` from STRIPE_API_BASE when set (the local sandbox or a Stripe-compatible mock), real
-    Stripe otherwise. Client-side rate limit in requests/s (SORAE_STRIPE_RATE_LIMIT; Stripe allows
-    25/s per endpoint in test mode, so the default keeps headroom)."""
+    Stripe otherwise. Client-side rate limit in requests/s per paying account (SORAE_STRIPE_RATE_LIMIT;
+    Stripe allows 25/s per endpoint in test mode, so the default keeps headroom), shared through the
+    ledger by every run paying from the same account unless `shared_rate_limit` is off
+    (SORAE_STRIPE_SHARED_LIMIT=0)."""
 
     api_key: str
     api_base: str | None = None
@@ -77,21 +79,35 @@ class StripeResource(dg.ConfigurableResource):
     timeout_seconds: float = 30.0
     rate_limit_per_second: float = 20.0
     workers: int = 16
+    shared_rate_limit: bool = True
+    _gateways: dict = PrivateAttr(default_factory=dict)
 
     def gateway_config(self, api_key: str | None = None) -> GatewayConfig:
         return GatewayConfig(api_key or self.api_key, self.api_base, self.max_network_retries, self.timeout_seconds,
                              self.rate_limit_per_second)
 
     def gateway(self) -> StripeGateway:
-        """The platform account's gateway (STRIPE_API_KEY)."""
+        """The platform account's gateway (STRIPE_API_KEY), with the in-process limiter."""
         return StripeGateway(self.gateway_config())
 
-    def program_gateway(self, program) -> StripeGateway:
+    def program_gateway(self, program, engine: sa.Engine | None) -> StripeGateway:
         """The gateway of the account that pays `program`: the platform's, or the merchant's own account
-        named by the program's reference (`paying_accounts`; the key is resolved here, at run time)."""
-        from sorae_payouts.paying_accounts import resolve_api_key
+        named by the program's reference (`paying_accounts`; the key is resolved here, at run time). One
+        gateway per paying account for this resource (one client, one GET /v1/account). Given the
+        ledger's `engine`, it waits on the account's ledger-wide rate schedule (`SharedRateLimiter`);
+        None only to learn the account id, never to pay."""
+        from sorae_payouts.paying_accounts import program_gateway, resolve_api_key
 
-        return StripeGateway(self.gateway_config(resolve_api_key(program, self.api_key)))
+        key = resolve_api_key(program, self.api_key)
+        shared = engine if engine is not None and self.shared_rate_limit else None
+        cache_key = (key, id(shared))  # the schedule lives in that ledger: one gateway per key and ledger
+        cached = self._gateways.get(cache_key)
+        if cached is None:
+            cached = program_gateway(self.gateway_config(), program)
+            if shared is not None:
+                cached.share_rate_limit(shared)
+            self._gateways[cache_key] = cached
+        return cached
 
     def execution_settings(self) -> ExecutionSettings:
         return ExecutionSettings(workers=self.workers)
@@ -99,7 +115,10 @@ class StripeResource(dg.ConfigurableResource):
 
 def stripe_from_environment() -> StripeResource:
     """The Stripe resource as deployed; nothing secret is read here, only resolved at run time."""
+    from sorae_payouts.paying_accounts import shares_rate_limit
+
     optional = {"api_base": dg.EnvVar("STRIPE_API_BASE")} if os.environ.get("STRIPE_API_BASE") else {}
     return StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY"),
                           rate_limit_per_second=float(os.environ.get("SORAE_STRIPE_RATE_LIMIT", "20")),
+                          shared_rate_limit=shares_rate_limit(),
                           workers=int(os.environ.get("SORAE_STRIPE_WORKERS", "16")), **optional)

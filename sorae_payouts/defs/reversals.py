@@ -57,7 +57,7 @@ def recover_negative_balances_op(context: dg.OpExecutionContext, config: Recover
     try:
         pm = program_month(context, config.period, config.program)
         with ledger.engine.connect() as conn:
-            gateway = stripe.program_gateway(get_program(conn, pm.program_id))
+            gateway = stripe.program_gateway(get_program(conn, pm.program_id), ledger.engine)
         report = recover_negative_balances(ledger.engine, gateway, pm.period, program_id=pm.program_id,
                                            now=datetime.now(timezone.utc))
     except (BatchError, ValueError) as exc:

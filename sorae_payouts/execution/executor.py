@@ -79,7 +79,7 @@ def execute_batch(engine: sa.Engine, gateway: StripeGateway, period, *, program_
             verify_batch_approvals(conn, batch)
         except ApprovalMissing as exc:
             raise ExecutionRefused(f"{exc}; nothing was sent") from exc
-        items = [i for i in ledger.work_items(conn, batch.batch_id) if only is None or only(i)]
+        items = _enabled_work(program, [i for i in ledger.work_items(conn, batch.batch_id) if only is None or only(i)])
         funded = funding.shares_platform_account(conn, program)
     report = ExecutionReport(batch.batch_id, period_key(period))
     if items:
@@ -101,6 +101,20 @@ def execute_batch(engine: sa.Engine, gateway: StripeGateway, period, *, program_
         report.outcome = batch_outcome(conn, batch.batch_id)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _enabled_work(program: Program, items: list[ledger.WorkItem]) -> list[ledger.WorkItem]:
+    """A disabled program (a merchant paused or leaving) sends no new money: its pending items stay
+    pending until it is enabled again. Attempts already sent (`processing`) are still resumed, so the
+    books learn what Stripe did with them."""
+    if program.status == "active":
+        return items
+    resumed = [i for i in items if i.status != "pending"]
+    if len(resumed) < len(items) and not resumed:
+        raise ExecutionRefused(f"program {program.program_id} is disabled: its {len(items)} pending item(s) are not "
+                               f"sent; enable it (`sorae-payouts programs enable {program.program_id}`) to pay them; "
+                               "nothing was sent")
+    return resumed
 
 
 def _authorize(gateway: StripeGateway, program: Program, batch_id: str, items: list[ledger.WorkItem],

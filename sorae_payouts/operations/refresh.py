@@ -66,7 +66,8 @@ def refresh_batch(engine: sa.Engine, gateway: StripeGateway, period: date, *, pr
     """Refresh the program's batch of `period` through `gateway`, its paying account's."""
     now = now or utcnow()
     with engine.connect() as conn:
-        require_program_gateway(get_program(conn, program_id), gateway)
+        program = get_program(conn, program_id)
+        require_program_gateway(program, gateway)
         batch = load_batch(conn, period, program_id=program_id)
     report = RefreshReport(batch.batch_id)
     if batch.status == "draft":
@@ -83,6 +84,8 @@ def refresh_batch(engine: sa.Engine, gateway: StripeGateway, period: date, *, pr
                                                  transfer_group(batch.period, program_id), now)
     report.account_changes, released = _refresh_accounts(engine, gateway, batch.batch_id, now)
     report.released_holds = len(released)
+    if program.status != "active":  # released and reopened items wait, pending, for the program's return
+        return report
     report.reattempted, report.reattempt_posted = reattempt_cleared(
         engine, gateway, batch.batch_id, period, released=released, now=now, settings=settings,
         program_id=program_id)

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from sorae_payouts.heap import freeze_startup_heap
 from .admin import handle_admin
 from .pipeline import SandboxApp
 from .store import Store
@@ -254,6 +255,8 @@ def run_sandbox(host: str = "127.0.0.1", port: int = 12111, state_path: str | No
     """Serve in the foreground until Ctrl-C (what ``python -m sorae_payouts.sandbox`` runs)."""
     server = SandboxServer(host, port, state_path, latency_ms, rate_limit, balances,
                            clock_offset_seconds, api_keys=api_keys, platforms=platforms).start()
+    # Stripe's edge notes a request when it arrives; a GC pause here would note several at once.
+    freeze_startup_heap()
     print(f"Stripe sandbox listening on {server.url} (state: {state_path or 'temporary'})",
           flush=True)
     try:

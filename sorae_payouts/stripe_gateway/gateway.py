@@ -1,8 +1,8 @@
 """`StripeGateway`: transfers, account readiness, balance and lookups (transfers, and the charges and
 top-ups that fund the platform: `funding.py`) through `stripe.StripeClient`.
 
-Every call passes the client-side rate limiter and is counted per kind (`request_counts`, what the
-benchmark reports). The limiter is the in-process `TokenBucket` unless the caller plugs in another one
+Every network attempt waits on the client-side rate limiter (in the SDK's HTTP client, so the SDK's own
+retries too) and every call is counted per kind (`request_counts`, what the benchmark reports). The limiter is the in-process `TokenBucket` unless the caller plugs in another one
 (`limiter=`, e.g. `SharedRateLimiter`, shared through the ledger by every process paying from the same
 Stripe account; `share_rate_limit` switches to it once the paying account is known). Transfers carry
 the caller's idempotency key (never an SDK-generated one: that key would live only in memory and die
@@ -101,6 +101,23 @@ def _record(transfer) -> TransferRecord:
                           data.get("source_transaction"))
 
 
+class _RateLimitedRequestsClient(stripe.RequestsClient):
+    """The SDK's HTTP client, waiting on the gateway's limiter right before each network attempt.
+
+    Here rather than around the SDK call: the SDK's own retries (`max_network_retries`, on connection
+    errors, 409 and 429) are requests Stripe counts against the account's limit, and they go through
+    `request` one by one. It also leaves only the HTTP send between the reserved slot and the wire,
+    not the SDK's encoding of the parameters: the slots' spacing is what reaches Stripe."""
+
+    def __init__(self, acquire, **kwargs):
+        super().__init__(**kwargs)
+        self._acquire_slot = acquire
+
+    def request(self, method, url, headers, post_data=None):
+        self._acquire_slot()
+        return super().request(method, url, headers, post_data)
+
+
 class StripeGateway(FundingLookups):
     """The one way this project talks to Stripe."""
 
@@ -119,11 +136,10 @@ class StripeGateway(FundingLookups):
         base = {"api": config.api_base} if config.api_base else None
         self.client = stripe.StripeClient(
             config.api_key, base_addresses=base, max_network_retries=config.max_network_retries,
-            http_client=stripe.RequestsClient(timeout=config.timeout_seconds))
+            http_client=_RateLimitedRequestsClient(lambda: self.limiter.acquire(), timeout=config.timeout_seconds))
 
     def _acquire(self, kind: str) -> None:
-        """Every request: one token of the shared rate limiter, one count."""
-        self.limiter.acquire()
+        """Every call: one count (the limiter is waited on per network attempt, in the HTTP client)."""
         with self._count_lock:
             self.request_counts[kind] += 1
 

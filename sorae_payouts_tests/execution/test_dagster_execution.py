@@ -118,3 +118,29 @@ def test_one_programs_failing_check_leaves_the_others_paid(engine, ledger_url, s
     assert [t.amount for t in sandbox_transfers(stripe_client)] == [9_000]
     assert sandbox_transfers(stripe_client, "payout_acme_2026-10") == []
     assert_paid_exactly_once(engine, stripe_client)
+
+
+def test_every_stripe_request_of_the_run_waits_on_the_accounts_shared_schedule(engine, ledger_url, sandbox,
+                                                                                stripe_client):
+    """Two runs (or pods) paying from one account share its limit: the step's gateway books its slots
+    in the ledger's `stripe_rate_schedule`, under the paying account's id, unless turned off."""
+    seed_batch(engine, stripe_client, {"alice": 5_000, "bob": 6_000})
+    platform = stripe_client.v1.accounts.retrieve_current().id
+    with dg.instance_for_test() as instance:
+        assert _execute(ledger_url, sandbox, instance).success
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT paying_account, interval_us FROM stripe_rate_schedule")).all()
+    assert [tuple(r) for r in rows] == [(platform, 2_060)]  # 500/s with the 3% margin: 2.06 ms apart
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM stripe_rate_schedule"))
+    resources = _resources(ledger_url, sandbox)
+    resources["stripe"] = StripeResource(api_key=API_KEY, api_base=sandbox.url, rate_limit_per_second=500,
+                                         shared_rate_limit=False)  # SORAE_STRIPE_SHARED_LIMIT=0
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("program", ["default"])
+        result = defs.resolve_job_def("payout_execution_job").execute_in_process(
+            partition_key="2026-10-01|default", raise_on_error=False, instance=instance, resources=resources)
+        assert result.success  # nothing left to pay; the group scan and checks still called Stripe
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM stripe_rate_schedule")).scalar_one() == 0

@@ -93,3 +93,20 @@ def test_share_rate_limit_switches_to_the_paying_accounts_schedule(engine, sandb
     assert first is not None
     list(gateway.transfers(None))  # a list page takes its slot too
     assert _schedule(engine, platform)[0] > first[0]
+
+
+def test_the_sdks_own_retries_wait_on_the_limiter_too(sandbox, stripe_client):
+    """Stripe counts a retried request like any other: a dropped connection and the SDK's retry of the
+    same key are two slots."""
+    destination = stripe_client.v1.accounts.create(params={
+        "type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}).id
+    limiter = CountingLimiter()
+    gateway = StripeGateway(GatewayConfig(API_KEY, sandbox.url, max_network_retries=2, timeout_seconds=10),
+                            limiter=limiter)
+    sandbox.admin("POST", "/_sandbox/faults", {"mode": "drop_after_commit", "count": 1})
+    before = _v1_requests(sandbox)
+    outcome = gateway.create_transfer(TransferRequest(1_000, "usd", destination, "limiter_retry", "retry test",
+                                                      {"purpose": "limiter_retry"}), "limiter-retry-key-1")
+    assert outcome.transfer is not None and outcome.replayed  # the SDK's retry was answered from the key
+    assert _v1_requests(sandbox) - before == 2 == limiter.acquired
+    assert gateway.request_counts["transfers.create"] == 1  # one call, two network attempts

@@ -42,6 +42,25 @@ def test_an_unknown_account_is_held_on_the_list_accounts_path(engine, sandbox, s
     assert report.outcome.count("held") == 1 and report.outcome.count("posted") == 2
 
 
+def test_the_list_accounts_path_stops_when_the_platform_has_far_more_accounts_than_the_batch(
+        engine, sandbox, stripe_client):
+    # A platform shared by many programs: 250 connected accounts that this batch does not pay, created
+    # after the batch's own (Stripe lists newest first, so the batch's accounts come last).
+    seed_batch(engine, stripe_client, {"a": 5_000, "b": 6_000, "ghost": 7_000}, missing={"ghost"})
+    for _ in range(250):
+        stripe_client.v1.accounts.create(params={"type": "express", "country": "US"})
+    gateway = make_gateway(sandbox)
+    report = execute_batch(engine, gateway, OCT, settings=ExecutionSettings(account_list_threshold=1))
+    # Budget: twice the 3 destinations = 6 accounts, so one page of 100 and then one GET per destination
+    # (listing all 253 accounts would cost 3 pages and still GET the ghost).
+    assert gateway.request_counts["accounts.list"] == 1
+    assert gateway.request_counts["accounts.retrieve"] == 3
+    states = item_states(engine)
+    assert states["a"] == ("posted", None) and states["b"] == ("posted", None)
+    assert states["ghost"][0] == "pending" and "(account_invalid)" in states["ghost"][1]
+    assert report.outcome.count("posted") == 2
+
+
 def test_a_shared_destination_is_held_unless_the_affiliate_may_share(engine, ledger_url, sandbox, stripe_client,
                                                                      monkeypatch):
     shared = stripe_client.v1.accounts.create(params={"type": "express", "country": "US",

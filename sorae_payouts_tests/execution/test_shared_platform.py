@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from sorae_payouts.execution.executor import ExecutionSettings, FundingShortfall, execute_batch
 from sorae_payouts.funding import available_funding
+from sorae_payouts.history import affiliate_history
 from sorae_payouts.operations.refresh import refresh_batch
 from sorae_payouts_tests.execution.conftest import (
     add_program, attempts_of, charge, fund, make_gateway, program_items, sandbox_transfers, seed_batch, topup)
@@ -75,6 +76,11 @@ def test_transfers_name_a_charge_with_room_and_the_engine_holds_what_no_charge_c
     # Refresh releases holds about accounts, not this one: the account is fine, the funding is not.
     assert refresh_batch(engine, gateway, OCT, program_id="acme").released_holds == 0
     assert held in {h for _, h in program_items(engine, "acme").values()}
+    # The affiliate reads that the program's funds are awaited, not that their account is in question.
+    waiting = next(n for n, (s, _) in items.items() if s == "pending")
+    with engine.connect() as conn:
+        [row] = affiliate_history(conn, waiting, program_id="acme")
+    assert row.status_code == "on_hold" and "waits for the program's funds" in row.reason
 
     # Another charge: the held item is paid from it (the one with the least room that fits).
     fitting = charge(stripe_client, 5_500)
@@ -135,3 +141,22 @@ def test_a_lone_program_keeps_the_balance_preflight_and_draws_on_its_charges_whe
         ("alice", charge_id), ("bob", None)]  # bob's 30.00 no longer fits the charge: the balance pays it
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM payout_item WHERE hold_reason IS NOT NULL")).scalar_one() == 0
+
+
+def test_a_disabled_program_sends_no_new_money_until_enabled(engine, sandbox, stripe_client):
+    from sorae_payouts.execution.preflight import ExecutionRefused
+    from sorae_payouts.programs import set_program_status
+    from sorae_payouts_tests.factory import NOW
+
+    add_program(engine, "acme")
+    gateway = make_gateway(sandbox)
+    seed_batch(engine, stripe_client, {"alice": 5_000}, program_id="acme")  # approved while active
+    fund(engine, gateway, "acme", topup_id=topup(stripe_client, 5_000))  # it shares the platform with default
+    set_program_status(engine, "acme", active=False, changed_by="tests", now=NOW)  # the merchant is paused
+    with pytest.raises(ExecutionRefused, match=r"program acme is disabled: its 1 pending item\(s\) are not sent; "
+                                                r"enable it \(`sorae-payouts programs enable acme`\)"):
+        execute_batch(engine, gateway, OCT, program_id="acme")
+    assert attempts_of(engine, "acme") == [] and sandbox_transfers(stripe_client, "payout_acme_2026-10") == []
+    assert refresh_batch(engine, gateway, OCT, program_id="acme").reattempted == 0  # refresh sends nothing either
+    set_program_status(engine, "acme", active=True, changed_by="tests", now=NOW)
+    assert execute_batch(engine, gateway, OCT, program_id="acme").outcome.count("posted") == 1
