@@ -1,6 +1,7 @@
-"""The pooled event-log storage (sorae_payouts.defs.pg_event_log) on a real PostgreSQL instance: a month
-end over several programs records, per program-month, the materializations and one execution row per
-check that moved from PLANNED to its result, as dagster-postgres's own storage records them."""
+"""The pooled event-log storage (sorae_payouts.defs.pg_event_log), as deploy/dagster.yaml configures it, on
+a real PostgreSQL instance: a month end over several programs records, per program-month, the
+materializations and one execution row per check that moved from PLANNED to its result, as
+dagster-postgres's own storage records them."""
 
 from __future__ import annotations
 
@@ -16,29 +17,12 @@ from sorae_payouts_tests.conftest import make_ledger_url
 from sorae_payouts_tests.dagster_pg_home import production_dagster_home
 from sorae_payouts_tests.factory import OCT, add_affiliate, add_commission, add_program
 
-POOLED = """
-run_storage:
-  module: dagster_postgres.run_storage
-  class: PostgresRunStorage
-  config: {postgres_url: {env: DAGSTER_PG_URL}}
-event_log_storage:
-  module: sorae_payouts.defs.pg_event_log
-  class: PooledPostgresEventLogStorage
-  config: {postgres_url: {env: DAGSTER_PG_URL}}
-schedule_storage:
-  module: dagster_postgres.schedule_storage
-  class: PostgresScheduleStorage
-  config: {postgres_url: {env: DAGSTER_PG_URL}}
-"""
 PROGRAMS = ["default", "acme", "zeta"]
 
 
 def test_pooled_storage_records_every_program_month_and_its_checks(tmp_path, request, monkeypatch):
     ledger_url = make_ledger_url("postgres", tmp_path, request)
-    home = production_dagster_home(tmp_path, request, monkeypatch)
-    config = (home / "dagster.yaml").read_text()
-    storage = config[config.index("storage:"):config.index("\n\n", config.index("storage:"))]
-    (home / "dagster.yaml").write_text(config.replace(storage, POOLED.strip()))
+    home = production_dagster_home(tmp_path, request, monkeypatch)  # deploy/dagster.yaml as shipped
     engine = create_ledger_engine(ledger_url)
     for program in PROGRAMS:
         if program != "default":

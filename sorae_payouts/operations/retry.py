@@ -141,6 +141,9 @@ def execute_retry(engine: sa.Engine, gateway: StripeGateway, plan: RetryPlan, *,
     any item moves."""
     with engine.connect() as conn:
         program = get_program(conn, plan.program_id)
+    if program.status != "active":  # before any item moves, as execution would refuse to send them
+        raise ExecutionRefused(f"program {program.program_id} is disabled: nothing is retried; enable it "
+                               f"(`sorae-payouts programs enable {program.program_id}`) first; nothing was sent")
     try:
         require_live_payouts_allowed_for(program, gateway)
     except LivePayoutsRefused as exc:

@@ -18,7 +18,7 @@ from sorae_payouts.operations.refresh import refresh_batch, refreshable_periods
 from sorae_payouts.operations.retry import execute_retry, plan_retry
 from sorae_payouts.operations.reversals import reversed_items
 from sorae_payouts.paying_accounts import PayingAccountError, program_gateway
-from sorae_payouts.programs import get_program
+from sorae_payouts.programs import get_program, set_program_status
 from sorae_payouts_tests.execution.conftest import (
     add_program, attempts_of, make_gateway, program_items, sandbox_transfers, seed_batch)
 from sorae_payouts_tests.factory import NOV, NOW, OCT, add_affiliate, add_commission, add_event, approve
@@ -91,6 +91,11 @@ def test_retry_refresh_and_reconcile_go_through_the_program_account(engine, sand
         assert refreshable_periods(conn, program_id="acme") == [OCT] and refreshable_periods(conn) == []
     [retry] = plan.retry
     assert retry["next_idempotency_key"] == f"sorae:v2:{gateway.paying_account()}:acme:2026-10:bob:usd:attempt-2"
+    set_program_status(engine, "acme", active=False, changed_by="test", now=NOW)  # a paused merchant: no retry
+    with pytest.raises(ExecutionRefused, match="program acme is disabled: nothing is retried"):
+        execute_retry(engine, gateway, plan, now=utcnow())
+    assert program_items(engine, "acme")["bob"][0] == "failed"  # refused before the item moved
+    set_program_status(engine, "acme", active=True, changed_by="test", now=NOW)
     execute_retry(engine, gateway, plan, now=utcnow())
     assert program_items(engine, "acme")["bob"] == ("posted", None)
 
