@@ -47,11 +47,12 @@ def seed(engine, accounts: list[str]) -> None:
     """One affiliate, commission and payable item per account; finalized, built and approved."""
     with engine.begin() as conn:
         conn.execute(schema.affiliate.insert(), [
-            {"affiliate_id": f"aff_{i:05d}", "name": "n", "email": "e@x.test", "stripe_account_id": a,
-             "currency": "usd", "imported_at": NOW} for i, a in enumerate(accounts)])
+            {"program_id": DEFAULT_PROGRAM, "affiliate_id": f"aff_{i:05d}", "name": "n", "email": "e@x.test",
+             "stripe_account_id": a, "currency": "usd", "imported_at": NOW} for i, a in enumerate(accounts)])
         conn.execute(schema.commission.insert(), [
-            {"commission_id": f"c{i}", "affiliate_id": f"aff_{i:05d}", "order_id": f"o{i}", "amount_minor": 5_000 + i,
-             "currency": "usd", "earned_at": EARNED, "period": PERIOD, "imported_at": NOW}
+            {"program_id": DEFAULT_PROGRAM, "commission_id": f"c{i}", "affiliate_id": f"aff_{i:05d}",
+             "order_id": f"o{i}", "amount_minor": 5_000 + i, "currency": "usd", "earned_at": EARNED, "period": PERIOD,
+             "imported_at": NOW}
             for i in range(len(accounts))])
     finalize_period(engine, PERIOD, now=NOW, holding_days=3)
     build_manifest(engine, PERIOD, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=NOW)

@@ -50,28 +50,29 @@ def generate(engine: sa.Engine, rows: int, affiliates: int) -> float:
     series, month = _SERIES[dialect], _MONTH[dialect]
     started = time.perf_counter()
     with engine.begin() as conn:
-        conn.execute(sa.text(f"INSERT INTO affiliate (affiliate_id, name, email, stripe_account_id, currency, imported_at) "
-                             f"SELECT 'aff_' || x, 'Affiliate', 'a@example.com', 'acct_' || x, 'usd', CURRENT_TIMESTAMP "
+        # Every row names its program (revision 0012: the key columns have no default).
+        conn.execute(sa.text(f"INSERT INTO affiliate (program_id, affiliate_id, name, email, stripe_account_id, currency, "
+                             f"imported_at) SELECT 'default', 'aff_' || x, 'Affiliate', 'a@example.com', 'acct_' || x, 'usd', CURRENT_TIMESTAMP "
                              f"FROM ({series}) s"), {"n": affiliates})
         # Affiliate a gets commission x when x % A = a; months cycle per affiliate: every month has rows.
         conn.execute(sa.text(
-            "INSERT INTO commission (commission_id, affiliate_id, order_id, amount_minor, currency, earned_at, period, "
-            "imported_at) SELECT 'com_' || x, 'aff_' || (x % :a + 1), 'ord_' || x, 100 + x % 5000, 'usd', "
+            "INSERT INTO commission (program_id, commission_id, affiliate_id, order_id, amount_minor, currency, earned_at, "
+            "period, imported_at) SELECT 'default', 'com_' || x, 'aff_' || (x % :a + 1), 'ord_' || x, 100 + x % 5000, 'usd', "
             f"{month.format(m=f'(x / :a) % {MONTHS}')}, {month.format(m=f'(x / :a) % {MONTHS}')}, CURRENT_TIMESTAMP "
             f"FROM ({series}) s"), {"n": rows, "a": affiliates})
         periods = []
         for m in range(MONTHS):
             period = as_date(conn.execute(sa.text(f"SELECT {month.format(m=m)}")).scalar_one())
             key = str(period)[:7]
-            conn.execute(sa.text("INSERT INTO commission_period (period, status, finalized_at, holding_days) "
-                                 f"VALUES ({month.format(m=m)}, 'finalized', CURRENT_TIMESTAMP, 3)"))
-            conn.execute(sa.text("INSERT INTO payout_batch (batch_id, period, status, manifest_hash, item_count, policy, "
-                                 f"created_at, built_at) VALUES (:b, {month.format(m=m)}, 'draft', 'bench', 0, :policy, "
+            conn.execute(sa.text("INSERT INTO commission_period (program_id, period, status, finalized_at, holding_days) "
+                                 f"VALUES ('default', {month.format(m=m)}, 'finalized', CURRENT_TIMESTAMP, 3)"))
+            conn.execute(sa.text("INSERT INTO payout_batch (program_id, batch_id, period, status, manifest_hash, item_count, "
+                                 f"policy, created_at, built_at) VALUES ('default', :b, {month.format(m=m)}, 'draft', 'bench', 0, :policy, "
                                  "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"b": f"payout_{key}", "policy": POLICY})
             conn.execute(sa.text(
-                "INSERT INTO payout_item (batch_id, affiliate_id, currency, stripe_account_id, commission_count, "
+                "INSERT INTO payout_item (program_id, batch_id, affiliate_id, currency, stripe_account_id, commission_count, "
                 "period_amount_minor, carried_in_minor, amount_minor, status) "
-                "SELECT :b, affiliate_id, currency, 'acct_x', COUNT(*), SUM(amount_minor), 0, SUM(amount_minor), 'pending' "
+                "SELECT 'default', :b, affiliate_id, currency, 'acct_x', COUNT(*), SUM(amount_minor), 0, SUM(amount_minor), 'pending' "
                 f"FROM commission WHERE period = {month.format(m=m)} GROUP BY affiliate_id, currency"), {"b": f"payout_{key}"})
             # Through the real gates (the database refuses shortcuts): hash, a registered approval, then the
             # items walk pending -> processing -> posted, set-based.
