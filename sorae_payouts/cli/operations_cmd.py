@@ -28,13 +28,13 @@ from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, Stri
 console = Console()
 
 
-def _gateway(program_id: str) -> StripeGateway:
-    """The gateway of the account that pays the program (the platform key or its own key)."""
+def _gateway(engine, program_id: str) -> StripeGateway:
+    """The gateway of the account that pays the program (the platform key or its own key), on the
+    account's rate schedule in the command's ledger."""
     from sorae_payouts.paying_accounts import PayingAccountError, program_gateway
     from sorae_payouts.programs import get_program
 
     try:
-        engine = create_ledger_engine()
         with engine.connect() as conn:
             program = get_program(conn, program_id)
         return program_gateway(config_from_environment(), program, engine=engine)  # the account's shared limit
@@ -43,10 +43,10 @@ def _gateway(program_id: str) -> StripeGateway:
         raise typer.Exit(1) from exc
 
 
-def _program(program: str | None, period: str | None) -> str:
+def _program(engine, program: str | None, period: str | None) -> str:
     from sorae_payouts.programs import ProgramError
 
-    with create_ledger_engine().connect() as conn:
+    with engine.connect() as conn:
         try:
             return program_option.resolve_program(conn, program, parse_period(period) if period else None)
         except ProgramError as exc:
@@ -69,9 +69,9 @@ def retry(
 ) -> None:
     """Retry failed items in isolation: each gets a NEW attempt (new idempotency key); only they are sent."""
     engine = create_ledger_engine()
-    program_id = _program(program, period)
+    program_id = _program(engine, program, period)
     # The next keys name the paying account: ask Stripe when a key is configured (a dry run works without).
-    gateway = _gateway(program_id) if (os.environ.get("STRIPE_API_KEY") or not dry_run) else None
+    gateway = _gateway(engine, program_id) if (os.environ.get("STRIPE_API_KEY") or not dry_run) else None
     try:
         with engine.connect() as conn:
             plan = plan_retry(conn, parse_period(period), program_id=program_id, item_ids=item or None,
@@ -87,7 +87,7 @@ def retry(
         raise typer.Exit(1 if plan.refused and not sends else 0)
     if as_json:
         try:
-            report = execute_retry(engine, gateway or _gateway(program_id), plan, now=utcnow())
+            report = execute_retry(engine, gateway or _gateway(engine, program_id), plan, now=utcnow())
         except ExecutionRefused as exc:
             typer.echo(json.dumps({"sent": sends, "refused": plan.refused, "error": str(exc)}, indent=2))
             raise typer.Exit(1) from exc
@@ -132,7 +132,7 @@ def refresh(period: str = typer.Argument(None, help="YYYY-MM; default: every exe
         task = progress.add_task("refreshing batches", total=len(work))
         reports = []
         for program_id, p in work:
-            gateway = gateways.get(program_id) or gateways.setdefault(program_id, _gateway(program_id))
+            gateway = gateways.get(program_id) or gateways.setdefault(program_id, _gateway(engine, program_id))
             try:
                 reports.append(refresh_batch(engine, gateway, p, program_id=program_id, announce=_announce))
             except ExecutionRefused as exc:
@@ -153,9 +153,10 @@ def reconcile(period: str = typer.Argument(..., help="YYYY-MM"), as_json: bool =
               program: str = program_option.option()) -> None:
     """Compare the program's batch's transfers in Stripe (its paying account) with the ledger's posted
     attempts; exit 1 on drift. Also lists the execution anomalies recorded for the batch."""
-    program_id = _program(program, period)
-    gateway = _gateway(program_id)
-    with create_ledger_engine().connect() as conn:
+    engine = create_ledger_engine()
+    program_id = _program(engine, program, period)
+    gateway = _gateway(engine, program_id)
+    with engine.connect() as conn:
         result = reconcile_batch(conn, gateway, parse_period(period), program_id=program_id)
         anomalies = list_anomalies(conn, load_batch(conn, parse_period(period), program_id=program_id).batch_id)
     if as_json:

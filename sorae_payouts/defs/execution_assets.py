@@ -35,8 +35,6 @@ MAX_PARTITIONS_PER_RUN = 100
 REFUSALS = (ExecutionRefused, GatewayConfigurationError, PayingAccountError)
 
 
-
-
 @dg.multi_asset(
     name="execute_transfers",
     specs=[dg.AssetSpec(TRANSFERS, deps=[MANIFEST], partitions_def=program_months, group_name=GROUP,

@@ -34,7 +34,7 @@ from sorae_payouts.execution import attempts as ledger
 from sorae_payouts.execution.anomalies import record_anomalies
 from sorae_payouts.execution.identity import transfer_group
 from sorae_payouts.execution.outcomes import batch_outcome, settle_batch_status
-from sorae_payouts.execution.preflight import ExecutionRefused, FundingShortfall
+from sorae_payouts.execution.preflight import ExecutionRefused, FundingShortfall, disabled_program
 from sorae_payouts.execution.run import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
 from sorae_payouts.execution.stripe_scan import scan_transfer_group
 from sorae_payouts.paying_accounts import (
@@ -111,9 +111,7 @@ def _enabled_work(program: Program, items: list[ledger.WorkItem]) -> list[ledger
         return items
     resumed = [i for i in items if i.status != "pending"]
     if len(resumed) < len(items) and not resumed:
-        raise ExecutionRefused(f"program {program.program_id} is disabled: its {len(items)} pending item(s) are not "
-                               f"sent; enable it (`sorae-payouts programs enable {program.program_id}`) to pay them; "
-                               "nothing was sent")
+        raise disabled_program(program.program_id, f"its {len(items)} pending item(s) are not sent")
     return resumed
 
 

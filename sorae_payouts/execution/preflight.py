@@ -23,11 +23,18 @@ from sorae_payouts.execution.shared_destinations import shared_destination_holds
 from sorae_payouts.funding import funding_shortfalls
 from sorae_payouts.money import format_minor
 from sorae_payouts.stripe_gateway import StripeGateway
+from sorae_payouts.stripe_gateway.gateway import LIST_PAGE_SIZE
 from sorae_payouts.stripe_gateway.readiness import AccountReadiness
 
 
 class ExecutionRefused(Exception):
     """Nothing was sent: the batch may not be executed now. The message says why."""
+
+
+def disabled_program(program_id: str, what: str) -> ExecutionRefused:
+    """The refusal for a disabled program (a merchant paused or leaving): it sends no new money."""
+    return ExecutionRefused(f"program {program_id} is disabled: {what}; enable it (`sorae-payouts programs enable "
+                            f"{program_id}`) to pay them; nothing was sent")
 
 
 class FundingShortfall(ExecutionRefused):
@@ -63,7 +70,6 @@ def hold_unready(engine: sa.Engine, gateway: StripeGateway, batch_id: str, items
 # A page of the account list is one request that cannot run in parallel with the next one (cursor);
 # the GETs it replaces run `workers` at a time. Keep paging only while each page replaces this many.
 MIN_DESTINATIONS_PER_PAGE = 10
-PAGE = 100
 
 
 def _listed_readiness(gateway: StripeGateway, destinations: list[str]) -> dict[str, AccountReadiness]:
@@ -83,7 +89,7 @@ def _listed_readiness(gateway: StripeGateway, destinations: list[str]) -> dict[s
             in_page += 1
         if len(found) == len(wanted) or read >= budget:
             break  # the iterator fetches pages lazily: no page beyond this one is requested
-        if read % PAGE == 0:
+        if read % LIST_PAGE_SIZE == 0:
             if in_page < MIN_DESTINATIONS_PER_PAGE:
                 break
             in_page = 0

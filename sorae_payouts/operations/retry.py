@@ -18,6 +18,7 @@ from sorae_payouts.batches import load_batch
 from sorae_payouts.execution.identity import PaymentIdentity, idempotency_key
 from sorae_payouts.execution.executor import ExecutionRefused, ExecutionReport, ExecutionSettings, execute_batch
 from sorae_payouts.execution.outcomes import item_outcomes
+from sorae_payouts.execution.preflight import disabled_program
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.periods import period_key
 from sorae_payouts.paying_accounts import require_live_payouts_allowed_for
@@ -142,8 +143,7 @@ def execute_retry(engine: sa.Engine, gateway: StripeGateway, plan: RetryPlan, *,
     with engine.connect() as conn:
         program = get_program(conn, plan.program_id)
     if program.status != "active":  # before any item moves, as execution would refuse to send them
-        raise ExecutionRefused(f"program {program.program_id} is disabled: nothing is retried; enable it "
-                               f"(`sorae-payouts programs enable {program.program_id}`) first; nothing was sent")
+        raise disabled_program(program.program_id, "nothing is retried")
     try:
         require_live_payouts_allowed_for(program, gateway)
     except LivePayoutsRefused as exc:

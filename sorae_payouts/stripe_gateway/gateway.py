@@ -2,9 +2,10 @@
 top-ups that fund the platform: `funding.py`) through `stripe.StripeClient`.
 
 Every network attempt waits on the client-side rate limiter (in the SDK's HTTP client, so the SDK's own
-retries too) and every call is counted per kind (`request_counts`, what the benchmark reports). The limiter is the in-process `TokenBucket` unless the caller plugs in another one
-(`limiter=`, e.g. `SharedRateLimiter`, shared through the ledger by every process paying from the same
-Stripe account; `share_rate_limit` switches to it once the paying account is known). Transfers carry
+retries too) and every call is counted per kind (`request_counts`, what the benchmark reports). The
+limiter is the in-process `TokenBucket` unless the caller plugs in another one (`limiter=`, e.g.
+`SharedRateLimiter`, shared through the ledger by every process paying from the same Stripe account;
+`share_rate_limit` switches to it once the paying account is known). Transfers carry
 the caller's idempotency key (never an SDK-generated one: that key would live only in memory and die
 with a crashed process). With a live key, no transfer is created before `authorize_payouts` applied
 the live-money rule (`stripe_gateway.live`).
@@ -99,6 +100,9 @@ def _record(transfer) -> TransferRecord:
                           data.get("transfer_group"), dict(data.get("metadata") or {}),
                           bool(data.get("reversed")), int(data.get("amount_reversed") or 0),
                           data.get("source_transaction"))
+
+
+LIST_PAGE_SIZE = 100  # objects per page of a Stripe list (its maximum): one request each
 
 
 class _RateLimitedRequestsClient(stripe.RequestsClient):
@@ -247,7 +251,8 @@ class StripeGateway(FundingLookups):
 
     def all_account_readiness(self) -> Iterator[AccountReadiness]:
         """Every connected account of the platform, 100 per request (cheaper than one GET each)."""
-        return map(readiness_of, self._pages(self.client.v1.accounts.list, {"limit": 100}, "accounts.list"))
+        return map(readiness_of,
+                   self._pages(self.client.v1.accounts.list, {"limit": LIST_PAGE_SIZE}, "accounts.list"))
 
     def available_balance(self) -> dict[str, int]:
         self._acquire("balance.retrieve")
@@ -260,7 +265,7 @@ class StripeGateway(FundingLookups):
         paging 100 at a time; `source_transaction` keeps those paid from that charge. Stripe cannot
         filter on it (GET /v1/transfers has no such parameter), so it filters what the other filters
         list: give a group or a time too, or every transfer of the account is read."""
-        params: dict = {"limit": 100}
+        params: dict = {"limit": LIST_PAGE_SIZE}
         if created_since is not None:
             params["created"] = {"gte": created_since}
         if transfer_group:
