@@ -34,7 +34,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from sorae_payouts.defs.partitions import ProgramMonth, range_tags  # noqa: E402
 from sorae_payouts.defs.resources import LedgerResource, PayoutSettings  # noqa: E402
-from sorae_payouts.periods import parse_period  # noqa: E402
+from sorae_payouts.core.periods import parse_period  # noqa: E402
 
 MONTH = "2026-10-01"
 STORAGE = {"default": "storage:\n  postgres:\n    postgres_url: {url}\n",

@@ -27,14 +27,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import sqlalchemy as sa
 import stripe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import scratch_ledger  # noqa: E402
 
 from sorae_payouts.ledger import schema  # noqa: E402
-from sorae_payouts.periods import parse_period  # noqa: E402
+from sorae_payouts.core.periods import parse_period  # noqa: E402
 from sorae_payouts.sandbox import SandboxServer  # noqa: E402
 
 PLATFORM_KEY = "sk_test_bench_platform"
@@ -93,8 +92,8 @@ def seed_ledger(engine, world: dict, args) -> None:
     from sorae_payouts.batches import load_batch
     from sorae_payouts.finalize import finalize_period
     from sorae_payouts.manifest import PayoutPolicy, build_manifest
-    from sorae_payouts.operators import ensure_operator
-    from sorae_payouts.programs import add_program
+    from sorae_payouts.registry.operators import ensure_operator
+    from sorae_payouts.registry.programs import add_program
 
     for index, program in enumerate(program_ids(args.programs)):
         ref = None if args.accounts == 1 else f"env:SORAE_BENCH_KEY_{account_of(index, args.accounts)}"
@@ -118,7 +117,7 @@ def seed_ledger(engine, world: dict, args) -> None:
 
 
 def record_charges(engine, world: dict, api_base: str) -> None:
-    from sorae_payouts.funding import record_funding
+    from sorae_payouts.registry.funding import record_funding
     from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 
     gateway = StripeGateway(GatewayConfig(PLATFORM_KEY, api_base, rate_limit_per_second=10_000))
@@ -176,12 +175,12 @@ def worker(url: str, api_base: str, programs: list[str], limit: float, threads: 
     """One OS process: execute its programs' batches one after the other (as one run each would)."""
     from sorae_payouts.execution.executor import ExecutionSettings, execute_batch
     from sorae_payouts.ledger.database import create_ledger_engine
-    from sorae_payouts.paying_accounts import program_gateway
-    from sorae_payouts.programs import get_program
+    from sorae_payouts.registry.paying_accounts import program_gateway
+    from sorae_payouts.registry.programs import get_program
     from sorae_payouts.stripe_gateway import GatewayConfig
     from sorae_payouts.stripe_gateway.shared_rate_limit import SharedRateLimiter
 
-    from sorae_payouts.heap import freeze_startup_heap
+    from sorae_payouts.core.heap import freeze_startup_heap
 
     engine = create_ledger_engine(url)
     freeze_startup_heap()  # as the Dagster step does before paying
@@ -252,7 +251,7 @@ def main() -> None:
                          for share in shares if share]
                 for p in procs:
                     p.start()
-                from sorae_payouts.heap import freeze_startup_heap
+                from sorae_payouts.core.heap import freeze_startup_heap
 
                 freeze_startup_heap()  # as `sorae-payouts sandbox` does: the sandbox serves from this process
                 sandbox_pauses = GcPauses()

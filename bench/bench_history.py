@@ -29,7 +29,7 @@ from sorae_payouts.approvals import approve_batch  # noqa: E402
 from sorae_payouts.history import affiliate_history  # noqa: E402
 from sorae_payouts.ledger.sql import as_date  # noqa: E402
 from sorae_payouts.manifest import compute_manifest_hash  # noqa: E402
-from sorae_payouts.operators import ensure_operator  # noqa: E402
+from sorae_payouts.registry.operators import ensure_operator  # noqa: E402
 
 MONTHS = 12
 POLICY = '{"minimum_minor": {"usd": 5000}, "default_minimum_minor": 1, "dual_approval_over_minor": {}}'

@@ -24,8 +24,9 @@ import sqlalchemy as sa
 from sorae_payouts.batches import Batch, BatchError, load_batch
 from sorae_payouts.ledger.sql import as_utc, text
 from sorae_payouts.manifest import compute_manifest_hash
-from sorae_payouts.operators import Origin, OperatorError, normalize_identity, require_active, was_active_at
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.core.origin import Origin
+from sorae_payouts.registry.operators import OperatorError, normalize_identity, require_active, was_active_at
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 MIN_HASH_PREFIX = 12  # hex characters an approver must quote from the hash they reviewed
 _HEX = re.compile(r"[0-9a-f]+")

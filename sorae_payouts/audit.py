@@ -19,9 +19,10 @@ from datetime import date
 import sqlalchemy as sa
 
 from sorae_payouts.finalize import CHECKSUM_SQL
-from sorae_payouts.money import format_minor
-from sorae_payouts.program_sets import allow_large_sorts, per_chunk, set_text, unique_ids, values_cte
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.core.money import format_minor
+from sorae_payouts.program_sets import per_chunk, unique_ids
+from sorae_payouts.ledger.sql import allow_large_sorts, set_text, values_cte
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 ROWS_SHOWN = 100  # offending rows reported per program
 

@@ -26,8 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from sorae_payouts.money import exponent
-from sorae_payouts.periods import parse_period, period_end, period_key
+from sorae_payouts.core.money import exponent
+from sorae_payouts.core.periods import parse_period, period_end, period_key
 
 # (payout currency, share of affiliates, the UTC offset their local exports use when not in Z)
 CURRENCY_MIX = (("usd", 0.60, "-05:00"), ("eur", 0.25, "+01:00"), ("jpy", 0.15, "+09:00"))
@@ -287,7 +287,7 @@ def _per_currency(currencies: list[str], cur: np.ndarray, values: np.ndarray) ->
 
 
 def _is_program_id(program_id: str) -> bool:
-    from sorae_payouts.programs import PROGRAM_ID  # here: the registry's module loads SQLAlchemy (CLI start-up)
+    from sorae_payouts.registry.programs import PROGRAM_ID  # here: the registry's module loads SQLAlchemy (CLI start-up)
 
     return bool(PROGRAM_ID.fullmatch(program_id))
 

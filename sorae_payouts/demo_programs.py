@@ -18,9 +18,9 @@ from datetime import datetime
 import sqlalchemy as sa
 import stripe
 
-from sorae_payouts.funding import list_funding, record_funding
+from sorae_payouts.registry.funding import list_funding, record_funding
 from sorae_payouts.ledger.sql import text
-from sorae_payouts.programs import add_program, find_program
+from sorae_payouts.registry.programs import add_program, find_program
 
 COBALT_KEY_SETTING = "SORAE_DEMO_COBALT_STRIPE_KEY"
 

@@ -26,9 +26,9 @@ from datetime import date
 import sqlalchemy as sa
 
 from sorae_payouts.ledger.sql import as_date
-from sorae_payouts.money import format_minor
-from sorae_payouts.periods import period_key
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.core.money import format_minor
+from sorae_payouts.core.periods import period_key
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 VIEW = "affiliate_payout_history"
 

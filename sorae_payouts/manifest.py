@@ -32,10 +32,10 @@ from datetime import date, datetime
 import sqlalchemy as sa
 
 from sorae_payouts.ledger.sql import as_date, text
-from sorae_payouts.money import parse_minor
-from sorae_payouts.periods import period_key
-from sorae_payouts.program_sets import set_text
-from sorae_payouts.programs import DEFAULT_PROGRAM, Program
+from sorae_payouts.core.money import parse_minor
+from sorae_payouts.core.periods import period_key
+from sorae_payouts.ledger.sql import set_text
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM, Program
 
 DEFAULT_MINIMUM_PAYOUT = {"usd": "50.00", "eur": "50.00", "gbp": "50.00", "jpy": "5000"}
 # A batch paying more than this in any currency needs two approvals by different people.

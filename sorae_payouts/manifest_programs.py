@@ -19,10 +19,10 @@ from sorae_payouts.ledger import schema
 from sorae_payouts.ledger.sql import as_date
 from sorae_payouts.manifest import (ManifestReport, PayoutPolicy, batch_id_for, effective_policy, manifest_hashes,
                                     manifest_reports)
-from sorae_payouts.periods import period_key
-from sorae_payouts.program_sets import (ProgramOutcomes, ProgramRefused, active_programs, allow_large_sorts,
-                                       parallel_workers, set_text, split_programs, unique_ids, values_cte)
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.core.periods import period_key
+from sorae_payouts.program_sets import ProgramOutcomes, ProgramRefused, active_programs, parallel_workers, split_programs, unique_ids
+from sorae_payouts.ledger.sql import allow_large_sorts, set_text, values_cte
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 from sorae_payouts.unpaid_carry import CARRIED_UNPAID_SQL, close_unpaid_items_into
 
 # Items: per program, affiliate and currency, the month's commissions (aggregated in the order of

@@ -10,15 +10,13 @@ others proceed. The single-program functions call the set functions with one id 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import sqlalchemy as sa
 
-from sorae_payouts.ledger.sql import text
-from sorae_payouts.programs import Program
+from sorae_payouts.registry.programs import Program, load_programs
 
 T = TypeVar("T")
 
@@ -73,43 +71,6 @@ def per_chunk(check: Callable[..., dict]) -> Callable[..., dict]:
     return run
 
 
-def set_text(statement: str) -> sa.TextClause:
-    """`ledger.sql.text` with the list parameters (`:program_ids`, `:batch_ids`) expanded to IN lists."""
-    clause = text(statement)
-    for name in ("program_ids", "batch_ids", "prev_batch_ids"):
-        if f":{name}" in statement:
-            clause = clause.bindparams(sa.bindparam(name, expanding=True, type_=sa.String()))
-    return clause
-
-
-def values_cte(name: str, columns: Sequence[str], rows: Sequence[Sequence], prefix: str, *,
-               types: Sequence[str]) -> tuple[str, dict]:
-    """`name(columns) AS (VALUES (...), ...)` with bound parameters, for a WITH clause; an empty list
-    becomes a query of no rows of the given SQL `types` (VALUES cannot be empty). Both databases
-    accept the column list."""
-    params: dict = {}
-    if not rows:
-        nulls = ", ".join(f"CAST(NULL AS {t})" for t in types)
-        return f"{name}({', '.join(columns)}) AS (SELECT {nulls} WHERE 1 = 0)", params
-    tuples = []
-    for i, row in enumerate(rows):
-        names = []
-        for j, value in enumerate(row):
-            params[f"{prefix}_{i}_{j}"] = value
-            names.append(f":{prefix}_{i}_{j}")
-        tuples.append(f"({', '.join(names)})")
-    return f"{name}({', '.join(columns)}) AS (VALUES {', '.join(tuples)})", params
-
-
-def load_programs(conn: sa.Connection, program_ids: Sequence[str]) -> dict[str, Program]:
-    """The registered programs of the set (one statement), by id."""
-    rows = conn.execute(set_text("SELECT program_id, name, paying_account_ref, policy, status FROM program "
-                                 "WHERE program_id IN :program_ids"), {"program_ids": list(program_ids)})
-    return {r.program_id: Program(r.program_id, r.name, r.paying_account_ref,
-                                  r.policy if isinstance(r.policy, dict) else json.loads(r.policy or "{}"), r.status)
-            for r in rows}
-
-
 def active_programs(conn: sa.Connection, program_ids: Sequence[str],
                     outcomes: ProgramOutcomes) -> dict[str, Program]:
     """The set's active programs, in order; unknown and disabled ones are refused (nothing is written
@@ -126,29 +87,6 @@ def active_programs(conn: sa.Connection, program_ids: Sequence[str],
         else:
             kept[program_id] = program
     return kept
-
-
-def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table):
-    """INSERT ... ON CONFLICT DO NOTHING on either database: rows whose key is taken (e.g. by a
-    concurrent run that got there first) are skipped, and RETURNING says which rows went in."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing()
-
-
-# Working memory for one sort or hash of the month-end statements on PostgreSQL. The default (4 MB)
-# makes a 1,000,000-group aggregate or join spill to disk in dozens of batches (measured ~2-3x slower
-# across 1,000 programs); 256 MB keeps them in memory. Transaction-local (SET LOCAL): it ends with the
-# month-end transaction and never changes the server.
-MONTH_END_WORK_MEM = "256MB"
-
-
-def allow_large_sorts(conn: sa.Connection) -> None:
-    """Give this transaction's big aggregates and joins room in memory (PostgreSQL; SQLite has no knob)."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SET LOCAL work_mem = '{MONTH_END_WORK_MEM}'")
 
 
 # Two transactions at once on PostgreSQL: most of a big build is per-row work inside the database

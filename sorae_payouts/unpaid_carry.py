@@ -25,8 +25,9 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.periods import period_key
-from sorae_payouts.program_sets import ProgramRefused, set_text
+from sorae_payouts.core.periods import period_key
+from sorae_payouts.program_sets import ProgramRefused
+from sorae_payouts.ledger.sql import set_text
 
 
 # Batches whose runs are over: what is unpaid there will not be sent by a run any more.

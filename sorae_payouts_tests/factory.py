@@ -10,8 +10,8 @@ from datetime import date, datetime, timezone
 import sqlalchemy as sa
 
 from sorae_payouts.ledger import schema
-from sorae_payouts.periods import period_of
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.core.periods import period_of
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 OCT = date(2026, 10, 1)
@@ -23,7 +23,7 @@ _ids = itertools.count(1)
 def add_program(engine: sa.Engine, program_id: str, *, name: str | None = None, policy: dict | None = None,
                 paying_account_ref: str | None = None):
     """Register a program (one per merchant) the way operators do (`programs.add_program`)."""
-    from sorae_payouts.programs import add_program as register
+    from sorae_payouts.registry.programs import add_program as register
 
     return register(engine, program_id, name=name or program_id.title(), policy=policy,
                     paying_account_ref=paying_account_ref, added_by="test", now=REGISTERED_AT)
@@ -78,7 +78,7 @@ REGISTERED_AT = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 def register_operators(engine: sa.Engine, *names: str, program_id: str = DEFAULT_PROGRAM) -> None:
     """Register (or re-enable) operators who may approve the program's batches."""
-    from sorae_payouts.operators import ensure_operator
+    from sorae_payouts.registry.operators import ensure_operator
 
     for name in names:
         ensure_operator(engine, name, added_by="tests", now=REGISTERED_AT, program_id=program_id)

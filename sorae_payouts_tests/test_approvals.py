@@ -14,7 +14,7 @@ from sorae_payouts.batches import BatchError, load_batch
 from sorae_payouts.cli.main import app
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
-from sorae_payouts.operators import Origin, normalize_identity, set_operator_status
+from sorae_payouts.registry.operators import Origin, normalize_identity, set_operator_status
 from sorae_payouts_tests.factory import NOW, OCT, REGISTERED_AT, add_affiliate, add_commission, register_operators
 
 runner = CliRunner()

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sorae_payouts.defs.partitions import ProgramMonth, range_tags, sync_program_partitions
 from sorae_payouts.defs.resources import LedgerResource, PayoutSettings
 from sorae_payouts.definitions import defs
-from sorae_payouts.periods import parse_period
-from sorae_payouts.programs import set_program_status
+from sorae_payouts.core.periods import parse_period
+from sorae_payouts.registry.programs import set_program_status
 from sorae_payouts_tests.factory import NOW, add_affiliate, add_commission, add_event, add_program
 
 OCTOBER = "2026-10-01|default"

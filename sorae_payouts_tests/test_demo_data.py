@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from sorae_payouts.demo_data import (EVENT_GRACE_DAYS, MINIMUM_PAYOUT_MINOR, default_month,
                                      write_demo_data)
-from sorae_payouts.money import exponent, parse_minor
+from sorae_payouts.core.money import exponent, parse_minor
 
 MONTH = "2025-12"  # a year end: late events spill into January of the next year
 MONTH_START = datetime(2025, 12, 1, tzinfo=timezone.utc)
@@ -198,7 +198,7 @@ def test_a_program_id_adds_a_first_column_and_changes_nothing_else(tmp_path, fil
 
 def test_demo_files_of_two_programs_import_side_by_side(engine, tmp_path):
     from sorae_payouts.ingest import ImportKind, import_file
-    from sorae_payouts.programs import add_program
+    from sorae_payouts.registry.programs import add_program
 
     add_program(engine, "acme", name="Acme", added_by="test", now=datetime(2026, 1, 10, tzinfo=timezone.utc))
     written = {program: write_demo_data(tmp_path / program, affiliates=20, commissions=200, month=MONTH, seed=seed,

@@ -12,7 +12,7 @@ import pytest
 
 from sorae_payouts.defs.partitions import monthly_partitions
 from sorae_payouts.finalize import FinalizeError, finalize_period
-from sorae_payouts.periods import first_period
+from sorae_payouts.core.periods import first_period
 from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, add_program
 
 COMMAND = "dagster asset materialize -m sorae_payouts.definitions --select finalized_commissions --partition"

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from sorae_payouts.cli.batch_cmd import EXPORT_NUMERIC_COLUMNS
 from sorae_payouts.cli.main import app
-from sorae_payouts.csv_safe import safe_cell, safe_frame
+from sorae_payouts.core.csv_safe import safe_cell, safe_frame
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.ingest import ImportKind, import_file
 from sorae_payouts.manifest import PayoutPolicy, build_manifest

@@ -10,7 +10,7 @@ from sorae_payouts_tests.factory import approve
 from sorae_payouts.defs.manifest_views import manifest_item_metadata
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
-from sorae_payouts.periods import parse_period
+from sorae_payouts.core.periods import parse_period
 from sorae_payouts_tests.factory import NOW, add_affiliate, add_commission
 
 OCT = parse_period("2026-10")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sorae_payouts.money import MoneyError, exponent, format_minor, parse_minor, parse_minor_series
+from sorae_payouts.core.money import MoneyError, exponent, format_minor, parse_minor, parse_minor_series
 
 CURRENCIES = ["usd", "jpy", "kwd", "eur", "krw"]
 

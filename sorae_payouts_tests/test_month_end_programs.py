@@ -15,7 +15,7 @@ from sorae_payouts.finalize import FinalizeError, finalize_period, finalize_prog
 from sorae_payouts.manifest import ManifestError, PayoutPolicy, build_manifest
 from sorae_payouts.manifest_programs import build_manifests
 from sorae_payouts.month_order import MonthOrderError, check_month_end_order, month_order_refusals
-from sorae_payouts.programs import set_program_status
+from sorae_payouts.registry.programs import set_program_status
 from sorae_payouts_tests.factory import (NOV, NOW, OCT, SEP, add_affiliate, add_commission, add_event, add_program,
                                          items)
 

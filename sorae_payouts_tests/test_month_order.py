@@ -15,7 +15,7 @@ from sorae_payouts.definitions import defs
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
 from sorae_payouts.month_order import MonthOrderError, check_month_end_order, next_buildable_month
-from sorae_payouts.periods import parse_period
+from sorae_payouts.core.periods import parse_period
 from sorae_payouts_tests.factory import NOW, add_affiliate, add_commission
 
 POLICY = PayoutPolicy.from_major({"usd": "1.00"})

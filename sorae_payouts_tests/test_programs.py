@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from sorae_payouts.cli.main import build_app
-from sorae_payouts.programs import (ProgramError, add_program, get_program, list_programs, program_history,
+from sorae_payouts.registry.programs import (ProgramError, add_program, get_program, list_programs, program_history,
                                     set_program_status, update_program)
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)

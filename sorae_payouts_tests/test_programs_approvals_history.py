@@ -18,7 +18,7 @@ from sorae_payouts.history import affiliate_history
 from sorae_payouts.ledger import schema
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
 from sorae_payouts.manifest_programs import build_manifests
-from sorae_payouts.programs import update_program
+from sorae_payouts.registry.programs import update_program
 from sorae_payouts_tests.factory import (NOV, NOW, OCT, add_affiliate, add_commission, add_program, approve, items,
                                          register_operators)
 

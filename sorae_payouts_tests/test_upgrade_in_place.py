@@ -123,8 +123,8 @@ def test_upgraded_ledger_pays_a_new_month(release_ledger, tmp_path):
     from sorae_payouts.execution.executor import execute_batch
     from sorae_payouts.finalize import finalize_period
     from sorae_payouts.manifest import PayoutPolicy, build_manifest
-    from sorae_payouts.operators import ensure_operator
-    from sorae_payouts.programs import add_program
+    from sorae_payouts.registry.operators import ensure_operator
+    from sorae_payouts.registry.programs import add_program
     from sorae_payouts.sandbox import SandboxServer
     from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
     import stripe

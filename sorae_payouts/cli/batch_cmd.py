@@ -14,15 +14,15 @@ from rich.text import Text
 from sorae_payouts.approvals import MIN_HASH_PREFIX, approve_batch
 from sorae_payouts.batches import BatchError, list_batches, load_batch
 from sorae_payouts.cli import program_option
-from sorae_payouts.csv_safe import SafeDictWriter
+from sorae_payouts.core.csv_safe import SafeDictWriter
 from sorae_payouts.cli.tables import missing_batch_message, outcome_table
 from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.outcomes import batch_outcome, item_outcomes
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.manifest import owed_again_lines
-from sorae_payouts.money import format_minor, to_decimal
-from sorae_payouts.periods import parse_period, period_key
-from sorae_payouts.stripe_links import account_url, transfer_url
+from sorae_payouts.core.money import format_minor, to_decimal
+from sorae_payouts.core.periods import parse_period, period_key
+from sorae_payouts.core.stripe_links import account_url, transfer_url
 
 app = typer.Typer(help="Review, export and approve payout batches.", no_args_is_help=True)
 console = Console()
@@ -41,7 +41,7 @@ def _period(text: str):
 
 def _load(conn, period: str, program: str | None):
     """The program's batch of the period, or a clear message and exit code 1."""
-    from sorae_payouts.programs import ProgramError
+    from sorae_payouts.registry.programs import ProgramError
 
     month = _period(period)
     try:
@@ -183,7 +183,7 @@ def approve_command(period: str = typer.Argument(..., help="YYYY-MM"),
     """Approve a draft batch as a registered operator (large batches need two different operators).
     Records who, when and from where (host, OS user). Once fully approved, the manifest is frozen and
     can be executed."""
-    from sorae_payouts.programs import ProgramError
+    from sorae_payouts.registry.programs import ProgramError
 
     engine = create_ledger_engine()
     try:

@@ -24,7 +24,7 @@ from rich.console import Console
 
 from sorae_payouts.approvals import approve_batch
 from sorae_payouts.batches import BatchError, load_batch
-from sorae_payouts.operators import ensure_operator
+from sorae_payouts.registry.operators import ensure_operator
 from sorae_payouts.cli.tables import outcome_table
 from sorae_payouts.demo_accounts import ensure_demo_accounts
 from sorae_payouts.demo_data import write_demo_data
@@ -34,7 +34,7 @@ from sorae_payouts.ingest import ImportKind, import_file
 from sorae_payouts.ledger.database import create_ledger_engine, data_dir, database_url, redact, upgrade
 from sorae_payouts.manifest import batch_id_for
 from sorae_payouts.finalize import DEFAULT_HOLDING_DAYS
-from sorae_payouts.periods import finalizable_at, parse_period
+from sorae_payouts.core.periods import finalizable_at, parse_period
 from sorae_payouts.stripe_gateway import demo_refusal
 
 console = Console()
@@ -140,8 +140,8 @@ def _import_program(engine, demo, month: str, affiliates: int, commissions: int)
 
 
 def _approve_and_fund(engine, month: str, now: datetime) -> None:
-    from sorae_payouts.paying_accounts import program_gateway
-    from sorae_payouts.programs import get_program
+    from sorae_payouts.registry.paying_accounts import program_gateway
+    from sorae_payouts.registry.programs import get_program
     from sorae_payouts.stripe_gateway.gateway import config_from_environment
 
     period = parse_period(month)

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sorae_payouts.demo_data import default_month, write_demo_data
-from sorae_payouts.money import format_minor
+from sorae_payouts.core.money import format_minor
 
 console = Console()
 

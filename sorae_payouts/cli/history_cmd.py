@@ -17,7 +17,7 @@ from rich.text import Text
 
 from sorae_payouts.history import affiliate_history
 from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts.periods import period_key
+from sorae_payouts.core.periods import period_key
 
 
 def history(affiliate_id: str = typer.Argument(..., help="The affiliate's id, e.g. aff_123."),

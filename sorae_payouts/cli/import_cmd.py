@@ -33,7 +33,7 @@ from sorae_payouts.ingest import (
 )
 from sorae_payouts.ingest.importer import DEFAULT_CHUNK_ROWS
 from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts.programs import DEFAULT_PROGRAM, ProgramError, require_active_program
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM, ProgramError, require_active_program
 
 EXIT_LOADED, EXIT_NOTHING_LOADED, EXIT_REJECTS = 0, 1, 2
 REJECTS_SHOWN = 20

@@ -17,12 +17,12 @@ from sorae_payouts.cli.tables import outcome_json, outcome_table
 from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.executor import ExecutionRefused, utcnow
 from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts.money import format_minor
+from sorae_payouts.core.money import format_minor
 from sorae_payouts.batches import load_batch
 from sorae_payouts.operations.reconcile import reconcile_batch
 from sorae_payouts.operations.refresh import refresh_batch, refreshable_periods
 from sorae_payouts.operations.retry import execute_retry, plan_retry
-from sorae_payouts.periods import parse_period
+from sorae_payouts.core.periods import parse_period
 from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, StripeGateway, config_from_environment
 
 console = Console()
@@ -31,8 +31,8 @@ console = Console()
 def _gateway(engine, program_id: str) -> StripeGateway:
     """The gateway of the account that pays the program (the platform key or its own key), on the
     account's rate schedule in the command's ledger."""
-    from sorae_payouts.paying_accounts import PayingAccountError, program_gateway
-    from sorae_payouts.programs import get_program
+    from sorae_payouts.registry.paying_accounts import PayingAccountError, program_gateway
+    from sorae_payouts.registry.programs import get_program
 
     try:
         with engine.connect() as conn:
@@ -44,7 +44,7 @@ def _gateway(engine, program_id: str) -> StripeGateway:
 
 
 def _program(engine, program: str | None, period: str | None) -> str:
-    from sorae_payouts.programs import ProgramError
+    from sorae_payouts.registry.programs import ProgramError
 
     with engine.connect() as conn:
         try:
@@ -118,7 +118,7 @@ def refresh(period: str = typer.Argument(None, help="YYYY-MM; default: every exe
             program: str = typer.Option(None, "--program", help="Only this program (default: every program).")) -> None:
     """Resolve unknown outcomes, record reversals and account readiness changes (appended history), for
     every executed batch of every program (or the one named), each through its paying account."""
-    from sorae_payouts.programs import list_programs
+    from sorae_payouts.registry.programs import list_programs
 
     engine = create_ledger_engine()
     with engine.connect() as conn:

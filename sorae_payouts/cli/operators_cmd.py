@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts.operators import Origin, OperatorError, add_operator, list_operators, set_operator_status
-from sorae_payouts.programs import DEFAULT_PROGRAM, ProgramError, require_active_program
+from sorae_payouts.core.origin import Origin
+from sorae_payouts.registry.operators import OperatorError, add_operator, list_operators, set_operator_status
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM, ProgramError, require_active_program
 
 app = typer.Typer(help="Operators who may approve payout batches (registry with append-only history).",
                   no_args_is_help=True)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import typer
 
 from sorae_payouts.ledger.sql import text
-from sorae_payouts.programs import ProgramError, get_program, list_programs
+from sorae_payouts.registry.programs import ProgramError, get_program, list_programs
 
 HELP = "The program (merchant) whose batch this is; optional while only one program could be meant."
 

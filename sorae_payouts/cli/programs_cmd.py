@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts.operators import Origin
-from sorae_payouts.programs import (ProgramError, add_program, get_program, list_programs, program_history,
+from sorae_payouts.core.origin import Origin
+from sorae_payouts.registry.programs import (ProgramError, add_program, get_program, list_programs, program_history,
                                     set_program_status, update_program)
 
 app = typer.Typer(help="Programs (one per merchant): who pays them, their policy, their funding.",
@@ -36,7 +36,7 @@ def _actor(by: str | None, origin: Origin) -> str:
 
 
 def _amounts(values: list[str] | None, option: str) -> dict[str, int]:
-    from sorae_payouts.money import parse_minor
+    from sorae_payouts.core.money import parse_minor
 
     parsed = {}
     for value in values or []:
@@ -159,7 +159,7 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Machine-rea
 def show_command(program_id: str = typer.Argument(...),
                  as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """One program: who pays it, its policy, its operators, its funding and its history."""
-    from sorae_payouts.operators import list_operators
+    from sorae_payouts.registry.operators import list_operators
 
     with create_ledger_engine().connect() as conn:
         try:
@@ -178,7 +178,7 @@ def show_command(program_id: str = typer.Argument(...),
 
 def _funding(conn, program_id: str) -> dict:
     try:
-        from sorae_payouts.funding import available_funding
+        from sorae_payouts.registry.funding import available_funding
     except ImportError:  # funding arrives with the execution piece
         return {}
     return {currency: amount for currency, amount in available_funding(conn, program_id).items()}
@@ -192,8 +192,8 @@ def fund_command(program_id: str = typer.Argument(...),
                  by: str = typer.Option(None, "--by", help=_BY_HELP)) -> None:
     """Record money that funds a program on the shared platform account. Amount and currency are read
     from Stripe, never typed; a charge named here is also the transfers' `source_transaction`."""
-    from sorae_payouts.funding import FundingError, record_funding
-    from sorae_payouts.paying_accounts import PayingAccountError, program_gateway
+    from sorae_payouts.registry.funding import FundingError, record_funding
+    from sorae_payouts.registry.paying_accounts import PayingAccountError, program_gateway
     from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, config_from_environment
 
     if bool(charge) == bool(topup):

@@ -11,11 +11,11 @@ from rich.table import Table
 
 from sorae_payouts.batches import BatchError
 from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts.money import format_minor
+from sorae_payouts.core.money import format_minor
 from sorae_payouts.operations.negative_balances import recover_negative_balances
 from sorae_payouts.operations.reversals import OWE_AGAIN, WRITE_OFF, ReversalError, resolve_reversal, reversed_items
-from sorae_payouts.periods import parse_period, period_key
-from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, StripeGateway, config_from_environment
+from sorae_payouts.core.periods import parse_period, period_key
+from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, config_from_environment
 
 app = typer.Typer(help="Reversed transfers: list them, decide what they mean (owed again or written off).",
                   no_args_is_help=True)
@@ -96,8 +96,8 @@ def recover_command(period: str = typer.Argument(..., help="YYYY-MM"),
     """Under the batch's `recover_by_reversal` policy, reverse transfers up to each negative balance
     (also done after execution by the executed_transfers asset). Safe to run again."""
     from sorae_payouts.cli.program_option import resolve_program
-    from sorae_payouts.paying_accounts import PayingAccountError, program_gateway
-    from sorae_payouts.programs import ProgramError, get_program
+    from sorae_payouts.registry.paying_accounts import PayingAccountError, program_gateway
+    from sorae_payouts.registry.programs import ProgramError, get_program
 
     engine = create_ledger_engine()
     try:

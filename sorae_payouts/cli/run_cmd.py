@@ -19,7 +19,7 @@ from sorae_payouts.cli.tables import missing_batch_message, outcome_json, outcom
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.manifest import batch_id_for
 from sorae_payouts.month_order import MonthOrderError, check_month_end_order
-from sorae_payouts.periods import parse_period, period_key
+from sorae_payouts.core.periods import parse_period, period_key
 
 console = Console()
 
@@ -45,7 +45,7 @@ def _launch(job_name: str, period, tags: dict, as_json: bool, program_ids: list[
     from sorae_payouts.defs.instance import local_instance
     from sorae_payouts.defs.partitions import sync_program_partitions
     from sorae_payouts.ledger.database import data_dir
-    from sorae_payouts.programs import list_programs
+    from sorae_payouts.registry.programs import list_programs
 
     instance = local_instance(data_dir())
     with create_ledger_engine().connect() as conn:  # every registered program has its partitions
@@ -87,7 +87,7 @@ def month_end(period: str = typer.Argument(..., help="YYYY-MM"),
     """Finalize the month and build its manifest (month_end_job, with the blocking checks): a draft to
     review and approve, per program. Refused before anything is written when months must be closed in
     another order (one program named), or per program in the run (every program)."""
-    from sorae_payouts.programs import ProgramError, get_program, list_programs
+    from sorae_payouts.registry.programs import ProgramError, get_program, list_programs
 
     month = _period(period)
     engine = create_ledger_engine()
@@ -112,7 +112,7 @@ def execute(period: str = typer.Argument(..., help="YYYY-MM"),
             as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
             program: str = program_option.option()) -> None:
     """Pay a program's APPROVED batch (payout_execution_job): only pending items are sent, never twice."""
-    from sorae_payouts.programs import ProgramError
+    from sorae_payouts.registry.programs import ProgramError
 
     month = _period(period)
     engine = create_ledger_engine()

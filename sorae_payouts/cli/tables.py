@@ -9,8 +9,8 @@ from rich.table import Table
 
 from sorae_payouts.execution.outcomes import BatchOutcome
 from sorae_payouts.finalize import DEFAULT_HOLDING_DAYS
-from sorae_payouts.money import format_minor
-from sorae_payouts.periods import finalizable_at, period_key
+from sorae_payouts.core.money import format_minor
+from sorae_payouts.core.periods import finalizable_at, period_key
 
 
 def outcome_table(outcome: BatchOutcome) -> Table:

@@ -27,8 +27,8 @@ from sorae_payouts.defs.step_results import StepResults, Stopwatch
 from sorae_payouts.finalize import finalize_programs
 from sorae_payouts.manifest_programs import build_manifests
 from sorae_payouts.month_order import month_order_refusals
-from sorae_payouts.periods import period_key
-from sorae_payouts.programs import list_programs
+from sorae_payouts.core.periods import period_key
+from sorae_payouts.registry.programs import list_programs
 
 GROUP = "payouts"
 FINALIZED = dg.AssetKey("finalized_commissions")

@@ -21,11 +21,11 @@ from sorae_payouts.defs.partitions import ProgramMonth, program_months, requeste
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
 from sorae_payouts.defs.step_results import StepResults, Stopwatch
 from sorae_payouts.execution.executor import ExecutionRefused, execute_batch
-from sorae_payouts.heap import freeze_startup_heap
+from sorae_payouts.core.heap import freeze_startup_heap
 from sorae_payouts.operations.negative_balances import recover_negative_balances
 from sorae_payouts.operations.reconcile import reconcile_batch
-from sorae_payouts.paying_accounts import PayingAccountError
-from sorae_payouts.programs import list_programs
+from sorae_payouts.registry.paying_accounts import PayingAccountError
+from sorae_payouts.registry.programs import list_programs
 from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError
 
 # Not single_run on purpose: a different policy from the month-end assets keeps the backfill daemon
@@ -52,7 +52,7 @@ REFUSALS = (ExecutionRefused, GatewayConfigurationError, PayingAccountError)
 def execute_transfers(context: dg.AssetExecutionContext, ledger: LedgerResource, stripe: StripeResource):
     """Pay, reconcile and account for every program-month of the run (see the module docstring)."""
     results = StepResults(requested(context))
-    freeze_startup_heap()  # short GC pauses while requests are paced to the millisecond (sorae_payouts.heap)
+    freeze_startup_heap()  # short GC pauses while requests are paced to the millisecond (sorae_payouts.core.heap)
     _Execution(context, ledger, stripe, results).run()
     yield from results.events([TRANSFERS])
     if (failure := results.failure()) is not None:

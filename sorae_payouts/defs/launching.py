@@ -34,8 +34,8 @@ from sorae_payouts.defs.instance import local_instance
 from sorae_payouts.defs.partitions import (PROGRAM, ProgramMonth, parse_partition, program_months, range_tags,
                                            sync_program_partitions)
 from sorae_payouts.ledger.database import data_dir
-from sorae_payouts.periods import parse_period
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.core.periods import parse_period
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 CODE_LOCATION = "sorae_payouts"
 DEFINITIONS_MODULE = "sorae_payouts.definitions"
@@ -70,7 +70,7 @@ class PayingAccounts:
 
     def tag_for(self, program_id: str) -> str:
         from sorae_payouts.ledger.database import create_ledger_engine
-        from sorae_payouts.programs import get_program
+        from sorae_payouts.registry.programs import get_program
 
         engine = create_ledger_engine()
         try:

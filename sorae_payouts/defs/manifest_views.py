@@ -18,8 +18,8 @@ import sqlalchemy as sa
 
 from sorae_payouts.execution.outcomes import item_outcomes
 from sorae_payouts.ledger.sql import text
-from sorae_payouts.money import format_minor, to_decimal
-from sorae_payouts.stripe_links import account_url, transfer_url
+from sorae_payouts.core.money import format_minor, to_decimal
+from sorae_payouts.core.stripe_links import account_url, transfer_url
 
 PAGE_ROWS = 1_000
 MAX_PAGES = 20  # 20,000 items inline; bigger manifests: the CSV file (the metadata says so)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 import dagster as dg
 
-from sorae_payouts.money import format_minor
+from sorae_payouts.core.money import format_minor
 
 
 def table(records: Iterable[Mapping], columns: dict[str, str]) -> dg.TableMetadataValue:

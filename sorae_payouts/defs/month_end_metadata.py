@@ -18,7 +18,7 @@ from sorae_payouts.execution.outcomes import item_outcomes
 from sorae_payouts.ledger.database import data_dir
 from sorae_payouts.manifest import owed_again_lines
 from sorae_payouts.operations.negative_balances import negative_balances
-from sorae_payouts.periods import period_key
+from sorae_payouts.core.periods import period_key
 
 CSV_PARTITIONS_MAX = 50
 

@@ -16,12 +16,13 @@ from sorae_payouts.defs.manifest_views import approvals_observation
 from sorae_payouts.defs.partitions import ProgramMonth, parse_partition, program_months
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
 from sorae_payouts.execution.executor import ExecutionRefused
-from sorae_payouts.operators import Origin, OperatorError, normalize_identity
+from sorae_payouts.core.origin import Origin
+from sorae_payouts.registry.operators import OperatorError, normalize_identity
 from sorae_payouts.operations.reconcile import reconcile_batch
 from sorae_payouts.operations.refresh import refresh_batch, refreshable_periods
 from sorae_payouts.operations.retry import execute_retry, plan_retry
-from sorae_payouts.periods import parse_period
-from sorae_payouts.programs import DEFAULT_PROGRAM, get_program, list_programs
+from sorae_payouts.core.periods import parse_period
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM, get_program, list_programs
 
 
 OPERATOR_TAG = "sorae/operator"

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import dagster as dg
 
-from sorae_payouts.periods import first_period, parse_period, period_key
+from sorae_payouts.core.periods import first_period, parse_period, period_key
 
 MONTH, PROGRAM = "month", "program"
 

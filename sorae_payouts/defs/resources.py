@@ -96,7 +96,7 @@ class StripeResource(dg.ConfigurableResource):
         gateway per paying account for this resource (one client, one GET /v1/account). Given the
         ledger's `engine`, it waits on the account's ledger-wide rate schedule (`SharedRateLimiter`);
         None only to learn the account id, never to pay."""
-        from sorae_payouts.paying_accounts import program_gateway, resolve_api_key
+        from sorae_payouts.registry.paying_accounts import program_gateway, resolve_api_key
 
         key = resolve_api_key(program, self.api_key)
         shared = engine if engine is not None and self.shared_rate_limit else None
@@ -115,7 +115,7 @@ class StripeResource(dg.ConfigurableResource):
 
 def stripe_from_environment() -> StripeResource:
     """The Stripe resource as deployed; nothing secret is read here, only resolved at run time."""
-    from sorae_payouts.paying_accounts import shares_rate_limit
+    from sorae_payouts.registry.paying_accounts import shares_rate_limit
 
     optional = {"api_base": dg.EnvVar("STRIPE_API_BASE")} if os.environ.get("STRIPE_API_BASE") else {}
     return StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY"),

@@ -12,10 +12,10 @@ from sorae_payouts.batches import BatchError
 from sorae_payouts.defs.operations import program_month
 from sorae_payouts.defs.partitions import program_months
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
-from sorae_payouts.money import format_minor
+from sorae_payouts.core.money import format_minor
 from sorae_payouts.operations.negative_balances import recover_negative_balances
 from sorae_payouts.operations.reversals import ReversalError, resolve_reversal
-from sorae_payouts.programs import get_program
+from sorae_payouts.registry.programs import get_program
 
 
 class ResolveReversalConfig(dg.Config):

@@ -16,7 +16,7 @@ import dagster as dg
 from sorae_payouts.defs.jobs import month_end_job
 from sorae_payouts.defs.operations import payout_refresh_job
 from sorae_payouts.defs.partitions import PROGRAM, ProgramMonth, monthly_partitions, range_tags
-from sorae_payouts.periods import parse_period, period_key
+from sorae_payouts.core.periods import parse_period, period_key
 
 
 @dg.schedule(

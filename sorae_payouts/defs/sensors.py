@@ -11,7 +11,7 @@ from sorae_payouts.defs.jobs import payout_execution_job
 from sorae_payouts.defs.launching import TAG_PAYING_ACCOUNT, TAG_PROGRAM, PayingAccounts
 from sorae_payouts.defs.partitions import PROGRAM, partition_key, program_partitions
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
-from sorae_payouts.programs import list_programs
+from sorae_payouts.registry.programs import list_programs
 
 
 def missing_program_keys(context, ledger: LedgerResource) -> list[str]:

@@ -27,7 +27,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts import funding
+from sorae_payouts.registry import funding
 from sorae_payouts.approvals import ApprovalMissing, verify_batch_approvals
 from sorae_payouts.batches import load_batch
 from sorae_payouts.execution import attempts as ledger
@@ -37,10 +37,10 @@ from sorae_payouts.execution.outcomes import batch_outcome, settle_batch_status
 from sorae_payouts.execution.preflight import ExecutionRefused, FundingShortfall, disabled_program
 from sorae_payouts.execution.run import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
 from sorae_payouts.execution.stripe_scan import scan_transfer_group
-from sorae_payouts.paying_accounts import (
+from sorae_payouts.registry.paying_accounts import (
     PayingAccountError, require_live_payouts_allowed_for, require_program_gateway)
-from sorae_payouts.periods import period_key
-from sorae_payouts.programs import DEFAULT_PROGRAM, Program, get_program
+from sorae_payouts.core.periods import period_key
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM, Program, get_program
 from sorae_payouts.stripe_gateway import LivePayoutsRefused, StripeGateway
 
 __all__ = ["EXECUTABLE_STATUSES", "ExecutionRefused", "ExecutionReport", "ExecutionSettings", "FundingShortfall",

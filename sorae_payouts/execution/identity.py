@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from sorae_payouts.periods import period_key
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.core.periods import period_key
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 KEY_PREFIX = "sorae:v2"
 LEGACY_KEY_PREFIX = "sorae-"

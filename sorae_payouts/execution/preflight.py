@@ -20,8 +20,8 @@ import sqlalchemy as sa
 
 from sorae_payouts.execution import attempts as ledger
 from sorae_payouts.execution.shared_destinations import shared_destination_holds
-from sorae_payouts.funding import funding_shortfalls
-from sorae_payouts.money import format_minor
+from sorae_payouts.registry.funding import funding_shortfalls
+from sorae_payouts.core.money import format_minor
 from sorae_payouts.stripe_gateway import StripeGateway
 from sorae_payouts.stripe_gateway.gateway import LIST_PAGE_SIZE
 from sorae_payouts.stripe_gateway.readiness import AccountReadiness

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from sorae_payouts import funding
+from sorae_payouts.registry import funding
 from sorae_payouts.execution import attempts as ledger
 from sorae_payouts.execution.anomalies import Anomaly, record_anomalies
 from sorae_payouts.execution.identity import (
@@ -24,8 +24,8 @@ from sorae_payouts.execution.identity import (
 from sorae_payouts.execution.outcomes import BatchOutcome
 from sorae_payouts.execution.preflight import hold_unready, require_money
 from sorae_payouts.execution.stripe_scan import after_refused_key, differences, find_transfer
-from sorae_payouts.periods import parse_period
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.core.periods import parse_period
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 from sorae_payouts.stripe_gateway import Disposition, TransferOutcome, TransferRecord, TransferRequest
 
 

@@ -24,7 +24,7 @@ from sorae_payouts.execution import attempts as ledger
 from sorae_payouts.execution.anomalies import Anomaly
 from sorae_payouts.execution.identity import PaymentIdentity, transfer_identity
 from sorae_payouts.ledger.sql import text
-from sorae_payouts.money import format_minor
+from sorae_payouts.core.money import format_minor
 from sorae_payouts.stripe_gateway import Disposition, StripeGateway, TransferOutcome, TransferRecord
 
 

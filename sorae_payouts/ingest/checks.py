@@ -14,8 +14,8 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from sorae_payouts.money import NON_ASCII_DIGITS, SUPPORTED_CURRENCIES, exponent, non_ascii_digits, parse_minor_series
-from sorae_payouts.periods import first_period, period_key
+from sorae_payouts.core.money import NON_ASCII_DIGITS, SUPPORTED_CURRENCIES, exponent, non_ascii_digits, parse_minor_series
+from sorae_payouts.core.periods import first_period, period_key
 
 # Column widths of the ledger (String(64)): a longer id would abort the whole load in PostgreSQL.
 MAX_ID_LENGTH = 64

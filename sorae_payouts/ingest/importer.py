@@ -34,7 +34,7 @@ from sorae_payouts.ingest.read_ahead import read_ahead
 from sorae_payouts.ingest.reader import Source, open_source
 from sorae_payouts.ingest.rejects import RejectsSummary, rejects_path, write_rejects
 from sorae_payouts.ingest.staging import Prepared, StagingArea
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 SPECS: dict[ImportKind, KindSpec] = {
     ImportKind.AFFILIATES: affiliates.SPEC,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import pandas as pd
 
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 if TYPE_CHECKING:
     from sorae_payouts.ingest.checks import RowChecks

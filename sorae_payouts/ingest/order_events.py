@@ -23,7 +23,7 @@ import pandas as pd
 from sorae_payouts.ingest.checks import RowChecks
 from sorae_payouts.ingest.model import ImportKind, KindSpec, Written
 from sorae_payouts.ingest.staging import STAGE, StagingArea
-from sorae_payouts.money import format_minor
+from sorae_payouts.core.money import format_minor
 
 COLUMNS = ("event_id", "order_id", "kind", "amount", "occurred_at")
 PARSED = (("occurred_utc", "ts"),)

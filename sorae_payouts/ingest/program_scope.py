@@ -23,7 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from sorae_payouts.ingest.checks import RowChecks
-from sorae_payouts.programs import DEFAULT_PROGRAM, ProgramError, list_programs, validate_program_id
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM, ProgramError, list_programs, validate_program_id
 
 PROGRAM_COLUMN = "program_id"
 # A reason quotes at most this much of a cell (the whole cell is in the rejects file's value column).

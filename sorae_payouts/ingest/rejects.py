@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sorae_payouts.csv_safe import write_comment, write_frame
+from sorae_payouts.core.csv_safe import write_comment, write_frame
 from sorae_payouts.ingest.model import MAX_REJECTS_IN_MEMORY, RejectedRow
 from sorae_payouts.ingest.staging import REJECT, STAGE, StagingArea
 

@@ -28,9 +28,9 @@ from sorae_payouts.execution.identity import PaymentIdentity, reversal_idempoten
 from sorae_payouts.ledger.sql import as_date, text
 from sorae_payouts.manifest import NEGATIVE_BALANCE_CARRY, NEGATIVE_BALANCE_RECOVER
 from sorae_payouts.operations.reversals import OWE_AGAIN, ReversalState, record_reversal
-from sorae_payouts.paying_accounts import require_program_gateway
-from sorae_payouts.periods import period_key
-from sorae_payouts.programs import DEFAULT_PROGRAM, get_program
+from sorae_payouts.registry.paying_accounts import require_program_gateway
+from sorae_payouts.core.periods import period_key
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM, get_program
 from sorae_payouts.stripe_gateway import Disposition, StripeGateway
 
 RECOVERY_DECIDER = "policy:recover_by_reversal"

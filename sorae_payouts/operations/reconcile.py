@@ -22,10 +22,10 @@ from sorae_payouts.audit import AuditResult
 from sorae_payouts.batches import load_batch
 from sorae_payouts.execution.identity import transfer_group, transfer_identity
 from sorae_payouts.ledger.sql import text
-from sorae_payouts.money import format_minor
-from sorae_payouts.paying_accounts import require_program_gateway
-from sorae_payouts.periods import period_key
-from sorae_payouts.programs import DEFAULT_PROGRAM, get_program
+from sorae_payouts.core.money import format_minor
+from sorae_payouts.registry.paying_accounts import require_program_gateway
+from sorae_payouts.core.periods import period_key
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM, get_program
 from sorae_payouts.stripe_gateway import StripeGateway
 
 _POSTED = """

@@ -28,8 +28,8 @@ from sorae_payouts.execution.identity import transfer_group
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.operations.reattempt import reattempt_cleared
 from sorae_payouts.operations.reversals import ReversalState, record_reversal
-from sorae_payouts.paying_accounts import require_program_gateway
-from sorae_payouts.programs import DEFAULT_PROGRAM, get_program
+from sorae_payouts.registry.paying_accounts import require_program_gateway
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM, get_program
 from sorae_payouts.stripe_gateway import StripeGateway
 
 

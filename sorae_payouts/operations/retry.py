@@ -20,9 +20,9 @@ from sorae_payouts.execution.executor import ExecutionRefused, ExecutionReport, 
 from sorae_payouts.execution.outcomes import item_outcomes
 from sorae_payouts.execution.preflight import disabled_program
 from sorae_payouts.ledger.sql import text
-from sorae_payouts.periods import period_key
-from sorae_payouts.paying_accounts import require_live_payouts_allowed_for
-from sorae_payouts.programs import DEFAULT_PROGRAM, get_program
+from sorae_payouts.core.periods import period_key
+from sorae_payouts.registry.paying_accounts import require_live_payouts_allowed_for
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM, get_program
 from sorae_payouts.stripe_gateway import LivePayoutsRefused, StripeGateway
 
 _REFUSALS = {

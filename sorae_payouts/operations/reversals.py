@@ -23,9 +23,9 @@ from datetime import date, datetime
 import sqlalchemy as sa
 
 from sorae_payouts.ledger.sql import as_date, as_utc, text
-from sorae_payouts.money import format_minor
-from sorae_payouts.periods import period_key
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.core.money import format_minor
+from sorae_payouts.core.periods import period_key
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 OWE_AGAIN, WRITE_OFF = "owe_again", "write_off"
 

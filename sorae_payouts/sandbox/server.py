@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from sorae_payouts.heap import freeze_startup_heap
+from sorae_payouts.core.heap import freeze_startup_heap
 from .admin import handle_admin
 from .pipeline import SandboxApp
 from .store import Store

@@ -23,7 +23,7 @@ import stripe
 
 from sorae_payouts.stripe_gateway.dispositions import ClassifiedError, Disposition, classify
 from sorae_payouts.stripe_gateway.errors import GatewayConfigurationError
-from sorae_payouts.stripe_gateway.funding import FundingLookups
+from sorae_payouts.stripe_gateway.charges import FundingLookups
 from sorae_payouts.stripe_gateway.live import (
     LivePayoutsRefused, is_live_key, live_payout_announcement, require_live_payouts_allowed)
 from sorae_payouts.stripe_gateway.rate_limit import RateLimiter, TokenBucket

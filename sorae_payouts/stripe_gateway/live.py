@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from sorae_payouts.money import format_minor
+from sorae_payouts.core.money import format_minor
 
 LIVE_PAYOUTS_SETTING = "SORAE_LIVE_PAYOUTS"
 LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")

@@ -13,7 +13,7 @@ from sorae_payouts.execution import attempts as ledger
 from sorae_payouts.execution.run import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 from sorae_payouts.sandbox import SandboxServer
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission
@@ -146,7 +146,7 @@ def second_platform(sandbox, monkeypatch) -> stripe.StripeClient:
 
 
 def add_program(engine, program_id: str, ref: str | None = None):
-    from sorae_payouts.programs import add_program as register
+    from sorae_payouts.registry.programs import add_program as register
 
     return register(engine, program_id, name=program_id.title(), paying_account_ref=ref, added_by="test",
                     now=datetime(2000, 1, 1, tzinfo=timezone.utc))
@@ -163,7 +163,7 @@ def topup(client: stripe.StripeClient, amount: int, currency: str = "usd") -> st
 
 def fund(engine, gateway, program_id: str, *, charge_id: str | None = None, topup_id: str | None = None,
          now: datetime = NOW):
-    from sorae_payouts.funding import record_funding
+    from sorae_payouts.registry.funding import record_funding
 
     return record_funding(engine, gateway, program_id, charge_id=charge_id, topup_id=topup_id,
                           recorded_by="finance", now=now)

@@ -115,7 +115,7 @@ _CHILD = """
 import sys
 from sorae_payouts.execution.executor import ExecutionSettings, execute_batch
 from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts.periods import parse_period
+from sorae_payouts.core.periods import parse_period
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 gateway = StripeGateway(GatewayConfig(api_key="sk_test_sorae_tests", api_base=sys.argv[2], rate_limit_per_second=1000))
 execute_batch(create_ledger_engine(sys.argv[1]), gateway, parse_period("2026-10"), settings=ExecutionSettings(workers=2))

@@ -7,8 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from sorae_payouts.execution.executor import ExecutionSettings, execute_batch, utcnow
-from sorae_payouts.funding import FundingError, available_funding, list_funding, record_funding
-from sorae_payouts.paying_accounts import PayingAccountError
+from sorae_payouts.registry.funding import FundingError, available_funding, list_funding, record_funding
+from sorae_payouts.registry.paying_accounts import PayingAccountError
 from sorae_payouts_tests.execution.conftest import (
     add_program, charge, fund, make_gateway, program_items, seed_batch, topup)
 from sorae_payouts_tests.factory import NOW, OCT
@@ -55,8 +55,8 @@ def test_a_charge_of_another_platform_account_is_not_found(engine, sandbox, stri
     elsewhere = charge(stripe_client, 10_000)  # on Sorae's platform account, not acme's
     with pytest.raises(PayingAccountError, match="holds another key"):  # the platform's gateway is not acme's
         fund(engine, make_gateway(sandbox), "acme", charge_id=elsewhere)
-    from sorae_payouts.paying_accounts import program_gateway
-    from sorae_payouts.programs import get_program
+    from sorae_payouts.registry.paying_accounts import program_gateway
+    from sorae_payouts.registry.programs import get_program
 
     with engine.connect() as conn:
         acme = get_program(conn, "acme")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from sorae_payouts.execution import item_states
+from sorae_payouts.ledger import item_states
 from sorae_payouts.finalize import finalize_period
 from sorae_payouts.manifest import PayoutPolicy, build_manifest
 from sorae_payouts.operations.refresh import refresh_batch
@@ -20,7 +20,7 @@ from sorae_payouts_tests.execution.test_operations import _attempts, _fail_one
 from sorae_payouts_tests.factory import NOV, OCT, add_commission
 
 DEC_NOW = datetime(2026, 12, 10, tzinfo=timezone.utc)
-MIGRATION = Path(item_states.__file__).parents[1] / "ledger/migrations/versions/0008_item_state_machine.py"
+MIGRATION = Path(item_states.__file__).parent / "migrations/versions/0008_item_state_machine.py"
 
 
 def _raw(engine, sql: str, **params) -> int:

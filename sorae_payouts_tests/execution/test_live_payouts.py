@@ -147,8 +147,8 @@ def test_retry_with_a_live_key_refuses_before_any_item_moves(engine, live_sandbo
 
 
 def test_a_program_live_key_follows_the_same_rule_and_is_named_by_its_reference(engine, live_sandbox, monkeypatch):
-    from sorae_payouts.paying_accounts import program_gateway
-    from sorae_payouts.programs import get_program
+    from sorae_payouts.registry.paying_accounts import program_gateway
+    from sorae_payouts.registry.programs import get_program
     from sorae_payouts_tests.execution.conftest import add_program
 
     program_key = "sk_live_acme_merchant_9999"

@@ -17,8 +17,8 @@ from sorae_payouts.operations.reconcile import reconcile_batch
 from sorae_payouts.operations.refresh import refresh_batch, refreshable_periods
 from sorae_payouts.operations.retry import execute_retry, plan_retry
 from sorae_payouts.operations.reversals import reversed_items
-from sorae_payouts.paying_accounts import PayingAccountError, program_gateway
-from sorae_payouts.programs import get_program, set_program_status
+from sorae_payouts.registry.paying_accounts import PayingAccountError, program_gateway
+from sorae_payouts.registry.programs import get_program, set_program_status
 from sorae_payouts_tests.execution.conftest import (
     add_program, attempts_of, make_gateway, program_items, sandbox_transfers, seed_batch)
 from sorae_payouts_tests.factory import NOV, NOW, OCT, add_affiliate, add_commission, add_event, approve

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from sorae_payouts.paying_accounts import (
+from sorae_payouts.registry.paying_accounts import (
     SECRETS_FILE_SETTING, PayingAccountError, program_gateway_config, require_program_gateway, resolve_api_key)
-from sorae_payouts.programs import Program
+from sorae_payouts.registry.programs import Program
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 
 PLATFORM_KEY = "sk_test_platform_0000"

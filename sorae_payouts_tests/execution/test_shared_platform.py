@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from sorae_payouts.execution.executor import ExecutionSettings, FundingShortfall, execute_batch
-from sorae_payouts.funding import available_funding
+from sorae_payouts.registry.funding import available_funding
 from sorae_payouts.history import affiliate_history
 from sorae_payouts.operations.refresh import refresh_batch
 from sorae_payouts_tests.execution.conftest import (
@@ -145,7 +145,7 @@ def test_a_lone_program_keeps_the_balance_preflight_and_draws_on_its_charges_whe
 
 def test_a_disabled_program_sends_no_new_money_until_enabled(engine, sandbox, stripe_client):
     from sorae_payouts.execution.preflight import ExecutionRefused
-    from sorae_payouts.programs import set_program_status
+    from sorae_payouts.registry.programs import set_program_status
     from sorae_payouts_tests.factory import NOW
 
     add_program(engine, "acme")
@@ -169,8 +169,8 @@ def test_two_programs_on_one_account_paid_at_once_share_its_limit(engine, sandbo
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from sorae_payouts.paying_accounts import program_gateway
-    from sorae_payouts.programs import get_program
+    from sorae_payouts.registry.paying_accounts import program_gateway
+    from sorae_payouts.registry.programs import get_program
     from sorae_payouts.sandbox import SandboxServer
     from sorae_payouts.stripe_gateway import GatewayConfig
     from sorae_payouts_tests.execution.conftest import API_KEY

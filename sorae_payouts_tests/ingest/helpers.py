@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from sorae_payouts.ingest import ImportKind, ImportReport, import_file
 from sorae_payouts.ledger import schema
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 AFFILIATE_HEADER = ["affiliate_id", "name", "email", "stripe_account_id", "currency"]
 COMMISSION_HEADER = ["commission_id", "affiliate_id", "order_id", "amount", "currency", "earned_at"]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sorae_payouts.ingest import ImportKind
 from sorae_payouts.ingest.checks import RowChecks
 from sorae_payouts.ledger import schema
-from sorae_payouts.money import exponent
+from sorae_payouts.core.money import exponent
 from sorae_payouts_tests.ingest.helpers import COMMISSION_HEADER, run_import, seed_affiliates, table_rows, write_csv
 
 CURRENCIES = ["usd", "eur", "jpy", "krw", "kwd", "bhd"]

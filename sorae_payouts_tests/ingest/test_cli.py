@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from sorae_payouts.cli import import_cmd
 from sorae_payouts.ledger import schema
-from sorae_payouts.programs import add_program, set_program_status
+from sorae_payouts.registry.programs import add_program, set_program_status
 from sorae_payouts_tests.ingest.helpers import AFFILIATE_HEADER, COMMISSION_HEADER, NOW, table_rows, write_csv
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from sorae_payouts.ingest import ImportAbortedError, ImportKind
 from sorae_payouts.ledger import schema
-from sorae_payouts.periods import period_of
+from sorae_payouts.core.periods import period_of
 from sorae_payouts_tests.ingest.helpers import (
     COMMISSION_HEADER,
     finalize_period,

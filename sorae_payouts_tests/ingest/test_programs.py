@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from sorae_payouts.ingest import ImportKind
 from sorae_payouts.ledger import schema
-from sorae_payouts.programs import ProgramError, add_program, set_program_status
+from sorae_payouts.registry.programs import ProgramError, add_program, set_program_status
 from sorae_payouts_tests.ingest.helpers import (
     AFFILIATE_HEADER,
     COMMISSION_HEADER,

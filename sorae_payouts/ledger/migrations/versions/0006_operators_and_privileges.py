@@ -23,7 +23,7 @@ depends_on = None
 
 PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 TS = sa.DateTime(timezone=True)
-DEFAULT_PROGRAM = "default"  # sorae_payouts.programs.DEFAULT_PROGRAM, frozen here as migrations must be
+DEFAULT_PROGRAM = "default"  # sorae_payouts.registry.programs.DEFAULT_PROGRAM, frozen here as migrations must be
 
 _ACTIVE_OPERATOR = ("EXISTS (SELECT 1 FROM operator o WHERE o.program_id = NEW.program_id "
                     "AND o.operator_id = NEW.operator_id AND o.status = 'active')")

@@ -27,7 +27,7 @@ depends_on = None
 PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 TS = sa.DateTime(timezone=True)
 
-# Frozen copy of sorae_payouts.execution.item_states.TRANSITIONS at this revision.
+# Frozen copy of sorae_payouts.ledger.item_states.TRANSITIONS at this revision.
 TRANSITIONS = {
     "pending": ("processing", "blocked", "carried_forward"),
     "processing": ("posted", "failed", "pending", "blocked"),

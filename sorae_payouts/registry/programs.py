@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.ledger.sql import as_utc, text
+from sorae_payouts.ledger.sql import as_utc, set_text, text
 
 DEFAULT_PROGRAM = "default"
 # Lowercase letters, digits, '-' and '_': safe in Dagster partition keys (no '|' or ','), transfer
@@ -95,7 +96,7 @@ def validate_policy(policy: dict) -> dict:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise ProgramError(f"policy {key} must be a non-negative integer")
     if policy.get("first_period") is not None:
-        from sorae_payouts.periods import parse_period
+        from sorae_payouts.core.periods import parse_period
 
         try:
             parse_period(policy["first_period"])
@@ -212,7 +213,7 @@ def program_history(conn: sa.Connection, program_id: str) -> list[dict]:
 
 def _record(conn, program_id: str, event: str, change: dict, actor: str, now: datetime, origin) -> None:
     if origin is None:
-        from sorae_payouts.operators import Origin
+        from sorae_payouts.core.origin import Origin
 
         origin = Origin.here()
     conn.execute(text("INSERT INTO program_event (program_id, event, change, recorded_by, recorded_at, host, os_user) "
@@ -223,7 +224,16 @@ def _record(conn, program_id: str, event: str, change: dict, actor: str, now: da
 
 def first_period_of(program: Program) -> date:
     """The program's first period: its policy's `first_period`, else the deployment's (SORAE_FIRST_PERIOD)."""
-    from sorae_payouts.periods import first_period, parse_period
+    from sorae_payouts.core.periods import first_period, parse_period
 
     raw = program.policy.get("first_period")
     return parse_period(raw) if raw else first_period()
+
+
+def load_programs(conn: sa.Connection, program_ids: Sequence[str]) -> dict[str, Program]:
+    """The registered programs of the set (one statement), by id."""
+    rows = conn.execute(set_text("SELECT program_id, name, paying_account_ref, policy, status FROM program "
+                                 "WHERE program_id IN :program_ids"), {"program_ids": list(program_ids)})
+    return {r.program_id: Program(r.program_id, r.name, r.paying_account_ref,
+                                  r.policy if isinstance(r.policy, dict) else json.loads(r.policy or "{}"), r.status)
+            for r in rows}

@@ -10,17 +10,15 @@ database refuses deleting operators and editing or deleting their history.
 
 from __future__ import annotations
 
-import getpass
-import os
-import socket
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 
+from sorae_payouts.core.origin import Origin
 from sorae_payouts.ledger.sql import as_utc, text
-from sorae_payouts.programs import DEFAULT_PROGRAM
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 
 class OperatorError(Exception):
@@ -35,22 +33,6 @@ def normalize_identity(name: str) -> str:
     if not identity:
         raise OperatorError("an operator identity must not be empty")
     return identity
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where an action came from: host, OS user, and the Dagster run when a job did it."""
-    host: str
-    os_user: str
-    dagster_run_id: str | None = None
-
-    @classmethod
-    def here(cls, dagster_run_id: str | None = None) -> "Origin":
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):  # no passwd entry (containers)
-            user = os.environ.get("USER") or f"uid:{os.getuid()}"
-        return cls(socket.gethostname(), user, dagster_run_id)
 
 
 @dataclass

@@ -35,9 +35,9 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from sorae_payouts.ledger.sql import as_utc, text
-from sorae_payouts.money import format_minor
-from sorae_payouts.paying_accounts import describe_paying_account, require_program_gateway
-from sorae_payouts.programs import Program, get_program
+from sorae_payouts.core.money import format_minor
+from sorae_payouts.registry.paying_accounts import describe_paying_account, require_program_gateway
+from sorae_payouts.registry.programs import Program, get_program
 from sorae_payouts.stripe_gateway import StripeGateway
 
 HOLD_CODE = "insufficient_program_funds"

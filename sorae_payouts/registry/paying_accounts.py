@@ -21,7 +21,7 @@ import json
 import os
 import re
 
-from sorae_payouts.programs import Program
+from sorae_payouts.registry.programs import Program
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 from sorae_payouts.stripe_gateway.live import require_live_payouts_allowed
 from sorae_payouts.stripe_gateway.rate_limit import RateLimiter
