@@ -23,16 +23,16 @@ import stripe
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import scratch_ledger  # noqa: E402
 
-from sorae_payouts.approvals import approve_batch  # noqa: E402
-from sorae_payouts.batches import load_batch  # noqa: E402
+from sorae_payouts.month_end.approvals import approve_batch  # noqa: E402
+from sorae_payouts.month_end.batches import load_batch  # noqa: E402
 from sorae_payouts.registry.operators import ensure_operator  # noqa: E402
 from sorae_payouts.execution import attempts as ledger  # noqa: E402
-from sorae_payouts.execution.executor import ExecutionSettings, execute_batch  # noqa: E402
+from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch  # noqa: E402
 from sorae_payouts.execution.identity import PaymentIdentity  # noqa: E402
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM  # noqa: E402
-from sorae_payouts.finalize import finalize_period  # noqa: E402
+from sorae_payouts.month_end.finalize import finalize_period  # noqa: E402
 from sorae_payouts.ledger import schema  # noqa: E402
-from sorae_payouts.manifest import PayoutPolicy, build_manifest  # noqa: E402
+from sorae_payouts.month_end.manifest import PayoutPolicy, build_manifest  # noqa: E402
 from sorae_payouts.core.periods import parse_period  # noqa: E402
 from sorae_payouts.sandbox import SandboxServer  # noqa: E402
 from sorae_payouts.stripe_gateway import Disposition, GatewayConfig, StripeGateway, TransferOutcome, TransferRecord  # noqa: E402

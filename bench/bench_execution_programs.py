@@ -88,10 +88,11 @@ def create_world(state: Path, args) -> dict:
 
 
 def seed_ledger(engine, world: dict, args) -> None:
-    from sorae_payouts.approvals import approve_batch
-    from sorae_payouts.batches import load_batch
-    from sorae_payouts.finalize import finalize_period
-    from sorae_payouts.manifest import PayoutPolicy, build_manifest
+    from sorae_payouts.month_end.approvals import approve_batch
+    from sorae_payouts.month_end.batches import load_batch
+    from sorae_payouts.month_end.finalize import finalize_period
+    from sorae_payouts.month_end.manifest import PayoutPolicy
+    from sorae_payouts.month_end.manifest_build import build_manifest
     from sorae_payouts.registry.operators import ensure_operator
     from sorae_payouts.registry.programs import add_program
 
@@ -173,7 +174,7 @@ def peak_in_1s(stamps: list[float]) -> int:
 
 def worker(url: str, api_base: str, programs: list[str], limit: float, threads: int, queue, ready) -> None:
     """One OS process: execute its programs' batches one after the other (as one run each would)."""
-    from sorae_payouts.execution.executor import ExecutionSettings, execute_batch
+    from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch
     from sorae_payouts.ledger.database import create_ledger_engine
     from sorae_payouts.registry.paying_accounts import program_gateway
     from sorae_payouts.registry.programs import get_program

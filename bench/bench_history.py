@@ -2,7 +2,7 @@
 
 Generates, set-based inside the database, N commissions over A affiliates and 12 finalized months,
 one completed batch per month and one item per affiliate and month, then times
-`sorae_payouts.history.affiliate_history` for random affiliates (the portal's exact query: the view
+`sorae_payouts.portal.history.affiliate_history` for random affiliates (the portal's exact query: the view
 filtered by affiliate id with a bound parameter). Target: < 10 ms per affiliate at 10M commissions.
 
     python bench/bench_history.py --rows 10000000 --affiliates 50000 --backend both
@@ -25,10 +25,10 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import scratch_ledger  # noqa: E402
 
-from sorae_payouts.approvals import approve_batch  # noqa: E402
-from sorae_payouts.history import affiliate_history  # noqa: E402
+from sorae_payouts.month_end.approvals import approve_batch  # noqa: E402
+from sorae_payouts.portal.history import affiliate_history  # noqa: E402
 from sorae_payouts.ledger.sql import as_date  # noqa: E402
-from sorae_payouts.manifest import compute_manifest_hash  # noqa: E402
+from sorae_payouts.month_end.manifest import compute_manifest_hash  # noqa: E402
 from sorae_payouts.registry.operators import ensure_operator  # noqa: E402
 
 MONTHS = 12

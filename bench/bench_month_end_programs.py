@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HEADER, PeakRss, row, scratch_ledger  # noqa: E402
 
 from sorae_payouts import audit  # noqa: E402
-from sorae_payouts.finalize import finalize_programs  # noqa: E402
-from sorae_payouts.manifest import DEFAULT_DUAL_APPROVAL_OVER, DEFAULT_MINIMUM_PAYOUT, PayoutPolicy  # noqa: E402
-from sorae_payouts.manifest_programs import build_manifests  # noqa: E402
-from sorae_payouts.month_order import month_order_refusals  # noqa: E402
+from sorae_payouts.month_end.finalize import finalize_programs  # noqa: E402
+from sorae_payouts.month_end.manifest import DEFAULT_DUAL_APPROVAL_OVER, DEFAULT_MINIMUM_PAYOUT, PayoutPolicy  # noqa: E402
+from sorae_payouts.month_end.manifest_build import build_manifests  # noqa: E402
+from sorae_payouts.month_end.month_order import month_order_refusals  # noqa: E402
 
 MONTH = date(2026, 10, 1)
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)

@@ -89,8 +89,8 @@ def approve(engine: sa.Engine, period: date, *operators: str, now: datetime = NO
     """Approve the program's batch of the period as each operator in turn (registering them for the
     program first), with the batch's current manifest hash, until the batch is approved. Returns the
     last Approval."""
-    from sorae_payouts.approvals import approve_batch
-    from sorae_payouts.batches import load_batch
+    from sorae_payouts.month_end.approvals import approve_batch
+    from sorae_payouts.month_end.batches import load_batch
 
     operators = operators or ("tests", "tests-second")
     register_operators(engine, *operators, program_id=program_id)

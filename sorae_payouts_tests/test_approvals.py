@@ -9,11 +9,12 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from sorae_payouts.approvals import approve_batch, verify_batch_approvals
-from sorae_payouts.batches import BatchError, load_batch
+from sorae_payouts.month_end.approvals import approve_batch, verify_batch_approvals
+from sorae_payouts.month_end.batches import BatchError, load_batch
 from sorae_payouts.cli.main import app
-from sorae_payouts.finalize import finalize_period
-from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts.month_end.finalize import finalize_period
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
 from sorae_payouts.registry.operators import Origin, normalize_identity, set_operator_status
 from sorae_payouts_tests.factory import NOW, OCT, REGISTERED_AT, add_affiliate, add_commission, register_operators
 

@@ -10,8 +10,9 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from sorae_payouts.cli.main import app
-from sorae_payouts.finalize import finalize_period
-from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts.month_end.finalize import finalize_period
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
 from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, register_operators
 
 runner = CliRunner()

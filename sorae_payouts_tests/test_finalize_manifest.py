@@ -6,9 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sorae_payouts import audit
-from sorae_payouts.finalize import FinalizeError, finalize_period
-from sorae_payouts.manifest import ManifestError, PayoutPolicy, build_manifest
+from sorae_payouts.month_end import audit
+from sorae_payouts.month_end.finalize import FinalizeError, finalize_period
+from sorae_payouts.month_end.manifest import ManifestError, PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
 from sorae_payouts_tests.factory import NOV, NOW, OCT, SEP, add_affiliate, add_commission, add_event, items
 
 POLICY = PayoutPolicy.from_major({"usd": "50.00", "jpy": "5000"})

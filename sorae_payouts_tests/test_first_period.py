@@ -11,7 +11,7 @@ from datetime import date, datetime, timezone
 import pytest
 
 from sorae_payouts.defs.partitions import monthly_partitions
-from sorae_payouts.finalize import FinalizeError, finalize_period
+from sorae_payouts.month_end.finalize import FinalizeError, finalize_period
 from sorae_payouts.core.periods import first_period
 from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, add_program
 

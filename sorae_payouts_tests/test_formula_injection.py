@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 from sorae_payouts.cli.batch_cmd import EXPORT_NUMERIC_COLUMNS
 from sorae_payouts.cli.main import app
 from sorae_payouts.core.csv_safe import safe_cell, safe_frame
-from sorae_payouts.finalize import finalize_period
+from sorae_payouts.month_end.finalize import finalize_period
 from sorae_payouts.ingest import ImportKind, import_file
-from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
 from sorae_payouts_tests.csv_cells import evaluable_cells
 from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission
 from sorae_payouts_tests.ingest.helpers import AFFILIATE_HEADER, COMMISSION_HEADER, write_csv

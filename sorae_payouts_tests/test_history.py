@@ -1,4 +1,4 @@
-"""Affiliate payout history (view `affiliate_payout_history`, `sorae_payouts.history`, the CLI) on both
+"""Affiliate payout history (view `affiliate_payout_history`, `sorae_payouts.portal.history`, the CLI) on both
 backends: only the asked affiliate's rows, the commission breakdown, and the affiliate-facing wording."""
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from alembic.runtime.migration import MigrationContext
 from typer.testing import CliRunner
 
 from sorae_payouts.cli.history_cmd import history
-from sorae_payouts.finalize import finalize_period
-from sorae_payouts.history import GENERIC_FAILURE, affiliate_history
+from sorae_payouts.month_end.finalize import finalize_period
+from sorae_payouts.portal.history import GENERIC_FAILURE, affiliate_history
 from sorae_payouts.ledger import schema
 from sorae_payouts.ledger.database import MIGRATIONS_DIR, upgrade
-from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
 from sorae_payouts_tests.factory import NOV, NOW, OCT, add_affiliate, add_commission, add_event, approve
 
 POLICY = PayoutPolicy.from_major({"usd": "50.00"})

@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from sorae_payouts.cli.main import app
-from sorae_payouts.finalize import finalize_period
+from sorae_payouts.month_end.finalize import finalize_period
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.ledger.privileges import PrivilegeError, grant_app_role
-from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
 from sorae_payouts.stripe_gateway.shared_rate_limit import SharedRateLimiter
 from sorae_payouts_tests.conftest import PG_ADMIN_URL, make_ledger_url
 from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, approve

@@ -8,8 +8,9 @@ import re
 
 from sorae_payouts_tests.factory import approve
 from sorae_payouts.defs.manifest_views import manifest_item_metadata
-from sorae_payouts.finalize import finalize_period
-from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts.month_end.finalize import finalize_period
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
 from sorae_payouts.core.periods import parse_period
 from sorae_payouts_tests.factory import NOW, add_affiliate, add_commission
 

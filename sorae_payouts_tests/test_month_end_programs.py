@@ -9,12 +9,13 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from sorae_payouts import audit
-from sorae_payouts.batches import list_batches
-from sorae_payouts.finalize import FinalizeError, finalize_period, finalize_programs
-from sorae_payouts.manifest import ManifestError, PayoutPolicy, build_manifest
-from sorae_payouts.manifest_programs import build_manifests
-from sorae_payouts.month_order import MonthOrderError, check_month_end_order, month_order_refusals
+from sorae_payouts.month_end import audit
+from sorae_payouts.month_end.batches import list_batches
+from sorae_payouts.month_end.finalize import FinalizeError, finalize_period, finalize_programs
+from sorae_payouts.month_end.manifest import ManifestError, PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
+from sorae_payouts.month_end.manifest_build import build_manifests
+from sorae_payouts.month_end.month_order import MonthOrderError, check_month_end_order, month_order_refusals
 from sorae_payouts.registry.programs import set_program_status
 from sorae_payouts_tests.factory import (NOV, NOW, OCT, SEP, add_affiliate, add_commission, add_event, add_program,
                                          items)

@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 from sorae_payouts.defs.resources import LedgerResource, PayoutSettings
 from sorae_payouts.definitions import defs
-from sorae_payouts.finalize import finalize_period
-from sorae_payouts.manifest import PayoutPolicy, build_manifest
-from sorae_payouts.month_order import MonthOrderError, check_month_end_order, next_buildable_month
+from sorae_payouts.month_end.finalize import finalize_period
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
+from sorae_payouts.month_end.month_order import MonthOrderError, check_month_end_order, next_buildable_month
 from sorae_payouts.core.periods import parse_period
 from sorae_payouts_tests.factory import NOW, add_affiliate, add_commission
 

@@ -9,15 +9,16 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from sorae_payouts import audit
-from sorae_payouts.approvals import approve_batch, verify_batch_approvals
-from sorae_payouts.batches import BatchError, load_batch
-from sorae_payouts.execution.outcomes import settle_batch_status
-from sorae_payouts.finalize import finalize_programs
-from sorae_payouts.history import affiliate_history
+from sorae_payouts.month_end import audit
+from sorae_payouts.month_end.approvals import approve_batch, verify_batch_approvals
+from sorae_payouts.month_end.batches import BatchError, load_batch
+from sorae_payouts.month_end.batches import settle_batch_status
+from sorae_payouts.month_end.finalize import finalize_programs
+from sorae_payouts.portal.history import affiliate_history
 from sorae_payouts.ledger import schema
-from sorae_payouts.manifest import PayoutPolicy, build_manifest
-from sorae_payouts.manifest_programs import build_manifests
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
+from sorae_payouts.month_end.manifest_build import build_manifests
 from sorae_payouts.registry.programs import update_program
 from sorae_payouts_tests.factory import (NOV, NOW, OCT, add_affiliate, add_commission, add_program, approve, items,
                                          register_operators)

@@ -118,11 +118,12 @@ def _guards_still_hold(engine) -> None:
 def test_upgraded_ledger_pays_a_new_month(release_ledger, tmp_path):
     """After the upgrade, the default program closes and pays November with today's code: October's
     carried-forward balances flow in, and a second program can reuse the same affiliate ids."""
-    from sorae_payouts.approvals import approve_batch
-    from sorae_payouts.batches import load_batch
-    from sorae_payouts.execution.executor import execute_batch
-    from sorae_payouts.finalize import finalize_period
-    from sorae_payouts.manifest import PayoutPolicy, build_manifest
+    from sorae_payouts.month_end.approvals import approve_batch
+    from sorae_payouts.month_end.batches import load_batch
+    from sorae_payouts.execution.pay_batch import execute_batch
+    from sorae_payouts.month_end.finalize import finalize_period
+    from sorae_payouts.month_end.manifest import PayoutPolicy
+    from sorae_payouts.month_end.manifest_build import build_manifest
     from sorae_payouts.registry.operators import ensure_operator
     from sorae_payouts.registry.programs import add_program
     from sorae_payouts.sandbox import SandboxServer

@@ -11,15 +11,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sorae_payouts.approvals import MIN_HASH_PREFIX, approve_batch
-from sorae_payouts.batches import BatchError, list_batches, load_batch
+from sorae_payouts.month_end.approvals import MIN_HASH_PREFIX, approve_batch
+from sorae_payouts.month_end.batches import BatchError, list_batches, load_batch
 from sorae_payouts.cli import program_option
 from sorae_payouts.core.csv_safe import SafeDictWriter
 from sorae_payouts.cli.tables import missing_batch_message, outcome_table
 from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.outcomes import batch_outcome, item_outcomes
 from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts.manifest import owed_again_lines
+from sorae_payouts.month_end.manifest import owed_again_lines
 from sorae_payouts.core.money import format_minor, to_decimal
 from sorae_payouts.core.periods import parse_period, period_key
 from sorae_payouts.core.stripe_links import account_url, transfer_url
@@ -85,7 +85,7 @@ def show_command(period: str = typer.Argument(..., help="YYYY-MM"),
         items = list(item_outcomes(conn, batch.batch_id))
         outcome = batch_outcome(conn, batch.batch_id)
         anomalies = list_anomalies(conn, batch.batch_id)
-        from sorae_payouts.operations.negative_balances import negative_balances  # imports the Stripe SDK
+        from sorae_payouts.aftercare.recovery import negative_balances  # imports the Stripe SDK
 
         negatives = negative_balances(conn, batch.batch_id)
         owed_again = owed_again_lines(conn, batch.batch_id)

@@ -22,8 +22,8 @@ import stripe
 import typer
 from rich.console import Console
 
-from sorae_payouts.approvals import approve_batch
-from sorae_payouts.batches import BatchError, load_batch
+from sorae_payouts.month_end.approvals import approve_batch
+from sorae_payouts.month_end.batches import BatchError, load_batch
 from sorae_payouts.registry.operators import ensure_operator
 from sorae_payouts.cli.tables import outcome_table
 from sorae_payouts.demo_accounts import ensure_demo_accounts
@@ -32,8 +32,8 @@ from sorae_payouts.demo_programs import COBALT_KEY_SETTING, DEMO_PROGRAMS, ensur
 from sorae_payouts.execution.outcomes import batch_outcome
 from sorae_payouts.ingest import ImportKind, import_file
 from sorae_payouts.ledger.database import create_ledger_engine, data_dir, database_url, redact, upgrade
-from sorae_payouts.manifest import batch_id_for
-from sorae_payouts.finalize import DEFAULT_HOLDING_DAYS
+from sorae_payouts.month_end.manifest import batch_id_for
+from sorae_payouts.month_end.finalize import DEFAULT_HOLDING_DAYS
 from sorae_payouts.core.periods import finalizable_at, parse_period
 from sorae_payouts.stripe_gateway import demo_refusal
 

@@ -15,7 +15,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from sorae_payouts.history import affiliate_history
+from sorae_payouts.portal.history import affiliate_history
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.core.periods import period_key
 

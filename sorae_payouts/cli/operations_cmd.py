@@ -11,17 +11,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sorae_payouts.batches import BatchError
+from sorae_payouts.month_end.batches import BatchError
 from sorae_payouts.cli import program_option
 from sorae_payouts.cli.tables import outcome_json, outcome_table
 from sorae_payouts.execution.anomalies import list_anomalies
-from sorae_payouts.execution.executor import ExecutionRefused, utcnow
+from sorae_payouts.execution.pay_batch import ExecutionRefused, utcnow
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.core.money import format_minor
-from sorae_payouts.batches import load_batch
-from sorae_payouts.operations.reconcile import reconcile_batch
-from sorae_payouts.operations.refresh import refresh_batch, refreshable_periods
-from sorae_payouts.operations.retry import execute_retry, plan_retry
+from sorae_payouts.month_end.batches import load_batch
+from sorae_payouts.aftercare.reconcile import reconcile_batch
+from sorae_payouts.aftercare.refresh import refresh_batch, refreshable_periods
+from sorae_payouts.aftercare.retry import execute_retry, plan_retry
 from sorae_payouts.core.periods import parse_period
 from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, StripeGateway, config_from_environment
 

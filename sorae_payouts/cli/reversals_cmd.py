@@ -9,11 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sorae_payouts.batches import BatchError
+from sorae_payouts.month_end.batches import BatchError
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.core.money import format_minor
-from sorae_payouts.operations.negative_balances import recover_negative_balances
-from sorae_payouts.operations.reversals import OWE_AGAIN, WRITE_OFF, ReversalError, resolve_reversal, reversed_items
+from sorae_payouts.aftercare.recovery import recover_negative_balances
+from sorae_payouts.aftercare.reversals import OWE_AGAIN, WRITE_OFF, ReversalError, resolve_reversal, reversed_items
 from sorae_payouts.core.periods import parse_period, period_key
 from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, config_from_environment
 

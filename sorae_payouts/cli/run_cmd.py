@@ -13,12 +13,12 @@ import json
 import typer
 from rich.console import Console
 
-from sorae_payouts.batches import BatchError, load_batch
+from sorae_payouts.month_end.batches import BatchError, load_batch
 from sorae_payouts.cli import program_option
 from sorae_payouts.cli.tables import missing_batch_message, outcome_json, outcome_table
 from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts.manifest import batch_id_for
-from sorae_payouts.month_order import MonthOrderError, check_month_end_order
+from sorae_payouts.month_end.manifest import batch_id_for
+from sorae_payouts.month_end.month_order import MonthOrderError, check_month_end_order
 from sorae_payouts.core.periods import parse_period, period_key
 
 console = Console()

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from rich.table import Table
 
 from sorae_payouts.execution.outcomes import BatchOutcome
-from sorae_payouts.finalize import DEFAULT_HOLDING_DAYS
+from sorae_payouts.month_end.finalize import DEFAULT_HOLDING_DAYS
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.core.periods import finalizable_at, period_key
 
@@ -30,8 +30,8 @@ def outcome_json(outcome: BatchOutcome) -> dict:
 
 def missing_batch_message(conn: sa.Connection, period: date, now: datetime | None = None) -> str:
     """What to say when a month has no batch: which batches exist and which month can be built next."""
-    from sorae_payouts.batches import list_batches
-    from sorae_payouts.month_order import next_buildable_month
+    from sorae_payouts.month_end.batches import list_batches
+    from sorae_payouts.month_end.month_order import next_buildable_month
 
     now = now or datetime.now(timezone.utc)
     batches = list_batches(conn)

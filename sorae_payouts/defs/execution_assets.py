@@ -13,17 +13,17 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from sorae_payouts.audit import reversals_are_accounted_per_program
+from sorae_payouts.month_end.audit import reversals_are_accounted_per_program
 from sorae_payouts.defs.assets import GROUP, MANIFEST
 from sorae_payouts.defs.checks import TRANSFERS, transfers_check_specs
 from sorae_payouts.defs.execution_metadata import execution_metadata
 from sorae_payouts.defs.partitions import ProgramMonth, program_months, requested
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
 from sorae_payouts.defs.step_results import StepResults, Stopwatch
-from sorae_payouts.execution.executor import ExecutionRefused, execute_batch
+from sorae_payouts.execution.pay_batch import ExecutionRefused, execute_batch
 from sorae_payouts.core.heap import freeze_startup_heap
-from sorae_payouts.operations.negative_balances import recover_negative_balances
-from sorae_payouts.operations.reconcile import reconcile_batch
+from sorae_payouts.aftercare.recovery import recover_negative_balances
+from sorae_payouts.aftercare.reconcile import reconcile_batch
 from sorae_payouts.registry.paying_accounts import PayingAccountError
 from sorae_payouts.registry.programs import list_programs
 from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError

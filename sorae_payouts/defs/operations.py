@@ -10,17 +10,17 @@ from datetime import datetime, timezone
 import dagster as dg
 from pydantic import Field
 
-from sorae_payouts.approvals import approve_batch
-from sorae_payouts.batches import BatchError
+from sorae_payouts.month_end.approvals import approve_batch
+from sorae_payouts.month_end.batches import BatchError
 from sorae_payouts.defs.manifest_views import approvals_observation
 from sorae_payouts.defs.partitions import ProgramMonth, parse_partition, program_months
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
-from sorae_payouts.execution.executor import ExecutionRefused
+from sorae_payouts.execution.pay_batch import ExecutionRefused
 from sorae_payouts.core.origin import Origin
 from sorae_payouts.registry.operators import OperatorError, normalize_identity
-from sorae_payouts.operations.reconcile import reconcile_batch
-from sorae_payouts.operations.refresh import refresh_batch, refreshable_periods
-from sorae_payouts.operations.retry import execute_retry, plan_retry
+from sorae_payouts.aftercare.reconcile import reconcile_batch
+from sorae_payouts.aftercare.refresh import refresh_batch, refreshable_periods
+from sorae_payouts.aftercare.retry import execute_retry, plan_retry
 from sorae_payouts.core.periods import parse_period
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM, get_program, list_programs
 

@@ -8,10 +8,10 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 
-from sorae_payouts.execution.executor import ExecutionSettings
-from sorae_payouts.finalize import DEFAULT_HOLDING_DAYS
+from sorae_payouts.execution.pay_batch import ExecutionSettings
+from sorae_payouts.month_end.finalize import DEFAULT_HOLDING_DAYS
 from sorae_payouts.ledger.database import create_ledger_engine, database_url, redact
-from sorae_payouts.manifest import (DEFAULT_DUAL_APPROVAL_OVER, DEFAULT_MINIMUM_PAYOUT, NEGATIVE_BALANCE_CARRY,
+from sorae_payouts.month_end.manifest import (DEFAULT_DUAL_APPROVAL_OVER, DEFAULT_MINIMUM_PAYOUT, NEGATIVE_BALANCE_CARRY,
                                      PayoutPolicy)
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 

@@ -8,13 +8,13 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from sorae_payouts.batches import BatchError
+from sorae_payouts.month_end.batches import BatchError
 from sorae_payouts.defs.operations import program_month
 from sorae_payouts.defs.partitions import program_months
 from sorae_payouts.defs.resources import LedgerResource, StripeResource
 from sorae_payouts.core.money import format_minor
-from sorae_payouts.operations.negative_balances import recover_negative_balances
-from sorae_payouts.operations.reversals import ReversalError, resolve_reversal
+from sorae_payouts.aftercare.recovery import recover_negative_balances
+from sorae_payouts.aftercare.reversals import ReversalError, resolve_reversal
 from sorae_payouts.registry.programs import get_program
 
 

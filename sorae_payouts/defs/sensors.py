@@ -6,7 +6,7 @@ the sensor's run requests), so adding a program needs no code change and no depl
 
 import dagster as dg
 
-from sorae_payouts.batches import list_batches
+from sorae_payouts.month_end.batches import list_batches
 from sorae_payouts.defs.jobs import payout_execution_job
 from sorae_payouts.defs.launching import TAG_PAYING_ACCOUNT, TAG_PROGRAM, PayingAccounts
 from sorae_payouts.defs.partitions import PROGRAM, partition_key, program_partitions

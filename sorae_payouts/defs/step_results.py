@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from sorae_payouts.audit import AuditResult
+from sorae_payouts.month_end.audit import AuditResult
 from sorae_payouts.defs import metadata as md
 from sorae_payouts.defs.partitions import ProgramMonth
 

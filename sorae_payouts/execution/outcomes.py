@@ -71,22 +71,6 @@ def batch_outcome(conn: sa.Connection, batch_id: str) -> BatchOutcome:
     return outcome
 
 
-def settle_batch_status(conn: sa.Connection, batch_id: str) -> str:
-    """What an executed batch honestly is (see `item_states`):
-    `partially_completed` while a run still has something to send (a pending item without a hold, or an
-    attempt whose outcome is unknown); `completed` only when every payable item is posted;
-    otherwise `completed_with_exceptions` (failed, held, blocked, reversed or carried-on items)."""
-    counts = dict(conn.execute(text(
-        "SELECT CASE WHEN status = 'processing' OR (status = 'pending' AND hold_reason IS NULL) THEN 'open' "
-        "WHEN status = 'posted' THEN 'posted' ELSE 'exception' END AS k, COUNT(*) FROM payout_item "
-        "WHERE batch_id = :b AND carry_reason IS NULL GROUP BY k"), {"b": batch_id}).all())
-    status = ("partially_completed" if counts.get("open") else
-              "completed_with_exceptions" if counts.get("exception") else "completed")
-    conn.execute(text("UPDATE payout_batch SET status = :s WHERE batch_id = :b AND status <> 'draft' "
-                      "AND status <> :s"), {"s": status, "b": batch_id})
-    return status
-
-
 def exception_counts(conn: sa.Connection, batch_id: str) -> dict[str, int]:
     """Why a batch is `completed_with_exceptions`: payable items per display outcome other than posted."""
     rows = conn.execute(text(

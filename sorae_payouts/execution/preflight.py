@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
-from sorae_payouts.execution import attempts as ledger
+from sorae_payouts.execution import attempts
 from sorae_payouts.execution.shared_destinations import shared_destination_holds
 from sorae_payouts.registry.funding import funding_shortfalls
 from sorae_payouts.core.money import format_minor
@@ -52,7 +52,7 @@ def _detail(shortfalls: dict[str, tuple[int, int]]) -> str:
                      for c, (n, a) in sorted(shortfalls.items()))
 
 
-def hold_unready(engine: sa.Engine, gateway: StripeGateway, batch_id: str, items: list[ledger.WorkItem], *,
+def hold_unready(engine: sa.Engine, gateway: StripeGateway, batch_id: str, items: list[attempts.WorkItem], *,
                  workers: int, account_list_threshold: int) -> dict[int, str]:
     """Hold reasons of the pending items that cannot be sent now (not written: the caller holds them)."""
     with engine.connect() as conn:  # one account, one affiliate (unless allowed to share)
@@ -97,7 +97,7 @@ def _listed_readiness(gateway: StripeGateway, destinations: list[str]) -> dict[s
 
 
 def require_money(engine: sa.Engine, gateway: StripeGateway, *, program_id: str, batch_id: str,
-                  sendable: list[ledger.WorkItem], funded: bool) -> None:
+                  sendable: list[attempts.WorkItem], funded: bool) -> None:
     """Refuse the run (nothing sent) when the money for its pending items is not there."""
     needed: dict[str, int] = {}
     for item in sendable:

@@ -20,7 +20,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.execution import attempts as ledger
+from sorae_payouts.execution import attempts
 from sorae_payouts.execution.anomalies import Anomaly
 from sorae_payouts.execution.identity import PaymentIdentity, transfer_identity
 from sorae_payouts.ledger.sql import text
@@ -41,7 +41,7 @@ class ScanResult:
 
 @dataclass(frozen=True)
 class _Item:
-    work: ledger.WorkItem
+    work: attempts.WorkItem
     status: str
     posted_transfer: str | None
 
@@ -88,7 +88,7 @@ def scan_transfer_group(engine: sa.Engine, gateway: StripeGateway, *, batch_id: 
     with engine.connect() as conn:
         items = {}
         for r in conn.execute(text(_ITEMS), {"b": batch_id}):
-            work = ledger.WorkItem(int(r[0]), r[1], r[2], int(r[3]), r[4], r[5])
+            work = attempts.WorkItem(int(r[0]), r[1], r[2], int(r[3]), r[4], r[5])
             items[(r[1], r[2])] = _Item(work, r[5], r[6])
         known = {r[0] for r in conn.execute(text(_KNOWN), {"b": batch_id})}
     for item in items.values():
@@ -134,7 +134,7 @@ def _settle_item(engine, item: _Item, found: list[TransferRecord], result: ScanR
         return
     result.settled.add(item_id)
     with engine.connect() as conn:
-        attempt = ledger.open_attempt(conn, item_id) if item.status == "processing" else None
+        attempt = attempts.open_attempt(conn, item_id) if item.status == "processing" else None
     matching = [t for t in found if not differences(t, work.amount_minor, work.currency, work.destination)
                 and t.metadata.get("period")]
     if attempt is not None:
@@ -147,14 +147,14 @@ def _settle_item(engine, item: _Item, found: list[TransferRecord], result: ScanR
         chosen = matching[0]
         ours = attempt is not None and chosen.metadata.get("attempt_number") == str(attempt.attempt_number)
         if ours:
-            ledger.record(engine, attempt, TransferOutcome(Disposition.POSTED, chosen), now=now)
+            attempts.record(engine, attempt, TransferOutcome(Disposition.POSTED, chosen), now=now)
             result.resolved += 1
             return
         note = (f"adopted from Stripe: transfer {chosen.transfer_id} was in group {chosen.transfer_group} before "
                 "this run and not in this ledger (rebuilt or restored ledger, or another deployment); nothing sent")
         if attempt is not None:
-            ledger.record(engine, attempt, TransferOutcome(Disposition.POSTED, chosen), now=now, note=note)
-        elif not ledger.adopt(engine, work, chosen, paying_account=paying_account, identity=identity, note=note,
+            attempts.record(engine, attempt, TransferOutcome(Disposition.POSTED, chosen), now=now, note=note)
+        elif not attempts.adopt(engine, work, chosen, paying_account=paying_account, identity=identity, note=note,
                               now=now):
             return
         result.adopted += 1
@@ -163,7 +163,7 @@ def _settle_item(engine, item: _Item, found: list[TransferRecord], result: ScanR
     first = found[0]
     diffs = differences(first, work.amount_minor, work.currency, work.destination) or ["no payout metadata"]
     reason = blocked_reason(first, diffs)
-    if ledger.block(engine, item_id, reason, now=now, attempt=attempt):
+    if attempts.block(engine, item_id, reason, now=now, attempt=attempt):
         result.blocked[item_id] = reason
         result.anomalies.append(Anomaly("already_paid_outside_this_ledger", reason, item_id,
                                         attempt.attempt_pk if attempt else None, first.transfer_id))
@@ -179,7 +179,7 @@ def find_transfer(gateway: StripeGateway, group: str, identity: PaymentIdentity,
     return found
 
 
-def after_refused_key(gateway: StripeGateway, group: str, identity: PaymentIdentity, attempt: ledger.Attempt,
+def after_refused_key(gateway: StripeGateway, group: str, identity: PaymentIdentity, attempt: attempts.Attempt,
                       request_id: str | None) -> tuple[TransferRecord | None, str, str]:
     """After `idempotency_error` (our key was first used with other parameters): the transfer to adopt
     when one pays this payment exactly, else why the item is blocked. Returns (transfer or None, anomaly

@@ -10,9 +10,10 @@ import sqlalchemy as sa
 import stripe
 
 from sorae_payouts.execution import attempts as ledger
-from sorae_payouts.execution.run import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
-from sorae_payouts.finalize import finalize_period
-from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts.execution.pay_items import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
+from sorae_payouts.month_end.finalize import finalize_period
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 from sorae_payouts.sandbox import SandboxServer
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway

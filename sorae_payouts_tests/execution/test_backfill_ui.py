@@ -19,8 +19,9 @@ import dagster as dg
 import requests
 import sqlalchemy as sa
 
-from sorae_payouts.finalize import finalize_period
-from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts.month_end.finalize import finalize_period
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
 from sorae_payouts.core.periods import parse_period
 from sorae_payouts_tests.execution.conftest import API_KEY, sandbox_transfers
 from sorae_payouts_tests.factory import NOW, add_affiliate, add_commission, approve

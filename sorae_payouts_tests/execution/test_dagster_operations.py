@@ -8,9 +8,10 @@ import sqlalchemy as sa
 
 from sorae_payouts.defs.resources import LedgerResource, PayoutSettings, StripeResource
 from sorae_payouts.definitions import defs
-from sorae_payouts.execution.executor import execute_batch
-from sorae_payouts.finalize import finalize_period
-from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts.execution.pay_batch import execute_batch
+from sorae_payouts.month_end.finalize import finalize_period
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
 from sorae_payouts_tests.execution.test_operations import _fail_one
 from sorae_payouts_tests.execution.conftest import (
     API_KEY, assert_paid_exactly_once, crash_after_stripe_call, item_states, make_gateway, seed_batch)

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 
 from sorae_payouts.defs.resources import LedgerResource, PayoutSettings, StripeResource
 from sorae_payouts.definitions import defs
-from sorae_payouts.execution.executor import execute_batch
-from sorae_payouts.operations.refresh import refresh_batch
+from sorae_payouts.execution.pay_batch import execute_batch
+from sorae_payouts.aftercare.refresh import refresh_batch
 from sorae_payouts_tests.execution.conftest import API_KEY, make_gateway, sandbox_transfers, seed_batch
 from sorae_payouts_tests.factory import OCT, items
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from sorae_payouts.execution.executor import ExecutionRefused, ExecutionSettings, execute_batch
+from sorae_payouts.execution.pay_batch import ExecutionRefused, ExecutionSettings, execute_batch
 from sorae_payouts_tests.execution.conftest import (
     assert_paid_exactly_once, item_states, make_gateway, sandbox_transfers, seed_batch)
 from sorae_payouts_tests.factory import OCT, approve

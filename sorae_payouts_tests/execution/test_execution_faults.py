@@ -13,7 +13,7 @@ import time
 
 import sqlalchemy as sa
 
-from sorae_payouts.execution.executor import ExecutionSettings, execute_batch
+from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch
 from sorae_payouts_tests.execution.conftest import (
     assert_paid_exactly_once, crash_after_stripe_call, item_states, later, make_gateway, sandbox_transfers, seed_batch)
 from sorae_payouts_tests.factory import OCT
@@ -113,7 +113,7 @@ def test_429_storm_ends_with_everything_posted(engine, sandbox, stripe_client):
 
 _CHILD = """
 import sys
-from sorae_payouts.execution.executor import ExecutionSettings, execute_batch
+from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.core.periods import parse_period
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway

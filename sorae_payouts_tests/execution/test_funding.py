@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from sorae_payouts.execution.executor import ExecutionSettings, execute_batch, utcnow
+from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch, utcnow
 from sorae_payouts.registry.funding import FundingError, available_funding, list_funding, record_funding
 from sorae_payouts.registry.paying_accounts import PayingAccountError
 from sorae_payouts_tests.execution.conftest import (

@@ -11,10 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from sorae_payouts.ledger import item_states
-from sorae_payouts.finalize import finalize_period
-from sorae_payouts.manifest import PayoutPolicy, build_manifest
-from sorae_payouts.operations.refresh import refresh_batch
-from sorae_payouts.operations.retry import apply_retry, plan_retry
+from sorae_payouts.month_end.finalize import finalize_period
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
+from sorae_payouts.aftercare.refresh import refresh_batch
+from sorae_payouts.aftercare.retry import apply_retry, plan_retry
 from sorae_payouts_tests.execution.conftest import assert_paid_exactly_once, item_states as states, make_gateway
 from sorae_payouts_tests.execution.test_operations import _attempts, _fail_one
 from sorae_payouts_tests.factory import NOV, OCT, add_commission
@@ -100,7 +101,7 @@ def test_a_failure_whose_account_is_fixed_is_paid_by_refresh_with_attempt_2(engi
 
 def test_an_item_left_unpaid_at_next_month_end_is_carried_and_paid_once(engine, sandbox, stripe_client):
     from sorae_payouts_tests.factory import approve
-    from sorae_payouts.execution.executor import execute_batch
+    from sorae_payouts.execution.pay_batch import execute_batch
 
     accounts = _fail_one(engine, sandbox, stripe_client)  # bob failed in October, account still broken
     add_commission(engine, "bob", 1_000, earned_at=datetime(2026, 11, 10, tzinfo=timezone.utc))
@@ -113,7 +114,7 @@ def test_an_item_left_unpaid_at_next_month_end_is_carried_and_paid_once(engine, 
                                    "AND affiliate_id = 'bob'")).one()
         new = conn.execute(sa.text("SELECT amount_minor, carried_in_minor, status FROM payout_item "
                                    "WHERE batch_id = 'payout_2026-11' AND affiliate_id = 'bob'")).one()
-        conserved = __import__("sorae_payouts.audit", fromlist=["x"]).money_is_conserved(conn, NOV)
+        conserved = __import__("sorae_payouts.month_end.audit", fromlist=["x"]).money_is_conserved(conn, NOV)
         plan = plan_retry(conn, OCT, item_ids=[conn.execute(sa.text(
             "SELECT payout_item_id FROM payout_item WHERE batch_id = 'payout_2026-10' AND affiliate_id = 'bob'"
         )).scalar_one()])
@@ -141,6 +142,6 @@ def test_a_batch_with_exceptions_never_shows_completed(engine, sandbox, stripe_c
 
 
 def test_history_promises_an_automatic_retry_only_for_what_refresh_retries():
-    from sorae_payouts.history import FAILURE_FIX
+    from sorae_payouts.portal.history import FAILURE_FIX
     from sorae_payouts.stripe_gateway.dispositions import CLEARED_BY_ACCOUNT_FIX
     assert set(FAILURE_FIX) == set(CLEARED_BY_ACCOUNT_FIX)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from sorae_payouts.cli import demo_cmd, operations_cmd
 from sorae_payouts.definitions import defs
 from sorae_payouts.defs.resources import LedgerResource, PayoutSettings, StripeResource
-from sorae_payouts.execution.executor import ExecutionRefused, execute_batch
+from sorae_payouts.execution.pay_batch import ExecutionRefused, execute_batch
 from sorae_payouts.sandbox import SandboxServer
 from sorae_payouts.stripe_gateway import GatewayConfig, LivePayoutsRefused, StripeGateway, TransferRequest
 from sorae_payouts_tests.execution.conftest import BALANCES, assert_paid_exactly_once, sandbox_transfers, seed_batch
@@ -75,7 +75,7 @@ def test_cli_retry_and_refresh_with_a_live_key_refuse_without_the_setting(engine
     # An unknown outcome makes refresh a sending path: the attempt is claimed, nothing was sent.
     from sorae_payouts.execution import attempts as ledger
     from sorae_payouts.execution.identity import PaymentIdentity
-    from sorae_payouts.execution.executor import utcnow
+    from sorae_payouts.execution.pay_batch import utcnow
     with engine.connect() as conn:
         [item] = ledger.work_items(conn, "payout_2026-10")
     ledger.claim(engine, item, paying_account="acct_earlier", identity=PaymentIdentity("default", "2026-10", "alice",
@@ -123,9 +123,9 @@ def test_demo_refuses_live_keys_and_real_stripe_outright(env, tmp_path, monkeypa
 
 def test_retry_with_a_live_key_refuses_before_any_item_moves(engine, live_sandbox, monkeypatch):
     from sorae_payouts.execution import attempts as ledger
-    from sorae_payouts.execution.executor import utcnow
+    from sorae_payouts.execution.pay_batch import utcnow
     from sorae_payouts.execution.identity import PaymentIdentity
-    from sorae_payouts.operations.retry import execute_retry, plan_retry
+    from sorae_payouts.aftercare.retry import execute_retry, plan_retry
     from sorae_payouts.stripe_gateway import Disposition, TransferOutcome
     from sorae_payouts.stripe_gateway.dispositions import ClassifiedError
     monkeypatch.delenv("SORAE_LIVE_PAYOUTS", raising=False)

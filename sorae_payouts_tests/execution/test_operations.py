@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from sorae_payouts.cli import operations_cmd
-from sorae_payouts.execution.executor import ExecutionSettings, execute_batch
+from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch
 from sorae_payouts_tests.execution.conftest import (
     API_KEY, assert_paid_exactly_once, crash_after_stripe_call, item_states, make_gateway, sandbox_transfers,
     seed_batch)

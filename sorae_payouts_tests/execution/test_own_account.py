@@ -9,14 +9,15 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from sorae_payouts.execution.executor import ExecutionRefused, ExecutionSettings, execute_batch, utcnow
-from sorae_payouts.finalize import finalize_period
-from sorae_payouts.manifest import PayoutPolicy, build_manifest
-from sorae_payouts.operations.negative_balances import recover_negative_balances
-from sorae_payouts.operations.reconcile import reconcile_batch
-from sorae_payouts.operations.refresh import refresh_batch, refreshable_periods
-from sorae_payouts.operations.retry import execute_retry, plan_retry
-from sorae_payouts.operations.reversals import reversed_items
+from sorae_payouts.execution.pay_batch import ExecutionRefused, ExecutionSettings, execute_batch, utcnow
+from sorae_payouts.month_end.finalize import finalize_period
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
+from sorae_payouts.aftercare.recovery import recover_negative_balances
+from sorae_payouts.aftercare.reconcile import reconcile_batch
+from sorae_payouts.aftercare.refresh import refresh_batch, refreshable_periods
+from sorae_payouts.aftercare.retry import execute_retry, plan_retry
+from sorae_payouts.aftercare.reversals import reversed_items
 from sorae_payouts.registry.paying_accounts import PayingAccountError, program_gateway
 from sorae_payouts.registry.programs import get_program, set_program_status
 from sorae_payouts_tests.execution.conftest import (

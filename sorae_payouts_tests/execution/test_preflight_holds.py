@@ -10,11 +10,12 @@ from typer.testing import CliRunner
 
 from sorae_payouts_tests.factory import approve
 from sorae_payouts.cli.main import app
-from sorae_payouts.execution.executor import ExecutionSettings, execute_batch
-from sorae_payouts.finalize import finalize_period
-from sorae_payouts.history import affiliate_history
-from sorae_payouts.manifest import PayoutPolicy, build_manifest
-from sorae_payouts.operations.refresh import refresh_batch
+from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch
+from sorae_payouts.month_end.finalize import finalize_period
+from sorae_payouts.portal.history import affiliate_history
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
+from sorae_payouts.aftercare.refresh import refresh_batch
 from sorae_payouts_tests.execution.conftest import assert_paid_exactly_once, item_states, make_gateway, seed_batch
 from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission
 

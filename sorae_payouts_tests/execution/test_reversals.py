@@ -11,18 +11,19 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from sorae_payouts import audit
+from sorae_payouts.month_end import audit
 from sorae_payouts.cli import batch_cmd, reversals_cmd
-from sorae_payouts.execution.executor import execute_batch
-from sorae_payouts.finalize import finalize_period
-from sorae_payouts.history import affiliate_history
-from sorae_payouts.manifest import PayoutPolicy, build_manifest, owed_again_lines
-from sorae_payouts.operations.negative_balances import (
+from sorae_payouts.execution.pay_batch import execute_batch
+from sorae_payouts.month_end.finalize import finalize_period
+from sorae_payouts.portal.history import affiliate_history
+from sorae_payouts.month_end.manifest import PayoutPolicy, owed_again_lines
+from sorae_payouts.month_end.manifest_build import build_manifest
+from sorae_payouts.aftercare.recovery import (
     _store_request, negative_balances, recover_negative_balances, reversal_metadata)
-from sorae_payouts.operations.reconcile import reconcile_batch
-from sorae_payouts.operations.retry import plan_retry
-from sorae_payouts.operations.refresh import refresh_batch
-from sorae_payouts.operations.reversals import ReversalError, resolve_reversal, reversed_items
+from sorae_payouts.aftercare.reconcile import reconcile_batch
+from sorae_payouts.aftercare.retry import plan_retry
+from sorae_payouts.aftercare.refresh import refresh_batch
+from sorae_payouts.aftercare.reversals import ReversalError, resolve_reversal, reversed_items
 from sorae_payouts_tests.execution.conftest import API_KEY, make_gateway, sandbox_transfers, seed_batch
 from sorae_payouts_tests.factory import NOV, NOW, OCT, approve, add_affiliate, add_commission, add_event, items
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from sorae_payouts.execution.executor import ExecutionSettings, FundingShortfall, execute_batch
+from sorae_payouts.execution.pay_batch import ExecutionSettings, FundingShortfall, execute_batch
 from sorae_payouts.registry.funding import available_funding
-from sorae_payouts.history import affiliate_history
-from sorae_payouts.operations.refresh import refresh_batch
+from sorae_payouts.portal.history import affiliate_history
+from sorae_payouts.aftercare.refresh import refresh_batch
 from sorae_payouts_tests.execution.conftest import (
     add_program, attempts_of, charge, fund, make_gateway, program_items, sandbox_transfers, seed_batch, topup)
 from sorae_payouts_tests.factory import OCT

@@ -12,11 +12,12 @@ import sqlalchemy as sa
 from sorae_payouts_tests.factory import approve
 from sorae_payouts.execution import attempts as ledger
 from sorae_payouts.execution.anomalies import list_anomalies
-from sorae_payouts.execution.executor import execute_batch
-from sorae_payouts.execution.run import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
-from sorae_payouts.finalize import finalize_period
+from sorae_payouts.execution.pay_batch import execute_batch
+from sorae_payouts.execution.pay_items import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
+from sorae_payouts.month_end.finalize import finalize_period
 from sorae_payouts.ledger.database import create_ledger_engine, upgrade
-from sorae_payouts.manifest import PayoutPolicy, build_manifest
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifest
 from sorae_payouts_tests.conftest import _pg_admin, _pg_url, make_ledger_url
 from sorae_payouts_tests.execution.conftest import (
     assert_paid_exactly_once, crash_after_stripe_call, item_states, later, make_gateway, sandbox_transfers, seed_batch)

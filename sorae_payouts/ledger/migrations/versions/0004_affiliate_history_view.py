@@ -17,7 +17,7 @@ Read-only, by construction and by grant:
   not part of the migrations). A PostgreSQL view reads its tables with its owner's rights, so the
   portal needs no grant on the ledger tables themselves.
 - The view holds every affiliate's rows: the reader must filter by the signed-in affiliate
-  (`sorae_payouts.history.affiliate_history` does, with a bound parameter).
+  (`sorae_payouts.portal.history.affiliate_history` does, with a bound parameter).
 - Deliberately absent: idempotency keys, Stripe request ids, Stripe error messages and "unknown
   outcome" notes. They are internal and can name other accounts or our own infrastructure.
 

@@ -28,14 +28,15 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from sorae_payouts.registry import funding
-from sorae_payouts.approvals import ApprovalMissing, verify_batch_approvals
-from sorae_payouts.batches import load_batch
-from sorae_payouts.execution import attempts as ledger
+from sorae_payouts.month_end.approvals import ApprovalMissing, verify_batch_approvals
+from sorae_payouts.month_end.batches import load_batch
+from sorae_payouts.execution import attempts
 from sorae_payouts.execution.anomalies import record_anomalies
 from sorae_payouts.execution.identity import transfer_group
-from sorae_payouts.execution.outcomes import batch_outcome, settle_batch_status
+from sorae_payouts.execution.outcomes import batch_outcome
+from sorae_payouts.month_end.batches import settle_batch_status
 from sorae_payouts.execution.preflight import ExecutionRefused, FundingShortfall, disabled_program
-from sorae_payouts.execution.run import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
+from sorae_payouts.execution.pay_items import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
 from sorae_payouts.execution.stripe_scan import scan_transfer_group
 from sorae_payouts.registry.paying_accounts import (
     PayingAccountError, require_live_payouts_allowed_for, require_program_gateway)
@@ -49,7 +50,7 @@ EXECUTABLE_STATUSES = ("approved", "executing", "partially_completed", "complete
 log = logging.getLogger(__name__)
 
 
-def _totals(items: list[ledger.WorkItem]) -> dict[str, tuple[int, int]]:
+def _totals(items: list[attempts.WorkItem]) -> dict[str, tuple[int, int]]:
     totals: dict[str, tuple[int, int]] = {}
     for item in items:
         count, amount = totals.get(item.currency, (0, 0))
@@ -59,7 +60,7 @@ def _totals(items: list[ledger.WorkItem]) -> dict[str, tuple[int, int]]:
 
 def execute_batch(engine: sa.Engine, gateway: StripeGateway, period, *, program_id: str = DEFAULT_PROGRAM,
                   settings: ExecutionSettings | None = None, on_item_done: Callable[[], None] | None = None,
-                  clock: Callable[[], datetime] = utcnow, only: Callable[[ledger.WorkItem], bool] | None = None,
+                  clock: Callable[[], datetime] = utcnow, only: Callable[[attempts.WorkItem], bool] | None = None,
                   announce: Callable[[str], None] | None = None) -> ExecutionReport:
     """Send (or resolve) the pending and processing items of `program_id`'s batch for `period`, through
     `gateway` (built for the program's paying account: `paying_accounts.program_gateway`). `only`
@@ -79,7 +80,7 @@ def execute_batch(engine: sa.Engine, gateway: StripeGateway, period, *, program_
             verify_batch_approvals(conn, batch)
         except ApprovalMissing as exc:
             raise ExecutionRefused(f"{exc}; nothing was sent") from exc
-        items = _enabled_work(program, [i for i in ledger.work_items(conn, batch.batch_id) if only is None or only(i)])
+        items = _enabled_work(program, [i for i in attempts.work_items(conn, batch.batch_id) if only is None or only(i)])
         funded = funding.shares_platform_account(conn, program)
     report = ExecutionReport(batch.batch_id, period_key(period))
     if items:
@@ -103,7 +104,7 @@ def execute_batch(engine: sa.Engine, gateway: StripeGateway, period, *, program_
     return report
 
 
-def _enabled_work(program: Program, items: list[ledger.WorkItem]) -> list[ledger.WorkItem]:
+def _enabled_work(program: Program, items: list[attempts.WorkItem]) -> list[attempts.WorkItem]:
     """A disabled program (a merchant paused or leaving) sends no new money: its pending items stay
     pending until it is enabled again. Attempts already sent (`processing`) are still resumed, so the
     books learn what Stripe did with them."""
@@ -115,7 +116,7 @@ def _enabled_work(program: Program, items: list[ledger.WorkItem]) -> list[ledger
     return resumed
 
 
-def _authorize(gateway: StripeGateway, program: Program, batch_id: str, items: list[ledger.WorkItem],
+def _authorize(gateway: StripeGateway, program: Program, batch_id: str, items: list[attempts.WorkItem],
                report: ExecutionReport, announce) -> None:
     """The program's key and the live-money rule (stripe_gateway.live), before this run's first request."""
     try:
@@ -131,8 +132,8 @@ def _authorize(gateway: StripeGateway, program: Program, batch_id: str, items: l
         (announce or log.warning)(report.live_announcement)
 
 
-def _scan(engine, gateway: StripeGateway, batch, program_id: str, items: list[ledger.WorkItem],
-          report: ExecutionReport, clock) -> list[ledger.WorkItem]:
+def _scan(engine, gateway: StripeGateway, batch, program_id: str, items: list[attempts.WorkItem],
+          report: ExecutionReport, clock) -> list[attempts.WorkItem]:
     """List the program's transfer group of the month once; return the items still to send."""
     scan = scan_transfer_group(engine, gateway, batch_id=batch.batch_id, group=transfer_group(batch.period, program_id),
                                program_id=program_id, period_label=report.period_label,

@@ -7,8 +7,8 @@ otherwise it is `carried_forward` with a reason (`below_minimum`, `negative_bala
 `zero_balance`, or `not_onboarded` for an affiliate without a Stripe connected account yet) and its
 amount becomes the next batch's carried-in balance: an affiliate who onboards is paid in the first
 batch built after onboarding, with nothing lost meanwhile. Items an executed earlier batch left unpaid
-(failed or held) are closed and carried in too (`sorae_payouts.unpaid_carry`). Money never disappears
-between batches: conservation is checked per currency (`sorae_payouts.audit`).
+(failed or held) are closed and carried in too (`sorae_payouts.month_end.carry`). Money never disappears
+between batches: conservation is checked per currency (`sorae_payouts.month_end.audit`).
 
 Batches are built in period order: a period's batch needs the batches of all earlier finalized periods
 (their carried balances flow in), and a draft can be rebuilt only while no later batch exists. A draft
@@ -27,7 +27,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date
 
 import sqlalchemy as sa
 
@@ -131,16 +131,6 @@ def effective_policy(base: PayoutPolicy, program: Program) -> PayoutPolicy:
 # payable item) already says which items are to be paid.
 _ITEM_HASH_COLUMNS = ("affiliate_id", "currency", "stripe_account_id", "commission_count",
                       "period_amount_minor", "carried_in_minor", "amount_minor", "carry_reason")
-
-
-def build_manifest(engine: sa.Engine, period: date, *, policy: PayoutPolicy, now: datetime,
-                   program_id: str = DEFAULT_PROGRAM) -> ManifestReport:
-    """Create (or rebuild, while draft) the program's batch of the period and its items under the
-    effective policy (`policy` overridden by the program's), and compute the manifest hash. Raises
-    ManifestError when refused."""
-    from sorae_payouts.manifest_programs import build_manifests
-
-    return build_manifests(engine, period, [program_id], policy=policy, now=now).one(program_id, ManifestError)
 
 
 def owed_again_lines(conn: sa.Connection, batch_id: str) -> list[dict]:

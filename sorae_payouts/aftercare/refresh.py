@@ -22,12 +22,12 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.batches import list_batches, load_batch
-from sorae_payouts.execution.executor import ExecutionSettings, execute_batch, utcnow
+from sorae_payouts.month_end.batches import list_batches, load_batch
+from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch, utcnow
 from sorae_payouts.execution.identity import transfer_group
 from sorae_payouts.ledger.sql import text
-from sorae_payouts.operations.reattempt import reattempt_cleared
-from sorae_payouts.operations.reversals import ReversalState, record_reversal
+from sorae_payouts.aftercare.pay_cleared import reattempt_cleared
+from sorae_payouts.aftercare.reversals import ReversalState, record_reversal
 from sorae_payouts.registry.paying_accounts import require_program_gateway
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM, get_program
 from sorae_payouts.stripe_gateway import StripeGateway

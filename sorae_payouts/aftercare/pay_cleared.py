@@ -17,9 +17,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.execution.executor import ExecutionSettings, execute_batch
+from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch
 from sorae_payouts.ledger.sql import text
-from sorae_payouts.operations.retry import reopen_failed
+from sorae_payouts.aftercare.retry import reopen_failed
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 from sorae_payouts.stripe_gateway import StripeGateway
 from sorae_payouts.stripe_gateway.dispositions import CLEARED_BY_ACCOUNT_FIX

@@ -23,11 +23,11 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.batches import BatchError, load_batch
+from sorae_payouts.month_end.batches import BatchError, load_batch
 from sorae_payouts.execution.identity import PaymentIdentity, reversal_idempotency_key
 from sorae_payouts.ledger.sql import as_date, text
-from sorae_payouts.manifest import NEGATIVE_BALANCE_CARRY, NEGATIVE_BALANCE_RECOVER
-from sorae_payouts.operations.reversals import OWE_AGAIN, ReversalState, record_reversal
+from sorae_payouts.month_end.manifest import NEGATIVE_BALANCE_CARRY, NEGATIVE_BALANCE_RECOVER
+from sorae_payouts.aftercare.reversals import OWE_AGAIN, ReversalState, record_reversal
 from sorae_payouts.registry.paying_accounts import require_program_gateway
 from sorae_payouts.core.periods import period_key
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM, get_program

@@ -21,9 +21,9 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.batches import Batch, BatchError, load_batch
+from sorae_payouts.month_end.batches import Batch, BatchError, load_batch
 from sorae_payouts.ledger.sql import as_utc, text
-from sorae_payouts.manifest import compute_manifest_hash
+from sorae_payouts.month_end.manifest import compute_manifest_hash
 from sorae_payouts.core.origin import Origin
 from sorae_payouts.registry.operators import OperatorError, normalize_identity, require_active, was_active_at
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM

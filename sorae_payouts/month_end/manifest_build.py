@@ -17,13 +17,13 @@ import sqlalchemy as sa
 
 from sorae_payouts.ledger import schema
 from sorae_payouts.ledger.sql import as_date
-from sorae_payouts.manifest import (ManifestReport, PayoutPolicy, batch_id_for, effective_policy, manifest_hashes,
+from sorae_payouts.month_end.manifest import (ManifestError, ManifestReport, PayoutPolicy, batch_id_for, effective_policy, manifest_hashes,
                                     manifest_reports)
 from sorae_payouts.core.periods import period_key
-from sorae_payouts.program_sets import ProgramOutcomes, ProgramRefused, active_programs, parallel_workers, split_programs, unique_ids
+from sorae_payouts.month_end.program_sets import ProgramOutcomes, ProgramRefused, active_programs, parallel_workers, split_programs, unique_ids
 from sorae_payouts.ledger.sql import allow_large_sorts, set_text, values_cte
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
-from sorae_payouts.unpaid_carry import CARRIED_UNPAID_SQL, close_unpaid_items_into
+from sorae_payouts.month_end.carry import CARRIED_UNPAID_SQL, close_unpaid_items_into
 
 # Items: per program, affiliate and currency, the month's commissions (aggregated in the order of
 # `ix_commission_affiliate_period`, without a hash of a million groups) plus the small "other" sources
@@ -241,3 +241,11 @@ def _write(conn: sa.Connection, period: date, now: datetime, new: list[str], reb
     for p, batch in rebuilt.items():
         outcomes[p] = (batch.batch_id, "unchanged" if batch.manifest_hash == hashes[batch.batch_id][0] else "rebuilt")
     return outcomes
+
+
+def build_manifest(engine: sa.Engine, period: date, *, policy: PayoutPolicy, now: datetime,
+                   program_id: str = DEFAULT_PROGRAM) -> ManifestReport:
+    """Create (or rebuild, while draft) the program's batch of the period and its items under the
+    effective policy (`policy` overridden by the program's), and compute the manifest hash. Raises
+    ManifestError when refused."""
+    return build_manifests(engine, period, [program_id], policy=policy, now=now).one(program_id, ManifestError)

@@ -14,9 +14,9 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.batches import load_batch
+from sorae_payouts.month_end.batches import load_batch
 from sorae_payouts.execution.identity import PaymentIdentity, idempotency_key
-from sorae_payouts.execution.executor import ExecutionRefused, ExecutionReport, ExecutionSettings, execute_batch
+from sorae_payouts.execution.pay_batch import ExecutionRefused, ExecutionReport, ExecutionSettings, execute_batch
 from sorae_payouts.execution.outcomes import item_outcomes
 from sorae_payouts.execution.preflight import disabled_program
 from sorae_payouts.ledger.sql import text

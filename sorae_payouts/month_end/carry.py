@@ -26,7 +26,8 @@ from datetime import date, datetime
 import sqlalchemy as sa
 
 from sorae_payouts.core.periods import period_key
-from sorae_payouts.program_sets import ProgramRefused
+from sorae_payouts.month_end.batches import settle_batch_status
+from sorae_payouts.month_end.program_sets import ProgramRefused
 from sorae_payouts.ledger.sql import set_text
 
 
@@ -88,8 +89,6 @@ def close_unpaid_items_into(conn: sa.Connection, period: date, batch_ids: Mappin
         moved = conn.execute(set_text(_CLOSE), {"batch_ids": ids, "s": status, "now": now}).rowcount
         if moved != expected:
             raise ProgramRefused(_moved_items(conn, ids))
-    from sorae_payouts.execution.outcomes import settle_batch_status
-
     for old_batch in sorted({row.from_batch_id for row in carried}):
         settle_batch_status(conn, old_batch)
     return len(carried)

@@ -33,9 +33,9 @@ import sqlalchemy as sa
 
 from sorae_payouts.ledger import schema
 from sorae_payouts.ledger.sql import as_date, as_utc, least, text
-from sorae_payouts.month_order import blocked_message
+from sorae_payouts.month_end.month_order import blocked_message
 from sorae_payouts.core.periods import finalizable_at, period_key
-from sorae_payouts.program_sets import ProgramOutcomes, active_programs, chunks, unique_ids
+from sorae_payouts.month_end.program_sets import ProgramOutcomes, active_programs, chunks, unique_ids
 from sorae_payouts.ledger.sql import allow_large_sorts, insert_ignoring_conflicts, set_text
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM, Program
 

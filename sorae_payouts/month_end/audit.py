@@ -18,9 +18,9 @@ from datetime import date
 
 import sqlalchemy as sa
 
-from sorae_payouts.finalize import CHECKSUM_SQL
+from sorae_payouts.month_end.finalize import CHECKSUM_SQL
 from sorae_payouts.core.money import format_minor
-from sorae_payouts.program_sets import per_chunk, unique_ids
+from sorae_payouts.month_end.program_sets import per_chunk, unique_ids
 from sorae_payouts.ledger.sql import allow_large_sorts, set_text, values_cte
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from sorae_payouts.ledger.sql import as_date, text
 from sorae_payouts.core.periods import first_period, next_period, period_key
-from sorae_payouts.program_sets import unique_ids
+from sorae_payouts.month_end.program_sets import unique_ids
 from sorae_payouts.ledger.sql import set_text
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM, Program, first_period_of
 

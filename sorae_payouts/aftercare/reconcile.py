@@ -18,8 +18,8 @@ from datetime import date
 
 import sqlalchemy as sa
 
-from sorae_payouts.audit import AuditResult
-from sorae_payouts.batches import load_batch
+from sorae_payouts.month_end.audit import AuditResult
+from sorae_payouts.month_end.batches import load_batch
 from sorae_payouts.execution.identity import transfer_group, transfer_identity
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.core.money import format_minor

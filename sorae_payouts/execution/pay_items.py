@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from sorae_payouts.registry import funding
-from sorae_payouts.execution import attempts as ledger
+from sorae_payouts.execution import attempts
 from sorae_payouts.execution.anomalies import Anomaly, record_anomalies
 from sorae_payouts.execution.identity import (
     PaymentIdentity, legacy_transfer_metadata, transfer_group, transfer_metadata)
@@ -70,15 +70,15 @@ class ExecutionRun:
         self.group = transfer_group(parse_period(period_label), program_id)
         self.report, self.clock, self.on_item_done = report, clock, on_item_done
         self.funded = funded  # spends only the program's funding (shared platform account)
-        self.source: ledger.SourceChooser | None = None
+        self.source: attempts.SourceChooser | None = None
         self.exhausted_currencies: set[str] = set()
         self.lock = threading.Lock()
 
-    def preflight(self, items: list[ledger.WorkItem]) -> list[ledger.WorkItem]:
+    def preflight(self, items: list[attempts.WorkItem]) -> list[attempts.WorkItem]:
         """Hold items whose account cannot receive transfers; stop when the money is not there."""
         holds = hold_unready(self.engine, self.gateway, self.batch_id, items, workers=self.settings.workers,
                              account_list_threshold=self.settings.account_list_threshold)
-        ledger.hold(self.engine, holds, now=self.clock())
+        attempts.hold(self.engine, holds, now=self.clock())
         self.report.held = holds
         # Unresolved attempts are always resumed: they may already be paid, so they never wait on readiness.
         sendable = [i for i in items if i.payout_item_id not in holds]
@@ -87,7 +87,7 @@ class ExecutionRun:
         self.source = self._source_chooser()
         return sendable
 
-    def _source_chooser(self) -> ledger.SourceChooser | None:
+    def _source_chooser(self) -> attempts.SourceChooser | None:
         """What pays each claimed transfer: a charge of the program with room, its top-ups, or (not
         funded, no charge recorded on this account) the balance as always: then no chooser at all."""
         account = self.gateway.paying_account()
@@ -97,19 +97,19 @@ class ExecutionRun:
                            for f in funding.list_funding(conn, self.program_id)):
                     return None
 
-        def choose(conn: sa.Connection, item: ledger.WorkItem) -> tuple[str | None, str | None]:
+        def choose(conn: sa.Connection, item: attempts.WorkItem) -> tuple[str | None, str | None]:
             return funding.source_choice(conn, program_id=self.program_id, paying_account=account,
                                          currency=item.currency, amount_minor=item.amount_minor, strict=self.funded)
         return choose
 
-    def process(self, item: ledger.WorkItem) -> None:
+    def process(self, item: attempts.WorkItem) -> None:
         try:
             self._process(item)
         finally:
             if self.on_item_done:
                 self.on_item_done()
 
-    def identity(self, item: ledger.WorkItem) -> PaymentIdentity:
+    def identity(self, item: attempts.WorkItem) -> PaymentIdentity:
         return PaymentIdentity(self.program_id, self.period_label, item.affiliate_id, item.currency)
 
     def _anomaly(self, anomaly: Anomaly) -> None:
@@ -118,15 +118,15 @@ class ExecutionRun:
         with self.lock:
             self.report.anomalies.append(anomaly)
 
-    def _process(self, item: ledger.WorkItem) -> None:
+    def _process(self, item: attempts.WorkItem) -> None:
         if item.currency in self.exhausted_currencies and item.status == "pending":
-            ledger.hold(self.engine, {item.payout_item_id: "platform balance ran out during this run"}, now=self.clock())
+            attempts.hold(self.engine, {item.payout_item_id: "platform balance ran out during this run"}, now=self.clock())
             return
-        attempt = ledger.claim(self.engine, item, paying_account=self.gateway.paying_account(),
+        attempt = attempts.claim(self.engine, item, paying_account=self.gateway.paying_account(),
                                identity=self.identity(item), now=self.clock(), source=self.source)
         if attempt is None:
             return  # claimed by a concurrent run, no longer pending, or already has a posted attempt
-        if isinstance(attempt, ledger.Held):  # the program's funding cannot pay it: never overspend
+        if isinstance(attempt, attempts.Held):  # the program's funding cannot pay it: never overspend
             with self.lock:
                 self.report.held[item.payout_item_id] = attempt.reason
             return
@@ -155,13 +155,13 @@ class ExecutionRun:
                 note = self._check_replay(attempt, outcome)
             elif outcome.error and outcome.error.code == "balance_insufficient":
                 self.exhausted_currencies.add(item.currency)
-            ledger.record(self.engine, attempt, outcome, now=self.clock(), note=note)
+            attempts.record(self.engine, attempt, outcome, now=self.clock(), note=note)
             return
-        ledger.record(self.engine, attempt, outcome, now=self.clock(),
+        attempts.record(self.engine, attempt, outcome, now=self.clock(),
                       unknown_reason=f"not accepted after {send + 1} sends "
                                      f"({outcome.error.code if outcome.error else 'unknown'}); same key next run")
 
-    def _request(self, item: ledger.WorkItem, attempt: ledger.Attempt) -> TransferRequest:
+    def _request(self, item: attempts.WorkItem, attempt: attempts.Attempt) -> TransferRequest:
         """The request of an attempt: always the same for the same attempt (a re-sent key must carry the
         parameters it was first sent with, or Stripe refuses it)."""
         description = f"Sorae affiliate commissions {self.period_label} ({item.affiliate_id})"
@@ -175,7 +175,7 @@ class ExecutionRun:
         return TransferRequest(attempt.amount_minor, attempt.currency, attempt.destination, self.group,
                                description, metadata, **drawn)
 
-    def _check_replay(self, attempt: ledger.Attempt, outcome: TransferOutcome) -> str | None:
+    def _check_replay(self, attempt: attempts.Attempt, outcome: TransferOutcome) -> str | None:
         """A re-sent key should be replayed; a fresh key replayed means another ledger sent it first."""
         transfer = outcome.transfer
         if attempt.resumed and not outcome.replayed:
@@ -194,35 +194,35 @@ class ExecutionRun:
             return note
         return None
 
-    def _resolve_by_lookup(self, item: ledger.WorkItem, attempt: ledger.Attempt) -> bool:
+    def _resolve_by_lookup(self, item: attempts.WorkItem, attempt: attempts.Attempt) -> bool:
         found = find_transfer(self.gateway, self.group, self.identity(item), attempt.destination,
                               attempt.attempt_number)
         if not found:
             return False
         self._check_matches(attempt, found[0])
-        ledger.record(self.engine, attempt, TransferOutcome(Disposition.POSTED, found[0]), now=self.clock())
+        attempts.record(self.engine, attempt, TransferOutcome(Disposition.POSTED, found[0]), now=self.clock())
         with self.lock:
             self.report.resolved_by_lookup += 1
         return True
 
-    def _key_refused(self, item: ledger.WorkItem, attempt: ledger.Attempt, outcome: TransferOutcome) -> None:
+    def _key_refused(self, item: attempts.WorkItem, attempt: attempts.Attempt, outcome: TransferOutcome) -> None:
         """`idempotency_error`: adopt the transfer that pays the item, or block it. Never a new key."""
         adopt, kind, reason = after_refused_key(self.gateway, self.group, self.identity(item), attempt,
                                                 outcome.request_id)
         if adopt is not None:
-            ledger.record(self.engine, attempt, TransferOutcome(Disposition.POSTED, adopt), now=self.clock(),
+            attempts.record(self.engine, attempt, TransferOutcome(Disposition.POSTED, adopt), now=self.clock(),
                           note=reason)
             with self.lock:
                 self.report.adopted += 1
         else:
-            ledger.block(self.engine, item.payout_item_id, reason, now=self.clock(), attempt=attempt,
+            attempts.block(self.engine, item.payout_item_id, reason, now=self.clock(), attempt=attempt,
                          error_code="idempotency_error")
             with self.lock:
                 self.report.blocked[item.payout_item_id] = reason
         self._anomaly(Anomaly(kind, reason, item.payout_item_id, attempt.attempt_pk,
                               adopt.transfer_id if adopt else None))
 
-    def _check_matches(self, attempt: ledger.Attempt, transfer: TransferRecord) -> None:
+    def _check_matches(self, attempt: attempts.Attempt, transfer: TransferRecord) -> None:
         diffs = differences(transfer, attempt.amount_minor, attempt.currency, attempt.destination)
         if diffs:
             self._anomaly(Anomaly("transfer_mismatch", f"transfer {transfer.transfer_id} for attempt "
