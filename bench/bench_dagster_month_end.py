@@ -5,7 +5,7 @@
 
 The ledger is generated in SQL as in bench_month_end_programs.py (its `generate`); the Dagster instance
 stores runs and events in a scratch PostgreSQL database (dagster-postgres, as deploy/dagster.yaml), or
-with `--event-log pooled` through `sorae_payouts.defs.pg_event_log` (pooled connections). One run covers
+with `--event-log pooled` through `sorae_payouts.instance.pg_event_log` (pooled connections). One run covers
 2026-10 x every program partition (the range the monthly schedule asks for). Reported: the run's wall
 time, the domain's share (the set calls' `ledger_seconds` / `seconds` metadata of the run) and the rest
 (Dagster: run creation with one planned event per asset partition, one materialization per asset and
@@ -32,15 +32,15 @@ import psutil  # noqa: E402
 import psycopg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from sorae_payouts.defs.partitions import ProgramMonth, range_tags  # noqa: E402
-from sorae_payouts.defs.resources import LedgerResource, PayoutSettings  # noqa: E402
+from sorae_payouts.defs.lib.partitions import ProgramMonth, range_tags  # noqa: E402
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings  # noqa: E402
 from sorae_payouts.core.periods import parse_period  # noqa: E402
 
 MONTH = "2026-10-01"
 STORAGE = {"default": "storage:\n  postgres:\n    postgres_url: {url}\n",
            "pooled": ("run_storage:\n  module: dagster_postgres.run_storage\n  class: PostgresRunStorage\n"
                       "  config:\n    postgres_url: {url}\n"
-                      "event_log_storage:\n  module: sorae_payouts.defs.pg_event_log\n"
+                      "event_log_storage:\n  module: sorae_payouts.instance.pg_event_log\n"
                       "  class: PooledPostgresEventLogStorage\n  config:\n    postgres_url: {url}\n"
                       "schedule_storage:\n  module: dagster_postgres.schedule_storage\n  class: PostgresScheduleStorage\n"
                       "  config:\n    postgres_url: {url}\n")}
@@ -122,7 +122,7 @@ def _in_process(instance, ledger_url: str, ids: list[str]) -> tuple[str, bool]:
 
 
 def _launched(instance, ledger_url: str, tmp: Path) -> tuple[str, bool]:
-    from sorae_payouts.defs.launching import launch_range_and_wait
+    from sorae_payouts.instance.launching import launch_range_and_wait
 
     os.environ.update(SORAE_DATABASE_URL=ledger_url, SORAE_DATA_DIR=str(tmp), SORAE_QUIET_DAGSTER_WARNINGS="1")
     launched = launch_range_and_wait("month_end_job", MONTH, MONTH, instance=instance)

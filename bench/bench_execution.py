@@ -26,15 +26,16 @@ from _common import scratch_ledger  # noqa: E402
 from sorae_payouts.month_end.approvals import approve_batch  # noqa: E402
 from sorae_payouts.month_end.batches import load_batch  # noqa: E402
 from sorae_payouts.registry.operators import ensure_operator  # noqa: E402
-from sorae_payouts.execution import attempts as ledger  # noqa: E402
+from sorae_payouts.execution import attempts  # noqa: E402
 from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch  # noqa: E402
 from sorae_payouts.execution.identity import PaymentIdentity  # noqa: E402
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM  # noqa: E402
 from sorae_payouts.month_end.finalize import finalize_period  # noqa: E402
 from sorae_payouts.ledger import schema  # noqa: E402
-from sorae_payouts.month_end.manifest import PayoutPolicy, build_manifest  # noqa: E402
+from sorae_payouts.month_end.manifest import PayoutPolicy  # noqa: E402
+from sorae_payouts.month_end.manifest_build import build_manifest  # noqa: E402
 from sorae_payouts.core.periods import parse_period  # noqa: E402
-from sorae_payouts.sandbox import SandboxServer  # noqa: E402
+from sorae_sandbox import SandboxServer  # noqa: E402
 from sorae_payouts.stripe_gateway import Disposition, GatewayConfig, StripeGateway, TransferOutcome, TransferRecord  # noqa: E402
 
 KEY = "sk_test_bench"
@@ -101,14 +102,14 @@ def pay(url_engine, state: Path, accounts, latency_ms: int, limit: float, worker
 def ledger_overhead(engine, n: int) -> float:
     """ms per item for claim + record alone (what the ledger adds to each Stripe call)."""
     with engine.connect() as conn:
-        items = ledger.work_items(conn, "payout_2026-10")[:n]
+        items = attempts.work_items(conn, "payout_2026-10")[:n]
     started = time.perf_counter()
     for item in items:
         identity = PaymentIdentity(DEFAULT_PROGRAM, "2026-10", item.affiliate_id, item.currency)
-        attempt = ledger.claim(engine, item, paying_account="acct_benchplatform", identity=identity, now=NOW)
+        attempt = attempts.claim(engine, item, paying_account="acct_benchplatform", identity=identity, now=NOW)
         record = TransferRecord(f"tr_bench{item.payout_item_id}", item.amount_minor, item.currency, item.destination,
                                 "payout_2026-10", {})
-        ledger.record(engine, attempt, TransferOutcome(Disposition.POSTED, record, "req_bench"), now=NOW)
+        attempts.record(engine, attempt, TransferOutcome(Disposition.POSTED, record, "req_bench"), now=NOW)
     return (time.perf_counter() - started) * 1000 / len(items)
 
 

@@ -34,7 +34,7 @@ from _common import scratch_ledger  # noqa: E402
 
 from sorae_payouts.ledger import schema  # noqa: E402
 from sorae_payouts.core.periods import parse_period  # noqa: E402
-from sorae_payouts.sandbox import SandboxServer  # noqa: E402
+from sorae_sandbox import SandboxServer  # noqa: E402
 
 PLATFORM_KEY = "sk_test_bench_platform"
 PERIOD = parse_period("2026-10")

@@ -20,9 +20,9 @@ import dagster as dg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HEADER, PeakRss, row, scratch_ledger  # noqa: E402
 
-from sorae_payouts.defs.resources import LedgerResource, PayoutSettings  # noqa: E402
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings  # noqa: E402
 from sorae_payouts.definitions import defs  # noqa: E402
-from sorae_payouts.demo_data import write_demo_data  # noqa: E402
+from sorae_payouts.demo.data import write_demo_data  # noqa: E402
 from sorae_payouts.ingest import ImportKind, import_file  # noqa: E402
 
 MONTH = "2026-10"

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HEADER, PeakRss, row, scratch_ledger  # noqa: E402
 
-from sorae_payouts import audit  # noqa: E402
+from sorae_payouts.month_end import audit  # noqa: E402
 from sorae_payouts.month_end.finalize import finalize_programs  # noqa: E402
 from sorae_payouts.month_end.manifest import DEFAULT_DUAL_APPROVAL_OVER, DEFAULT_MINIMUM_PAYOUT, PayoutPolicy  # noqa: E402
 from sorae_payouts.month_end.manifest_build import build_manifests  # noqa: E402

@@ -15,7 +15,8 @@ from sorae_payouts.cli.main import app
 from sorae_payouts.month_end.finalize import finalize_period
 from sorae_payouts.month_end.manifest import PayoutPolicy
 from sorae_payouts.month_end.manifest_build import build_manifest
-from sorae_payouts.registry.operators import Origin, normalize_identity, set_operator_status
+from sorae_payouts.core.origin import Origin
+from sorae_payouts.registry.operators import normalize_identity, set_operator_status
 from sorae_payouts_tests.factory import NOW, OCT, REGISTERED_AT, add_affiliate, add_commission, register_operators
 
 runner = CliRunner()

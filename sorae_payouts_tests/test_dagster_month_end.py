@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 import dagster as dg
 import sqlalchemy as sa
 
-from sorae_payouts.defs.partitions import ProgramMonth, range_tags, sync_program_partitions
-from sorae_payouts.defs.resources import LedgerResource, PayoutSettings
+from sorae_payouts.defs.lib.partitions import ProgramMonth, range_tags, sync_program_partitions
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings
 from sorae_payouts.definitions import defs
 from sorae_payouts.core.periods import parse_period
 from sorae_payouts.registry.programs import set_program_status

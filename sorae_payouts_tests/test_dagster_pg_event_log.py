@@ -1,4 +1,4 @@
-"""The pooled event-log storage (sorae_payouts.defs.pg_event_log), as deploy/dagster.yaml configures it, on
+"""The pooled event-log storage (sorae_payouts.instance.pg_event_log), as deploy/dagster.yaml configures it, on
 a real PostgreSQL instance: a month end over several programs records, per program-month, the
 materializations and one execution row per check that moved from PLANNED to its result, as
 dagster-postgres's own storage records them."""
@@ -9,8 +9,8 @@ import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log.base import PartitionKeyFilter
 
-from sorae_payouts.defs.partitions import ProgramMonth, range_tags
-from sorae_payouts.defs.resources import LedgerResource, PayoutSettings
+from sorae_payouts.defs.lib.partitions import ProgramMonth, range_tags
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings
 from sorae_payouts.definitions import defs
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts_tests.conftest import make_ledger_url

@@ -8,7 +8,7 @@ import dagster as dg
 from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
-from sorae_payouts.defs.resources import LedgerResource, PayoutSettings
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings
 from sorae_payouts.definitions import defs
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts_tests.conftest import make_ledger_url

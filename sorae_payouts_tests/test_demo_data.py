@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sorae_payouts.demo_data import (EVENT_GRACE_DAYS, MINIMUM_PAYOUT_MINOR, default_month,
+from sorae_payouts.demo.data import (EVENT_GRACE_DAYS, MINIMUM_PAYOUT_MINOR, default_month,
                                      write_demo_data)
 from sorae_payouts.core.money import exponent, parse_minor
 

@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from sorae_payouts.defs.partitions import monthly_partitions
+from sorae_payouts.defs.lib.partitions import monthly_partitions
 from sorae_payouts.month_end.finalize import FinalizeError, finalize_period
 from sorae_payouts.core.periods import first_period
 from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, add_program
@@ -23,7 +23,7 @@ def test_partitions_start_at_the_first_period(monkeypatch):
     assert monthly_partitions.get_first_partition_window().start.date() == date(2025, 1, 1)
     monkeypatch.setenv("SORAE_FIRST_PERIOD", "2026-03")
     assert first_period() == date(2026, 3, 1)
-    code = "from sorae_payouts.defs.partitions import monthly_partitions as p; print(p.get_partition_keys()[0])"
+    code = "from sorae_payouts.defs.lib.partitions import monthly_partitions as p; print(p.get_partition_keys()[0])"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SORAE_FIRST_PERIOD": "2026-03"},
                          capture_output=True, text=True, timeout=120, check=True).stdout
     assert out.strip() == "2026-03-01"

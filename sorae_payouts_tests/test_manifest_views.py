@@ -7,7 +7,7 @@ import csv
 import re
 
 from sorae_payouts_tests.factory import approve
-from sorae_payouts.defs.manifest_views import manifest_item_metadata
+from sorae_payouts.defs.lib.manifest_views import manifest_item_metadata
 from sorae_payouts.month_end.finalize import finalize_period
 from sorae_payouts.month_end.manifest import PayoutPolicy
 from sorae_payouts.month_end.manifest_build import build_manifest

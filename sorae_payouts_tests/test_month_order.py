@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from sorae_payouts.defs.resources import LedgerResource, PayoutSettings
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings
 from sorae_payouts.definitions import defs
 from sorae_payouts.month_end.finalize import finalize_period
 from sorae_payouts.month_end.manifest import PayoutPolicy

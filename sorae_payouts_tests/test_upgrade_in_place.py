@@ -126,7 +126,7 @@ def test_upgraded_ledger_pays_a_new_month(release_ledger, tmp_path):
     from sorae_payouts.month_end.manifest_build import build_manifest
     from sorae_payouts.registry.operators import ensure_operator
     from sorae_payouts.registry.programs import add_program
-    from sorae_payouts.sandbox import SandboxServer
+    from sorae_sandbox import SandboxServer
     from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
     import stripe
 

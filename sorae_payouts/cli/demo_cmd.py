@@ -26,9 +26,9 @@ from sorae_payouts.month_end.approvals import approve_batch
 from sorae_payouts.month_end.batches import BatchError, load_batch
 from sorae_payouts.registry.operators import ensure_operator
 from sorae_payouts.cli.tables import outcome_table
-from sorae_payouts.demo_accounts import ensure_demo_accounts
-from sorae_payouts.demo_data import write_demo_data
-from sorae_payouts.demo_programs import COBALT_KEY_SETTING, DEMO_PROGRAMS, ensure_demo_programs, fund_demo_program
+from sorae_payouts.demo.accounts import ensure_demo_accounts
+from sorae_payouts.demo.data import write_demo_data
+from sorae_payouts.demo.programs import COBALT_KEY_SETTING, DEMO_PROGRAMS, ensure_demo_programs, fund_demo_program
 from sorae_payouts.execution.outcomes import batch_outcome
 from sorae_payouts.ingest import ImportKind, import_file
 from sorae_payouts.ledger.database import create_ledger_engine, data_dir, database_url, redact, upgrade
@@ -66,7 +66,7 @@ def _start_sandbox_if_needed():
             console.print(f"[red]demo refused: {refusal}; nothing was done[/red]")
             raise typer.Exit(1)
         return None
-    from sorae_payouts.sandbox import SandboxServer
+    from sorae_sandbox import SandboxServer
 
     server = SandboxServer(port=0, state_path=str(data_dir() / "sandbox.sqlite3"), balances=PLATFORM_BALANCES,
                            api_keys=[SANDBOX_KEY], platforms={COBALT_SANDBOX_KEY: SANDBOX_BALANCES}).start()
@@ -102,8 +102,8 @@ def _client(api_key: str) -> stripe.StripeClient:
 
 def _demo(month: str, affiliates: int, commissions: int) -> None:
     from sorae_payouts.definitions import defs  # noqa: F401 - after the Stripe environment is set
-    from sorae_payouts.defs.instance import local_instance
-    from sorae_payouts.defs.launching import code_location_workspace
+    from sorae_payouts.instance.local import local_instance
+    from sorae_payouts.instance.launching import code_location_workspace
 
     engine = create_ledger_engine()
     upgrade(engine)
@@ -171,7 +171,7 @@ def _run(job_name: str, month: str, instance, workspace, expect_refusals: bool =
     # Through the instance with the code location (not execute_in_process): a run per program-month
     # partition, shown under its job and partition in the UI with the month's full item pages (a run over
     # many programs, as the schedule launches, keeps per-partition summaries; see defs/launching.py).
-    from sorae_payouts.defs.launching import launch_and_wait
+    from sorae_payouts.instance.launching import launch_and_wait
 
     for program_id in PROGRAM_IDS:
         tags = {"sorae/operator": "demo", "sorae/batch_id": batch_id_for(parse_period(month), program_id)}

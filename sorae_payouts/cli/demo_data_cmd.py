@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sorae_payouts.demo_data import default_month, write_demo_data
+from sorae_payouts.demo.data import default_month, write_demo_data
 from sorae_payouts.core.money import format_minor
 
 console = Console()

@@ -33,7 +33,7 @@ def _period(text: str):
 
 def _launch(job_name: str, period, tags: dict, as_json: bool, program_ids: list[str] | None):
     """One run: the month of one program, or of every program (`program_ids` None: all partitions)."""
-    from sorae_payouts.defs import launching  # Dagster is imported only to launch
+    from sorae_payouts.instance import launching  # Dagster is imported only to launch
 
     def progress(status: str) -> None:
         if not as_json:
@@ -42,8 +42,8 @@ def _launch(job_name: str, period, tags: dict, as_json: bool, program_ids: list[
     if program_ids is not None and len(program_ids) == 1:
         return launching.launch_and_wait(job_name, period.isoformat(), program_id=program_ids[0], tags=tags,
                                          on_status=progress)
-    from sorae_payouts.defs.instance import local_instance
-    from sorae_payouts.defs.partitions import sync_program_partitions
+    from sorae_payouts.instance.local import local_instance
+    from sorae_payouts.defs.lib.partitions import sync_program_partitions
     from sorae_payouts.ledger.database import data_dir
     from sorae_payouts.registry.programs import list_programs
 

@@ -6,7 +6,7 @@ import signal
 
 import typer
 
-from sorae_payouts.sandbox import run_sandbox
+from sorae_sandbox import run_sandbox
 
 
 def _interrupt(signum, frame) -> None:

@@ -26,7 +26,8 @@ from datetime import datetime
 import pandas as pd
 
 from sorae_payouts.ingest.checks import RowChecks
-from sorae_payouts.ingest.model import ImportKind, KindSpec, Written
+from sorae_payouts.ingest.model import ImportKind, Written
+from sorae_payouts.ingest.staging import KindSpec
 from sorae_payouts.ingest.staging import STAGE, StagingArea
 
 COLUMNS = ("affiliate_id", "name", "email", "stripe_account_id", "currency", "allow_shared_destination")

@@ -18,7 +18,8 @@ from datetime import datetime
 import pandas as pd
 
 from sorae_payouts.ingest.checks import RowChecks
-from sorae_payouts.ingest.model import ImportKind, KindSpec, Written
+from sorae_payouts.ingest.model import ImportKind, Written
+from sorae_payouts.ingest.staging import KindSpec
 from sorae_payouts.ingest.staging import STAGE, StagingArea
 
 COLUMNS = ("commission_id", "affiliate_id", "order_id", "amount", "currency", "earned_at")

@@ -28,7 +28,8 @@ from sorae_payouts.ingest import affiliates, commissions, order_events
 import pandas as pd
 
 from sorae_payouts.ingest.checks import DateWindow, RowChecks
-from sorae_payouts.ingest.model import ImportAbortedError, ImportKind, ImportReport, KindSpec
+from sorae_payouts.ingest.model import ImportAbortedError, ImportKind, ImportReport
+from sorae_payouts.ingest.staging import KindSpec
 from sorae_payouts.ingest.program_scope import PROGRAM_COLUMN, ProgramScope
 from sorae_payouts.ingest.read_ahead import read_ahead
 from sorae_payouts.ingest.reader import Source, open_source

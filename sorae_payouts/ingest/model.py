@@ -12,18 +12,12 @@ Every data row of an input file ends in exactly one of four outcomes, so that
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import NamedTuple
 
-import pandas as pd
 
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
-
-if TYPE_CHECKING:
-    from sorae_payouts.ingest.checks import RowChecks
-    from sorae_payouts.ingest.staging import StagingArea
 
 
 class ImportKind(str, Enum):
@@ -96,20 +90,3 @@ class Written(NamedTuple):
     updated: int
 
 
-@dataclass(frozen=True)
-class KindSpec:
-    """How one kind of file is checked and loaded.
-
-    `columns` are the input columns (exactly these, in any order; those in `optional` may be absent); `parsed` the typed
-    staging columns derived from them ("text", "int", "ts" or "date"). `validate` does the row-level
-    checks of one chunk and returns the parsed columns; `apply` does the cross-row checks in SQL on
-    the staging table and writes the ledger.
-    """
-
-    kind: ImportKind
-    columns: tuple[str, ...]
-    id_column: str
-    parsed: tuple[tuple[str, str], ...]
-    validate: Callable[[pd.DataFrame, "RowChecks"], pd.DataFrame]
-    apply: Callable[["StagingArea", datetime], Written]
-    optional: tuple[str, ...] = ()  # columns of `columns` a file may leave out (read as "")

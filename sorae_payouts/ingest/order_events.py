@@ -21,7 +21,8 @@ from datetime import datetime
 import pandas as pd
 
 from sorae_payouts.ingest.checks import RowChecks
-from sorae_payouts.ingest.model import ImportKind, KindSpec, Written
+from sorae_payouts.ingest.model import ImportKind, Written
+from sorae_payouts.ingest.staging import KindSpec
 from sorae_payouts.ingest.staging import STAGE, StagingArea
 from sorae_payouts.core.money import format_minor
 

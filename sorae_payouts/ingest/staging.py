@@ -26,8 +26,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 
-from sorae_payouts.ingest.model import KindSpec
 from sorae_payouts.ingest.program_scope import PROGRAM_COLUMN, ProgramScope
+from collections.abc import Callable
+from sorae_payouts.ingest.model import ImportKind
+from sorae_payouts.ingest.checks import RowChecks
+from sorae_payouts.ingest.model import Written
+from datetime import datetime
 
 STAGE = "ingest_stage"
 REJECT = "ingest_reject"
@@ -299,3 +303,22 @@ def _db_values(series: pd.Series, kind: str, dialect: str) -> pa.Array:
     text = pc.cast(moment, pa.string())
     # PostgreSQL would read a bare timestamp in the session's time zone: say it is UTC.
     return pc.binary_join_element_wise(text, "+00", "") if dialect == "postgresql" else text
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """How one kind of file is checked and loaded.
+
+    `columns` are the input columns (exactly these, in any order; those in `optional` may be absent); `parsed` the typed
+    staging columns derived from them ("text", "int", "ts" or "date"). `validate` does the row-level
+    checks of one chunk and returns the parsed columns; `apply` does the cross-row checks in SQL on
+    the staging table and writes the ledger.
+    """
+
+    kind: ImportKind
+    columns: tuple[str, ...]
+    id_column: str
+    parsed: tuple[tuple[str, str], ...]
+    validate: Callable[[pd.DataFrame, RowChecks], pd.DataFrame]
+    apply: Callable[[StagingArea, datetime], Written]
+    optional: tuple[str, ...] = ()  # columns of `columns` a file may leave out (read as "")

@@ -1,7 +1,7 @@
 """The Stripe boundary: the only code that talks to Stripe, always through the official SDK.
 
 `StripeGateway` wraps `stripe.StripeClient`; `STRIPE_API_BASE` points the same code at real Stripe
-(unset), at the project's sandbox (`sorae_payouts.sandbox`) or at any Stripe-compatible mock.
+(unset), at the project's sandbox (`sorae_sandbox`) or at any Stripe-compatible mock.
 `dispositions` is the one table deciding what each Stripe error means for a transfer attempt.
 """
 

@@ -15,7 +15,7 @@ from sorae_payouts.month_end.finalize import finalize_period
 from sorae_payouts.month_end.manifest import PayoutPolicy
 from sorae_payouts.month_end.manifest_build import build_manifest
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
-from sorae_payouts.sandbox import SandboxServer
+from sorae_sandbox import SandboxServer
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission
 from sorae_payouts_tests.factory import approve as approve_as

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from sorae_payouts.definitions import defs
-from sorae_payouts.defs.resources import LedgerResource, PayoutSettings, StripeResource
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings, StripeResource
 from sorae_payouts.execution.pay_batch import ExecutionRefused, execute_batch
 from sorae_payouts_tests.execution.conftest import API_KEY, make_gateway, sandbox_transfers, seed_batch
 from sorae_payouts_tests.factory import OCT, register_operators

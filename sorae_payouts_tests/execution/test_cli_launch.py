@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from sorae_payouts.defs.launching import launch_range_and_wait
+from sorae_payouts.instance.launching import launch_range_and_wait
 from sorae_payouts_tests.execution.conftest import API_KEY, assert_paid_exactly_once, seed_batch
 from sorae_payouts_tests.factory import add_affiliate, add_commission, add_program
 

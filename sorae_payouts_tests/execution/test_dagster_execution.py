@@ -7,8 +7,8 @@ from __future__ import annotations
 import dagster as dg
 import sqlalchemy as sa
 
-from sorae_payouts.defs.partitions import ProgramMonth, range_tags
-from sorae_payouts.defs.resources import LedgerResource, PayoutSettings, StripeResource
+from sorae_payouts.defs.lib.partitions import ProgramMonth, range_tags
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings, StripeResource
 from sorae_payouts.definitions import defs
 from sorae_payouts_tests.execution.conftest import (API_KEY, SECOND_KEY, add_program, assert_paid_exactly_once, charge,
                                                     fund, make_gateway, sandbox_transfers, seed_batch)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 import sqlalchemy as sa
 
-from sorae_payouts.defs.resources import LedgerResource, PayoutSettings, StripeResource
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings, StripeResource
 from sorae_payouts.definitions import defs
 from sorae_payouts.execution.pay_batch import execute_batch
 from sorae_payouts.month_end.finalize import finalize_period

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 import stripe
 from dagster_graphql import DagsterGraphQLClient
 
-from sorae_payouts.sandbox import SandboxServer
+from sorae_sandbox import SandboxServer
 from sorae_payouts_tests.execution.conftest import API_KEY, BALANCES, assert_paid_exactly_once, sandbox_transfers, seed_batch
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from sorae_payouts.cli import demo_cmd, operations_cmd
 from sorae_payouts.definitions import defs
-from sorae_payouts.defs.resources import LedgerResource, PayoutSettings, StripeResource
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings, StripeResource
 from sorae_payouts.execution.pay_batch import ExecutionRefused, execute_batch
-from sorae_payouts.sandbox import SandboxServer
+from sorae_sandbox import SandboxServer
 from sorae_payouts.stripe_gateway import GatewayConfig, LivePayoutsRefused, StripeGateway, TransferRequest
 from sorae_payouts_tests.execution.conftest import BALANCES, assert_paid_exactly_once, sandbox_transfers, seed_batch
 from sorae_payouts_tests.factory import OCT

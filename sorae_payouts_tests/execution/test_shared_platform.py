@@ -171,7 +171,7 @@ def test_two_programs_on_one_account_paid_at_once_share_its_limit(engine, sandbo
 
     from sorae_payouts.registry.paying_accounts import program_gateway
     from sorae_payouts.registry.programs import get_program
-    from sorae_payouts.sandbox import SandboxServer
+    from sorae_sandbox import SandboxServer
     from sorae_payouts.stripe_gateway import GatewayConfig
     from sorae_payouts_tests.execution.conftest import API_KEY
 

@@ -351,7 +351,7 @@ def test_executed_transfers_metadata_shows_blocked_items_and_anomalies(engine, l
     import dagster as dg
 
     from sorae_payouts.definitions import defs
-    from sorae_payouts.defs.resources import LedgerResource, PayoutSettings, StripeResource
+    from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings, StripeResource
     accounts = seed_batch(engine, stripe_client, {"alice": 5_000, "bob": 6_000})
     stripe_client.v1.transfers.create(params={
         "amount": 6_100, "currency": "usd", "destination": accounts["bob"], "transfer_group": "payout_2026-10",

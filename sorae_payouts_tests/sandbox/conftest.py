@@ -14,7 +14,7 @@ from typing import Any, Callable
 import pytest
 import stripe
 
-from sorae_payouts.sandbox import SandboxServer
+from sorae_sandbox import SandboxServer
 
 STARTING_BALANCES = {"usd": 1_000_000, "eur": 50_000}
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import stripe
 
-from sorae_payouts.sandbox import SandboxServer
+from sorae_sandbox import SandboxServer
 
 from .conftest import STARTING_BALANCES, balance_of, make_client
 

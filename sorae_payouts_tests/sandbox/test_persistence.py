@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from sorae_payouts.sandbox import SandboxServer, accounts
-from sorae_payouts.sandbox.wire import decode_form, fingerprint
+from sorae_sandbox import SandboxServer, accounts
+from sorae_sandbox.wire import decode_form, fingerprint
 
 from .conftest import STARTING_BALANCES, balance_of, make_client, raw_request
 
@@ -53,7 +53,7 @@ def test_temporary_state_without_path():
 def test_command_line_entry_point(tmp_path):
     state = tmp_path / "cli.sqlite3"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sorae_payouts.sandbox", "--port", "0", "--state", str(state),
+        [sys.executable, "-m", "sorae_sandbox", "--port", "0", "--state", str(state),
          "--balance", "usd=1234", "--balance", "EUR=5"],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -136,7 +136,7 @@ def test_a_state_file_from_before_platforms_becomes_the_default_platform(state_p
 
 def test_command_line_platform_options(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sorae_payouts.sandbox", "--port", "0", "--state", str(tmp_path / "p.sqlite3"),
+        [sys.executable, "-m", "sorae_sandbox", "--port", "0", "--state", str(tmp_path / "p.sqlite3"),
          "--balance", "usd=10", "--api-key", "sk_test_cli_default_1", "--platform", "sk_test_cli_platform_2:usd=77,EUR=3"],
         stdout=subprocess.PIPE, text=True)
     try:

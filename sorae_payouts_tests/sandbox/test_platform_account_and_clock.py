@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import stripe
 
-from sorae_payouts.sandbox import SandboxServer
+from sorae_sandbox import SandboxServer
 
 KEY = "sk_test_platform"
 DAY = 24 * 3600

@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import tempfile
+import gc
 import threading
 import time
 import urllib.error
@@ -23,13 +24,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from sorae_payouts.core.heap import freeze_startup_heap
 from .admin import handle_admin
 from .pipeline import SandboxApp
 from .store import Store
 from .wire import ApiError, Response, new_id, to_json
 
-log = logging.getLogger("sorae_payouts.sandbox")
+log = logging.getLogger("sorae_sandbox")
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -252,11 +252,13 @@ def run_sandbox(host: str = "127.0.0.1", port: int = 12111, state_path: str | No
                 balances: dict[str, int] | None = None, clock_offset_seconds: int = 0,
                 api_keys: list[str] | None = None,
                 platforms: dict[str, dict[str, int]] | None = None) -> None:
-    """Serve in the foreground until Ctrl-C (what ``python -m sorae_payouts.sandbox`` runs)."""
+    """Serve in the foreground until Ctrl-C (what ``python -m sorae_sandbox`` runs)."""
     server = SandboxServer(host, port, state_path, latency_ms, rate_limit, balances,
                            clock_offset_seconds, api_keys=api_keys, platforms=platforms).start()
-    # Stripe's edge notes a request when it arrives; a GC pause here would note several at once.
-    freeze_startup_heap()
+    # Stripe's edge notes a request when it arrives; a GC pause here would note several at once. Once
+    # per process, after a full collection (the engine's run workers do the same: core/heap.py).
+    gc.collect()
+    gc.freeze()
     print(f"Stripe sandbox listening on {server.url} (state: {state_path or 'temporary'})",
           flush=True)
     try:

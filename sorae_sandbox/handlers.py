@@ -1,5 +1,5 @@
 """The ``/v1`` endpoints: the platform account, connected accounts, transfers, reversals and the balance
-(charges and top-ups are in ``funding.py``).
+(charges and top-ups are in ``charges.py``).
 
 Every endpoint acts for one platform account: the pipeline authenticates the API key and passes its
 platform's id as ``args["platform"]``; objects of other platforms are answered as Stripe answers
@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import accounts, funding
+from . import accounts, charges
 from .balances import balance_view
 from .platforms import account_view
 from .store import Store
@@ -32,7 +32,7 @@ from .wire import (ApiError, invalid, list_object, missing, new_id, parse_int, p
                    parse_metadata, parse_str, reject_unknown)
 
 # A sanity cap: Stripe refuses absurd amounts, and SQLite integers are 64-bit.
-MAX_AMOUNT = funding.MAX_AMOUNT
+MAX_AMOUNT = charges.MAX_AMOUNT
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def _validate_transfer(params: dict[str, Any], args: dict[str, str]) -> dict[str
     return {
         "amount": parse_int(params, "amount", required=True, minimum=1, maximum=MAX_AMOUNT,
                             too_small="amount_too_small", too_large="amount_too_large"),
-        "currency": funding.parse_currency(params),
+        "currency": charges.parse_currency(params),
         "source_transaction": parse_str(params, "source_transaction") or None,
         "destination": parse_str(params, "destination", required=True),
         "transfer_group": parse_str(params, "transfer_group", max_len=500) or None,
@@ -132,7 +132,7 @@ def _create_transfer(store: Store, v: dict[str, Any], args: dict[str, str],
                       "capabilities enabled: transfers, crypto_transfers, legacy_payments",
                       "insufficient_capabilities_for_transfer", "destination")
     # Funds leave the platform balance (or the source charge) in the transaction that records the transfer.
-    funding.fund_transfer(store, platform, v)
+    charges.fund_transfer(store, platform, v)
     obj = {
         "id": new_id("tr"), "object": "transfer", "amount": v["amount"], "amount_reversed": 0,
         "balance_transaction": new_id("txn"), "created": now, "currency": v["currency"],
@@ -252,14 +252,14 @@ ROUTES = [
              execute=_create_reversal),
     Endpoint("GET", re.compile(rf"/v1/transfers/{_ID}/reversals"), read=_list_reversals),
     Endpoint("GET", re.compile(r"/v1/balance"), read=_get_balance),
-    Endpoint("POST", re.compile(r"/v1/charges"), validate=funding.validate_charge,
-             execute=funding.create_charge),
-    Endpoint("GET", re.compile(r"/v1/charges"), read=funding.list_charges),
-    Endpoint("GET", re.compile(rf"/v1/charges/{_ID}"), read=funding.get_charge),
-    Endpoint("POST", re.compile(r"/v1/topups"), validate=funding.validate_topup,
-             execute=funding.create_topup),
-    Endpoint("GET", re.compile(r"/v1/topups"), read=funding.list_topups),
-    Endpoint("GET", re.compile(rf"/v1/topups/{_ID}"), read=funding.get_topup),
+    Endpoint("POST", re.compile(r"/v1/charges"), validate=charges.validate_charge,
+             execute=charges.create_charge),
+    Endpoint("GET", re.compile(r"/v1/charges"), read=charges.list_charges),
+    Endpoint("GET", re.compile(rf"/v1/charges/{_ID}"), read=charges.get_charge),
+    Endpoint("POST", re.compile(r"/v1/topups"), validate=charges.validate_topup,
+             execute=charges.create_topup),
+    Endpoint("GET", re.compile(r"/v1/topups"), read=charges.list_topups),
+    Endpoint("GET", re.compile(rf"/v1/topups/{_ID}"), read=charges.get_topup),
 ]
 
 

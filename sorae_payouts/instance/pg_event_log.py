@@ -14,7 +14,7 @@ Configure it in dagster.yaml instead of `storage: postgres:` (the run and schedu
 dagster-postgres's own):
 
     event_log_storage:
-      module: sorae_payouts.defs.pg_event_log
+      module: sorae_payouts.instance.pg_event_log
       class: PooledPostgresEventLogStorage
       config:
         postgres_url: {env: DAGSTER_PG_URL}

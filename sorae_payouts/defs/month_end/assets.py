@@ -18,12 +18,12 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from sorae_payouts.month_end.audit import manifest_checks_per_program
-from sorae_payouts.defs.checks import MANIFEST, manifest_check_specs
-from sorae_payouts.defs.month_end_metadata import (CSV_PARTITIONS_MAX, finalize_metadata, full_manifest_metadata,
+from sorae_payouts.defs.lib.checks import MANIFEST, manifest_check_specs
+from sorae_payouts.defs.month_end.metadata import (CSV_PARTITIONS_MAX, finalize_metadata, full_manifest_metadata,
                                                    manifest_metadata, with_manifest_csv)
-from sorae_payouts.defs.partitions import ProgramMonth, by_month, program_months, requested
-from sorae_payouts.defs.resources import LedgerResource, PayoutSettings
-from sorae_payouts.defs.step_results import StepResults, Stopwatch
+from sorae_payouts.defs.lib.partitions import ProgramMonth, by_month, program_months, requested
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings
+from sorae_payouts.defs.lib.step_results import StepResults, Stopwatch
 from sorae_payouts.month_end.finalize import finalize_programs
 from sorae_payouts.month_end.manifest_build import build_manifests
 from sorae_payouts.month_end.month_order import month_order_refusals

@@ -9,9 +9,9 @@ import dagster as dg
 from pydantic import Field
 
 from sorae_payouts.month_end.batches import BatchError
-from sorae_payouts.defs.operations import program_month
-from sorae_payouts.defs.partitions import program_months
-from sorae_payouts.defs.resources import LedgerResource, StripeResource
+from sorae_payouts.defs.lib.run_config import program_month
+from sorae_payouts.defs.lib.partitions import program_months
+from sorae_payouts.defs.lib.resources import LedgerResource, StripeResource
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.aftercare.recovery import recover_negative_balances
 from sorae_payouts.aftercare.reversals import ReversalError, resolve_reversal

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from sorae_payouts.month_end.audit import AuditResult
-from sorae_payouts.defs import metadata as md
-from sorae_payouts.defs.partitions import ProgramMonth
+from sorae_payouts.defs.lib import metadata as md
+from sorae_payouts.defs.lib.partitions import ProgramMonth
 
 
 def check_metadata(result: AuditResult, seconds: float, *, rows: bool = True) -> dict:

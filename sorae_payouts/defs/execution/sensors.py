@@ -7,28 +7,12 @@ the sensor's run requests), so adding a program needs no code change and no depl
 import dagster as dg
 
 from sorae_payouts.month_end.batches import list_batches
-from sorae_payouts.defs.jobs import payout_execution_job
-from sorae_payouts.defs.launching import TAG_PAYING_ACCOUNT, TAG_PROGRAM, PayingAccounts
-from sorae_payouts.defs.partitions import PROGRAM, partition_key, program_partitions
-from sorae_payouts.defs.resources import LedgerResource, StripeResource
+from sorae_payouts.defs.execution.jobs import payout_execution_job
+from sorae_payouts.defs.lib.tags import TAG_PAYING_ACCOUNT, TAG_PROGRAM, PayingAccounts
+from sorae_payouts.defs.lib.partitions import partition_key, program_partitions
+from sorae_payouts.defs.lib.resources import LedgerResource, StripeResource
 from sorae_payouts.registry.programs import list_programs
-
-
-def missing_program_keys(context, ledger: LedgerResource) -> list[str]:
-    with ledger.engine.connect() as conn:
-        registered = [p.program_id for p in list_programs(conn)]
-    known = set(context.instance.get_dynamic_partitions(PROGRAM))
-    return [p for p in registered if p not in known]
-
-
-@dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Add the `program` partition key of every program registered in the ledger.")
-def program_partitions_sensor(context: dg.SensorEvaluationContext, ledger: LedgerResource):
-    missing = missing_program_keys(context, ledger)
-    if not missing:
-        return dg.SkipReason("every registered program has its partitions")
-    context.log.info(f"adding program partitions: {', '.join(missing)}")
-    return dg.SensorResult(dynamic_partitions_requests=[program_partitions.build_add_request(missing)])
+from sorae_payouts.defs.registry.sensors import missing_program_keys
 
 
 # On out of the box: approval is the human gate, execution follows it (pause: Automation -> toggle, or

@@ -33,7 +33,7 @@ Plain Python and the standard library only (no Dagster, no web framework).
 Pointing the SDK at it::
 
     import stripe
-    from sorae_payouts.sandbox import SandboxServer
+    from sorae_sandbox import SandboxServer
 
     with SandboxServer(balances={"usd": 1_000_000_00}) as sandbox:
         client = stripe.StripeClient(
@@ -52,7 +52,7 @@ Pointing the SDK at it::
         sandbox.admin("POST", "/_sandbox/clock/advance", {"seconds": 25 * 3600})
         merchant = sandbox.add_platform("sk_test_merchant_0001", {"usd": 50_000})  # -> "acct_..."
 
-From the command line: ``python -m sorae_payouts.sandbox --port 12111 --state sandbox.sqlite3
+From the command line: ``python -m sorae_sandbox --port 12111 --state sandbox.sqlite3
 --balance usd=100000000 [--platform sk_test_merchant_0001:usd=50000]``, then
 ``base_addresses={"api": "http://127.0.0.1:12111"}``.
 """

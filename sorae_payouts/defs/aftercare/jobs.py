@@ -10,84 +10,22 @@ from datetime import datetime, timezone
 import dagster as dg
 from pydantic import Field
 
-from sorae_payouts.month_end.approvals import approve_batch
 from sorae_payouts.month_end.batches import BatchError
-from sorae_payouts.defs.manifest_views import approvals_observation
-from sorae_payouts.defs.partitions import ProgramMonth, parse_partition, program_months
-from sorae_payouts.defs.resources import LedgerResource, StripeResource
+from sorae_payouts.defs.lib.partitions import program_months
+from sorae_payouts.defs.lib.resources import LedgerResource, StripeResource
 from sorae_payouts.execution.pay_batch import ExecutionRefused
-from sorae_payouts.core.origin import Origin
-from sorae_payouts.registry.operators import OperatorError, normalize_identity
 from sorae_payouts.aftercare.reconcile import reconcile_batch
 from sorae_payouts.aftercare.refresh import refresh_batch, refreshable_periods
 from sorae_payouts.aftercare.retry import execute_retry, plan_retry
 from sorae_payouts.core.periods import parse_period
-from sorae_payouts.registry.programs import DEFAULT_PROGRAM, get_program, list_programs
-
-
-OPERATOR_TAG = "sorae/operator"
-_PERIOD = "YYYY-MM; empty: the run's partition"
-_PROGRAM = f"The program ({DEFAULT_PROGRAM} when empty); empty on a partitioned run: the partition's"
-
-
-def program_month(context, period: str | None, program: str | None) -> ProgramMonth:
-    """The run's partition, else the config's period and program; both given, they must agree."""
-    if context.has_partition_key:
-        pm = parse_partition(context.partition_key)
-        if (period and parse_period(period) != pm.period) or (program and program != pm.program_id):
-            raise BatchError(f"run config names {period or ''} {program or ''} but the run's partition is {pm}")
-        return pm
-    if not period:
-        raise BatchError("name the period in the run config, or launch the job on a partition")
-    return ProgramMonth(parse_period(period), program or DEFAULT_PROGRAM)
-
-
-class ApprovalConfig(dg.Config):
-    period: str | None = Field(default=None, description=_PERIOD)
-    program: str | None = Field(default=None, description=_PROGRAM)
-    approved_by: str | None = Field(default=None, description=f"Your operator identity (or the run tag "
-                                                               f"`{OPERATOR_TAG}`); must be registered and active")
-    manifest_hash: str = Field(description="The manifest hash you reviewed (at least 12 hex characters)")
-
-
-def approving_operator(config: ApprovalConfig, tags: dict[str, str]) -> str:
-    """The operator named by the run config or the run tag; both present must agree. The Dagster
-    webserver has no login: whoever can launch runs can type any name, so production puts the
-    webserver behind the company's authentication (see README)."""
-    from_config, from_tag = (config.approved_by or "").strip(), (tags.get(OPERATOR_TAG) or "").strip()
-    if from_config and from_tag and normalize_identity(from_config) != normalize_identity(from_tag):
-        raise BatchError(f"run config names operator {from_config!r} but tag {OPERATOR_TAG} names {from_tag!r}")
-    if not (from_config or from_tag):
-        raise BatchError(f"name the approving operator in the run config (approved_by) or the run tag {OPERATOR_TAG}")
-    return from_config or from_tag
-
-
-@dg.op
-def approve_batch_op(context: dg.OpExecutionContext, config: ApprovalConfig, ledger: LedgerResource) -> None:
-    """Record an approval of the period's draft batch (two operators above the policy's amount)."""
-    try:
-        pm = program_month(context, config.period, config.program)
-        operator = approving_operator(config, context.run.tags)
-        approval = approve_batch(ledger.engine, pm.period, approved_by=operator, now=datetime.now(timezone.utc),
-                                 expected_hash=config.manifest_hash, origin=Origin.here(dagster_run_id=context.run_id),
-                                 program_id=pm.program_id)
-    except (BatchError, OperatorError, ValueError) as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
-    context.log.info(f"{approval.batch.batch_id}: {len(approval.approvers)}/{approval.required} approvals, "
-                     f"status {approval.batch.status}")
-    # Shown on the program-month's payout_manifest partition (Events), next to the manifest it approves.
-    context.log_event(approvals_observation(ledger, approval.batch, pm.program_id))
-
-
-@dg.job(partitions_def=program_months, description="Approve a reviewed payout batch as a registered operator (same rules as "
-                    "`sorae-payouts batch approve`; operator from run config or the sorae/operator tag).")
-def approve_batch_job():
-    approve_batch_op()
+from sorae_payouts.registry.programs import get_program, list_programs
+from sorae_payouts.defs.lib.run_config import PERIOD_HELP, PROGRAM_HELP
+from sorae_payouts.defs.lib.run_config import program_month
 
 
 class RetryConfig(dg.Config):
-    period: str | None = Field(default=None, description=_PERIOD)
-    program: str | None = Field(default=None, description=_PROGRAM)
+    period: str | None = Field(default=None, description=PERIOD_HELP)
+    program: str | None = Field(default=None, description=PROGRAM_HELP)
     item_ids: list[int] = Field(default_factory=list, description="Items to retry; empty: all failed items")
     error_code: str | None = Field(default=None, description="Only failed items with this Stripe error code")
     dry_run: bool = Field(default=True, description="Only list what would be sent")

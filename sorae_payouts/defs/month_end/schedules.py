@@ -13,9 +13,8 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from sorae_payouts.defs.jobs import month_end_job
-from sorae_payouts.defs.operations import payout_refresh_job
-from sorae_payouts.defs.partitions import PROGRAM, ProgramMonth, monthly_partitions, range_tags
+from sorae_payouts.defs.month_end.jobs import month_end_job
+from sorae_payouts.defs.lib.partitions import PROGRAM, ProgramMonth, monthly_partitions, range_tags
 from sorae_payouts.core.periods import parse_period, period_key
 
 
@@ -38,11 +37,3 @@ def month_end_schedule(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=f"month_end:{period_key(month)}", tags=tags)
 
 
-payout_refresh_schedule = dg.ScheduleDefinition(
-    job=payout_refresh_job, cron_schedule="15 */6 * * *", execution_timezone="UTC",
-    # On out of the box: a month runs itself except for the human approval (pause it in the UI:
-    # Automation -> payout_refresh_schedule -> toggle, or `dagster schedule stop payout_refresh_schedule`).
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Resolve unknown outcomes, record reversals and account readiness, pay what has cleared, "
-    "then reconcile each batch with Stripe (every program).",
-)

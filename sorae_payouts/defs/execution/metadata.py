@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from sorae_payouts.defs import metadata as md
-from sorae_payouts.defs.manifest_views import MAX_PAGES, PAGE_ROWS, markdown_items
+from sorae_payouts.defs.lib import metadata as md
+from sorae_payouts.defs.lib.manifest_views import MAX_PAGES, PAGE_ROWS, markdown_items
 from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.outcomes import item_outcomes
 from sorae_payouts.stripe_gateway import dashboard_url

@@ -1,8 +1,8 @@
-"""``python -m sorae_payouts.sandbox``: run the Stripe Connect sandbox in the foreground.
+"""``python -m sorae_sandbox``: run the Stripe Connect sandbox in the foreground.
 
 Example::
 
-    python -m sorae_payouts.sandbox --port 12111 --state /tmp/sandbox.sqlite3 \\
+    python -m sorae_sandbox --port 12111 --state /tmp/sandbox.sqlite3 \\
         --balance usd=100000000 --balance eur=50000000 --latency-ms 40 --rate-limit 25 \\
         --platform sk_test_merchant_b_0001:usd=500000,eur=1000
 
@@ -44,7 +44,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sorae_payouts.sandbox",
+    parser = argparse.ArgumentParser(prog="python -m sorae_sandbox",
                                      description="Local Stripe Connect sandbox (HTTP).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=12111)

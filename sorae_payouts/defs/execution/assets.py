@@ -14,12 +14,12 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from sorae_payouts.month_end.audit import reversals_are_accounted_per_program
-from sorae_payouts.defs.assets import GROUP, MANIFEST
-from sorae_payouts.defs.checks import TRANSFERS, transfers_check_specs
-from sorae_payouts.defs.execution_metadata import execution_metadata
-from sorae_payouts.defs.partitions import ProgramMonth, program_months, requested
-from sorae_payouts.defs.resources import LedgerResource, StripeResource
-from sorae_payouts.defs.step_results import StepResults, Stopwatch
+from sorae_payouts.defs.month_end.assets import GROUP, MANIFEST
+from sorae_payouts.defs.lib.checks import TRANSFERS, transfers_check_specs
+from sorae_payouts.defs.execution.metadata import execution_metadata
+from sorae_payouts.defs.lib.partitions import ProgramMonth, program_months, requested
+from sorae_payouts.defs.lib.resources import LedgerResource, StripeResource
+from sorae_payouts.defs.lib.step_results import StepResults, Stopwatch
 from sorae_payouts.execution.pay_batch import ExecutionRefused, execute_batch
 from sorae_payouts.core.heap import freeze_startup_heap
 from sorae_payouts.aftercare.recovery import recover_negative_balances

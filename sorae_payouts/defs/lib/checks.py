@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from sorae_payouts.defs.partitions import program_months
+from sorae_payouts.defs.lib.partitions import program_months
 
 MANIFEST = dg.AssetKey("payout_manifest")
 TRANSFERS = dg.AssetKey("executed_transfers")

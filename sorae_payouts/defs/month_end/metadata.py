@@ -12,8 +12,8 @@ from __future__ import annotations
 import dagster as dg
 
 from sorae_payouts.month_end.batches import load_batch, manifest_preview
-from sorae_payouts.defs import metadata as md
-from sorae_payouts.defs.manifest_views import manifest_item_metadata, write_manifest_csv
+from sorae_payouts.defs.lib import metadata as md
+from sorae_payouts.defs.lib.manifest_views import manifest_item_metadata, write_manifest_csv
 from sorae_payouts.execution.outcomes import item_outcomes
 from sorae_payouts.ledger.database import data_dir
 from sorae_payouts.month_end.manifest import owed_again_lines

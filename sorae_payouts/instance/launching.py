@@ -30,54 +30,20 @@ import dagster as dg
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import ModuleTarget
 
-from sorae_payouts.defs.instance import local_instance
-from sorae_payouts.defs.partitions import (PROGRAM, ProgramMonth, parse_partition, program_months, range_tags,
+from sorae_payouts.instance.local import local_instance
+from sorae_payouts.defs.lib.partitions import (PROGRAM, ProgramMonth, parse_partition, program_months, range_tags,
                                            sync_program_partitions)
 from sorae_payouts.ledger.database import data_dir
 from sorae_payouts.core.periods import parse_period
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
+from sorae_payouts.defs.lib.tags import PayingAccounts
+from sorae_payouts.defs.lib.tags import TAG_OPERATOR
+from sorae_payouts.defs.lib.tags import TAG_PAYING_ACCOUNT
+from sorae_payouts.defs.lib.tags import TAG_PROGRAM
 
 CODE_LOCATION = "sorae_payouts"
 DEFINITIONS_MODULE = "sorae_payouts.definitions"
-TAG_BATCH, TAG_HASH, TAG_OPERATOR = "sorae/batch_id", "sorae/manifest_hash", "sorae/operator"
-TAG_PROGRAM, TAG_PAYING_ACCOUNT = "sorae/program", "sorae/paying_account"
 EXECUTION_JOB = "payout_execution_job"
-
-
-class PayingAccounts:
-    """The Stripe account id paying each program (GET /v1/account with the program's key), for the
-    `sorae/paying_account` tag; one lookup per reference. When the key cannot be resolved here, the
-    tag is the reference itself ("platform", "env:VAR"): never a key."""
-
-    def __init__(self, stripe):
-        self.stripe, self._ids = stripe, {}
-
-    @classmethod
-    def from_environment(cls) -> "PayingAccounts":
-        from sorae_payouts.defs.resources import StripeResource
-
-        key = os.environ.get("STRIPE_API_KEY")
-        return cls(StripeResource(api_key=key, api_base=os.environ.get("STRIPE_API_BASE")) if key else None)
-
-    def tag(self, program) -> str:
-        ref = program.paying_account_ref or "platform"
-        if ref not in self._ids:
-            try:
-                self._ids[ref] = self.stripe.program_gateway(program, None).paying_account() if self.stripe else ref
-            except Exception:  # noqa: BLE001 - the run itself reports an unusable account; the tag falls back
-                self._ids[ref] = ref
-        return self._ids[ref]
-
-    def tag_for(self, program_id: str) -> str:
-        from sorae_payouts.ledger.database import create_ledger_engine
-        from sorae_payouts.registry.programs import get_program
-
-        engine = create_ledger_engine()
-        try:
-            with engine.connect() as conn:
-                return self.tag(get_program(conn, program_id))
-        finally:
-            engine.dispose()
 
 
 @dataclass
