@@ -33,6 +33,7 @@ def scratch_ledger(backend: str, workdir: Path):
         def cleanup():
             with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     engine = create_ledger_engine(url)
     upgrade(engine)
     try:
@@ -76,5 +77,7 @@ def row(phase: str, backend: str, seconds: float, rows: int | None, peak_mb: flo
     return f"| {backend:<8} | {phase:<34} | {seconds:>8.2f} | {rate} | {peak_mb:>8.0f} | {note}"
 
 
-HEADER = (f"| {'backend':<8} | {'phase':<34} | {'wall s':>8} | {'rows/s':>12} | {'peak MB':>8} | note\n"
-          f"|{'-' * 10}|{'-' * 36}|{'-' * 10}|{'-' * 14}|{'-' * 10}|------")
+HEADER = (
+    f"| {'backend':<8} | {'phase':<34} | {'wall s':>8} | {'rows/s':>12} | {'peak MB':>8} | note\n"
+    f"|{'-' * 10}|{'-' * 36}|{'-' * 10}|{'-' * 14}|{'-' * 10}|------"
+)

@@ -18,8 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-COMMANDS = [["--help"], ["batch", "list"], ["batch", "list", "--json"], ["batch", "show", "2026-10"],
-            ["batch", "show", "2031-01"], ["history", "aff_000001", "--json"]]
+COMMANDS = [
+    ["--help"],
+    ["batch", "list"],
+    ["batch", "list", "--json"],
+    ["batch", "show", "2026-10"],
+    ["batch", "show", "2031-01"],
+    ["history", "aff_000001", "--json"],
+]
 
 
 def _time(argv: list[str], env: dict, cwd: str) -> float:
@@ -38,8 +44,10 @@ def main() -> None:
         env.pop("DAGSTER_HOME", None)
         subprocess.run([exe, "db", "upgrade"], env=env, cwd=tmp, check=True, stdout=subprocess.DEVNULL)
         floor = [_time([sys.executable, "-c", "pass"], env, tmp) for _ in range(args.runs)]
-        print(f"| command | median s | worst s |\n|---|---|---|\n| (python -c pass) | "
-              f"{statistics.median(floor):.3f} | {max(floor):.3f} |")
+        print(
+            f"| command | median s | worst s |\n|---|---|---|\n| (python -c pass) | "
+            f"{statistics.median(floor):.3f} | {max(floor):.3f} |"
+        )
         for command in COMMANDS:
             times = [_time([exe, *command], env, tmp) for _ in range(args.runs)]
             print(f"| sorae-payouts {' '.join(command)} | {statistics.median(times):.3f} | {max(times):.3f} |")

@@ -21,17 +21,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import scratch_ledger  # noqa: E402
+import dagster as dg
+import requests
+from _common import scratch_ledger
 
-import dagster as dg  # noqa: E402
-import requests  # noqa: E402
-
-from sorae_payouts_tests.factory import add_affiliate, add_commission, add_program  # noqa: E402
+from sorae_payouts_tests.factory import add_affiliate, add_commission, add_program
 
 BIN = Path(sys.executable).parent
 LAUNCH = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
@@ -52,13 +51,19 @@ def seed(engine, programs: list[str]) -> None:
             add_program(engine, program)
         add_affiliate(engine, "alice", program_id=program)
         for month in (8, 9, 10):
-            add_commission(engine, "alice", 7_000 + month, program_id=program,
-                           earned_at=datetime(2026, month, 15, tzinfo=timezone.utc))
+            add_commission(
+                engine,
+                "alice",
+                7_000 + month,
+                program_id=program,
+                earned_at=datetime(2026, month, 15, tzinfo=UTC),
+            )
 
 
 def graphql(port: int, query: str, variables: dict) -> dict:
-    response = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": query, "variables": variables},
-                             timeout=60)
+    response = requests.post(
+        f"http://127.0.0.1:{port}/graphql", json={"query": query, "variables": variables}, timeout=60
+    )
     response.raise_for_status()
     return response.json()["data"]
 
@@ -66,8 +71,17 @@ def graphql(port: int, query: str, variables: dict) -> dict:
 def backfill(port: int, home: Path, title: str, months: list[str], programs: list[str]) -> None:
     names = [f"{m}-01|{p}" for m in months for p in programs]
     started = time.time()
-    launched = graphql(port, LAUNCH, {"params": {"title": title, "partitionNames": names, "assetSelection": [
-        {"path": ["finalized_commissions"]}, {"path": ["payout_manifest"]}]}})["launchPartitionBackfill"]
+    launched = graphql(
+        port,
+        LAUNCH,
+        {
+            "params": {
+                "title": title,
+                "partitionNames": names,
+                "assetSelection": [{"path": ["finalized_commissions"]}, {"path": ["payout_manifest"]}],
+            }
+        },
+    )["launchPartitionBackfill"]
     status = None
     while status not in DONE:
         time.sleep(2)
@@ -75,16 +89,27 @@ def backfill(port: int, home: Path, title: str, months: list[str], programs: lis
     with dg.DagsterInstance.from_config(str(home)) as instance:
         records = instance.get_run_records(filters=dg.RunsFilter(tags={"dagster/backfill": launched["backfillId"]}))
         created = [r.dagster_run.run_id for r in sorted(records, key=lambda r: r.create_timestamp)]
-        print(f"{title}: {len(names)} program-months -> backfill {status}, {len(records)} run(s), "
-              f"{time.time() - started:.0f} s")
-        for run in sorted((r.dagster_run for r in records), key=lambda r: instance.get_run_stats(r.run_id).start_time or 0):
+        print(
+            f"{title}: {len(names)} program-months -> backfill {status}, {len(records)} run(s), "
+            f"{time.time() - started:.0f} s"
+        )
+        for run in sorted(
+            (r.dagster_run for r in records), key=lambda r: instance.get_run_stats(r.run_id).start_time or 0
+        ):
             tags = run.tags
-            span = (f"{tags.get('dagster/asset_partition_range_start')} .. {tags.get('dagster/asset_partition_range_end')}"
-                    if "dagster/asset_partition_range_start" in tags else tags.get("dagster/partition"))
-            failures = [r.event_log_entry.dagster_event.event_specific_data.error.message.splitlines()[0]
-                        for r in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records]
-            print(f"   created #{created.index(run.run_id) + 1}, started in this order: {span}: {run.status.value} "
-                  f"{failures[:1]}")
+            span = (
+                f"{tags.get('dagster/asset_partition_range_start')} .. {tags.get('dagster/asset_partition_range_end')}"
+                if "dagster/asset_partition_range_start" in tags
+                else tags.get("dagster/partition")
+            )
+            failures = [
+                r.event_log_entry.dagster_event.event_specific_data.error.message.splitlines()[0]
+                for r in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+            ]
+            print(
+                f"   created #{created.index(run.run_id) + 1}, started in this order: {span}: {run.status.value} "
+                f"{failures[:1]}"
+            )
         done = instance.get_materialized_partitions(dg.AssetKey("payout_manifest"))
         print(f"   manifests materialized among them: {len(done & set(names))} of {len(names)}")
 
@@ -105,9 +130,14 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         env = {**os.environ, "DAGSTER_HOME": str(home), "SORAE_DATABASE_URL": ledger_url, "SORAE_DATA_DIR": tmp}
-        server = subprocess.Popen([str(BIN / "dagster"), "dev", "-m", "sorae_payouts.definitions", "-p", str(port),
-                                   "-h", "127.0.0.1"], cwd=tmp, env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        server = subprocess.Popen(
+            [str(BIN / "dagster"), "dev", "-m", "sorae_payouts.definitions", "-p", str(port), "-h", "127.0.0.1"],
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             while True:
                 try:

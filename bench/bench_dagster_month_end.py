@@ -24,26 +24,29 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HEADER, PG_ADMIN_URL, PeakRss, row, scratch_ledger  # noqa: E402
-from bench_month_end_programs import generate  # noqa: E402
+import dagster as dg
+import psutil
+import psycopg
+import sqlalchemy as sa
+from _common import HEADER, PG_ADMIN_URL, PeakRss, row, scratch_ledger
+from bench_month_end_programs import generate
 
-import dagster as dg  # noqa: E402
-import psutil  # noqa: E402
-import psycopg  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-
-from sorae_payouts.defs.lib.partitions import ProgramMonth, range_tags  # noqa: E402
-from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings  # noqa: E402
-from sorae_payouts.core.periods import parse_period  # noqa: E402
+from sorae_payouts.core.periods import parse_period
+from sorae_payouts.defs.lib.partitions import ProgramMonth, range_tags
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings
 
 MONTH = "2026-10-01"
-STORAGE = {"default": "storage:\n  postgres:\n    postgres_url: {url}\n",
-           "pooled": ("run_storage:\n  module: dagster_postgres.run_storage\n  class: PostgresRunStorage\n"
-                      "  config:\n    postgres_url: {url}\n"
-                      "event_log_storage:\n  module: sorae_payouts.instance.pg_event_log\n"
-                      "  class: PooledPostgresEventLogStorage\n  config:\n    postgres_url: {url}\n"
-                      "schedule_storage:\n  module: dagster_postgres.schedule_storage\n  class: PostgresScheduleStorage\n"
-                      "  config:\n    postgres_url: {url}\n")}
+STORAGE = {
+    "default": "storage:\n  postgres:\n    postgres_url: {url}\n",
+    "pooled": (
+        "run_storage:\n  module: dagster_postgres.run_storage\n  class: PostgresRunStorage\n"
+        "  config:\n    postgres_url: {url}\n"
+        "event_log_storage:\n  module: sorae_payouts.instance.pg_event_log\n"
+        "  class: PooledPostgresEventLogStorage\n  config:\n    postgres_url: {url}\n"
+        "schedule_storage:\n  module: dagster_postgres.schedule_storage\n  class: PostgresScheduleStorage\n"
+        "  config:\n    postgres_url: {url}\n"
+    ),
+}
 
 
 def dagster_home(tmp: Path, event_log: str) -> tuple[Path, str]:
@@ -61,8 +64,9 @@ def domain_seconds(instance: dg.DagsterInstance, run_id: str) -> float:
     """The set calls' own time: `ledger_seconds` once per asset and month, `seconds` once per month for
     the three checks (one set call evaluates them all)."""
     seen, total = set(), 0.0
-    for record in instance.get_records_for_run(run_id, of_type={dg.DagsterEventType.ASSET_MATERIALIZATION,
-                                                                dg.DagsterEventType.ASSET_CHECK_EVALUATION}).records:
+    for record in instance.get_records_for_run(
+        run_id, of_type={dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+    ).records:
         data = record.event_log_entry.dagster_event.event_specific_data
         if hasattr(data, "materialization"):
             meta, name = data.materialization.metadata, "ledger_seconds"
@@ -88,8 +92,11 @@ def run(args) -> list[str]:
                     profiler = cProfile.Profile() if args.profile else None
                     if profiler:
                         profiler.enable()
-                    run_id, success = (_launched(instance, ledger_url, Path(tmp)) if args.launch else
-                                       _in_process(instance, ledger_url, ids))
+                    run_id, success = (
+                        _launched(instance, ledger_url, Path(tmp))
+                        if args.launch
+                        else _in_process(instance, ledger_url, ids)
+                    )
                     if profiler:
                         profiler.disable()
                         profiler.dump_stats(args.profile)
@@ -103,11 +110,27 @@ def run(args) -> list[str]:
             with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{storage_db}" WITH (FORCE)')
     how = "launched run (code server + run worker)" if args.launch else "execute_in_process"
-    lines.append(row("month end through Dagster", "postgres", wall, args.commissions, rss.peak_mb,
-                     f"{how}, event log {args.event_log}; success={success}, {mats} manifests materialized"))
+    lines.append(
+        row(
+            "month end through Dagster",
+            "postgres",
+            wall,
+            args.commissions,
+            rss.peak_mb,
+            f"{how}, event log {args.event_log}; success={success}, {mats} manifests materialized",
+        )
+    )
     lines.append(row("  of which domain (set calls)", "postgres", domain, None, rss.peak_mb))
-    lines.append(row("  of which Dagster and the rest", "postgres", wall - domain, None, rss.peak_mb,
-                     f"{args.programs} programs x (2 assets + 3 checks)"))
+    lines.append(
+        row(
+            "  of which Dagster and the rest",
+            "postgres",
+            wall - domain,
+            None,
+            rss.peak_mb,
+            f"{args.programs} programs x (2 assets + 3 checks)",
+        )
+    )
     return lines
 
 
@@ -116,8 +139,11 @@ def _in_process(instance, ledger_url: str, ids: list[str]) -> tuple[str, bool]:
 
     tags = range_tags(ProgramMonth(parse_period(MONTH), ids[0]), ProgramMonth(parse_period(MONTH), ids[-1]))
     result = defs.resolve_job_def("month_end_job").execute_in_process(
-        tags=tags, instance=instance, raise_on_error=False,
-        resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()})
+        tags=tags,
+        instance=instance,
+        raise_on_error=False,
+        resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()},
+    )
     return result.run_id, result.success
 
 
@@ -139,8 +165,10 @@ def main() -> None:
     parser.add_argument("--profile", metavar="FILE", help="cProfile the in-process run into FILE (pstats)")
     args = parser.parse_args()
     lines = run(args)
-    print(f"month end through Dagster: {args.programs:,} programs x {args.affiliates:,} affiliates, "
-          f"{args.commissions:,} commissions in 2026-10")
+    print(
+        f"month end through Dagster: {args.programs:,} programs x {args.affiliates:,} affiliates, "
+        f"{args.commissions:,} commissions in 2026-10"
+    )
     print("\n".join(lines))
 
 

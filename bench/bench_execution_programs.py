@@ -24,22 +24,22 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import stripe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import scratch_ledger  # noqa: E402
+from _common import scratch_ledger
 
-from sorae_payouts.ledger import schema  # noqa: E402
-from sorae_payouts.core.periods import parse_period  # noqa: E402
-from sorae_sandbox import SandboxServer  # noqa: E402
+from sorae_payouts.core.periods import parse_period
+from sorae_payouts.ledger import schema
+from sorae_sandbox import SandboxServer
 
 PLATFORM_KEY = "sk_test_bench_platform"
 PERIOD = parse_period("2026-10")
-NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
-EARNED = datetime(2026, 10, 15, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+EARNED = datetime(2026, 10, 15, tzinfo=UTC)
 AMOUNT = 5_000
 
 
@@ -70,14 +70,18 @@ def create_world(state: Path, args) -> dict:
         def make(pair):
             index, program = pair
             client = clients[account_of(index, args.accounts)]
-            made = [client.v1.accounts.create(params={"type": "express", "country": "US",
-                                                      "capabilities": {"transfers": {"requested": True}}}).id
-                    for _ in range(args.items)]
+            made = [
+                client.v1.accounts.create(
+                    params={"type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}
+                ).id
+                for _ in range(args.items)
+            ]
             charge = None
             if args.accounts == 1:
                 total = sum(AMOUNT + i for i in range(args.items))
-                charge = client.v1.charges.create(params={"amount": total, "currency": "usd",
-                                                          "source": "tok_bypassPending"}).id
+                charge = client.v1.charges.create(
+                    params={"amount": total, "currency": "usd", "source": "tok_bypassPending"}
+                ).id
             return program, made, charge
 
         with ThreadPoolExecutor(8) as pool:
@@ -90,9 +94,9 @@ def create_world(state: Path, args) -> dict:
 def seed_ledger(engine, world: dict, args) -> None:
     from sorae_payouts.month_end.approvals import approve_batch
     from sorae_payouts.month_end.batches import load_batch
-    from sorae_payouts.month_end.finalize import finalize_period
-    from sorae_payouts.month_end.manifest import PayoutPolicy
-    from sorae_payouts.month_end.manifest_build import build_manifest
+    from sorae_payouts.month_end.finalize import FinalizeError, finalize_programs
+    from sorae_payouts.month_end.manifest import ManifestError, PayoutPolicy
+    from sorae_payouts.month_end.manifest_build import build_manifests
     from sorae_payouts.registry.operators import ensure_operator
     from sorae_payouts.registry.programs import add_program
 
@@ -100,17 +104,42 @@ def seed_ledger(engine, world: dict, args) -> None:
         ref = None if args.accounts == 1 else f"env:SORAE_BENCH_KEY_{account_of(index, args.accounts)}"
         add_program(engine, program, name=f"Merchant {program}", paying_account_ref=ref, added_by="bench", now=NOW)
         with engine.begin() as conn:
-            conn.execute(schema.affiliate.insert(), [
-                {"program_id": program, "affiliate_id": f"aff_{i:05d}", "name": "n", "email": "e@x.test",
-                 "stripe_account_id": a, "currency": "usd", "imported_at": NOW}
-                for i, a in enumerate(world["destinations"][program])])
-            conn.execute(schema.commission.insert(), [
-                {"program_id": program, "commission_id": f"c{i}", "affiliate_id": f"aff_{i:05d}", "order_id": f"o{i}",
-                 "amount_minor": AMOUNT + i, "currency": "usd", "earned_at": EARNED, "period": PERIOD,
-                 "imported_at": NOW} for i in range(args.items)])
-        finalize_period(engine, PERIOD, now=NOW, holding_days=3, program_id=program)
-        build_manifest(engine, PERIOD, policy=PayoutPolicy.from_major({"usd": "1.00"}, {"usd": "100000000"}),
-                       now=NOW, program_id=program)
+            conn.execute(
+                schema.affiliate.insert(),
+                [
+                    {
+                        "program_id": program,
+                        "affiliate_id": f"aff_{i:05d}",
+                        "name": "n",
+                        "email": "e@x.test",
+                        "stripe_account_id": a,
+                        "currency": "usd",
+                        "imported_at": NOW,
+                    }
+                    for i, a in enumerate(world["destinations"][program])
+                ],
+            )
+            conn.execute(
+                schema.commission.insert(),
+                [
+                    {
+                        "program_id": program,
+                        "commission_id": f"c{i}",
+                        "affiliate_id": f"aff_{i:05d}",
+                        "order_id": f"o{i}",
+                        "amount_minor": AMOUNT + i,
+                        "currency": "usd",
+                        "earned_at": EARNED,
+                        "period": PERIOD,
+                        "imported_at": NOW,
+                    }
+                    for i in range(args.items)
+                ],
+            )
+        finalize_programs(engine, PERIOD, [program], now=NOW, holding_days=3).one(program, FinalizeError)
+        build_manifests(
+            engine, PERIOD, [program], policy=PayoutPolicy.from_major({"usd": "1.00"}, {"usd": "100000000"}), now=NOW
+        ).one(program, ManifestError)
         ensure_operator(engine, "bench", added_by="bench", now=NOW, program_id=program)
         with engine.connect() as conn:
             reviewed = load_batch(conn, PERIOD, program_id=program).manifest_hash
@@ -159,8 +188,10 @@ class GcPauses:
         self.count2 += generation == 2
 
     def summary(self) -> str:
-        return (f"longest GC pause ms: gen0 {self.longest[0] * 1e3:.1f}, gen1 {self.longest[1] * 1e3:.1f}, "
-                f"gen2 {self.longest[2] * 1e3:.1f} ({self.count2} full collections)")
+        return (
+            f"longest GC pause ms: gen0 {self.longest[0] * 1e3:.1f}, gen1 {self.longest[1] * 1e3:.1f}, "
+            f"gen2 {self.longest[2] * 1e3:.1f} ({self.count2} full collections)"
+        )
 
 
 def peak_in_1s(stamps: list[float]) -> int:
@@ -174,14 +205,13 @@ def peak_in_1s(stamps: list[float]) -> int:
 
 def worker(url: str, api_base: str, programs: list[str], limit: float, threads: int, queue, ready) -> None:
     """One OS process: execute its programs' batches one after the other (as one run each would)."""
+    from sorae_payouts.core.heap import freeze_startup_heap
     from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch
     from sorae_payouts.ledger.database import create_ledger_engine
     from sorae_payouts.registry.paying_accounts import program_gateway
     from sorae_payouts.registry.programs import get_program
     from sorae_payouts.stripe_gateway import GatewayConfig
     from sorae_payouts.stripe_gateway.shared_rate_limit import SharedRateLimiter
-
-    from sorae_payouts.core.heap import freeze_startup_heap
 
     engine = create_ledger_engine(url)
     freeze_startup_heap()  # as the Dagster step does before paying
@@ -202,16 +232,23 @@ def worker(url: str, api_base: str, programs: list[str], limit: float, threads: 
             gateways[ref] = program_gateway(base, program, limiter)
         gateway = gateways[ref]
         try:
-            report = execute_batch(engine, gateway, PERIOD, program_id=program_id,
-                                   settings=ExecutionSettings(workers=threads),
-                                   on_item_done=lambda: stamps.append(time.time()))
+            report = execute_batch(
+                engine,
+                gateway,
+                PERIOD,
+                program_id=program_id,
+                settings=ExecutionSettings(workers=threads),
+                on_item_done=lambda: stamps.append(time.time()),
+            )
             posted += report.outcome.count("posted")
-        except Exception as exc:  # noqa: BLE001 - a refused program is reported, the others go on
+        except Exception as exc:
             refused += 1
             print(f"program {program_id} refused: {exc}", file=sys.stderr)
     missed = sum(g.limiter.inner.missed_slots for g in gateways.values())
     engine.dispose()
-    queue.put({"stamps": stamps, "posted": posted, "refused": refused, "sent": sent, "missed": missed, "gc": pauses.summary()})
+    queue.put(
+        {"stamps": stamps, "posted": posted, "refused": refused, "sent": sent, "missed": missed, "gc": pauses.summary()}
+    )
 
 
 def main() -> None:
@@ -230,8 +267,10 @@ def main() -> None:
         state = Path(tmp) / "sandbox.sqlite3"
         started = time.perf_counter()
         world = create_world(state, args)
-        print(f"sandbox world: {args.programs} programs x {args.items} accounts in {time.perf_counter() - started:.0f} s",
-              flush=True)
+        print(
+            f"sandbox world: {args.programs} programs x {args.items} accounts in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
         with scratch_ledger("postgres", Path(tmp)) as (url, engine):
             started = time.perf_counter()
             seed_ledger(engine, world, args)
@@ -239,17 +278,22 @@ def main() -> None:
             if args.accounts == 1:
                 with SandboxServer(port=0, state_path=state, api_keys=[PLATFORM_KEY]) as sandbox:
                     record_charges(engine, world, sandbox.url)
-            with SandboxServer(port=0, state_path=state, latency_ms=args.latency_ms, rate_limit=args.limit,
-                               api_keys=[PLATFORM_KEY]) as sandbox:
+            with SandboxServer(
+                port=0, state_path=state, latency_ms=args.latency_ms, rate_limit=args.limit, api_keys=[PLATFORM_KEY]
+            ) as sandbox:
                 before = sandbox.admin("GET", "/_sandbox/stats")
                 programs = program_ids(args.programs)
-                shares = [programs[i::args.processes] for i in range(args.processes)]
+                shares = [programs[i :: args.processes] for i in range(args.processes)]
                 context = mp.get_context("spawn")
                 queue = context.Queue()
                 ready = context.Barrier(sum(1 for share in shares if share) + 1)
-                procs = [context.Process(target=worker, args=(url, sandbox.url, share, args.limit, args.threads, queue,
-                                                              ready))
-                         for share in shares if share]
+                procs = [
+                    context.Process(
+                        target=worker, args=(url, sandbox.url, share, args.limit, args.threads, queue, ready)
+                    )
+                    for share in shares
+                    if share
+                ]
                 for p in procs:
                     p.start()
                 from sorae_payouts.core.heap import freeze_startup_heap
@@ -273,8 +317,11 @@ def report(args, world, results, before, after, wall) -> None:
     stamps = sorted(s for r in results for s in r["stamps"])
     phase = stamps[-1] - stamps[0] if len(stamps) > 1 else wall
     posted, refused = sum(r["posted"] for r in results), sum(r["refused"] for r in results)
-    print(f"\nexecution: {posted} posted, {refused} programs refused, {len(stamps)} transfers in {phase:.1f} s "
-          f"(wall {wall:.1f} s from the processes' common start); limit {args.limit:g}/s per account, latency {args.latency_ms} ms")
+    print(
+        f"\nexecution: {posted} posted, {refused} programs refused, {len(stamps)} transfers in {phase:.1f} s "
+        f"(wall {wall:.1f} s from the processes' common start); limit {args.limit:g}/s per account, latency "
+        f"{args.latency_ms} ms"
+    )
     print("| paying account | requests | busy s | requests/s | fraction of limit | transfers/s | busiest 1 s | 429s |")
     print("|---|---|---|---|---|---|---|---|")
     total = 0.0
@@ -287,14 +334,21 @@ def report(args, world, results, before, after, wall) -> None:
         per_second = (requests - 1) / busy if busy > 0 else 0.0
         total += per_second
         transfers = posted / args.accounts / busy if busy > 0 else 0.0
-        print(f"| {platform} | {requests} | {busy:.1f} | {per_second:.1f} | {per_second / args.limit:.3f} | "
-              f"{transfers:.1f} | {stats['peak_requests_in_1s']} | {limited} |")
+        print(
+            f"| {platform} | {requests} | {busy:.1f} | {per_second:.1f} | {per_second / args.limit:.3f} | "
+            f"{transfers:.1f} | {stats['peak_requests_in_1s']} | {limited} |"
+        )
     if args.accounts == 1:  # the limiter's own spacing, before HTTP, the sandbox's parsing and threads
         sent = sorted(s for r in results for s in r["sent"])
-        print(f"\nclient side: busiest 1 s between acquire returning = {peak_in_1s(sent)} ({len(sent)} acquires, "
-              f"{sum(r['missed'] for r in results)} slots abandoned by late wake-ups)")
-    print(f"\nall accounts: {total:.1f} requests/s = {total / (args.limit * args.accounts):.3f} x "
-          f"{args.accounts} x limit; transfers {posted / phase:.1f}/s", flush=True)
+        print(
+            f"\nclient side: busiest 1 s between acquire returning = {peak_in_1s(sent)} ({len(sent)} acquires, "
+            f"{sum(r['missed'] for r in results)} slots abandoned by late wake-ups)"
+        )
+    print(
+        f"\nall accounts: {total:.1f} requests/s = {total / (args.limit * args.accounts):.3f} x "
+        f"{args.accounts} x limit; transfers {posted / phase:.1f}/s",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -17,19 +17,19 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import scratch_ledger  # noqa: E402
+from _common import scratch_ledger
 
-from sorae_payouts.month_end.approvals import approve_batch  # noqa: E402
-from sorae_payouts.portal.history import affiliate_history  # noqa: E402
-from sorae_payouts.ledger.sql import as_date  # noqa: E402
-from sorae_payouts.month_end.manifest import compute_manifest_hash  # noqa: E402
-from sorae_payouts.registry.operators import ensure_operator  # noqa: E402
+from sorae_payouts.ledger.sql import as_date
+from sorae_payouts.month_end.approvals import approve_batch
+from sorae_payouts.month_end.manifest import compute_manifest_hash
+from sorae_payouts.portal.history import affiliate_history
+from sorae_payouts.registry.operators import ensure_operator
 
 MONTHS = 12
 POLICY = '{"minimum_minor": {"usd": 5000}, "default_minimum_minor": 1, "dual_approval_over_minor": {}}'
@@ -51,39 +51,70 @@ def generate(engine: sa.Engine, rows: int, affiliates: int) -> float:
     started = time.perf_counter()
     with engine.begin() as conn:
         # Every row names its program (revision 0012: the key columns have no default).
-        conn.execute(sa.text(f"INSERT INTO affiliate (program_id, affiliate_id, name, email, stripe_account_id, currency, "
-                             f"imported_at) SELECT 'default', 'aff_' || x, 'Affiliate', 'a@example.com', 'acct_' || x, 'usd', CURRENT_TIMESTAMP "
-                             f"FROM ({series}) s"), {"n": affiliates})
+        conn.execute(
+            sa.text(
+                f"INSERT INTO affiliate (program_id, affiliate_id, name, email, stripe_account_id, currency, "
+                "imported_at) SELECT 'default', 'aff_' || x, 'Affiliate', 'a@example.com', 'acct_' || x, 'usd', "
+                "CURRENT_TIMESTAMP "
+                f"FROM ({series}) s"
+            ),
+            {"n": affiliates},
+        )
         # Affiliate a gets commission x when x % A = a; months cycle per affiliate: every month has rows.
-        conn.execute(sa.text(
-            "INSERT INTO commission (program_id, commission_id, affiliate_id, order_id, amount_minor, currency, earned_at, "
-            "period, imported_at) SELECT 'default', 'com_' || x, 'aff_' || (x % :a + 1), 'ord_' || x, 100 + x % 5000, 'usd', "
-            f"{month.format(m=f'(x / :a) % {MONTHS}')}, {month.format(m=f'(x / :a) % {MONTHS}')}, CURRENT_TIMESTAMP "
-            f"FROM ({series}) s"), {"n": rows, "a": affiliates})
+        conn.execute(
+            sa.text(
+                "INSERT INTO commission (program_id, commission_id, affiliate_id, order_id, amount_minor, currency, "
+                "earned_at, "
+                "period, imported_at) SELECT 'default', 'com_' || x, 'aff_' || (x % :a + 1), 'ord_' || x, 100 + x % "
+                "5000, 'usd', "
+                f"{month.format(m=f'(x / :a) % {MONTHS}')}, {month.format(m=f'(x / :a) % {MONTHS}')}, "
+                "CURRENT_TIMESTAMP "
+                f"FROM ({series}) s"
+            ),
+            {"n": rows, "a": affiliates},
+        )
         periods = []
         for m in range(MONTHS):
             period = as_date(conn.execute(sa.text(f"SELECT {month.format(m=m)}")).scalar_one())
             key = str(period)[:7]
-            conn.execute(sa.text("INSERT INTO commission_period (program_id, period, status, finalized_at, holding_days) "
-                                 f"VALUES ('default', {month.format(m=m)}, 'finalized', CURRENT_TIMESTAMP, 3)"))
-            conn.execute(sa.text("INSERT INTO payout_batch (program_id, batch_id, period, status, manifest_hash, item_count, "
-                                 f"policy, created_at, built_at) VALUES ('default', :b, {month.format(m=m)}, 'draft', 'bench', 0, :policy, "
-                                 "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"b": f"payout_{key}", "policy": POLICY})
-            conn.execute(sa.text(
-                "INSERT INTO payout_item (program_id, batch_id, affiliate_id, currency, stripe_account_id, commission_count, "
-                "period_amount_minor, carried_in_minor, amount_minor, status) "
-                "SELECT 'default', :b, affiliate_id, currency, 'acct_x', COUNT(*), SUM(amount_minor), 0, SUM(amount_minor), 'pending' "
-                f"FROM commission WHERE period = {month.format(m=m)} GROUP BY affiliate_id, currency"), {"b": f"payout_{key}"})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO commission_period (program_id, period, status, finalized_at, holding_days) "
+                    f"VALUES ('default', {month.format(m=m)}, 'finalized', CURRENT_TIMESTAMP, 3)"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO payout_batch (program_id, batch_id, period, status, manifest_hash, item_count, "
+                    f"policy, created_at, built_at) VALUES ('default', :b, {month.format(m=m)}, 'draft', 'bench', 0, "
+                    ":policy, "
+                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"b": f"payout_{key}", "policy": POLICY},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO payout_item (program_id, batch_id, affiliate_id, currency, stripe_account_id, "
+                    "commission_count, "
+                    "period_amount_minor, carried_in_minor, amount_minor, status) "
+                    "SELECT 'default', :b, affiliate_id, currency, 'acct_x', COUNT(*), SUM(amount_minor), 0, "
+                    "SUM(amount_minor), 'pending' "
+                    f"FROM commission WHERE period = {month.format(m=m)} GROUP BY affiliate_id, currency"
+                ),
+                {"b": f"payout_{key}"},
+            )
             # Through the real gates (the database refuses shortcuts): hash, a registered approval, then the
             # items walk pending -> processing -> posted, set-based.
             batch_id = f"payout_{key}"
             digest, count = compute_manifest_hash(conn, batch_id, period, json.loads(POLICY))
-            conn.execute(sa.text("UPDATE payout_batch SET manifest_hash = :h, item_count = :n WHERE batch_id = :b"),
-                         {"h": digest, "n": count, "b": batch_id})
+            conn.execute(
+                sa.text("UPDATE payout_batch SET manifest_hash = :h, item_count = :n WHERE batch_id = :b"),
+                {"h": digest, "n": count, "b": batch_id},
+            )
             periods.append((period, digest))
-    ensure_operator(engine, "bench", added_by="bench", now=datetime(2000, 1, 1, tzinfo=timezone.utc))
+    ensure_operator(engine, "bench", added_by="bench", now=datetime(2000, 1, 1, tzinfo=UTC))
     for period, digest in periods:
-        approve_batch(engine, period, approved_by="bench", now=datetime.now(timezone.utc), expected_hash=digest)
+        approve_batch(engine, period, approved_by="bench", now=datetime.now(UTC), expected_hash=digest)
     with engine.begin() as conn:
         for status in ("processing", "posted"):
             conn.execute(sa.text(f"UPDATE payout_item SET status = '{status}'"))
@@ -92,7 +123,8 @@ def generate(engine: sa.Engine, rows: int, affiliates: int) -> float:
         # Fresh statistics, and on PostgreSQL the visibility map autovacuum would set after a bulk
         # insert (without it, index-only scans still visit the heap).
         conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-            "VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE")
+            "VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE"
+        )
     return time.perf_counter() - started
 
 
@@ -130,8 +162,11 @@ def main() -> None:
                 for name in ("cold", "warm"):
                     timings, months = measure(engine, args.affiliates, args.samples, seed=7)
                     q = statistics.quantiles(timings, n=20)
-                    print(f"| {backend:<8} | {name:<4} | {seconds:>10.1f} | {statistics.median(timings):>6.2f} | "
-                          f"{q[18]:>6.2f} | {max(timings):>6.2f} | {months:>20} |", flush=True)
+                    print(
+                        f"| {backend:<8} | {name:<4} | {seconds:>10.1f} | {statistics.median(timings):>6.2f} | "
+                        f"{q[18]:>6.2f} | {max(timings):>6.2f} | {months:>20} |",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

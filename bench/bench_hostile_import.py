@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HEADER, row, scratch_ledger  # noqa: E402
+from _common import HEADER, row, scratch_ledger
 
-from sorae_payouts.ingest import ImportKind, UnreadableFileError, import_file  # noqa: E402
-from sorae_payouts.ledger.database import create_ledger_engine  # noqa: E402
+from sorae_payouts.ingest import ImportKind, UnreadableFileError, import_file
+from sorae_payouts.ledger.database import create_ledger_engine
 
 COMMISSION_HEADER = b"commission_id,affiliate_id,order_id,amount,currency,earned_at\n"
 AFFILIATES = 50_000
@@ -34,12 +34,15 @@ ROWS_PER_WRITE = 200_000
 
 
 def valid_lines(start: int, count: int) -> bytes:
-    return "".join(f"com_{i:010d},aff_{i % AFFILIATES:06d},ord_{i:010d},{1 + i % 9000}.{i % 100:02d},usd,"
-                   f"2026-10-{1 + i % 28:02d}T12:00:00Z\n" for i in range(start, start + count)).encode()
+    return "".join(
+        f"com_{i:010d},aff_{i % AFFILIATES:06d},ord_{i:010d},{1 + i % 9000}.{i % 100:02d},usd,"
+        f"2026-10-{1 + i % 28:02d}T12:00:00Z\n"
+        for i in range(start, start + count)
+    ).encode()
 
 
 def write_garbage_line(handle, size: int) -> None:
-    block = (b"garbage,\xff\x00\"" * 4096)[:1 << 20].replace(b"\n", b" ")
+    block = (b'garbage,\xff\x00"' * 4096)[: 1 << 20].replace(b"\n", b" ")
     for _ in range(size // len(block)):
         handle.write(block)
     handle.write(b"\n")
@@ -72,8 +75,10 @@ def generate(case: str, workdir: Path, size_mb: int) -> tuple[Path, int]:
 
 def write_affiliates(workdir: Path) -> Path:
     path = workdir / "affiliates.csv"
-    path.write_text("affiliate_id,name,email,stripe_account_id,currency\n" + "".join(
-        f"aff_{i:06d},Affiliate {i},a{i}@example.com,acct_{i:06d},usd\n" for i in range(AFFILIATES)))
+    path.write_text(
+        "affiliate_id,name,email,stripe_account_id,currency\n"
+        + "".join(f"aff_{i:06d},Affiliate {i},a{i}@example.com,acct_{i:06d},usd\n" for i in range(AFFILIATES))
+    )
     return path
 
 
@@ -83,8 +88,12 @@ def child(kind: str, path: str, url: str) -> None:
     started = time.perf_counter()
     try:
         report = import_file(engine, ImportKind(kind), Path(path))
-        outcome = {"rows": report.rows_read, "inserted": report.inserted, "rejected": report.rejected_rows,
-                   "note": f"inserted {report.inserted:,}, rejected {report.rejected_rows:,}"}
+        outcome = {
+            "rows": report.rows_read,
+            "inserted": report.inserted,
+            "rejected": report.rejected_rows,
+            "note": f"inserted {report.inserted:,}, rejected {report.rejected_rows:,}",
+        }
     except UnreadableFileError as exc:
         outcome = {"rows": 0, "note": f"refused whole: {str(exc).split(': ', 1)[1][:70]}"}
     outcome["seconds"] = time.perf_counter() - started
@@ -102,8 +111,13 @@ def peak_rss_mb() -> float:
 
 
 def run_child(kind: str, path: Path, url: str) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--child", kind, str(path), url], capture_output=True,
-                            text=True, check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(path), url],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -111,8 +125,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="sqlite")
-    parser.add_argument("--cases", nargs="+", choices=["garbage", "header", "valid"],
-                        default=["garbage", "header", "valid"])
+    parser.add_argument(
+        "--cases", nargs="+", choices=["garbage", "header", "valid"], default=["garbage", "header", "valid"]
+    )
     parser.add_argument("--child", nargs=3, metavar=("KIND", "PATH", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -126,8 +141,9 @@ def main() -> None:
         for case in args.cases:
             started = time.perf_counter()
             path, rows = generate(case, workdir, args.size_mb)
-            lines.append(row(f"generate {case} ({path.stat().st_size >> 20:,} MB)", "-",
-                             time.perf_counter() - started, rows, 0))
+            lines.append(
+                row(f"generate {case} ({path.stat().st_size >> 20:,} MB)", "-", time.perf_counter() - started, rows, 0)
+            )
             for backend in backends:
                 with scratch_ledger(backend, workdir) as (url, engine):
                     run_child("affiliates", affiliates, url)

@@ -17,20 +17,20 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HEADER, PeakRss, row, scratch_ledger  # noqa: E402
+from _common import HEADER, PeakRss, row, scratch_ledger
 
-from sorae_payouts.month_end import audit  # noqa: E402
-from sorae_payouts.month_end.finalize import finalize_programs  # noqa: E402
-from sorae_payouts.month_end.manifest import DEFAULT_DUAL_APPROVAL_OVER, DEFAULT_MINIMUM_PAYOUT, PayoutPolicy  # noqa: E402
-from sorae_payouts.month_end.manifest_build import build_manifests  # noqa: E402
-from sorae_payouts.month_end.month_order import month_order_refusals  # noqa: E402
+from sorae_payouts.month_end import audit
+from sorae_payouts.month_end.finalize import finalize_programs
+from sorae_payouts.month_end.manifest import DEFAULT_DUAL_APPROVAL_OVER, DEFAULT_MINIMUM_PAYOUT, PayoutPolicy
+from sorae_payouts.month_end.manifest_build import build_manifests
+from sorae_payouts.month_end.month_order import month_order_refusals
 
 MONTH = date(2026, 10, 1)
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 BACKEND = "postgres"
 
 _PROGRAMS = """
@@ -81,15 +81,23 @@ def generate(engine, programs: int, affiliates: int, commissions: int) -> tuple[
 
     seconds = {}
     params = {"now": NOW, "programs": programs, "affiliates": affiliates, "commissions": commissions}
-    for name, statement in (("programs", _PROGRAMS), ("affiliates", _AFFILIATES), ("commissions", _COMMISSIONS),
-                            ("order events", _EVENTS)):
+    for name, statement in (
+        ("programs", _PROGRAMS),
+        ("affiliates", _AFFILIATES),
+        ("commissions", _COMMISSIONS),
+        ("order events", _EVENTS),
+    ):
         started = time.perf_counter()
         with engine.begin() as conn:
             for part in filter(str.strip, statement.split(";")):
                 conn.execute(sa.text(part), {k: v for k, v in params.items() if f":{k}" in part})
         seconds[name] = time.perf_counter() - started
     with engine.begin() as conn:
-        ids = conn.execute(sa.text("SELECT program_id FROM program WHERE created_by = 'bench' ORDER BY 1")).scalars().all()
+        ids = (
+            conn.execute(sa.text("SELECT program_id FROM program WHERE created_by = 'bench' ORDER BY 1"))
+            .scalars()
+            .all()
+        )
         conn.exec_driver_sql("ANALYZE")
     return ids, seconds
 
@@ -111,28 +119,50 @@ def run(args) -> list[str]:
             started = time.perf_counter()
             finalized = finalize_programs(engine, MONTH, ids, now=NOW, holding_days=3)
             adjustments = sum(r.adjustments_booked for r in finalized.reports.values())
-            phases.append(("finalize_programs", time.perf_counter() - started,
-                           f"{len(finalized.reports)} programs, {adjustments} adjustments, "
-                           f"{len(finalized.refused)} refused"))
+            phases.append(
+                (
+                    "finalize_programs",
+                    time.perf_counter() - started,
+                    f"{len(finalized.reports)} programs, {adjustments} adjustments, {len(finalized.refused)} refused",
+                )
+            )
             started = time.perf_counter()
             built = build_manifests(engine, MONTH, ids, policy=policy, now=NOW)
             items = sum(r.item_count for r in built.reports.values())
-            phases.append(("build_manifests", time.perf_counter() - started,
-                           f"{len(built.reports)} batches, {items} items, {len(built.refused)} refused"))
+            phases.append(
+                (
+                    "build_manifests",
+                    time.perf_counter() - started,
+                    f"{len(built.reports)} batches, {items} items, {len(built.refused)} refused",
+                )
+            )
             failed = 0
             with engine.connect() as conn:
                 for name, check in audit.MANIFEST_CHECKS.items():
                     started = time.perf_counter()
                     results = check(conn, MONTH, ids)
                     failed += sum(1 for r in results.values() if not r.passed)
-                    phases.append((f"check {name}", time.perf_counter() - started,
-                                   f"{sum(1 for r in results.values() if r.passed)} programs passed"))
+                    phases.append(
+                        (
+                            f"check {name}",
+                            time.perf_counter() - started,
+                            f"{sum(1 for r in results.values() if r.passed)} programs passed",
+                        )
+                    )
         assert not refused and not finalized.refused and not built.refused and not failed
         for name, seconds, note in phases:
             lines.append(row(name, BACKEND, seconds, args.commissions, rss.peak_mb, note))
         total = sum(seconds for _, seconds, _ in phases)
-        lines.append(row("month end, all programs (domain)", BACKEND, total, args.commissions, rss.peak_mb,
-                         f"{args.programs} programs; target well under 60 s"))
+        lines.append(
+            row(
+                "month end, all programs (domain)",
+                BACKEND,
+                total,
+                args.commissions,
+                rss.peak_mb,
+                f"{args.programs} programs; target well under 60 s",
+            )
+        )
     return lines
 
 
@@ -143,8 +173,10 @@ def main() -> None:
     parser.add_argument("--commissions", type=int, default=1_000_000)
     args = parser.parse_args()
     lines = run(args)
-    print(f"month end across programs: {args.programs:,} programs x {args.affiliates:,} affiliates, "
-          f"{args.commissions:,} commissions in {MONTH:%Y-%m}, 3 currencies")
+    print(
+        f"month end across programs: {args.programs:,} programs x {args.affiliates:,} affiliates, "
+        f"{args.commissions:,} commissions in {MONTH:%Y-%m}, 3 currencies"
+    )
     print("\n".join(lines))
 
 

@@ -17,8 +17,15 @@ from sorae_payouts.defs.registry.sensors import program_partitions_sensor
 
 defs = dg.Definitions(
     assets=[month_end, execute_transfers],
-    jobs=[month_end_job, payout_execution_job, approve_batch_job, retry_items_job, payout_refresh_job,
-          resolve_reversal_job, recover_negative_balances_job],
+    jobs=[
+        month_end_job,
+        payout_execution_job,
+        approve_batch_job,
+        retry_items_job,
+        payout_refresh_job,
+        resolve_reversal_job,
+        recover_negative_balances_job,
+    ],
     schedules=[month_end_schedule, payout_refresh_schedule],
     sensors=[program_partitions_sensor, approved_batch_sensor],
     resources={

@@ -39,8 +39,10 @@ def pg_template():
     try:
         _pg_admin("SELECT 1")
     except psycopg.OperationalError as exc:
-        message = (f"PostgreSQL not reachable at {PG_ADMIN_URL} ({exc.__class__.__name__}); start it or "
-                   "set SORAE_TEST_PG_URL to a server where user can CREATE DATABASE to run these tests")
+        message = (
+            f"PostgreSQL not reachable at {PG_ADMIN_URL} ({exc.__class__.__name__}); start it or "
+            "set SORAE_TEST_PG_URL to a server where user can CREATE DATABASE to run these tests"
+        )
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)

@@ -9,15 +9,22 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from sorae_payouts.cli.main import app
+from sorae_payouts.core.origin import Origin
 from sorae_payouts.month_end.approvals import approve_batch, verify_batch_approvals
 from sorae_payouts.month_end.batches import BatchError, load_batch
-from sorae_payouts.cli.main import app
-from sorae_payouts.month_end.finalize import finalize_period
 from sorae_payouts.month_end.manifest import PayoutPolicy
-from sorae_payouts.month_end.manifest_build import build_manifest
-from sorae_payouts.core.origin import Origin
 from sorae_payouts.registry.operators import normalize_identity, set_operator_status
-from sorae_payouts_tests.factory import NOW, OCT, REGISTERED_AT, add_affiliate, add_commission, register_operators
+from sorae_payouts_tests.factory import (
+    NOW,
+    OCT,
+    REGISTERED_AT,
+    add_affiliate,
+    add_commission,
+    build_manifest,
+    finalize_period,
+    register_operators,
+)
 
 runner = CliRunner()
 DUAL = PayoutPolicy.from_major({"usd": "1.00"}, {"usd": "100000.00"})
@@ -72,15 +79,24 @@ def test_unregistered_disabled_and_short_hashes_are_refused(engine, whale_batch)
     for reviewed in ("9", "", full[:11], "z" * 12, None):
         with pytest.raises(BatchError, match="at least 12 hex characters"):
             approve_batch(engine, OCT, approved_by="alice", now=NOW, expected_hash=reviewed)
-    assert approve_batch(engine, OCT, approved_by="alice", now=NOW, expected_hash=full[:12].upper()).approvers == ["alice"]
+    assert approve_batch(engine, OCT, approved_by="alice", now=NOW, expected_hash=full[:12].upper()).approvers == [
+        "alice"
+    ]
 
 
 def test_approval_records_who_when_and_from_where(engine, whale_batch):
     register_operators(engine, "Alice@Corp.example")
-    approve_batch(engine, OCT, approved_by=" alice@corp.EXAMPLE", now=NOW, expected_hash=whale_batch.manifest_hash,
-                  origin=Origin("ops-host-1", "alice_unix", "run-1234"))
-    row = _raw(engine, "SELECT operator_id, approved_by, host, os_user, dagster_run_id, program_id "
-                       "FROM batch_approval").one()
+    approve_batch(
+        engine,
+        OCT,
+        approved_by=" alice@corp.EXAMPLE",
+        now=NOW,
+        expected_hash=whale_batch.manifest_hash,
+        origin=Origin("ops-host-1", "alice_unix", "run-1234"),
+    )
+    row = _raw(
+        engine, "SELECT operator_id, approved_by, host, os_user, dagster_run_id, program_id FROM batch_approval"
+    ).one()
     assert tuple(row) == ("alice@corp.example", "alice@corp.example", "ops-host-1", "alice_unix", "run-1234", "default")
 
 
@@ -88,17 +104,23 @@ def test_database_refuses_skipping_or_forging_approvals(engine, whale_batch):
     _refused(engine, "UPDATE payout_batch SET status = 'approved'", "registered approval")
     _refused(engine, "UPDATE payout_batch SET status = 'executing'", "can only become approved")
     _refused(engine, "UPDATE payout_batch SET status = 'completed'", "can only become approved")
-    insert = ("INSERT INTO batch_approval (batch_id, approved_by, approved_at, manifest_hash, operator_id) "
-              "VALUES (:b, :by, :at, :h, :op)")
+    insert = (
+        "INSERT INTO batch_approval (batch_id, approved_by, approved_at, manifest_hash, operator_id) "
+        "VALUES (:b, :by, :at, :h, :op)"
+    )
     params = {"b": whale_batch.batch_id, "by": "ghost", "at": NOW.isoformat(), "h": whale_batch.manifest_hash}
     _refused(engine, insert, "active registered operator", {**params, "op": None})
     _refused(engine, insert, "active registered operator", {**params, "op": "ghost"})
     register_operators(engine, "ghost")
     set_operator_status(engine, "ghost", active=False, changed_by="admin", now=NOW)
     _refused(engine, insert, "active registered operator", {**params, "op": "ghost"})
-    _refused(engine, "INSERT INTO payout_batch (batch_id, period, status, manifest_hash, item_count, policy, "
-                     "created_at, built_at) SELECT 'forged', period, 'approved', manifest_hash, item_count, policy, "
-                     "created_at, built_at FROM payout_batch", "starts as a draft")
+    _refused(
+        engine,
+        "INSERT INTO payout_batch (batch_id, period, status, manifest_hash, item_count, policy, "
+        "created_at, built_at) SELECT 'forged', period, 'approved', manifest_hash, item_count, policy, "
+        "created_at, built_at FROM payout_batch",
+        "starts as a draft",
+    )
     # One registered approval satisfies the database; the exact count (2 here) is the executor's check.
     register_operators(engine, "alice")
     approve_batch(engine, OCT, approved_by="alice", now=NOW, expected_hash=whale_batch.manifest_hash)
@@ -138,10 +160,12 @@ def test_operators_cli_add_list_disable(engine, ledger_url, monkeypatch, whale_b
     assert again.exit_code == 1 and "already registered" in again.output
     listed = json.loads(runner.invoke(app, ["operators", "list", "--json"]).output)
     assert [(o["operator_id"], o["display_name"], o["status"], o["added_by"]) for o in listed] == [
-        ("alice@corp.example", "Alice A.", "active", "root")]
+        ("alice@corp.example", "Alice A.", "active", "root")
+    ]
     assert runner.invoke(app, ["operators", "disable", "alice@CORP.example", "--by", "root"]).exit_code == 0
-    refused = runner.invoke(app, ["batch", "approve", "2026-10", "--by", "alice@corp.example",
-                                  "--hash", whale_batch.manifest_hash])
+    refused = runner.invoke(
+        app, ["batch", "approve", "2026-10", "--by", "alice@corp.example", "--hash", whale_batch.manifest_hash]
+    )
     assert refused.exit_code == 1 and "disabled" in refused.output
     for bad in ("9", ""):
         short = runner.invoke(app, ["batch", "approve", "2026-10", "--by", "alice@corp.example", "--hash", bad])

@@ -10,10 +10,16 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from sorae_payouts.cli.main import app
-from sorae_payouts.month_end.finalize import finalize_period
 from sorae_payouts.month_end.manifest import PayoutPolicy
-from sorae_payouts.month_end.manifest_build import build_manifest
-from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, register_operators
+from sorae_payouts_tests.factory import (
+    NOW,
+    OCT,
+    add_affiliate,
+    add_commission,
+    build_manifest,
+    finalize_period,
+    register_operators,
+)
 
 runner = CliRunner()
 
@@ -80,8 +86,12 @@ def test_approve_records_who_and_freezes(built, engine):
 
 def test_approve_refuses_a_manifest_changed_after_build(built, engine):
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE payout_item SET amount_minor = amount_minor + 100, "
-                             "period_amount_minor = period_amount_minor + 100 WHERE affiliate_id = 'alice'"))
+        conn.execute(
+            sa.text(
+                "UPDATE payout_item SET amount_minor = amount_minor + 100, "
+                "period_amount_minor = period_amount_minor + 100 WHERE affiliate_id = 'alice'"
+            )
+        )
     result = _invoke("batch", "approve", "2026-10", "--by", "ops", "--hash", built.manifest_hash)
     assert result.exit_code == 1 and "changed since it was built" in result.output
 
@@ -102,7 +112,9 @@ def test_large_batch_needs_two_different_approvers_and_a_rebuild_resets_them(eng
     first = _invoke("batch", "approve", "2026-10", "--by", "ana", "--hash", old)
     assert first.exit_code == 0 and "1 of 2 approvals" in first.output
     # The draft is rebuilt under another policy: the approval given to the old manifest no longer counts.
-    rebuilt = build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "40.00"}, {"usd": "100000.00"}), now=NOW)
+    rebuilt = build_manifest(
+        engine, OCT, policy=PayoutPolicy.from_major({"usd": "40.00"}, {"usd": "100000.00"}), now=NOW
+    )
     assert rebuilt.outcome == "rebuilt"
     new = rebuilt.manifest_hash[:12]
     assert "1 of 2 approvals" in _invoke("batch", "approve", "2026-10", "--by", "ben", "--hash", new).output

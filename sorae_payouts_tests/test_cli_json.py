@@ -17,13 +17,27 @@ def test_import_json_reports_counts_and_rejects(engine, ledger_url, tmp_path, mo
     assert result.exit_code == 2
     report = json.loads(result.stdout)
     assert (report["rows_read"], report["inserted"], report["rejected_rows"]) == (2, 1, 1)
-    assert report["rejects"] == [{"row": 2, "column": "currency", "reason": report["rejects"][0]["reason"],
-                                  "value": "XXX"}]
+    assert report["rejects"] == [
+        {"row": 2, "column": "currency", "reason": report["rejects"][0]["reason"], "value": "XXX"}
+    ]
 
 
 def test_demo_data_json_names_the_files_and_summary(tmp_path):
-    result = CliRunner().invoke(build_app(), ["demo-data", "--out", str(tmp_path / "d"), "--affiliates", "10",
-                                              "--commissions", "40", "--month", "2026-08", "--json"])
+    result = CliRunner().invoke(
+        build_app(),
+        [
+            "demo-data",
+            "--out",
+            str(tmp_path / "d"),
+            "--affiliates",
+            "10",
+            "--commissions",
+            "40",
+            "--month",
+            "2026-08",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["summary"]["month"] == "2026-08" and data["affiliates"].endswith("affiliates.csv")

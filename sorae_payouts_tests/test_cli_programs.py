@@ -8,10 +8,17 @@ import pytest
 from typer.testing import CliRunner
 
 from sorae_payouts.cli.main import build_app
-from sorae_payouts.month_end.finalize import finalize_period
 from sorae_payouts.month_end.manifest import PayoutPolicy
-from sorae_payouts.month_end.manifest_build import build_manifest
-from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, add_program, approve
+from sorae_payouts_tests.factory import (
+    NOW,
+    OCT,
+    add_affiliate,
+    add_commission,
+    add_program,
+    approve,
+    build_manifest,
+    finalize_period,
+)
 
 runner = CliRunner()
 
@@ -39,7 +46,9 @@ def _json(*args):
 def test_batch_list_spans_programs_and_filters(two_programs):
     every = _json("batch", "list", "--json")
     assert [(b["program_id"], b["batch_id"], b["status"]) for b in every] == [
-        ("acme", "payout_acme_2026-10", "approved"), ("default", "payout_2026-10", "draft")]
+        ("acme", "payout_acme_2026-10", "approved"),
+        ("default", "payout_2026-10", "draft"),
+    ]
     assert [b["program_id"] for b in _json("batch", "list", "--json", "--program", "acme")] == ["acme"]
     assert [b["program_id"] for b in _json("batch", "list", "--json", "--status", "draft")] == ["default"]
     assert _json("batch", "list", "--json", "--from", "2026-11") == []
@@ -59,8 +68,9 @@ def test_show_needs_a_program_once_two_have_the_month(two_programs):
 
 def test_approve_as_an_operator_of_the_batch_program_only(two_programs):
     default_hash = _json("batch", "show", "2026-10", "--json", "--program", "default")["batch"]["manifest_hash"]
-    refused = runner.invoke(build_app(), ["batch", "approve", "2026-10", "--program", "default", "--by", "ops-acme",
-                                          "--hash", default_hash])
+    refused = runner.invoke(
+        build_app(), ["batch", "approve", "2026-10", "--program", "default", "--by", "ops-acme", "--hash", default_hash]
+    )
     assert refused.exit_code == 1 and "not a registered operator" in refused.output
 
 

@@ -9,9 +9,9 @@ import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log.base import PartitionKeyFilter
 
+from sorae_payouts.definitions import defs
 from sorae_payouts.defs.lib.partitions import ProgramMonth, range_tags
 from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings
-from sorae_payouts.definitions import defs
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts_tests.conftest import make_ledger_url
 from sorae_payouts_tests.dagster_pg_home import production_dagster_home
@@ -35,9 +35,11 @@ def test_pooled_storage_records_every_program_month_and_its_checks(tmp_path, req
         assert type(instance.event_log_storage).__name__ == "PooledPostgresEventLogStorage"
         instance.add_dynamic_partitions("program", PROGRAMS)
         result = defs.resolve_job_def("month_end_job").execute_in_process(
-            instance=instance, raise_on_error=False,
+            instance=instance,
+            raise_on_error=False,
             tags=range_tags(ProgramMonth(OCT, PROGRAMS[0]), ProgramMonth(OCT, PROGRAMS[-1])),
-            resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()})
+            resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()},
+        )
         assert result.success
         partitions = {f"2026-10-01|{p}" for p in PROGRAMS}
         for asset in ("finalized_commissions", "payout_manifest"):
@@ -47,9 +49,14 @@ def test_pooled_storage_records_every_program_month_and_its_checks(tmp_path, req
             key = dg.AssetCheckKey(dg.AssetKey("payout_manifest"), name)
             for partition in partitions:
                 [row] = storage.get_asset_check_execution_history(
-                    key, limit=5, partition_filter=PartitionKeyFilter(key=partition))
+                    key, limit=5, partition_filter=PartitionKeyFilter(key=partition)
+                )
                 assert (row.run_id, row.status) == (result.run_id, AssetCheckExecutionRecordStatus.SUCCEEDED)
                 assert row.event.dagster_event.event_specific_data.partition == partition
             # Every planned row (one per partition, written in one statement) was updated, none left over.
-            assert storage.get_asset_check_execution_history(
-                key, limit=100, status={AssetCheckExecutionRecordStatus.PLANNED}) == []
+            assert (
+                storage.get_asset_check_execution_history(
+                    key, limit=100, status={AssetCheckExecutionRecordStatus.PLANNED}
+                )
+                == []
+            )

@@ -8,8 +8,8 @@ import dagster as dg
 from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
-from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings
 from sorae_payouts.definitions import defs
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts_tests.conftest import make_ledger_url
 from sorae_payouts_tests.dagster_pg_home import production_dagster_home
@@ -62,8 +62,10 @@ def test_partition_materializes_on_postgres_instance_storage(tmp_path, request, 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.add_dynamic_partitions("program", ["default"])
         result = defs.resolve_job_def("month_end_job").execute_in_process(
-            partition_key="2026-10-01|default", instance=instance,
-            resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()})
+            partition_key="2026-10-01|default",
+            instance=instance,
+            resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()},
+        )
         assert result.success
         record = instance.get_latest_materialization_event(dg.AssetKey("payout_manifest"))
         assert record is not None and record.run_id == result.run_id

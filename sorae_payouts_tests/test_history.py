@@ -4,7 +4,7 @@ backends: only the asked affiliate's rows, the commission breakdown, and the aff
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -16,24 +16,54 @@ from alembic.runtime.migration import MigrationContext
 from typer.testing import CliRunner
 
 from sorae_payouts.cli.history_cmd import history
-from sorae_payouts.month_end.finalize import finalize_period
-from sorae_payouts.portal.history import GENERIC_FAILURE, affiliate_history
 from sorae_payouts.ledger import schema
 from sorae_payouts.ledger.database import MIGRATIONS_DIR, upgrade
 from sorae_payouts.month_end.manifest import PayoutPolicy
-from sorae_payouts.month_end.manifest_build import build_manifest
-from sorae_payouts_tests.factory import NOV, NOW, OCT, add_affiliate, add_commission, add_event, approve
+from sorae_payouts.portal.history import GENERIC_FAILURE, affiliate_history
+from sorae_payouts_tests.factory import (
+    NOV,
+    NOW,
+    OCT,
+    add_affiliate,
+    add_commission,
+    add_event,
+    approve,
+    build_manifest,
+    finalize_period,
+)
 
 POLICY = PayoutPolicy.from_major({"usd": "50.00"})
-DEC_NOW = datetime(2026, 12, 20, tzinfo=timezone.utc)
+DEC_NOW = datetime(2026, 12, 20, tzinfo=UTC)
 VIEW_COLUMNS = {
-    "payout_item_id", "affiliate_id", "period", "batch_id", "currency", "commission_count", "earned_minor",
-    "carried_in_minor", "amount_minor", "item_status", "carry_reason", "hold_reason", "minimum_minor",
-    "attempt_number", "attempt_state", "stripe_transfer_id", "error_code", "gross_minor",
-    "in_period_adjustments_minor", "clawbacks_minor",
+    "payout_item_id",
+    "affiliate_id",
+    "period",
+    "batch_id",
+    "currency",
+    "commission_count",
+    "earned_minor",
+    "carried_in_minor",
+    "amount_minor",
+    "item_status",
+    "carry_reason",
+    "hold_reason",
+    "minimum_minor",
+    "attempt_number",
+    "attempt_state",
+    "stripe_transfer_id",
+    "error_code",
+    "gross_minor",
+    "in_period_adjustments_minor",
+    "clawbacks_minor",
     # revision 0009
-    "reversed_minor", "reversed_at", "owed_again_minor", "written_off_minor", "reversal_pending_minor",
-    "owed_again_in_period", "next_batch_period", "outstanding_minor",
+    "reversed_minor",
+    "reversed_at",
+    "owed_again_minor",
+    "written_off_minor",
+    "reversal_pending_minor",
+    "owed_again_in_period",
+    "next_batch_period",
+    "outstanding_minor",
     # revision 0012
     "program_id",
 }
@@ -42,8 +72,10 @@ SECRET_MESSAGE = "Idempotency key ik_ledger42_7_1 reused; request req_SECRET123"
 
 
 def _item_id(conn, batch_id: str, affiliate_id: str) -> int:
-    return conn.execute(sa.text("SELECT payout_item_id FROM payout_item WHERE batch_id = :b AND affiliate_id = :a"),
-                        {"b": batch_id, "a": affiliate_id}).scalar_one()
+    return conn.execute(
+        sa.text("SELECT payout_item_id FROM payout_item WHERE batch_id = :b AND affiliate_id = :a"),
+        {"b": batch_id, "a": affiliate_id},
+    ).scalar_one()
 
 
 def _set(conn, batch_id: str, affiliate_id: str, status: str, hold: str | None = None) -> int:
@@ -51,16 +83,29 @@ def _set(conn, batch_id: str, affiliate_id: str, status: str, hold: str | None =
     item_id = _item_id(conn, batch_id, affiliate_id)
     path = ["processing", status] if status in ("posted", "failed") else [status]
     for step in path:
-        conn.execute(sa.text("UPDATE payout_item SET status = :s, hold_reason = :h WHERE payout_item_id = :i"),
-                     {"s": step, "h": hold, "i": item_id})
+        conn.execute(
+            sa.text("UPDATE payout_item SET status = :s, hold_reason = :h WHERE payout_item_id = :i"),
+            {"s": step, "h": hold, "i": item_id},
+        )
     return item_id
 
 
 def _attempt(conn, item_id: int, number: int, state: str, amount: int, **columns) -> None:
-    conn.execute(schema.transfer_attempt.insert().values(
-        payout_item_id=item_id, attempt_number=number, idempotency_key=f"ik_ledger42_{item_id}_{number}",
-        state=state, amount_minor=amount, currency="usd", destination="acct_x", stripe_request_id="req_SECRET123",
-        created_at=NOW, updated_at=NOW, **columns))
+    conn.execute(
+        schema.transfer_attempt.insert().values(
+            payout_item_id=item_id,
+            attempt_number=number,
+            idempotency_key=f"ik_ledger42_{item_id}_{number}",
+            state=state,
+            amount_minor=amount,
+            currency="usd",
+            destination="acct_x",
+            stripe_request_id="req_SECRET123",
+            created_at=NOW,
+            updated_at=NOW,
+            **columns,
+        )
+    )
 
 
 def _scenario(engine) -> None:
@@ -97,8 +142,8 @@ def _scenario(engine) -> None:
         # Outcome not recorded yet: a transfer id is only shown once the payment is recorded as paid.
         _attempt(conn, sending, 1, "processing", 6_000, unknown_reason=SECRET_MESSAGE, stripe_transfer_id="tr_NOT_YET")
     # November: aff_1's October order is reversed (a clawback booked in November) and 20.00 earned.
-    add_event(engine, late, "reversal", occurred_at=datetime(2026, 11, 10, tzinfo=timezone.utc))
-    add_commission(engine, "aff_1", 2_000, earned_at=datetime(2026, 11, 12, tzinfo=timezone.utc))
+    add_event(engine, late, "reversal", occurred_at=datetime(2026, 11, 10, tzinfo=UTC))
+    add_commission(engine, "aff_1", 2_000, earned_at=datetime(2026, 11, 12, tzinfo=UTC))
     finalize_period(engine, NOV, now=DEC_NOW, holding_days=3)
     build_manifest(engine, NOV, policy=POLICY, now=DEC_NOW)
 
@@ -112,14 +157,33 @@ def test_breakdown_clawback_and_newest_first(engine):
     _scenario(engine)
     nov, oct_ = _history(engine, "aff_1")
     assert [e.as_json()["period"] for e in (nov, oct_)] == ["2026-11", "2026-10"]
-    assert (oct_.commission_count, oct_.gross_minor, oct_.in_period_adjustments_minor, oct_.clawbacks_minor,
-            oct_.earned_minor, oct_.carried_in_minor, oct_.amount_minor) == (3, 18_000, -1_000, 0, 17_000, 0, 17_000)
-    assert (nov.commission_count, nov.gross_minor, nov.in_period_adjustments_minor, nov.clawbacks_minor,
-            nov.earned_minor, nov.amount_minor) == (1, 2_000, 0, -5_000, -3_000, -3_000)
+    assert (
+        oct_.commission_count,
+        oct_.gross_minor,
+        oct_.in_period_adjustments_minor,
+        oct_.clawbacks_minor,
+        oct_.earned_minor,
+        oct_.carried_in_minor,
+        oct_.amount_minor,
+    ) == (3, 18_000, -1_000, 0, 17_000, 0, 17_000)
+    assert (
+        nov.commission_count,
+        nov.gross_minor,
+        nov.in_period_adjustments_minor,
+        nov.clawbacks_minor,
+        nov.earned_minor,
+        nov.amount_minor,
+    ) == (1, 2_000, 0, -5_000, -3_000, -3_000)
     data = oct_.as_json()
-    assert data["breakdown"] == {"commission_count": 3, "gross_minor": 18_000, "gross": "180.00 usd",
-                                 "in_period_adjustments_minor": -1_000, "in_period_adjustments": "-10.00 usd",
-                                 "clawbacks_minor": 0, "clawbacks": "0.00 usd"}
+    assert data["breakdown"] == {
+        "commission_count": 3,
+        "gross_minor": 18_000,
+        "gross": "180.00 usd",
+        "in_period_adjustments_minor": -1_000,
+        "in_period_adjustments": "-10.00 usd",
+        "clawbacks_minor": 0,
+        "clawbacks": "0.00 usd",
+    }
     assert (data["amount_minor"], data["amount"], data["earned"]) == (17_000, "170.00 usd", "170.00 usd")
     # The latest attempt decides: attempt 1 failed, attempt 2 paid.
     assert (oct_.status, oct_.status_code, oct_.transfer_id, oct_.reason) == ("Paid", "paid", "tr_PAID1", None)
@@ -150,19 +214,29 @@ def test_only_the_asked_affiliates_rows(engine):
     assert _history(engine, "nobody") == []
 
 
-@pytest.mark.parametrize("affiliate, status, words", [
-    ("aff_2", "Payment failed", "Payment failed: your payout account could not accept this payment; we will retry "
-                                "automatically once the details of your payout account are corrected. "
-                                "Amount outstanding: 777.77 usd."),
-    ("aff_small", "Carried to 2026-11", "Your balance of 12.00 usd is below the 50.00 usd minimum payout; "
-                                           "it carries to next month."),
-    ("aff_new", "Carried to 2026-11", "Connect your payout account to receive payments"),
-    ("aff_held", "On hold", "not yet set up to receive transfers"),
-    ("aff_short", "On hold", "temporary delay on our side"),
-    ("aff_sending", "Sending", "on its way"),
-    ("aff_sched", "Scheduled", "scheduled to be sent"),
-    ("aff_odd", "Payment failed", GENERIC_FAILURE),
-])
+@pytest.mark.parametrize(
+    "affiliate, status, words",
+    [
+        (
+            "aff_2",
+            "Payment failed",
+            "Payment failed: your payout account could not accept this payment; we will retry "
+            "automatically once the details of your payout account are corrected. "
+            "Amount outstanding: 777.77 usd.",
+        ),
+        (
+            "aff_small",
+            "Carried to 2026-11",
+            "Your balance of 12.00 usd is below the 50.00 usd minimum payout; it carries to next month.",
+        ),
+        ("aff_new", "Carried to 2026-11", "Connect your payout account to receive payments"),
+        ("aff_held", "On hold", "not yet set up to receive transfers"),
+        ("aff_short", "On hold", "temporary delay on our side"),
+        ("aff_sending", "Sending", "on its way"),
+        ("aff_sched", "Scheduled", "scheduled to be sent"),
+        ("aff_odd", "Payment failed", GENERIC_FAILURE),
+    ],
+)
 def test_status_wording(engine, affiliate, status, words):
     _scenario(engine)
     entry = [e for e in _history(engine, affiliate) if e.as_json()["period"] == "2026-10"][0]
@@ -170,8 +244,7 @@ def test_status_wording(engine, affiliate, status, words):
     assert words in entry.reason
     assert entry.transfer_id is None
     dumped = json.dumps(entry.as_json())
-    for internal in ("ik_ledger42", "req_SECRET", "Idempotency", "weird_new_code", "capability is inactive",
-                     "acct_"):
+    for internal in ("ik_ledger42", "req_SECRET", "Idempotency", "weird_new_code", "capability is inactive", "acct_"):
         assert internal not in dumped
 
 
@@ -216,10 +289,9 @@ def test_programs_revision_refuses_downgrade_and_keeps_the_view(engine):
     """0012 cannot be downgraded (every row belongs to a program): the refusal leaves the view as it was."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with pytest.raises(RuntimeError, match="cannot be downgraded"):
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0003")
+    with pytest.raises(RuntimeError, match="cannot be downgraded"), engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
     assert {c["name"] for c in sa.inspect(engine).get_columns("affiliate_payout_history")} == VIEW_COLUMNS
 
 

@@ -27,24 +27,27 @@ def amounts(draw):
 
 @given(st.lists(amounts(), min_size=1, max_size=50))
 def test_series_and_scalar_match_decimal(values):
-    texts, currencies = zip(*values)
+    texts, currencies = zip(*values, strict=False)
     minor, reason = parse_minor_series(pd.Series(texts), pd.Series(currencies))
     assert reason.isna().all()
-    for text, currency, got in zip(texts, currencies, minor.tolist()):
+    for text, currency, got in zip(texts, currencies, minor.tolist(), strict=False):
         expected = int(Decimal(text).scaleb(exponent(currency)))
         assert got == expected == parse_minor(text, currency)
         assert format_minor(got, currency).split()[0].replace(".", "").lstrip("0") == str(expected).lstrip("0")
 
 
-@pytest.mark.parametrize("text, currency, message", [
-    ("12.345", "usd", "more than 2 decimals"),
-    ("500.5", "jpy", "more than 0 decimals"),
-    ("-3", "usd", "plain decimal"),
-    ("1e5", "usd", "plain decimal"),
-    ("1,000.00", "usd", "plain decimal"),
-    ("9999999999999999", "jpy", "too large"),
-    ("10", "xyz", "unknown currency"),
-])
+@pytest.mark.parametrize(
+    "text, currency, message",
+    [
+        ("12.345", "usd", "more than 2 decimals"),
+        ("500.5", "jpy", "more than 0 decimals"),
+        ("-3", "usd", "plain decimal"),
+        ("1e5", "usd", "plain decimal"),
+        ("1,000.00", "usd", "plain decimal"),
+        ("9999999999999999", "jpy", "too large"),
+        ("10", "xyz", "unknown currency"),
+    ],
+)
 def test_rejects_what_cannot_be_exact(text, currency, message):
     with pytest.raises(MoneyError, match=message):
         parse_minor(text, currency)

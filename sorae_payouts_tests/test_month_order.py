@@ -10,14 +10,12 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings
-from sorae_payouts.definitions import defs
-from sorae_payouts.month_end.finalize import finalize_period
-from sorae_payouts.month_end.manifest import PayoutPolicy
-from sorae_payouts.month_end.manifest_build import build_manifest
-from sorae_payouts.month_end.month_order import MonthOrderError, check_month_end_order, next_buildable_month
 from sorae_payouts.core.periods import parse_period
-from sorae_payouts_tests.factory import NOW, add_affiliate, add_commission
+from sorae_payouts.definitions import defs
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings
+from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.month_end.month_order import MonthOrderError, check_month_end_order, next_buildable_month
+from sorae_payouts_tests.factory import NOW, add_affiliate, add_commission, build_manifest, finalize_period
 
 POLICY = PayoutPolicy.from_major({"usd": "1.00"})
 
@@ -39,8 +37,10 @@ def _months(*names):
 
 def _counts(engine):
     with engine.connect() as conn:
-        return (conn.execute(sa.text("SELECT COUNT(*) FROM commission_period")).scalar_one(),
-                conn.execute(sa.text("SELECT COUNT(*) FROM payout_batch")).scalar_one())
+        return (
+            conn.execute(sa.text("SELECT COUNT(*) FROM commission_period")).scalar_one(),
+            conn.execute(sa.text("SELECT COUNT(*) FROM payout_batch")).scalar_one(),
+        )
 
 
 def test_earlier_month_after_a_later_batch_is_refused_naming_what_can_run(engine):
@@ -99,8 +99,11 @@ def test_month_end_job_refuses_before_the_first_step_writes(engine, ledger_url):
     add_commission(engine, "alice", 5, earned_at=datetime.fromisoformat("2026-09-20T00:00:00+00:00"))
     before = _counts(engine)
     result = defs.resolve_job_def("month_end_job").execute_in_process(
-        partition_key="2026-09-01|default", raise_on_error=False, instance=_instance(),
-        resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()})
+        partition_key="2026-09-01|default",
+        raise_on_error=False,
+        instance=_instance(),
+        resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()},
+    )
     assert not result.success
     [failure] = result.get_step_failure_events()
     assert failure.step_key == "month_end"
@@ -124,10 +127,14 @@ def test_batch_show_of_a_missing_month_lists_batches_and_the_next_month(engine, 
 def test_one_run_over_a_range_closes_months_oldest_first_with_a_check_per_month(engine, ledger_url):
     _seed(engine, ["2026-08", "2026-09", "2026-10"])
     result = defs.resolve_job_def("month_end_job").execute_in_process(
-        raise_on_error=False, instance=_instance(),
-        tags={"dagster/asset_partition_range_start": "2026-08-01|default",
-              "dagster/asset_partition_range_end": "2026-10-01|default"},
-        resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()})
+        raise_on_error=False,
+        instance=_instance(),
+        tags={
+            "dagster/asset_partition_range_start": "2026-08-01|default",
+            "dagster/asset_partition_range_end": "2026-10-01|default",
+        },
+        resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings()},
+    )
     assert result.success
     with engine.connect() as conn:
         built = conn.execute(sa.text("SELECT batch_id FROM payout_batch ORDER BY built_at, batch_id")).scalars().all()

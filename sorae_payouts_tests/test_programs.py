@@ -4,39 +4,65 @@ the database's guards on programs, and `sorae-payouts programs ...`."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from sorae_payouts.cli.main import build_app
-from sorae_payouts.registry.programs import (ProgramError, add_program, get_program, list_programs, program_history,
-                                    set_program_status, update_program)
+from sorae_payouts.registry.programs import (
+    ProgramError,
+    add_program,
+    get_program,
+    list_programs,
+    program_history,
+    set_program_status,
+    update_program,
+)
 
-NOW = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
 def test_the_default_program_exists_after_migration(engine):
     with engine.connect() as conn:
         [default] = list_programs(conn)
     assert (default.program_id, default.paying_account_ref, default.status, default.policy) == (
-        "default", None, "active", {})
+        "default",
+        None,
+        "active",
+        {},
+    )
 
 
 def test_add_update_disable_append_history(engine):
-    add_program(engine, "acme", name="Acme", paying_account_ref="env:ACME_STRIPE_KEY",
-                policy={"minimum_minor": {"usd": 2500}, "holding_days": 7}, added_by="ops", now=NOW)
-    update_program(engine, "acme", policy_changes={"minimum_minor": {"usd": 5000}}, policy_removals=("holding_days",),
-                   changed_by="ops2", now=NOW)
+    add_program(
+        engine,
+        "acme",
+        name="Acme",
+        paying_account_ref="env:ACME_STRIPE_KEY",
+        policy={"minimum_minor": {"usd": 2500}, "holding_days": 7},
+        added_by="ops",
+        now=NOW,
+    )
+    update_program(
+        engine,
+        "acme",
+        policy_changes={"minimum_minor": {"usd": 5000}},
+        policy_removals=("holding_days",),
+        changed_by="ops2",
+        now=NOW,
+    )
     set_program_status(engine, "acme", active=False, changed_by="ops", now=NOW)
     with engine.connect() as conn:
         acme = get_program(conn, "acme")
         history = program_history(conn, "acme")
     assert acme.policy == {"minimum_minor": {"usd": 5000}} and acme.status == "disabled"
     assert [h["event"] for h in history] == ["added", "updated", "disabled"]
-    assert history[1]["change"]["policy"] == [{"holding_days": 7, "minimum_minor": {"usd": 2500}},
-                                              {"minimum_minor": {"usd": 5000}}]
+    assert history[1]["change"]["policy"] == [
+        {"holding_days": 7, "minimum_minor": {"usd": 2500}},
+        {"minimum_minor": {"usd": 5000}},
+    ]
     assert history[1]["recorded_by"] == "ops2"
 
 
@@ -65,14 +91,18 @@ def test_database_refuses_a_stored_key_and_history_edits(engine):
         "DELETE FROM program_event",
     ]
     for statement in refused:
-        with pytest.raises(sa.exc.DBAPIError):
-            with engine.begin() as conn:
-                conn.execute(sa.text(statement))
+        with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+            conn.execute(sa.text(statement))
 
 
 def test_policy_overrides_are_validated(engine):
-    for policy in ({"minimum_minor": {"USD": 1}}, {"minimum_minor": {"usd": 1.5}}, {"holding_days": -1},
-                   {"unknown": 1}, {"first_period": "2026-13"}):
+    for policy in (
+        {"minimum_minor": {"USD": 1}},
+        {"minimum_minor": {"usd": 1.5}},
+        {"holding_days": -1},
+        {"unknown": 1},
+        {"first_period": "2026-13"},
+    ):
         with pytest.raises(ProgramError):
             add_program(engine, "acme", name="Acme", policy=policy, added_by="ops", now=NOW)
 
@@ -80,15 +110,36 @@ def test_policy_overrides_are_validated(engine):
 def test_cli_add_list_show_update(engine, ledger_url, monkeypatch):
     monkeypatch.setenv("SORAE_DATABASE_URL", ledger_url)
     runner = CliRunner()
-    added = runner.invoke(build_app(), ["programs", "add", "acme", "--name", "Acme Shoes", "--pays",
-                                        "secrets:acme", "--minimum", "usd=25.00", "--minimum", "jpy=3000",
-                                        "--dual-approval-over", "usd=10000", "--by", "ops@sorae"])
+    added = runner.invoke(
+        build_app(),
+        [
+            "programs",
+            "add",
+            "acme",
+            "--name",
+            "Acme Shoes",
+            "--pays",
+            "secrets:acme",
+            "--minimum",
+            "usd=25.00",
+            "--minimum",
+            "jpy=3000",
+            "--dual-approval-over",
+            "usd=10000",
+            "--by",
+            "ops@sorae",
+        ],
+    )
     assert added.exit_code == 0, added.output
     listed = json.loads(runner.invoke(build_app(), ["programs", "list", "--json"]).stdout)
-    assert [(p["program_id"], p["paying_account"]) for p in listed] == [("acme", "secrets:acme"),
-                                                                       ("default", "platform")]
-    assert listed[0]["policy"] == {"minimum_minor": {"jpy": 3000, "usd": 2500},
-                                   "dual_approval_over_minor": {"usd": 1000000}}
+    assert [(p["program_id"], p["paying_account"]) for p in listed] == [
+        ("acme", "secrets:acme"),
+        ("default", "platform"),
+    ]
+    assert listed[0]["policy"] == {
+        "minimum_minor": {"jpy": 3000, "usd": 2500},
+        "dual_approval_over_minor": {"usd": 1000000},
+    }
     updated = runner.invoke(build_app(), ["programs", "update", "acme", "--pays", "platform", "--by", "ops@sorae"])
     assert updated.exit_code == 0, updated.output
     shown = json.loads(runner.invoke(build_app(), ["programs", "show", "acme", "--json"]).stdout)

@@ -65,8 +65,10 @@ def test_processes_and_threads_sharing_an_account_stay_under_its_limit(ledger_ur
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(2), context.Queue()
     threads, per_thread = 3, 10
-    processes = [context.Process(target=_process_main, args=(ledger_url, "acct_shared", threads, per_thread,
-                                                             barrier, results)) for _ in range(2)]
+    processes = [
+        context.Process(target=_process_main, args=(ledger_url, "acct_shared", threads, per_thread, barrier, results))
+        for _ in range(2)
+    ]
     for p in processes:
         p.start()
     try:
@@ -95,8 +97,10 @@ def test_accounts_do_not_wait_on_each_other(engine):
     def run(name: str, limiter: SharedRateLimiter, threads: int, per_thread: int) -> None:
         runs[name] = _acquire_in_threads(limiter, threads, per_thread)
 
-    workers = [threading.Thread(target=run, args=("busy", busy, 4, 10)),
-               threading.Thread(target=run, args=("quiet", quiet, 1, 10))]
+    workers = [
+        threading.Thread(target=run, args=("busy", busy, 4, 10)),
+        threading.Thread(target=run, args=("quiet", quiet, 1, 10)),
+    ]
     for w in workers:
         w.start()
     for w in workers:
@@ -113,7 +117,8 @@ def _schedule(engine, account: str):
     with engine.connect() as conn:
         return conn.exec_driver_sql(
             "SELECT last_slot_us, next_slot_us, reserved_at_us, interval_us FROM stripe_rate_schedule "
-            f"WHERE paying_account = '{account}'").one()
+            f"WHERE paying_account = '{account}'"
+        ).one()
 
 
 def test_the_wait_is_the_queue_ahead_on_the_database_clock(engine):

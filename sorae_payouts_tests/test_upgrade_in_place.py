@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import psycopg
@@ -28,13 +28,42 @@ from sorae_payouts_tests.conftest import _pg_admin, _pg_url
 FIXTURES = Path(__file__).parent / "fixtures" / "release_0010"
 OCT = date(2026, 10, 1)
 NOV = date(2026, 11, 1)
-TABLES = ("affiliate", "commission", "order_event", "commission_period", "period_snapshot", "commission_adjustment",
-          "payout_batch", "payout_item", "transfer_attempt", "batch_approval", "operator", "operator_event",
-          "payout_item_status_event", "execution_anomaly", "account_status_event", "transfer_status_event")
-PROGRAM_TABLES = ("affiliate", "commission", "order_event", "commission_period", "period_snapshot",
-                  "commission_adjustment", "payout_batch", "payout_item", "transfer_attempt")
-MONEY = {"commission": "amount_minor", "payout_item": "amount_minor", "transfer_attempt": "amount_minor",
-         "commission_adjustment": "amount_minor", "period_snapshot": "gross_minor"}
+TABLES = (
+    "affiliate",
+    "commission",
+    "order_event",
+    "commission_period",
+    "period_snapshot",
+    "commission_adjustment",
+    "payout_batch",
+    "payout_item",
+    "transfer_attempt",
+    "batch_approval",
+    "operator",
+    "operator_event",
+    "payout_item_status_event",
+    "execution_anomaly",
+    "account_status_event",
+    "transfer_status_event",
+)
+PROGRAM_TABLES = (
+    "affiliate",
+    "commission",
+    "order_event",
+    "commission_period",
+    "period_snapshot",
+    "commission_adjustment",
+    "payout_batch",
+    "payout_item",
+    "transfer_attempt",
+)
+MONEY = {
+    "commission": "amount_minor",
+    "payout_item": "amount_minor",
+    "transfer_attempt": "amount_minor",
+    "commission_adjustment": "amount_minor",
+    "period_snapshot": "gross_minor",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -57,11 +86,16 @@ def release_ledger(request, tmp_path):
 def _census(engine) -> dict:
     with engine.connect() as conn:
         counts = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}
-        sums = {t: int(conn.execute(sa.text(f"SELECT COALESCE(SUM({c}), 0) FROM {t}")).scalar_one())
-                for t, c in MONEY.items()}
-        history = conn.execute(sa.text(
-            "SELECT payout_item_id, affiliate_id, amount_minor, item_status, stripe_transfer_id "
-            "FROM affiliate_payout_history ORDER BY payout_item_id")).all()
+        sums = {
+            t: int(conn.execute(sa.text(f"SELECT COALESCE(SUM({c}), 0) FROM {t}")).scalar_one())
+            for t, c in MONEY.items()
+        }
+        history = conn.execute(
+            sa.text(
+                "SELECT payout_item_id, affiliate_id, amount_minor, item_status, stripe_transfer_id "
+                "FROM affiliate_payout_history ORDER BY payout_item_id"
+            )
+        ).all()
     return {"counts": counts, "sums": sums, "history": [tuple(r) for r in history]}
 
 
@@ -80,9 +114,11 @@ def test_previous_release_ledger_becomes_the_default_program(release_ledger):
                 programs = conn.execute(sa.text(f"SELECT DISTINCT program_id FROM {table}")).scalars().all()
                 assert programs == ["default"], table
             assert conn.execute(sa.text("SELECT program_id, paying_account_ref, status FROM program")).all() == [
-                ("default", None, "active")]
-            assert conn.execute(sa.text("SELECT DISTINCT program_id FROM affiliate_payout_history")).scalars().all() \
-                == ["default"]
+                ("default", None, "active")
+            ]
+            assert conn.execute(
+                sa.text("SELECT DISTINCT program_id FROM affiliate_payout_history")
+            ).scalars().all() == ["default"]
             assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
             if engine.dialect.name == "sqlite":
                 assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
@@ -118,71 +154,113 @@ def _guards_still_hold(engine) -> None:
 def test_upgraded_ledger_pays_a_new_month(release_ledger, tmp_path):
     """After the upgrade, the default program closes and pays November with today's code: October's
     carried-forward balances flow in, and a second program can reuse the same affiliate ids."""
-    from sorae_payouts.month_end.approvals import approve_batch
-    from sorae_payouts.month_end.batches import load_batch
-    from sorae_payouts.execution.pay_batch import execute_batch
-    from sorae_payouts.month_end.finalize import finalize_period
-    from sorae_payouts.month_end.manifest import PayoutPolicy
-    from sorae_payouts.month_end.manifest_build import build_manifest
-    from sorae_payouts.registry.operators import ensure_operator
-    from sorae_payouts.registry.programs import add_program
-    from sorae_sandbox import SandboxServer
-    from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
     import stripe
 
+    from sorae_payouts.execution.pay_batch import execute_batch
+    from sorae_payouts.month_end.approvals import approve_batch
+    from sorae_payouts.month_end.batches import load_batch
+    from sorae_payouts.month_end.manifest import PayoutPolicy
+    from sorae_payouts.registry.operators import ensure_operator
+    from sorae_payouts.registry.programs import add_program
+    from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
+    from sorae_payouts_tests.factory import build_manifest, finalize_period
+    from sorae_sandbox import SandboxServer
+
     engine = create_ledger_engine(release_ledger)
-    now = datetime(2026, 12, 20, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 20, tzinfo=UTC)
     api_key = "sk_test_sorae_upgrade"
-    server = SandboxServer(port=0, state_path=tmp_path / "sandbox.sqlite3",
-                           balances={"usd": 10**12, "eur": 10**12, "jpy": 10**12}).start()
+    server = SandboxServer(
+        port=0, state_path=tmp_path / "sandbox.sqlite3", balances={"usd": 10**12, "eur": 10**12, "jpy": 10**12}
+    ).start()
     try:
         upgrade(engine)
         client = stripe.StripeClient(api_key, base_addresses={"api": server.url}, max_network_retries=0)
         with engine.begin() as conn:
-            affiliates = conn.execute(sa.text("SELECT affiliate_id, currency FROM affiliate "
-                                              "WHERE stripe_account_id IS NOT NULL ORDER BY affiliate_id")).all()
+            affiliates = conn.execute(
+                sa.text(
+                    "SELECT affiliate_id, currency FROM affiliate "
+                    "WHERE stripe_account_id IS NOT NULL ORDER BY affiliate_id"
+                )
+            ).all()
             # Onboarding moved them to this sandbox: the import upserts their new connected accounts.
             for affiliate_id, _ in affiliates:
-                account = client.v1.accounts.create(params={
-                    "type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}).id
-                conn.execute(sa.text("UPDATE affiliate SET stripe_account_id = :a WHERE affiliate_id = :i"),
-                             {"a": account, "i": affiliate_id})
+                account = client.v1.accounts.create(
+                    params={"type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}
+                ).id
+                conn.execute(
+                    sa.text("UPDATE affiliate SET stripe_account_id = :a WHERE affiliate_id = :i"),
+                    {"a": account, "i": affiliate_id},
+                )
             for n, (affiliate_id, currency) in enumerate(affiliates):
-                conn.execute(schema.commission.insert().values(
-                    program_id="default", commission_id=f"nov_{n}", affiliate_id=affiliate_id, order_id=f"nov_o{n}",
-                    amount_minor=100_000, currency=currency, earned_at=datetime(2026, 11, 10, tzinfo=timezone.utc),
-                    period=NOV, imported_at=now))
+                conn.execute(
+                    schema.commission.insert().values(
+                        program_id="default",
+                        commission_id=f"nov_{n}",
+                        affiliate_id=affiliate_id,
+                        order_id=f"nov_o{n}",
+                        amount_minor=100_000,
+                        currency=currency,
+                        earned_at=datetime(2026, 11, 10, tzinfo=UTC),
+                        period=NOV,
+                        imported_at=now,
+                    )
+                )
         finalize_period(engine, NOV, now=now, holding_days=14)
         report = build_manifest(engine, NOV, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=now)
         assert report.batch_id == "payout_2026-11"
         with engine.connect() as conn:
-            carried_in = conn.execute(sa.text("SELECT COALESCE(SUM(carried_in_minor), 0) FROM payout_item "
-                                              "WHERE batch_id = 'payout_2026-11'")).scalar_one()
+            carried_in = conn.execute(
+                sa.text("SELECT COALESCE(SUM(carried_in_minor), 0) FROM payout_item WHERE batch_id = 'payout_2026-11'")
+            ).scalar_one()
             reviewed = load_batch(conn, NOV).manifest_hash
         assert carried_in > 0  # October's carried-forward balances, written by the previous release
         for operator in ("upgrade-approver-1", "upgrade-approver-2"):
-            ensure_operator(engine, operator, added_by="tests", now=datetime(2000, 1, 1, tzinfo=timezone.utc))
+            ensure_operator(engine, operator, added_by="tests", now=datetime(2000, 1, 1, tzinfo=UTC))
             if approve_batch(engine, NOV, approved_by=operator, now=now, expected_hash=reviewed).complete:
                 break
-        gateway = StripeGateway(GatewayConfig(api_key=api_key, api_base=server.url, max_network_retries=0,
-                                              timeout_seconds=10, rate_limit_per_second=1_000))
+        gateway = StripeGateway(
+            GatewayConfig(
+                api_key=api_key,
+                api_base=server.url,
+                max_network_retries=0,
+                timeout_seconds=10,
+                rate_limit_per_second=1_000,
+            )
+        )
         execute_batch(engine, gateway, NOV)
         with engine.connect() as conn:
-            posted = conn.execute(sa.text("SELECT count(*) FROM payout_item WHERE batch_id = 'payout_2026-11' "
-                                          "AND status = 'posted'")).scalar_one()
-            keys = conn.execute(sa.text(
-                "SELECT a.idempotency_key FROM transfer_attempt a JOIN payout_item i USING (payout_item_id) "
-                "WHERE i.batch_id = 'payout_2026-11'")).scalars().all()
+            posted = conn.execute(
+                sa.text("SELECT count(*) FROM payout_item WHERE batch_id = 'payout_2026-11' AND status = 'posted'")
+            ).scalar_one()
+            keys = (
+                conn.execute(
+                    sa.text(
+                        "SELECT a.idempotency_key FROM transfer_attempt a JOIN payout_item i USING (payout_item_id) "
+                        "WHERE i.batch_id = 'payout_2026-11'"
+                    )
+                )
+                .scalars()
+                .all()
+            )
         assert posted == len(affiliates)
         assert all(":default:2026-11:" in key for key in keys)
         # A second merchant arrives: the same affiliate ids are its own records.
         add_program(engine, "acme", name="Acme", added_by="tests", now=now)
         with engine.begin() as conn:
-            conn.execute(schema.affiliate.insert().values(
-                program_id="acme", affiliate_id=affiliates[0][0], name="Someone else", email="x@acme.example",
-                stripe_account_id=None, currency="usd", imported_at=now))
-            count = conn.execute(sa.text("SELECT count(*) FROM affiliate WHERE affiliate_id = :i"),
-                                 {"i": affiliates[0][0]}).scalar_one()
+            conn.execute(
+                schema.affiliate.insert().values(
+                    program_id="acme",
+                    affiliate_id=affiliates[0][0],
+                    name="Someone else",
+                    email="x@acme.example",
+                    stripe_account_id=None,
+                    currency="usd",
+                    imported_at=now,
+                )
+            )
+            count = conn.execute(
+                sa.text("SELECT count(*) FROM affiliate WHERE affiliate_id = :i"), {"i": affiliates[0][0]}
+            ).scalar_one()
         assert count == 2
     finally:
         server.stop()

@@ -90,11 +90,15 @@ def _currency_amounts(raw: Any) -> dict[str, int]:
     if raw is None:
         return {}
     ok = isinstance(raw, dict) and all(
-        isinstance(c, str) and re.fullmatch(r"[A-Za-z]{3}", c) and isinstance(a, int)
-        and not isinstance(a, bool) and a >= 0 for c, a in raw.items())
+        isinstance(c, str)
+        and re.fullmatch(r"[A-Za-z]{3}", c)
+        and isinstance(a, int)
+        and not isinstance(a, bool)
+        and a >= 0
+        for c, a in raw.items()
+    )
     if not ok:
-        raise invalid("balances must map three-letter currencies to amounts >= 0 in minor units",
-                      param="balances")
+        raise invalid("balances must map three-letter currencies to amounts >= 0 in minor units", param="balances")
     return {c.lower(): a for c, a in raw.items()}
 
 
@@ -104,8 +108,12 @@ def platform_view(app: SandboxApp, acct: str) -> dict[str, Any]:
         raise missing("platform account", acct, "platform")
     available, pending = app.store.balance_summary(acct)
     # open: any test key no other platform owns acts for it (the default platform without api_keys).
-    return {"object": "sandbox.platform", **found, "open": found["default"] and app.default_keys is None,
-            "balance": {"available": available, "pending": pending}}
+    return {
+        "object": "sandbox.platform",
+        **found,
+        "open": found["default"] and app.default_keys is None,
+        "balance": {"available": available, "pending": pending},
+    }
 
 
 def _platforms(app: SandboxApp, method: str, path: str, body: dict[str, Any]) -> Any:
@@ -178,10 +186,14 @@ def _dispatch(app: SandboxApp, method: str, path: str, body: dict[str, Any]) -> 
         return {"faults": app.faults.rules(), "triggered": app.faults.triggered_counts()}
     if (method, path) == ("GET", "/_sandbox/stats"):
         with store.reading():
-            counts = {table: store.count(table) for table in ("accounts", "transfers", "reversals",
-                                                               "charges", "topups")}
-            counts.update(idempotency_keys=store.idempotency_count(), now=store.now(),
-                          balances=store.balance_summary(app.default_platform)[0])
+            counts = {
+                table: store.count(table) for table in ("accounts", "transfers", "reversals", "charges", "topups")
+            }
+            counts.update(
+                idempotency_keys=store.idempotency_count(),
+                now=store.now(),
+                balances=store.balance_summary(app.default_platform)[0],
+            )
         return {**app.stats.snapshot(), **counts, "faults_triggered": app.faults.triggered_counts()}
     if (method, path) == ("POST", "/_sandbox/reset"):
         with store.transaction():

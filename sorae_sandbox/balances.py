@@ -38,39 +38,50 @@ class BalanceMixin:
         """Starting balances apply only to currencies the platform does not hold yet, so a restart
         with the same ``--balance`` options does not refill a drained balance."""
         for currency, amount in balances.items():
-            self.conn.execute("INSERT OR IGNORE INTO balances (platform, currency, available) "
-                              "VALUES (?, ?, ?)", (platform, currency.lower(), int(amount)))
+            self.conn.execute(
+                "INSERT OR IGNORE INTO balances (platform, currency, available) VALUES (?, ?, ?)",
+                (platform, currency.lower(), int(amount)),
+            )
 
     def available(self, platform: str, currency: str) -> int:
         """Available funds, settled charges included (call ``settle_charges`` first in a write)."""
-        row = self.conn.execute("SELECT available FROM balances WHERE platform = ? AND currency = ?",
-                                (platform, currency)).fetchone()
+        row = self.conn.execute(
+            "SELECT available FROM balances WHERE platform = ? AND currency = ?", (platform, currency)
+        ).fetchone()
         return row[0] if row else 0
 
     def adjust_balance(self, platform: str, currency: str, delta: int) -> int:
         self.conn.execute(
             "INSERT INTO balances (platform, currency, available) VALUES (?, ?, ?) "
             "ON CONFLICT (platform, currency) DO UPDATE SET available = available + excluded.available",
-            (platform, currency, delta))
+            (platform, currency, delta),
+        )
         return self.available(platform, currency)
 
     def settle_charges(self, platform: str) -> None:
         """Move what is left of every charge whose funds became available into the available balance."""
         rows = self.conn.execute(
             "SELECT id, currency, amount - transferred FROM charges "
-            "WHERE platform = ? AND settled = 0 AND available_on <= ?", (platform, self.now())).fetchall()
+            "WHERE platform = ? AND settled = 0 AND available_on <= ?",
+            (platform, self.now()),
+        ).fetchall()
         for charge_id, currency, rest in rows:
             self.adjust_balance(platform, currency, rest)
             self.conn.execute("UPDATE charges SET settled = 1 WHERE id = ?", (charge_id,))
 
     def balance_summary(self, platform: str) -> tuple[dict[str, int], dict[str, int]]:
         """(available, pending) per currency, as they stand now (without writing)."""
-        available = dict(self.conn.execute(
-            "SELECT currency, available FROM balances WHERE platform = ? ORDER BY currency", (platform,)))
+        available = dict(
+            self.conn.execute(
+                "SELECT currency, available FROM balances WHERE platform = ? ORDER BY currency", (platform,)
+            )
+        )
         pending: dict[str, int] = {}
         now = self.now()
-        rows = self.conn.execute("SELECT currency, available_on, amount - transferred FROM charges "
-                                 "WHERE platform = ? AND settled = 0", (platform,))
+        rows = self.conn.execute(
+            "SELECT currency, available_on, amount - transferred FROM charges WHERE platform = ? AND settled = 0",
+            (platform,),
+        )
         for currency, available_on, rest in rows:
             target = available if available_on <= now else pending
             target[currency] = target.get(currency, 0) + rest
@@ -82,21 +93,22 @@ class BalanceMixin:
     def insert_charge(self, platform: str, obj: dict[str, Any], available_on: int) -> None:
         self.conn.execute(
             "INSERT INTO charges (id, platform, currency, amount, available_on, data) VALUES (?, ?, ?, ?, ?, ?)",
-            (obj["id"], platform, obj["currency"], obj["amount"], available_on, json.dumps(obj)))
+            (obj["id"], platform, obj["currency"], obj["amount"], available_on, json.dumps(obj)),
+        )
 
     def charge(self, platform: str, charge_id: str) -> tuple[dict[str, Any], dict[str, int]] | None:
         """The charge object and its funds (``transferred``, ``settled``, ``available_on``), or None
         when no charge of this platform has that id."""
         row = self.conn.execute(
             "SELECT data, transferred, settled, available_on FROM charges WHERE id = ? AND platform = ?",
-            (charge_id, platform)).fetchone()
+            (charge_id, platform),
+        ).fetchone()
         if row is None:
             return None
         return json.loads(row[0]), {"transferred": row[1], "settled": row[2], "available_on": row[3]}
 
     def draw_from_charge(self, charge_id: str, amount: int) -> None:
-        self.conn.execute("UPDATE charges SET transferred = transferred + ? WHERE id = ?",
-                          (amount, charge_id))
+        self.conn.execute("UPDATE charges SET transferred = transferred + ? WHERE id = ?", (amount, charge_id))
 
 
 def balance_view(store: Any, platform: str) -> dict[str, Any]:

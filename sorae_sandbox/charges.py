@@ -37,45 +37,84 @@ from typing import Any
 
 from .balances import CHARGE_PENDING_SECONDS
 from .store import Store
-from .wire import (ApiError, invalid, list_object, missing, new_id, parse_int, parse_list_params,
-                   parse_metadata, parse_str, reject_unknown)
+from .wire import (
+    ApiError,
+    invalid,
+    list_object,
+    missing,
+    new_id,
+    parse_int,
+    parse_list_params,
+    parse_metadata,
+    parse_str,
+    reject_unknown,
+)
 
 MAX_AMOUNT = 999_999_999_999
 # Test tokens: brand, last4, funding; tok_bypassPending's funds are available at once.
-TOKENS = {"tok_visa": ("visa", "4242", "credit"), "tok_visa_debit": ("visa", "5556", "debit"),
-          "tok_mastercard": ("mastercard", "4444", "credit"), "tok_amex": ("amex", "8431", "credit"),
-          "tok_bypassPending": ("visa", "0077", "credit")}
+TOKENS = {
+    "tok_visa": ("visa", "4242", "credit"),
+    "tok_visa_debit": ("visa", "5556", "debit"),
+    "tok_mastercard": ("mastercard", "4444", "credit"),
+    "tok_amex": ("amex", "8431", "credit"),
+    "tok_bypassPending": ("visa", "0077", "credit"),
+}
 
 
 def parse_currency(params: dict[str, Any]) -> str:
     raw = parse_str(params, "currency", required=True)
     assert raw is not None
     if len(raw) != 3 or not raw.isascii() or not raw.isalpha():
-        raise invalid(f"Invalid currency: {raw}. Currencies are three-letter ISO codes, "
-                      "e.g. usd.", "invalid_currency", "currency")
+        raise invalid(
+            f"Invalid currency: {raw}. Currencies are three-letter ISO codes, e.g. usd.", "invalid_currency", "currency"
+        )
     return raw.lower()  # Stripe accepts any case and answers in lowercase
 
 
 def _amount(params: dict[str, Any]) -> int:
-    value = parse_int(params, "amount", required=True, minimum=1, maximum=MAX_AMOUNT,
-                      too_small="amount_too_small", too_large="amount_too_large")
+    value = parse_int(
+        params,
+        "amount",
+        required=True,
+        minimum=1,
+        maximum=MAX_AMOUNT,
+        too_small="amount_too_small",
+        too_large="amount_too_large",
+    )
     assert value is not None
     return value
 
 
 # -- charges -----------------------------------------------------------------------------------
 
+
 def validate_charge(params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
-    reject_unknown(params, {"amount", "currency", "source", "description", "metadata", "capture",
-                            "transfer_group", "statement_descriptor", "expand"})
+    reject_unknown(
+        params,
+        {
+            "amount",
+            "currency",
+            "source",
+            "description",
+            "metadata",
+            "capture",
+            "transfer_group",
+            "statement_descriptor",
+            "expand",
+        },
+    )
     if parse_str(params, "capture") not in (None, "true"):
-        raise invalid("The sandbox captures every charge at once: capture must be true.",
-                      "parameter_invalid_boolean", "capture")
-    values = {"amount": _amount(params), "currency": parse_currency(params),
-              "description": parse_str(params, "description") or None,
-              "metadata": parse_metadata(params),
-              "transfer_group": parse_str(params, "transfer_group", max_len=500) or None,
-              "statement_descriptor": parse_str(params, "statement_descriptor", max_len=22) or None}
+        raise invalid(
+            "The sandbox captures every charge at once: capture must be true.", "parameter_invalid_boolean", "capture"
+        )
+    values = {
+        "amount": _amount(params),
+        "currency": parse_currency(params),
+        "description": parse_str(params, "description") or None,
+        "metadata": parse_metadata(params),
+        "transfer_group": parse_str(params, "transfer_group", max_len=500) or None,
+        "statement_descriptor": parse_str(params, "statement_descriptor", max_len=22) or None,
+    }
     source = parse_str(params, "source")
     if not source:
         raise invalid("Must provide source or customer.", "parameter_missing", "source")
@@ -86,32 +125,98 @@ def validate_charge(params: dict[str, Any], args: dict[str, str]) -> dict[str, A
 
 def create_charge(store: Store, v: dict[str, Any], args: dict[str, str], now: int) -> dict[str, Any]:
     brand, last4, funding = TOKENS[v["source"]]
-    card = {"id": new_id("card"), "object": "card", "brand": brand.title() if brand != "amex" else "American Express",
-            "last4": last4, "funding": funding, "exp_month": 12, "exp_year": 2034, "country": "US",
-            "cvc_check": "pass", "fingerprint": new_id("fp", 16)[3:], "metadata": {}}
+    card = {
+        "id": new_id("card"),
+        "object": "card",
+        "brand": brand.title() if brand != "amex" else "American Express",
+        "last4": last4,
+        "funding": funding,
+        "exp_month": 12,
+        "exp_year": 2034,
+        "country": "US",
+        "cvc_check": "pass",
+        "fingerprint": new_id("fp", 16)[3:],
+        "metadata": {},
+    }
     obj = {
-        "id": new_id("ch"), "object": "charge", "amount": v["amount"], "amount_captured": v["amount"],
-        "amount_refunded": 0, "application": None, "application_fee": None, "application_fee_amount": None,
-        "authorization_code": "123456", "balance_transaction": new_id("txn"),
-        "billing_details": {"address": {"city": None, "country": None, "line1": None, "line2": None,
-                                        "postal_code": None, "state": None},
-                            "email": None, "name": None, "phone": None, "tax_id": None},
+        "id": new_id("ch"),
+        "object": "charge",
+        "amount": v["amount"],
+        "amount_captured": v["amount"],
+        "amount_refunded": 0,
+        "application": None,
+        "application_fee": None,
+        "application_fee_amount": None,
+        "authorization_code": "123456",
+        "balance_transaction": new_id("txn"),
+        "billing_details": {
+            "address": {
+                "city": None,
+                "country": None,
+                "line1": None,
+                "line2": None,
+                "postal_code": None,
+                "state": None,
+            },
+            "email": None,
+            "name": None,
+            "phone": None,
+            "tax_id": None,
+        },
         "calculated_statement_descriptor": (v["statement_descriptor"] or "SANDBOX").upper(),
-        "captured": True, "created": now, "currency": v["currency"], "customer": None,
-        "description": v["description"], "disputed": False, "failure_balance_transaction": None,
-        "failure_code": None, "failure_message": None, "fraud_details": {}, "livemode": False,
-        "metadata": v["metadata"], "on_behalf_of": None,
-        "outcome": {"advice_code": None, "network_advice_code": None, "network_decline_code": None,
-                    "network_status": "approved_by_network", "reason": None, "risk_level": "normal",
-                    "risk_score": 20, "seller_message": "Payment complete.", "type": "authorized"},
-        "paid": True, "payment_intent": None, "payment_method": card["id"],
-        "payment_method_details": {"type": "card", "card": {
-            "brand": brand, "last4": last4, "funding": funding, "exp_month": 12, "exp_year": 2034,
-            "country": "US", "network": brand if brand != "amex" else "amex"}},
-        "receipt_email": None, "receipt_number": None, "receipt_url": None, "refunded": False,
-        "review": None, "shipping": None, "source": card, "source_transfer": None,
-        "statement_descriptor": v["statement_descriptor"], "statement_descriptor_suffix": None,
-        "status": "succeeded", "transfer": None, "transfer_data": None, "transfer_group": v["transfer_group"],
+        "captured": True,
+        "created": now,
+        "currency": v["currency"],
+        "customer": None,
+        "description": v["description"],
+        "disputed": False,
+        "failure_balance_transaction": None,
+        "failure_code": None,
+        "failure_message": None,
+        "fraud_details": {},
+        "livemode": False,
+        "metadata": v["metadata"],
+        "on_behalf_of": None,
+        "outcome": {
+            "advice_code": None,
+            "network_advice_code": None,
+            "network_decline_code": None,
+            "network_status": "approved_by_network",
+            "reason": None,
+            "risk_level": "normal",
+            "risk_score": 20,
+            "seller_message": "Payment complete.",
+            "type": "authorized",
+        },
+        "paid": True,
+        "payment_intent": None,
+        "payment_method": card["id"],
+        "payment_method_details": {
+            "type": "card",
+            "card": {
+                "brand": brand,
+                "last4": last4,
+                "funding": funding,
+                "exp_month": 12,
+                "exp_year": 2034,
+                "country": "US",
+                "network": brand if brand != "amex" else "amex",
+            },
+        },
+        "receipt_email": None,
+        "receipt_number": None,
+        "receipt_url": None,
+        "refunded": False,
+        "review": None,
+        "shipping": None,
+        "source": card,
+        "source_transfer": None,
+        "statement_descriptor": v["statement_descriptor"],
+        "statement_descriptor_suffix": None,
+        "status": "succeeded",
+        "transfer": None,
+        "transfer_data": None,
+        "transfer_group": v["transfer_group"],
     }
     pending = 0 if v["source"] == "tok_bypassPending" else CHARGE_PENDING_SECONDS
     store.settle_charges(args["platform"])
@@ -121,8 +226,16 @@ def create_charge(store: Store, v: dict[str, Any], args: dict[str, str], now: in
 
 def _charge_view(obj: dict[str, Any]) -> dict[str, Any]:
     # Refunds are not modelled: the embedded list is always empty.
-    return {**obj, "refunds": {"object": "list", "data": [], "has_more": False, "total_count": 0,
-                               "url": f"/v1/charges/{obj['id']}/refunds"}}
+    return {
+        **obj,
+        "refunds": {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+            "total_count": 0,
+            "url": f"/v1/charges/{obj['id']}/refunds",
+        },
+    }
 
 
 def get_charge(store: Store, params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
@@ -143,22 +256,38 @@ def list_charges(store: Store, params: dict[str, Any], args: dict[str, str]) -> 
 
 # -- top-ups -----------------------------------------------------------------------------------
 
+
 def validate_topup(params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
-    reject_unknown(params, {"amount", "currency", "description", "metadata", "statement_descriptor",
-                            "transfer_group", "expand"})
-    return {"amount": _amount(params), "currency": parse_currency(params),
-            "description": parse_str(params, "description") or None, "metadata": parse_metadata(params),
-            "statement_descriptor": parse_str(params, "statement_descriptor", max_len=15) or None,
-            "transfer_group": parse_str(params, "transfer_group", max_len=500) or None}
+    reject_unknown(
+        params, {"amount", "currency", "description", "metadata", "statement_descriptor", "transfer_group", "expand"}
+    )
+    return {
+        "amount": _amount(params),
+        "currency": parse_currency(params),
+        "description": parse_str(params, "description") or None,
+        "metadata": parse_metadata(params),
+        "statement_descriptor": parse_str(params, "statement_descriptor", max_len=15) or None,
+        "transfer_group": parse_str(params, "transfer_group", max_len=500) or None,
+    }
 
 
 def create_topup(store: Store, v: dict[str, Any], args: dict[str, str], now: int) -> dict[str, Any]:
     obj = {
-        "id": new_id("tu"), "object": "topup", "amount": v["amount"], "balance_transaction": new_id("txn"),
-        "created": now, "currency": v["currency"], "description": v["description"],
-        "expected_availability_date": now, "failure_code": None, "failure_message": None,
-        "livemode": False, "metadata": v["metadata"], "source": None,
-        "statement_descriptor": v["statement_descriptor"], "status": "succeeded",
+        "id": new_id("tu"),
+        "object": "topup",
+        "amount": v["amount"],
+        "balance_transaction": new_id("txn"),
+        "created": now,
+        "currency": v["currency"],
+        "description": v["description"],
+        "expected_availability_date": now,
+        "failure_code": None,
+        "failure_message": None,
+        "livemode": False,
+        "metadata": v["metadata"],
+        "source": None,
+        "statement_descriptor": v["statement_descriptor"],
+        "status": "succeeded",
         "transfer_group": v["transfer_group"],
     }
     store.insert_topup(args["platform"], obj)
@@ -184,6 +313,7 @@ def list_topups(store: Store, params: dict[str, Any], args: dict[str, str]) -> d
 
 # -- paying a transfer -------------------------------------------------------------------------
 
+
 def fund_transfer(store: Store, platform: str, v: dict[str, Any]) -> None:
     """Debit the funds of a transfer about to be created, or raise the ``ApiError`` Stripe answers."""
     store.settle_charges(platform)
@@ -196,14 +326,22 @@ def fund_transfer(store: Store, platform: str, v: dict[str, Any]) -> None:
         raise missing("charge", source, "source_transaction", 400)
     charge, funds = found
     if charge["currency"] != v["currency"]:
-        raise invalid(f"The currency of source_transaction's balance transaction ({charge['currency']}) must be "
-                      f"the same as the transfer currency ({v['currency']})", None, "source_transaction")
+        raise invalid(
+            f"The currency of source_transaction's balance transaction ({charge['currency']}) must be "
+            f"the same as the transfer currency ({v['currency']})",
+            None,
+            "source_transaction",
+        )
     drawn = funds["transferred"]
     if drawn + v["amount"] > charge["amount"]:
         cur = charge["currency"]
-        raise invalid(f"Insufficient funds in source transaction {source}: transfers from it already total "
-                      f"{drawn} {cur} of its {charge['amount']} {cur}; this transfer of {v['amount']} {cur} "
-                      "would exceed it.", "amount_too_large", "source_transaction")
+        raise invalid(
+            f"Insufficient funds in source transaction {source}: transfers from it already total "
+            f"{drawn} {cur} of its {charge['amount']} {cur}; this transfer of {v['amount']} {cur} "
+            "would exceed it.",
+            "amount_too_large",
+            "source_transaction",
+        )
     if funds["settled"]:
         # The charge's funds are in the available balance now, mixed with everything else.
         _spend_available(store, platform, v["currency"], v["amount"])
@@ -212,9 +350,12 @@ def fund_transfer(store: Store, platform: str, v: dict[str, Any]) -> None:
 
 def _spend_available(store: Store, platform: str, currency: str, amount: int) -> None:
     if store.available(platform, currency) < amount:
-        raise ApiError(400, "invalid_request_error",
-                       "You have insufficient available funds in your Stripe account. Try adding funds "
-                       "directly to your available balance by creating Charges using the 4000000000000077 "
-                       "test card. See: https://stripe.com/docs/testing#available-balance",
-                       "balance_insufficient")
+        raise ApiError(
+            400,
+            "invalid_request_error",
+            "You have insufficient available funds in your Stripe account. Try adding funds "
+            "directly to your available balance by creating Charges using the 4000000000000077 "
+            "test card. See: https://stripe.com/docs/testing#available-balance",
+            "balance_insufficient",
+        )
     store.adjust_balance(platform, currency, -amount)

@@ -27,8 +27,7 @@ from typing import Any
 
 from .wire import invalid
 
-MODES = ("latency", "error_500_before_commit", "error_500_after_commit", "drop_after_commit",
-         "rate_limit_429")
+MODES = ("latency", "error_500_before_commit", "error_500_after_commit", "drop_after_commit", "rate_limit_429")
 # Modes that decide the outcome of an executing request; at most one applies per request.
 OUTCOME_MODES = ("error_500_before_commit", "error_500_after_commit", "drop_after_commit")
 
@@ -46,11 +45,10 @@ class FaultRule:
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
     @classmethod
-    def from_json(cls, body: Any) -> "FaultRule":
+    def from_json(cls, body: Any) -> FaultRule:
         if not isinstance(body, dict):
             raise invalid("fault must be a JSON object")
-        unknown = set(body) - {"mode", "probability", "count", "path_prefix", "latency_ms", "seed",
-                               "platform"}
+        unknown = set(body) - {"mode", "probability", "count", "path_prefix", "latency_ms", "seed", "platform"}
         if unknown:
             raise invalid(f"unknown fault field(s): {sorted(unknown)}")
         mode = body.get("mode")
@@ -74,13 +72,19 @@ class FaultRule:
         platform = body.get("platform")
         if platform is not None and (not isinstance(platform, str) or not platform.startswith("acct_")):
             raise invalid("platform must be a platform account id (acct_...) or null", param="platform")
-        return cls(mode, float(probability), count, path_prefix, latency_ms, seed, platform,
-                   rng=random.Random(seed))
+        return cls(mode, float(probability), count, path_prefix, latency_ms, seed, platform, rng=random.Random(seed))
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "probability": self.probability, "count": self.count,
-                "path_prefix": self.path_prefix, "latency_ms": self.latency_ms,
-                "seed": self.seed, "platform": self.platform, "triggered": self.triggered}
+        return {
+            "mode": self.mode,
+            "probability": self.probability,
+            "count": self.count,
+            "path_prefix": self.path_prefix,
+            "latency_ms": self.latency_ms,
+            "seed": self.seed,
+            "platform": self.platform,
+            "triggered": self.triggered,
+        }
 
     def _fires(self, path: str, platform: str) -> bool:
         if not path.startswith(self.path_prefix) or self.count == 0:

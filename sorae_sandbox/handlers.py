@@ -21,15 +21,26 @@ Read endpoints have a single ``read(store, params, args)``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import accounts, charges
 from .balances import balance_view
 from .platforms import account_view
 from .store import Store
-from .wire import (ApiError, invalid, list_object, missing, new_id, parse_int, parse_list_params,
-                   parse_metadata, parse_str, reject_unknown)
+from .wire import (
+    ApiError,
+    invalid,
+    list_object,
+    missing,
+    new_id,
+    parse_int,
+    parse_list_params,
+    parse_metadata,
+    parse_str,
+    reject_unknown,
+)
 
 # A sanity cap: Stripe refuses absurd amounts, and SQLite integers are 64-bit.
 MAX_AMOUNT = charges.MAX_AMOUNT
@@ -50,12 +61,12 @@ class Endpoint:
 
 # -- accounts ----------------------------------------------------------------------------------
 
+
 def _validate_account(params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
     return accounts.validate_create(params)
 
 
-def _create_account(store: Store, values: dict[str, Any], args: dict[str, str],
-                    now: int) -> dict[str, Any]:
+def _create_account(store: Store, values: dict[str, Any], args: dict[str, str], now: int) -> dict[str, Any]:
     obj = accounts.build(values, now)
     store.insert_account(args["platform"], obj)
     return accounts.view(obj, invalid=False)
@@ -92,6 +103,7 @@ def _list_accounts(store: Store, params: dict[str, Any], args: dict[str, str]) -
 
 # -- transfers ---------------------------------------------------------------------------------
 
+
 def _transfer_view(store: Store, obj: dict[str, Any]) -> dict[str, Any]:
     """Attach the embedded ``reversals`` sub-list, read fresh so it is never stale."""
     page = store.page("reversals", {"transfer": obj["id"]}, 10_000, None)
@@ -103,11 +115,29 @@ def _transfer_view(store: Store, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _validate_transfer(params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
-    reject_unknown(params, {"amount", "currency", "destination", "transfer_group", "metadata",
-                            "description", "source_transaction", "expand"})
+    reject_unknown(
+        params,
+        {
+            "amount",
+            "currency",
+            "destination",
+            "transfer_group",
+            "metadata",
+            "description",
+            "source_transaction",
+            "expand",
+        },
+    )
     return {
-        "amount": parse_int(params, "amount", required=True, minimum=1, maximum=MAX_AMOUNT,
-                            too_small="amount_too_small", too_large="amount_too_large"),
+        "amount": parse_int(
+            params,
+            "amount",
+            required=True,
+            minimum=1,
+            maximum=MAX_AMOUNT,
+            too_small="amount_too_small",
+            too_large="amount_too_large",
+        ),
         "currency": charges.parse_currency(params),
         "source_transaction": parse_str(params, "source_transaction") or None,
         "destination": parse_str(params, "destination", required=True),
@@ -117,28 +147,44 @@ def _validate_transfer(params: dict[str, Any], args: dict[str, str]) -> dict[str
     }
 
 
-def _create_transfer(store: Store, v: dict[str, Any], args: dict[str, str],
-                     now: int) -> dict[str, Any]:
+def _create_transfer(store: Store, v: dict[str, Any], args: dict[str, str], now: int) -> dict[str, Any]:
     platform = args["platform"]
     found = store.account(platform, v["destination"])
     if found is None:  # also an account connected to another platform
         raise missing("destination", v["destination"], "destination", 400)
     acct, is_invalid = found
     if is_invalid:
-        raise invalid(f"The destination account {acct['id']} is invalid (it was rejected or "
-                      "closed) and cannot receive transfers.", "account_invalid", "destination")
+        raise invalid(
+            f"The destination account {acct['id']} is invalid (it was rejected or "
+            "closed) and cannot receive transfers.",
+            "account_invalid",
+            "destination",
+        )
     if acct["capabilities"].get("transfers") != "active":
-        raise invalid("Your destination account needs to have at least one of the following "
-                      "capabilities enabled: transfers, crypto_transfers, legacy_payments",
-                      "insufficient_capabilities_for_transfer", "destination")
+        raise invalid(
+            "Your destination account needs to have at least one of the following "
+            "capabilities enabled: transfers, crypto_transfers, legacy_payments",
+            "insufficient_capabilities_for_transfer",
+            "destination",
+        )
     # Funds leave the platform balance (or the source charge) in the transaction that records the transfer.
     charges.fund_transfer(store, platform, v)
     obj = {
-        "id": new_id("tr"), "object": "transfer", "amount": v["amount"], "amount_reversed": 0,
-        "balance_transaction": new_id("txn"), "created": now, "currency": v["currency"],
-        "description": v["description"], "destination": v["destination"],
-        "destination_payment": new_id("py"), "livemode": False, "metadata": v["metadata"],
-        "reversed": False, "source_transaction": v["source_transaction"], "source_type": "card",
+        "id": new_id("tr"),
+        "object": "transfer",
+        "amount": v["amount"],
+        "amount_reversed": 0,
+        "balance_transaction": new_id("txn"),
+        "created": now,
+        "currency": v["currency"],
+        "description": v["description"],
+        "destination": v["destination"],
+        "destination_payment": new_id("py"),
+        "livemode": False,
+        "metadata": v["metadata"],
+        "reversed": False,
+        "source_transaction": v["source_transaction"],
+        "source_type": "card",
         "transfer_group": v["transfer_group"],
     }
     store.insert_transfer(platform, obj)
@@ -165,16 +211,22 @@ def _created_filter(params: dict[str, Any]) -> list[tuple[str, int]]:
         return [("=", parse_int(params, "created", minimum=0))]
     unknown = set(raw) - set(_CREATED_OPERATORS)
     if unknown:
-        raise invalid(f"Received unknown parameter: created[{sorted(unknown)[0]}]", "parameter_unknown",
-                      f"created[{sorted(unknown)[0]}]")
+        raise invalid(
+            f"Received unknown parameter: created[{sorted(unknown)[0]}]",
+            "parameter_unknown",
+            f"created[{sorted(unknown)[0]}]",
+        )
     return [(_CREATED_OPERATORS[k], parse_int(raw, k, minimum=0)) for k in sorted(raw)]
 
 
 def _list_transfers(store: Store, params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
     limit, after = parse_list_params(params, ("destination", "transfer_group", "created"))
     # No source_transaction filter: Stripe has none (parse_list_params answers parameter_unknown).
-    filters = {"platform": args["platform"], "destination": parse_str(params, "destination"),
-               "transfer_group": parse_str(params, "transfer_group")}
+    filters = {
+        "platform": args["platform"],
+        "destination": parse_str(params, "destination"),
+        "transfer_group": parse_str(params, "transfer_group"),
+    }
     page = store.page("transfers", filters, limit, after, _created_filter(params))
     if page is None:
         raise missing("transfer", after or "", "starting_after", 400)
@@ -183,38 +235,50 @@ def _list_transfers(store: Store, params: dict[str, Any], args: dict[str, str]) 
 
 # -- reversals ---------------------------------------------------------------------------------
 
+
 def _validate_reversal(params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
-    reject_unknown(params, {"amount", "description", "metadata", "refund_application_fee",
-                            "expand"})
-    return {"amount": parse_int(params, "amount", minimum=1, maximum=MAX_AMOUNT,
-                                too_small="amount_too_small", too_large="amount_too_large"),
-            "description": parse_str(params, "description") or None,
-            "metadata": parse_metadata(params)}
+    reject_unknown(params, {"amount", "description", "metadata", "refund_application_fee", "expand"})
+    return {
+        "amount": parse_int(
+            params, "amount", minimum=1, maximum=MAX_AMOUNT, too_small="amount_too_small", too_large="amount_too_large"
+        ),
+        "description": parse_str(params, "description") or None,
+        "metadata": parse_metadata(params),
+    }
 
 
-def _create_reversal(store: Store, v: dict[str, Any], args: dict[str, str],
-                     now: int) -> dict[str, Any]:
+def _create_reversal(store: Store, v: dict[str, Any], args: dict[str, str], now: int) -> dict[str, Any]:
     transfer = store.transfer(args["platform"], args["id"])
     if transfer is None:
         raise missing("transfer", args["id"], "id")
     left = transfer["amount"] - transfer["amount_reversed"]
     if left <= 0:
-        raise invalid(f"Transfer {transfer['id']} has already been fully reversed.", None,
-                      "amount")
+        raise invalid(f"Transfer {transfer['id']} has already been fully reversed.", None, "amount")
     amount = left if v["amount"] is None else v["amount"]
     if amount > left:
-        raise invalid(f"You cannot reverse more than {left} {transfer['currency']} of transfer "
-                      f"{transfer['id']} (requested {amount}).", None, "amount")
+        raise invalid(
+            f"You cannot reverse more than {left} {transfer['currency']} of transfer "
+            f"{transfer['id']} (requested {amount}).",
+            None,
+            "amount",
+        )
     # The money comes back to the platform's available balance (not to a source charge).
     store.adjust_balance(args["platform"], transfer["currency"], amount)
     transfer["amount_reversed"] += amount
     transfer["reversed"] = transfer["amount_reversed"] >= transfer["amount"]
     store.update_transfer(transfer)
     obj = {
-        "id": new_id("trr"), "object": "transfer_reversal", "amount": amount,
-        "balance_transaction": new_id("txn"), "created": now, "currency": transfer["currency"],
-        "description": v["description"], "destination_payment_refund": new_id("pyr"),
-        "metadata": v["metadata"], "source_refund": None, "transfer": transfer["id"],
+        "id": new_id("trr"),
+        "object": "transfer_reversal",
+        "amount": amount,
+        "balance_transaction": new_id("txn"),
+        "created": now,
+        "currency": transfer["currency"],
+        "description": v["description"],
+        "destination_payment_refund": new_id("pyr"),
+        "metadata": v["metadata"],
+        "source_refund": None,
+        "transfer": transfer["id"],
     }
     store.insert_reversal(obj)
     return obj
@@ -232,6 +296,7 @@ def _list_reversals(store: Store, params: dict[str, Any], args: dict[str, str]) 
 
 # -- balance -----------------------------------------------------------------------------------
 
+
 def _get_balance(store: Store, params: dict[str, Any], args: dict[str, str]) -> dict[str, Any]:
     reject_unknown(params, {"expand"})
     return balance_view(store, args["platform"])
@@ -239,25 +304,22 @@ def _get_balance(store: Store, params: dict[str, Any], args: dict[str, str]) -> 
 
 _ID = r"(?P<id>[A-Za-z0-9_]+)"
 ROUTES = [
-    Endpoint("POST", re.compile(r"/v1/accounts"), validate=_validate_account,
-             execute=_create_account),
+    Endpoint("POST", re.compile(r"/v1/accounts"), validate=_validate_account, execute=_create_account),
     Endpoint("GET", re.compile(r"/v1/account"), read=_get_platform_account),
     Endpoint("GET", re.compile(r"/v1/accounts"), read=_list_accounts),
     Endpoint("GET", re.compile(rf"/v1/accounts/{_ID}"), read=_get_account),
-    Endpoint("POST", re.compile(r"/v1/transfers"), validate=_validate_transfer,
-             execute=_create_transfer),
+    Endpoint("POST", re.compile(r"/v1/transfers"), validate=_validate_transfer, execute=_create_transfer),
     Endpoint("GET", re.compile(r"/v1/transfers"), read=_list_transfers),
     Endpoint("GET", re.compile(rf"/v1/transfers/{_ID}"), read=_get_transfer),
-    Endpoint("POST", re.compile(rf"/v1/transfers/{_ID}/reversals"), validate=_validate_reversal,
-             execute=_create_reversal),
+    Endpoint(
+        "POST", re.compile(rf"/v1/transfers/{_ID}/reversals"), validate=_validate_reversal, execute=_create_reversal
+    ),
     Endpoint("GET", re.compile(rf"/v1/transfers/{_ID}/reversals"), read=_list_reversals),
     Endpoint("GET", re.compile(r"/v1/balance"), read=_get_balance),
-    Endpoint("POST", re.compile(r"/v1/charges"), validate=charges.validate_charge,
-             execute=charges.create_charge),
+    Endpoint("POST", re.compile(r"/v1/charges"), validate=charges.validate_charge, execute=charges.create_charge),
     Endpoint("GET", re.compile(r"/v1/charges"), read=charges.list_charges),
     Endpoint("GET", re.compile(rf"/v1/charges/{_ID}"), read=charges.get_charge),
-    Endpoint("POST", re.compile(r"/v1/topups"), validate=charges.validate_topup,
-             execute=charges.create_topup),
+    Endpoint("POST", re.compile(r"/v1/topups"), validate=charges.validate_topup, execute=charges.create_topup),
     Endpoint("GET", re.compile(r"/v1/topups"), read=charges.list_topups),
     Endpoint("GET", re.compile(rf"/v1/topups/{_ID}"), read=charges.get_topup),
 ]
@@ -268,7 +330,10 @@ def route(method: str, path: str) -> tuple[Endpoint, dict[str, str]]:
         match = endpoint.pattern.fullmatch(path)
         if match and endpoint.method == method:
             return endpoint, match.groupdict()
-    raise ApiError(404, "invalid_request_error",
-                   f"Unrecognized request URL ({method}: {path}). The sandbox implements "
-                   "the platform account, connected accounts, transfers, transfer reversals, charges, "
-                   "top-ups and balance.")
+    raise ApiError(
+        404,
+        "invalid_request_error",
+        f"Unrecognized request URL ({method}: {path}). The sandbox implements "
+        "the platform account, connected accounts, transfers, transfer reversals, charges, "
+        "top-ups and balance.",
+    )

@@ -19,21 +19,38 @@ class IdempotencyMixin:
 
     def prune_idempotency(self) -> int:
         """Forget keys first used 24 h ago or more on the sandbox clock, as Stripe may."""
-        return self.conn.execute("DELETE FROM idempotency WHERE created_at <= ?",
-                                 (self.now() - IDEMPOTENCY_TTL_SECONDS,)).rowcount
+        return self.conn.execute(
+            "DELETE FROM idempotency WHERE created_at <= ?", (self.now() - IDEMPOTENCY_TTL_SECONDS,)
+        ).rowcount
 
     def idempotency_record(self, platform: str, key: str) -> dict[str, Any] | None:
         """The stored first response for ``key``, or None if never seen or older than 24 h."""
         row = self.conn.execute(
             "SELECT fingerprint, status, body, headers, request_id, created_at "
-            "FROM idempotency WHERE platform = ? AND key = ?", (platform, key)).fetchone()
+            "FROM idempotency WHERE platform = ? AND key = ?",
+            (platform, key),
+        ).fetchone()
         if row is None or self.now() - row[5] >= IDEMPOTENCY_TTL_SECONDS:
             return None  # an expired key behaves exactly like a new one
-        return {"fingerprint": row[0], "status": row[1], "body": json.loads(row[2]),
-                "headers": json.loads(row[3]), "request_id": row[4], "created_at": row[5]}
+        return {
+            "fingerprint": row[0],
+            "status": row[1],
+            "body": json.loads(row[2]),
+            "headers": json.loads(row[3]),
+            "request_id": row[4],
+            "created_at": row[5],
+        }
 
-    def save_idempotency(self, platform: str, key: str, fingerprint: str, status: int, body: Any,
-                         headers: dict[str, str], request_id: str) -> None:
+    def save_idempotency(
+        self,
+        platform: str,
+        key: str,
+        fingerprint: str,
+        status: int,
+        body: Any,
+        headers: dict[str, str],
+        request_id: str,
+    ) -> None:
         now = self.now()
         # Prune what Stripe would have pruned; also frees the key if it was expired.
         self.prune_idempotency()
@@ -41,10 +58,10 @@ class IdempotencyMixin:
             "INSERT OR REPLACE INTO idempotency "
             "(platform, key, fingerprint, status, body, headers, request_id, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (platform, key, fingerprint, status, json.dumps(body), json.dumps(headers), request_id, now))
+            (platform, key, fingerprint, status, json.dumps(body), json.dumps(headers), request_id, now),
+        )
 
     def idempotency_count(self, platform: str | None = None) -> int:
         if platform is None:
             return self.conn.execute("SELECT COUNT(*) FROM idempotency").fetchone()[0]
-        return self.conn.execute("SELECT COUNT(*) FROM idempotency WHERE platform = ?",
-                                 (platform,)).fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM idempotency WHERE platform = ?", (platform,)).fetchone()[0]

@@ -26,7 +26,8 @@ import base64
 import re
 import threading
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .faults import FaultInjector, TokenBucket
 from .handlers import Endpoint, route
@@ -34,8 +35,10 @@ from .stats import Stats
 from .store import Store
 from .wire import ApiError, Response, api_error_500, decode_form, fingerprint, invalid, mask_key
 
-RATE_LIMIT_MESSAGE = ("Request rate limit exceeded. Sandbox limit reached; slow down or retry "
-                      "later. See https://stripe.com/docs/rate-limits.")
+RATE_LIMIT_MESSAGE = (
+    "Request rate limit exceeded. Sandbox limit reached; slow down or retry "
+    "later. See https://stripe.com/docs/rate-limits."
+)
 
 
 class SandboxApp:
@@ -46,9 +49,16 @@ class SandboxApp:
     starting balances (as ``POST /_sandbox/platforms`` would).
     """
 
-    def __init__(self, store: Store, latency_ms: int = 0, rate_limit: float | None = None,
-                 balances: dict[str, int] | None = None, allow_live_keys: bool = False,
-                 api_keys: list[str] | None = None, platforms: dict[str, dict[str, int]] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        latency_ms: int = 0,
+        rate_limit: float | None = None,
+        balances: dict[str, int] | None = None,
+        allow_live_keys: bool = False,
+        api_keys: list[str] | None = None,
+        platforms: dict[str, dict[str, int]] | None = None,
+    ):
         self.store = store
         # Tests of the live-money rule need a Stripe that takes sk_live_ keys; never on by default.
         self.key_prefixes = ("sk_test_", "sk_live_") if allow_live_keys else ("sk_test_",)
@@ -97,13 +107,20 @@ class SandboxApp:
         return owner, created
 
     def check_key_form(self, api_key: Any) -> None:
-        if (not isinstance(api_key, str) or not api_key.startswith(self.key_prefixes)
-                or not re.fullmatch(r"[A-Za-z0-9_]{12,255}", api_key)):
-            raise invalid(f"api_key must be a secret key starting with {' or '.join(self.key_prefixes)}, "
-                          "12 to 255 letters, digits or underscores", param="api_key")
+        if (
+            not isinstance(api_key, str)
+            or not api_key.startswith(self.key_prefixes)
+            or not re.fullmatch(r"[A-Za-z0-9_]{12,255}", api_key)
+        ):
+            raise invalid(
+                f"api_key must be a secret key starting with {' or '.join(self.key_prefixes)}, "
+                "12 to 255 letters, digits or underscores",
+                param="api_key",
+            )
 
-    def handle_v1(self, method: str, path: str, query: str, headers: Mapping[str, str],
-                  body: str, request_id: str) -> Response:
+    def handle_v1(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: str, request_id: str
+    ) -> Response:
         platform = None
         try:
             key, platform = self._authenticate(headers.get("Authorization"))
@@ -144,17 +161,20 @@ class SandboxApp:
         """The API key and the platform it names, or 401 as Stripe answers it."""
         key = None
         if header and header.startswith("Bearer "):
-            key = header[len("Bearer "):].strip()
+            key = header[len("Bearer ") :].strip()
         elif header and header.startswith("Basic "):  # curl -u sk_test_...:
             try:
                 key = base64.b64decode(header[6:]).decode().split(":", 1)[0]
             except (ValueError, UnicodeDecodeError):
                 key = None
         if not key:
-            raise ApiError(401, "invalid_request_error",
-                           "You did not provide an API key. You need to provide your API key in "
-                           "the Authorization header, using Bearer auth (e.g. 'Authorization: "
-                           "Bearer YOUR_SECRET_KEY').")
+            raise ApiError(
+                401,
+                "invalid_request_error",
+                "You did not provide an API key. You need to provide your API key in "
+                "the Authorization header, using Bearer auth (e.g. 'Authorization: "
+                "Bearer YOUR_SECRET_KEY').",
+            )
         platform = self.store.key_platform(key)
         if platform is None and self.default_keys is None and key.startswith(self.key_prefixes):
             platform = self.default_platform  # the open default platform
@@ -172,22 +192,32 @@ class SandboxApp:
         if ms > 0:
             time.sleep(ms / 1000.0)
 
-    def _write(self, endpoint: Endpoint, args: dict[str, str], method: str, path: str,
-               params: dict[str, Any], headers: Mapping[str, str], request_id: str) -> Response:
+    def _write(
+        self,
+        endpoint: Endpoint,
+        args: dict[str, str],
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        headers: Mapping[str, str],
+        request_id: str,
+    ) -> Response:
         key = headers.get("Idempotency-Key")
         platform = args["platform"]
         fp = fingerprint(method, path, params)
         if key is not None:
             if not key or len(key) > 255:
-                raise invalid("Idempotency-Key must be between 1 and 255 characters long.",
-                              param="Idempotency-Key")
+                raise invalid("Idempotency-Key must be between 1 and 255 characters long.", param="Idempotency-Key")
             with self._inflight_lock:
                 if (platform, key) in self._inflight:
                     self.stats.bump("idempotency_conflicts")
-                    raise ApiError(409, "idempotency_error",
-                                   "There is currently another in-progress request using this "
-                                   f"Idempotency Key ('{key}'). Try again later.",
-                                   "idempotency_key_in_use")
+                    raise ApiError(
+                        409,
+                        "idempotency_error",
+                        "There is currently another in-progress request using this "
+                        f"Idempotency Key ('{key}'). Try again later.",
+                        "idempotency_key_in_use",
+                    )
                 with self.store.reading():
                     record = self.store.idempotency_record(platform, key)
                 if record is None:
@@ -203,18 +233,33 @@ class SandboxApp:
 
     def _replay(self, key: str, record: dict[str, Any], fp: str, path: str, platform: str) -> Response:
         if record["fingerprint"] != fp:
-            raise ApiError(400, "idempotency_error",
-                           "Keys for idempotent requests can only be used with the same "
-                           "parameters they were first used with. Try using a key other than "
-                           f"'{key}' if you meant to execute a different request.")
+            raise ApiError(
+                400,
+                "idempotency_error",
+                "Keys for idempotent requests can only be used with the same "
+                "parameters they were first used with. Try using a key other than "
+                f"'{key}' if you meant to execute a different request.",
+            )
         self._sleep(self.latency_ms + self.faults.extra_latency_ms(path, platform))
         self.stats.bump("replays")
-        headers = {**record["headers"], "Idempotency-Key": key, "Idempotent-Replayed": "true",
-                   "Original-Request": record["request_id"]}
+        headers = {
+            **record["headers"],
+            "Idempotency-Key": key,
+            "Idempotent-Replayed": "true",
+            "Original-Request": record["request_id"],
+        }
         return Response(record["status"], record["body"], headers)
 
-    def _execute(self, endpoint: Endpoint, args: dict[str, str], path: str,
-                 params: dict[str, Any], key: str | None, fp: str, request_id: str) -> Response:
+    def _execute(
+        self,
+        endpoint: Endpoint,
+        args: dict[str, str],
+        path: str,
+        params: dict[str, Any],
+        key: str | None,
+        fp: str,
+        request_id: str,
+    ) -> Response:
         assert endpoint.validate is not None and endpoint.execute is not None
         values = endpoint.validate(params, args)  # raises before anything is stored
         platform = args["platform"]

@@ -43,16 +43,18 @@ class PlatformMixin:
         """The default platform's id, minted on first use and kept in ``meta`` (where state files from
         before platforms keep it too)."""
         self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('platform_account', ?)",
-                          (new_id("acct", 16),))
-        self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('platform_created', ?)",
-                          (str(self.now()),))
+        self.conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('platform_account', ?)", (new_id("acct", 16),)
+        )
+        self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('platform_created', ?)", (str(self.now()),))
         return self._meta("platform_account", "")
 
     def ensure_default_platform(self) -> str:
         acct = self.default_platform_id_from_meta()
-        self.conn.execute("INSERT OR IGNORE INTO platforms (id, created, is_default) VALUES (?, ?, 1)",
-                          (acct, int(self._meta("platform_created", "0"))))
+        self.conn.execute(
+            "INSERT OR IGNORE INTO platforms (id, created, is_default) VALUES (?, ?, 1)",
+            (acct, int(self._meta("platform_created", "0"))),
+        )
         return acct
 
     def default_platform(self) -> str:
@@ -60,18 +62,20 @@ class PlatformMixin:
 
     def create_platform(self) -> str:
         acct = new_id("acct", 16)
-        self.conn.execute("INSERT INTO platforms (id, created, is_default) VALUES (?, ?, 0)",
-                          (acct, self.now()))
+        self.conn.execute("INSERT INTO platforms (id, created, is_default) VALUES (?, ?, 0)", (acct, self.now()))
         return acct
 
     def platform(self, acct: str) -> dict[str, Any] | None:
         """id, created, default and the masked keys of one platform, or None."""
-        row = self.conn.execute("SELECT id, created, is_default FROM platforms WHERE id = ?",
-                                (acct,)).fetchone()
+        row = self.conn.execute("SELECT id, created, is_default FROM platforms WHERE id = ?", (acct,)).fetchone()
         if row is None:
             return None
-        keys = [m for (m,) in self.conn.execute(
-            "SELECT masked FROM platform_keys WHERE platform = ? ORDER BY masked", (acct,))]
+        keys = [
+            m
+            for (m,) in self.conn.execute(
+                "SELECT masked FROM platform_keys WHERE platform = ? ORDER BY masked", (acct,)
+            )
+        ]
         return {"id": row[0], "created": row[1], "default": bool(row[2]), "api_keys": keys}
 
     def platform_ids(self) -> list[str]:
@@ -89,8 +93,9 @@ class PlatformMixin:
 
     def register_key(self, api_key: str, acct: str) -> None:
         digest = key_hash(api_key)
-        self.conn.execute("INSERT INTO platform_keys (key_hash, platform, masked) VALUES (?, ?, ?)",
-                          (digest, acct, mask_key(api_key)))
+        self.conn.execute(
+            "INSERT INTO platform_keys (key_hash, platform, masked) VALUES (?, ?, ?)", (digest, acct, mask_key(api_key))
+        )
         # A new dict rather than an in-place update: lock-free readers see the old or the new one.
         self._key_index = {**self._key_index, digest: acct}
         self._keys_changed = True
@@ -100,14 +105,29 @@ def account_view(acct: str, created: int, is_default: bool) -> dict[str, Any]:
     """``GET /v1/account``: the platform account behind the API key, as Stripe describes it."""
     label = "platform" if is_default else f"platform-{acct[-6:].lower()}"
     return {
-        "id": acct, "object": "account", "type": "standard", "country": "US",
-        "email": f"{label}@sandbox.invalid", "business_type": "company", "default_currency": "usd",
-        "created": created, "livemode": False, "metadata": {},
+        "id": acct,
+        "object": "account",
+        "type": "standard",
+        "country": "US",
+        "email": f"{label}@sandbox.invalid",
+        "business_type": "company",
+        "default_currency": "usd",
+        "created": created,
+        "livemode": False,
+        "metadata": {},
         "business_profile": {"name": "Stripe sandbox platform", "url": None, "mcc": None},
         "capabilities": {"card_payments": "active", "transfers": "active"},
-        "charges_enabled": True, "payouts_enabled": True, "details_submitted": True,
-        "requirements": {"currently_due": [], "eventually_due": [], "past_due": [],
-                         "pending_verification": [], "errors": [], "current_deadline": None,
-                         "disabled_reason": None},
+        "charges_enabled": True,
+        "payouts_enabled": True,
+        "details_submitted": True,
+        "requirements": {
+            "currently_due": [],
+            "eventually_due": [],
+            "past_due": [],
+            "pending_verification": [],
+            "errors": [],
+            "current_deadline": None,
+            "disabled_reason": None,
+        },
         "settings": {"payouts": {"schedule": {"interval": "daily", "delay_days": 2}}},
     }

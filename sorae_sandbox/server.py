@@ -9,13 +9,13 @@ connections are reused), daemon threads and a deep accept queue for ~100 concurr
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import shutil
 import socket
 import tempfile
-import gc
 import threading
 import time
 import urllib.error
@@ -79,7 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._serve("DELETE")
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 
     def _serve(self, method: str) -> None:
@@ -94,11 +94,11 @@ class _Handler(BaseHTTPRequestHandler):
             if url.path.startswith("/_sandbox"):
                 response = handle_admin(app, method, url.path, raw, url.query)
             elif url.path.startswith("/v1/"):
-                response = app.handle_v1(method, url.path, url.query, self.headers, raw,
-                                         request_id)
+                response = app.handle_v1(method, url.path, url.query, self.headers, raw, request_id)
             else:
-                response = ApiError(404, "invalid_request_error",
-                                    f"Unrecognized request URL ({method}: {url.path}).").response()
+                response = ApiError(
+                    404, "invalid_request_error", f"Unrecognized request URL ({method}: {url.path})."
+                ).response()
         except Exception:  # a sandbox bug must still answer like Stripe's api_error
             log.exception("sandbox internal error on %s %s", method, url.path)
             response = ApiError(500, "api_error", "Sandbox internal error.").response()
@@ -142,12 +142,19 @@ class SandboxServer:
     time. ``rate_limit`` applies to each platform on its own.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0,
-                 state_path: str | os.PathLike[str] | None = None,
-                 latency_ms: int = 0, rate_limit: float | None = None,
-                 balances: dict[str, int] | None = None, clock_offset_seconds: int = 0,
-                 allow_live_keys: bool = False, api_keys: list[str] | None = None,
-                 platforms: dict[str, dict[str, int]] | None = None):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        state_path: str | os.PathLike[str] | None = None,
+        latency_ms: int = 0,
+        rate_limit: float | None = None,
+        balances: dict[str, int] | None = None,
+        clock_offset_seconds: int = 0,
+        allow_live_keys: bool = False,
+        api_keys: list[str] | None = None,
+        platforms: dict[str, dict[str, int]] | None = None,
+    ):
         self.allow_live_keys = allow_live_keys
         self.api_keys = list(api_keys) if api_keys is not None else None
         self.platforms = {k: dict(v) for k, v in (platforms or {}).items()}
@@ -166,7 +173,7 @@ class SandboxServer:
         self.store: Store | None = None
         self.app: SandboxApp | None = None
 
-    def start(self) -> "SandboxServer":
+    def start(self) -> SandboxServer:
         if self._httpd is not None:
             return self
         path = self.state_path
@@ -179,8 +186,15 @@ class SandboxServer:
             if behind > 0:
                 self.store.advance_clock(behind)
         try:
-            self.app = SandboxApp(self.store, self.latency_ms, self.rate_limit, self.balances,
-                                  self.allow_live_keys, self.api_keys, self.platforms)
+            self.app = SandboxApp(
+                self.store,
+                self.latency_ms,
+                self.rate_limit,
+                self.balances,
+                self.allow_live_keys,
+                self.api_keys,
+                self.platforms,
+            )
         except Exception:  # a refused start-up option (e.g. a key of two platforms) leaves nothing open
             self.store.close()
             self.store = None
@@ -189,9 +203,12 @@ class SandboxServer:
                 self._tmpdir = None
             raise
         self._httpd = _HTTPServer((self.host, self.port), self.app)
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name=f"stripe-sandbox-{self.url}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"stripe-sandbox-{self.url}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -225,42 +242,57 @@ class SandboxServer:
 
     def add_platform(self, api_key: str, balances: dict[str, int] | None = None) -> str:
         """Create a platform account answering to ``api_key`` (``POST /_sandbox/platforms``); its id."""
-        return self.admin("POST", "/_sandbox/platforms",
-                          {"api_key": api_key, "balances": balances or {}})["id"]
+        return self.admin("POST", "/_sandbox/platforms", {"api_key": api_key, "balances": balances or {}})["id"]
 
     def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """Call an admin endpoint (``/_sandbox/...``) and return its JSON; raises on non-2xx."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"sandbox admin {method} {path} -> {exc.code}: "
-                               f"{exc.read().decode(errors='replace')}") from None
+            raise RuntimeError(
+                f"sandbox admin {method} {path} -> {exc.code}: {exc.read().decode(errors='replace')}"
+            ) from None
 
-    def __enter__(self) -> "SandboxServer":
+    def __enter__(self) -> SandboxServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
 
-def run_sandbox(host: str = "127.0.0.1", port: int = 12111, state_path: str | None = None,
-                latency_ms: int = 0, rate_limit: float | None = None,
-                balances: dict[str, int] | None = None, clock_offset_seconds: int = 0,
-                api_keys: list[str] | None = None,
-                platforms: dict[str, dict[str, int]] | None = None) -> None:
+def run_sandbox(
+    host: str = "127.0.0.1",
+    port: int = 12111,
+    state_path: str | None = None,
+    latency_ms: int = 0,
+    rate_limit: float | None = None,
+    balances: dict[str, int] | None = None,
+    clock_offset_seconds: int = 0,
+    api_keys: list[str] | None = None,
+    platforms: dict[str, dict[str, int]] | None = None,
+) -> None:
     """Serve in the foreground until Ctrl-C (what ``python -m sorae_sandbox`` runs)."""
-    server = SandboxServer(host, port, state_path, latency_ms, rate_limit, balances,
-                           clock_offset_seconds, api_keys=api_keys, platforms=platforms).start()
+    server = SandboxServer(
+        host,
+        port,
+        state_path,
+        latency_ms,
+        rate_limit,
+        balances,
+        clock_offset_seconds,
+        api_keys=api_keys,
+        platforms=platforms,
+    ).start()
     # Stripe's edge notes a request when it arrives; a GC pause here would note several at once. Once
     # per process, after a full collection (the engine's run workers do the same: core/heap.py).
     gc.collect()
     gc.freeze()
-    print(f"Stripe sandbox listening on {server.url} (state: {state_path or 'temporary'})",
-          flush=True)
+    print(f"Stripe sandbox listening on {server.url} (state: {state_path or 'temporary'})", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -21,18 +21,31 @@ class Stats:
     def reset(self) -> None:
         with self._lock:
             self.counters: dict[str, int] = {
-                "requests": 0, "v1_requests": 0, "admin_requests": 0, "replays": 0,
-                "idempotency_conflicts": 0, "rate_limited": 0, "dropped_connections": 0,
-                "executed_writes": 0}
+                "requests": 0,
+                "v1_requests": 0,
+                "admin_requests": 0,
+                "replays": 0,
+                "idempotency_conflicts": 0,
+                "rate_limited": 0,
+                "dropped_connections": 0,
+                "executed_writes": 0,
+            }
             self.by_status: dict[str, int] = {}
             self.peak_in_flight = self.in_flight
             self.platforms: dict[str, dict[str, int]] = {}
             self._windows: dict[str, deque[float]] = {}
 
     def _platform(self, platform: str) -> dict[str, int]:
-        return self.platforms.setdefault(platform, {"v1_requests": 0, "rate_limited": 0,
-                                                    "peak_requests_in_1s": 0, "first_request_s": 0.0,
-                                                    "last_request_s": 0.0})
+        return self.platforms.setdefault(
+            platform,
+            {
+                "v1_requests": 0,
+                "rate_limited": 0,
+                "peak_requests_in_1s": 0,
+                "first_request_s": 0.0,
+                "last_request_s": 0.0,
+            },
+        )
 
     def received(self, platform: str) -> None:
         """An authenticated request of ``platform`` arrived: keep the most requests seen in any sliding
@@ -79,6 +92,10 @@ class Stats:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {**self.counters, "by_status": dict(self.by_status),
-                    "in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight,
-                    "platforms": {p: dict(v) for p, v in self.platforms.items()}}
+            return {
+                **self.counters,
+                "by_status": dict(self.by_status),
+                "in_flight": self.in_flight,
+                "peak_in_flight": self.peak_in_flight,
+                "platforms": {p: dict(v) for p, v in self.platforms.items()},
+            }

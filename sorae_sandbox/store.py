@@ -24,8 +24,9 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from .balances import BalanceMixin
 from .idempotency import IdempotencyMixin
@@ -73,11 +74,25 @@ CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created_at);
 """
 
 # Tables and filter columns the generic list query may touch (never user-chosen identifiers).
-_LISTABLE = {"accounts": ("platform",),
-             "transfers": ("platform", "destination", "transfer_group", "source_transaction"),
-             "reversals": ("transfer",), "charges": ("platform",), "topups": ("platform",)}
-_TABLES = ("meta", "platforms", "platform_keys", "balances", "accounts", "transfers", "reversals",
-           "charges", "topups", "idempotency")
+_LISTABLE = {
+    "accounts": ("platform",),
+    "transfers": ("platform", "destination", "transfer_group", "source_transaction"),
+    "reversals": ("transfer",),
+    "charges": ("platform",),
+    "topups": ("platform",),
+}
+_TABLES = (
+    "meta",
+    "platforms",
+    "platform_keys",
+    "balances",
+    "accounts",
+    "transfers",
+    "reversals",
+    "charges",
+    "topups",
+    "idempotency",
+)
 
 
 class Store(PlatformMixin, BalanceMixin, IdempotencyMixin):
@@ -86,8 +101,7 @@ class Store(PlatformMixin, BalanceMixin, IdempotencyMixin):
     def __init__(self, path: str):
         self.path = path
         # One shared connection: the lock below, not SQLite's thread check, serializes use.
-        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                    timeout=30)
+        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self._lock = threading.RLock()
@@ -104,12 +118,12 @@ class Store(PlatformMixin, BalanceMixin, IdempotencyMixin):
             self.conn.close()
 
     @contextmanager
-    def reading(self) -> Iterator["Store"]:
+    def reading(self) -> Iterator[Store]:
         with self._lock:
             yield self
 
     @contextmanager
-    def transaction(self) -> Iterator["Store"]:
+    def transaction(self) -> Iterator[Store]:
         """Serialize on the lock and run one SQLite transaction: all of it commits or none."""
         with self._lock:
             self.conn.execute("BEGIN IMMEDIATE")
@@ -159,10 +173,12 @@ class Store(PlatformMixin, BalanceMixin, IdempotencyMixin):
         self.conn.execute("ALTER TABLE idempotency RENAME TO idempotency_single")
         self.conn.execute("DROP INDEX IF EXISTS idempotency_created")
         self._create_schema()
-        self.conn.execute("INSERT INTO balances SELECT ?, currency, available FROM balances_single",
-                          (default,))
-        self.conn.execute("INSERT INTO idempotency SELECT ?, key, fingerprint, status, body, headers, "
-                          "request_id, created_at FROM idempotency_single", (default,))
+        self.conn.execute("INSERT INTO balances SELECT ?, currency, available FROM balances_single", (default,))
+        self.conn.execute(
+            "INSERT INTO idempotency SELECT ?, key, fingerprint, status, body, headers, "
+            "request_id, created_at FROM idempotency_single",
+            (default,),
+        )
         self.conn.execute("DROP TABLE balances_single")
         self.conn.execute("DROP TABLE idempotency_single")
 
@@ -193,55 +209,71 @@ class Store(PlatformMixin, BalanceMixin, IdempotencyMixin):
     # -- objects (stored as the JSON Stripe would return, plus indexed filter columns) ---------
 
     def insert_account(self, platform: str, obj: dict[str, Any]) -> None:
-        self.conn.execute("INSERT INTO accounts (id, platform, data) VALUES (?, ?, ?)",
-                          (obj["id"], platform, json.dumps(obj)))
+        self.conn.execute(
+            "INSERT INTO accounts (id, platform, data) VALUES (?, ?, ?)", (obj["id"], platform, json.dumps(obj))
+        )
 
     def account(self, platform: str | None, acct_id: str) -> tuple[dict[str, Any], bool] | None:
         """The account object and its sandbox-only ``invalid`` flag, or None when it does not exist
         or is connected to another platform (``platform=None``: any platform, for the admin path)."""
-        row = self.conn.execute("SELECT data, invalid, platform FROM accounts WHERE id = ?",
-                                (acct_id,)).fetchone()
+        row = self.conn.execute("SELECT data, invalid, platform FROM accounts WHERE id = ?", (acct_id,)).fetchone()
         if row is None or (platform is not None and row[2] != platform):
             return None
         return json.loads(row[0]), bool(row[1])
 
     def update_account(self, obj: dict[str, Any], invalid: bool) -> None:
-        self.conn.execute("UPDATE accounts SET data = ?, invalid = ? WHERE id = ?",
-                          (json.dumps(obj), int(invalid), obj["id"]))
+        self.conn.execute(
+            "UPDATE accounts SET data = ?, invalid = ? WHERE id = ?", (json.dumps(obj), int(invalid), obj["id"])
+        )
 
     def insert_transfer(self, platform: str, obj: dict[str, Any]) -> None:
         self.conn.execute(
             "INSERT INTO transfers (id, platform, destination, transfer_group, source_transaction, data) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (obj["id"], platform, obj["destination"], obj["transfer_group"], obj["source_transaction"],
-             json.dumps(obj)))
+            (
+                obj["id"],
+                platform,
+                obj["destination"],
+                obj["transfer_group"],
+                obj["source_transaction"],
+                json.dumps(obj),
+            ),
+        )
 
     def transfer(self, platform: str, tr_id: str) -> dict[str, Any] | None:
         return self._object("transfers", platform, tr_id)
 
     def update_transfer(self, obj: dict[str, Any]) -> None:
-        self.conn.execute("UPDATE transfers SET data = ? WHERE id = ?",
-                          (json.dumps(obj), obj["id"]))
+        self.conn.execute("UPDATE transfers SET data = ? WHERE id = ?", (json.dumps(obj), obj["id"]))
 
     def insert_reversal(self, obj: dict[str, Any]) -> None:
-        self.conn.execute("INSERT INTO reversals (id, transfer, data) VALUES (?, ?, ?)",
-                          (obj["id"], obj["transfer"], json.dumps(obj)))
+        self.conn.execute(
+            "INSERT INTO reversals (id, transfer, data) VALUES (?, ?, ?)", (obj["id"], obj["transfer"], json.dumps(obj))
+        )
 
     def insert_topup(self, platform: str, obj: dict[str, Any]) -> None:
-        self.conn.execute("INSERT INTO topups (id, platform, data) VALUES (?, ?, ?)",
-                          (obj["id"], platform, json.dumps(obj)))
+        self.conn.execute(
+            "INSERT INTO topups (id, platform, data) VALUES (?, ?, ?)", (obj["id"], platform, json.dumps(obj))
+        )
 
     def topup(self, platform: str, tu_id: str) -> dict[str, Any] | None:
         return self._object("topups", platform, tu_id)
 
     def _object(self, table: str, platform: str, obj_id: str) -> dict[str, Any] | None:
         assert table in _LISTABLE, table
-        row = self.conn.execute(f"SELECT data FROM {table} WHERE id = ? AND platform = ?",
-                                (obj_id, platform)).fetchone()
+        row = self.conn.execute(
+            f"SELECT data FROM {table} WHERE id = ? AND platform = ?", (obj_id, platform)
+        ).fetchone()
         return json.loads(row[0]) if row else None
 
-    def page(self, table: str, filters: dict[str, str | None], limit: int,
-             starting_after: str | None, created: list[tuple[str, int]] = ()) -> tuple[list[dict[str, Any]], bool] | None:
+    def page(
+        self,
+        table: str,
+        filters: dict[str, str | None],
+        limit: int,
+        starting_after: str | None,
+        created: list[tuple[str, int]] = (),
+    ) -> tuple[list[dict[str, Any]], bool] | None:
         """Newest-first page of a table; None when ``starting_after`` names no such object (of the
         same platform). ``created``: Stripe's ``created`` range filter as (operator, unix time) pairs.
 
@@ -261,8 +293,10 @@ class Store(PlatformMixin, BalanceMixin, IdempotencyMixin):
                 args.append(value)
         if starting_after is not None:
             scope = " AND platform = ?" if filters.get("platform") else ""
-            row = self.conn.execute(f"SELECT seq FROM {table} WHERE id = ?{scope}",
-                                    (starting_after, *([filters["platform"]] if scope else []))).fetchone()
+            row = self.conn.execute(
+                f"SELECT seq FROM {table} WHERE id = ?{scope}",
+                (starting_after, *([filters["platform"]] if scope else [])),
+            ).fetchone()
             if row is None:
                 return None
             where.append("seq < ?")
@@ -278,8 +312,7 @@ class Store(PlatformMixin, BalanceMixin, IdempotencyMixin):
         assert table in _LISTABLE, table
         if platform is None or "platform" not in _LISTABLE[table]:
             return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-        return self.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE platform = ?",
-                                 (platform,)).fetchone()[0]
+        return self.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE platform = ?", (platform,)).fetchone()[0]
 
     def reset(self) -> None:
         """Forget everything (admin reset): platforms and their keys, objects, balances, idempotency

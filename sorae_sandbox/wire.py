@@ -39,7 +39,7 @@ def decode_form(raw: str) -> dict[str, Any]:
     root: dict[str, Any] = {}
     for key, value in parse_qsl(raw, keep_blank_values=True):
         head = key.split("[", 1)[0]
-        parts = [head] + _BRACKETS.findall(key[len(head):])
+        parts = [head] + _BRACKETS.findall(key[len(head) :])
         node = root
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
@@ -70,7 +70,7 @@ def _listify(node: Any) -> Any:
 def mask_key(key: str) -> str:
     """An API key as Stripe shows it in error messages: its ``sk_test_``-style prefix, asterisks for the
     middle, the last four characters (``sk_test_********************1234``); short keys show less."""
-    prefix = key[:key.index("_", 3) + 1] if key.count("_") >= 2 and len(key) > 12 else key[:3]
+    prefix = key[: key.index("_", 3) + 1] if key.count("_") >= 2 and len(key) > 12 else key[:3]
     return prefix + "*" * max(len(key) - len(prefix) - 4, 4) + (key[-4:] if len(key) > 12 else "")
 
 
@@ -86,8 +86,15 @@ def to_json(body: Any) -> bytes:
 class ApiError(Exception):
     """A Stripe API error: HTTP status plus the ``error`` object the SDK turns into an exception."""
 
-    def __init__(self, status: int, type_: str, message: str, code: str | None = None,
-                 param: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        type_: str,
+        message: str,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.type = type_
@@ -105,12 +112,11 @@ class ApiError(Exception):
             err["param"] = self.param
         return {"error": err}
 
-    def response(self) -> "Response":
+    def response(self) -> Response:
         return Response(self.status, self.body(), dict(self.headers))
 
 
-def invalid(message: str, code: str | None = None, param: str | None = None,
-            status: int = 400) -> ApiError:
+def invalid(message: str, code: str | None = None, param: str | None = None, status: int = 400) -> ApiError:
     """The common case: a 400 ``invalid_request_error``."""
     return ApiError(status, "invalid_request_error", message, code, param)
 
@@ -121,8 +127,12 @@ def missing(kind: str, obj_id: str, param: str, status: int = 404) -> ApiError:
 
 
 def api_error_500() -> ApiError:
-    return ApiError(500, "api_error", "An unknown error occurred while processing your request "
-                    "(sandbox fault injection). Retry with the same Idempotency-Key.")
+    return ApiError(
+        500,
+        "api_error",
+        "An unknown error occurred while processing your request "
+        "(sandbox fault injection). Retry with the same Idempotency-Key.",
+    )
 
 
 @dataclass
@@ -143,6 +153,7 @@ def list_object(data: list[dict[str, Any]], has_more: bool, url: str) -> dict[st
 
 # -- parameter parsing shared by endpoints (all raise ApiError: validation, never stored) ------
 
+
 def reject_unknown(params: dict[str, Any], allowed: set[str]) -> None:
     """Stripe refuses parameters it does not know; catching typos beats silently ignoring them."""
     for name in params:
@@ -150,10 +161,16 @@ def reject_unknown(params: dict[str, Any], allowed: set[str]) -> None:
             raise invalid(f"Received unknown parameter: {name}", "parameter_unknown", name)
 
 
-def parse_int(params: dict[str, Any], name: str, *, required: bool = False,
-              minimum: int | None = None, maximum: int | None = None,
-              too_small: str = "parameter_invalid_integer",
-              too_large: str = "parameter_invalid_integer") -> int | None:
+def parse_int(
+    params: dict[str, Any],
+    name: str,
+    *,
+    required: bool = False,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    too_small: str = "parameter_invalid_integer",
+    too_large: str = "parameter_invalid_integer",
+) -> int | None:
     raw = params.get(name)
     if raw is None or raw == "":
         if required:
@@ -169,8 +186,7 @@ def parse_int(params: dict[str, Any], name: str, *, required: bool = False,
     return value
 
 
-def parse_str(params: dict[str, Any], name: str, *, required: bool = False,
-              max_len: int = 5000) -> str | None:
+def parse_str(params: dict[str, Any], name: str, *, required: bool = False, max_len: int = 5000) -> str | None:
     raw = params.get(name)
     if raw is None:
         if required:
@@ -181,8 +197,7 @@ def parse_str(params: dict[str, Any], name: str, *, required: bool = False,
     if required and raw.strip() == "":
         raise invalid(f"Missing required param: {name}.", "parameter_missing", name)
     if len(raw) > max_len:
-        raise invalid(f"Invalid string: {name} is longer than {max_len} characters.",
-                      "parameter_invalid_string", name)
+        raise invalid(f"Invalid string: {name} is longer than {max_len} characters.", "parameter_invalid_string", name)
     return raw
 
 
@@ -203,18 +218,21 @@ def parse_metadata(params: dict[str, Any]) -> dict[str, str]:
     if raw is None or raw == "":
         return {}
     if not isinstance(raw, dict):
-        raise invalid("Invalid object: metadata must be a hash of key/value pairs.",
-                      "parameter_invalid_object", "metadata")
+        raise invalid(
+            "Invalid object: metadata must be a hash of key/value pairs.", "parameter_invalid_object", "metadata"
+        )
     out: dict[str, str] = {}
     for key, value in raw.items():
         if not isinstance(value, str):
-            raise invalid(f"Invalid metadata value for key {key}: nested objects are not allowed.",
-                          "parameter_invalid_string", f"metadata[{key}]")
+            raise invalid(
+                f"Invalid metadata value for key {key}: nested objects are not allowed.",
+                "parameter_invalid_string",
+                f"metadata[{key}]",
+            )
         if len(key) > 40:
             raise invalid(f"Metadata key {key!r} is longer than 40 characters.", None, "metadata")
         if len(value) > 500:
-            raise invalid(f"Metadata value for key {key!r} is longer than 500 characters.",
-                          None, f"metadata[{key}]")
+            raise invalid(f"Metadata value for key {key!r} is longer than 500 characters.", None, f"metadata[{key}]")
         if value != "":
             out[key] = value
     if len(out) > 50:
@@ -227,7 +245,6 @@ def parse_list_params(params: dict[str, Any], filters: tuple[str, ...]) -> tuple
     reject_unknown(params, set(filters) | {"limit", "starting_after", "ending_before", "expand"})
     if "ending_before" in params:
         # Backwards paging is not needed by the payout engine; say so instead of ignoring it.
-        raise invalid("ending_before is not supported by the sandbox.", "parameter_unknown",
-                      "ending_before")
+        raise invalid("ending_before is not supported by the sandbox.", "parameter_unknown", "ending_before")
     limit = parse_int(params, "limit", minimum=1, maximum=100) or 10
     return limit, parse_str(params, "starting_after")

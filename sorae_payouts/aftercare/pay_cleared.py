@@ -17,9 +17,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from sorae_payouts.aftercare.retry import reopen_failed
 from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch
 from sorae_payouts.ledger.sql import text
-from sorae_payouts.aftercare.retry import reopen_failed
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 from sorae_payouts.stripe_gateway import StripeGateway
 from sorae_payouts.stripe_gateway.dispositions import CLEARED_BY_ACCOUNT_FIX
@@ -32,28 +32,51 @@ WHERE i.batch_id = :b AND i.status = 'failed' AND i.carry_reason IS NULL
 """
 
 
-def reattempt_cleared(engine: sa.Engine, gateway: StripeGateway, batch_id: str, period, *, released: list[int],
-                      now: datetime, settings: ExecutionSettings | None = None,
-                      program_id: str = DEFAULT_PROGRAM) -> tuple[int, int]:
+def reattempt_cleared(
+    engine: sa.Engine,
+    gateway: StripeGateway,
+    batch_id: str,
+    period,
+    *,
+    released: list[int],
+    now: datetime,
+    settings: ExecutionSettings | None = None,
+    program_id: str = DEFAULT_PROGRAM,
+) -> tuple[int, int]:
     """Reopen clearable failures whose account is ready, then send them and the `released` holds.
     Returns (items sent, items of those now posted)."""
     with engine.connect() as conn:
-        failed = [r for r in conn.execute(text(_FAILED_CLEARABLE), {"b": batch_id}).all()
-                  if r.error_code in CLEARED_BY_ACCOUNT_FIX]
+        failed = [
+            r
+            for r in conn.execute(text(_FAILED_CLEARABLE), {"b": batch_id}).all()
+            if r.error_code in CLEARED_BY_ACCOUNT_FIX
+        ]
     readiness = {a: gateway.account_readiness(a) for a in sorted({r.stripe_account_id for r in failed})}
     ready = [r for r in failed if readiness[r.stripe_account_id].ready]
     reopened: list[int] = []
     if ready:
         with engine.begin() as conn:
             for r in ready:
-                reopened += reopen_failed(conn, [int(r.payout_item_id)], requested_by="refresh", now=now,
-                                          reason=f"{r.error_code} cleared: {r.stripe_account_id} is ready again")
+                reopened += reopen_failed(
+                    conn,
+                    [int(r.payout_item_id)],
+                    requested_by="refresh",
+                    now=now,
+                    reason=f"{r.error_code} cleared: {r.stripe_account_id} is ready again",
+                )
     wanted = set(reopened) | set(released)
     if not wanted:
         return 0, 0
-    execute_batch(engine, gateway, period, program_id=program_id, settings=settings,
-                  only=lambda item: item.payout_item_id in wanted)
+    execute_batch(
+        engine,
+        gateway,
+        period,
+        program_id=program_id,
+        settings=settings,
+        only=lambda item: item.payout_item_id in wanted,
+    )
     with engine.connect() as conn:
-        statuses = conn.execute(text("SELECT payout_item_id, status FROM payout_item WHERE batch_id = :b"),
-                                {"b": batch_id}).all()
+        statuses = conn.execute(
+            text("SELECT payout_item_id, status FROM payout_item WHERE batch_id = :b"), {"b": batch_id}
+        ).all()
     return len(wanted), sum(1 for i, s in statuses if int(i) in wanted and s == "posted")

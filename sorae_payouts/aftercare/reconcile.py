@@ -18,13 +18,13 @@ from datetime import date
 
 import sqlalchemy as sa
 
-from sorae_payouts.month_end.audit import AuditResult
-from sorae_payouts.month_end.batches import load_batch
+from sorae_payouts.core.money import format_minor
+from sorae_payouts.core.periods import period_key
 from sorae_payouts.execution.identity import transfer_group, transfer_identity
 from sorae_payouts.ledger.sql import text
-from sorae_payouts.core.money import format_minor
+from sorae_payouts.month_end.audit import AuditResult
+from sorae_payouts.month_end.batches import load_batch
 from sorae_payouts.registry.paying_accounts import require_program_gateway
-from sorae_payouts.core.periods import period_key
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM, get_program
 from sorae_payouts.stripe_gateway import StripeGateway
 
@@ -38,8 +38,14 @@ APPROVAL_MARGIN_SECONDS = 3600
 INFORMATIONAL = ("reversed",)
 
 
-def reconcile_batch(conn: sa.Connection, gateway: StripeGateway, period: date, *, program_id: str = DEFAULT_PROGRAM,
-                    scan_outside_group: bool = True) -> AuditResult:
+def reconcile_batch(
+    conn: sa.Connection,
+    gateway: StripeGateway,
+    period: date,
+    *,
+    program_id: str = DEFAULT_PROGRAM,
+    scan_outside_group: bool = True,
+) -> AuditResult:
     """Reconcile the program's batch of `period` through `gateway` (its paying account's).
     `scan_outside_group`: also list the transfers created since approval to find those outside the
     batch's group that carry its metadata.
@@ -61,28 +67,56 @@ def reconcile_batch(conn: sa.Connection, gateway: StripeGateway, period: date, *
         if t is None:
             rows.append(_row("missing_in_stripe", transfer_id, item_id, f"{amount} {currency} -> {destination}", ""))
         elif (t.amount_minor, t.currency, t.destination) != (amount, currency, destination):
-            rows.append(_row("mismatch", transfer_id, item_id, f"{amount} {currency} -> {destination}",
-                             f"{t.amount_minor} {t.currency} -> {t.destination}"))
+            rows.append(
+                _row(
+                    "mismatch",
+                    transfer_id,
+                    item_id,
+                    f"{amount} {currency} -> {destination}",
+                    f"{t.amount_minor} {t.currency} -> {t.destination}",
+                )
+            )
         elif t.amount_minor - t.amount_reversed != net:
-            rows.append(_row("reversal_not_recorded", transfer_id, item_id,
-                             f"net {format_minor(net, currency)} ({format_minor(reversed_minor, currency)} reversed)",
-                             f"net {format_minor(t.amount_minor - t.amount_reversed, currency)} "
-                             f"({format_minor(t.amount_reversed, currency)} reversed): run `sorae-payouts refresh`"))
+            rows.append(
+                _row(
+                    "reversal_not_recorded",
+                    transfer_id,
+                    item_id,
+                    f"net {format_minor(net, currency)} ({format_minor(reversed_minor, currency)} reversed)",
+                    f"net {format_minor(t.amount_minor - t.amount_reversed, currency)} "
+                    f"({format_minor(t.amount_reversed, currency)} reversed): run `sorae-payouts refresh`",
+                )
+            )
         elif reversed_minor:
-            rows.append(_row("reversed", transfer_id, item_id,
-                             f"net {format_minor(net, currency)} ({format_minor(reversed_minor, currency)} reversed)",
-                             f"net {format_minor(t.amount_minor - t.amount_reversed, currency)}"))
+            rows.append(
+                _row(
+                    "reversed",
+                    transfer_id,
+                    item_id,
+                    f"net {format_minor(net, currency)} ({format_minor(reversed_minor, currency)} reversed)",
+                    f"net {format_minor(t.amount_minor - t.amount_reversed, currency)}",
+                )
+            )
     for transfer_id, t in sorted(stripe.items()):
         if transfer_id not in ledger:
-            rows.append(_row("unknown_to_ledger", transfer_id, t.metadata.get("payout_item_id", ""), "",
-                             f"{t.amount_minor} {t.currency} -> {t.destination}"))
+            rows.append(
+                _row(
+                    "unknown_to_ledger",
+                    transfer_id,
+                    t.metadata.get("payout_item_id", ""),
+                    "",
+                    f"{t.amount_minor} {t.currency} -> {t.destination}",
+                )
+            )
     outside = _outside_group(gateway, batch, program_id, group) if scan_outside_group else []
     rows += outside
     drift = [r for r in rows if r["drift"] not in INFORMATIONAL]
     reversed_count = len(rows) - len(drift)
-    summary = (f"{len(ledger)} posted in the ledger, {len(stripe)} transfers in Stripe group {group}, "
-               f"{reversed_count} reversed (compared net of reversals)"
-               + ("" if scan_outside_group else ", transfers outside the group not scanned"))
+    summary = (
+        f"{len(ledger)} posted in the ledger, {len(stripe)} transfers in Stripe group {group}, "
+        f"{reversed_count} reversed (compared net of reversals)"
+        + ("" if scan_outside_group else ", transfers outside the group not scanned")
+    )
     if drift:
         return AuditResult(False, f"{len(drift)} differences: {summary}", rows)
     return AuditResult(True, f"reconciled: {summary}", rows)
@@ -104,11 +138,24 @@ def _outside_group(gateway: StripeGateway, batch, program_id: str, group: str) -
             return program_id == DEFAULT_PROGRAM and legacy == batch.batch_id
         return identity is not None and (identity.program_id, identity.period) == ours
 
-    return [_row("outside_group", t.transfer_id, t.metadata.get("payout_item_id", ""), "",
-                 f"{t.amount_minor} {t.currency} -> {t.destination} in group {t.transfer_group or '(none)'}")
-            for t in gateway.transfers(None, created_since=since) if t.transfer_group != group and for_this_batch(t)]
+    return [
+        _row(
+            "outside_group",
+            t.transfer_id,
+            t.metadata.get("payout_item_id", ""),
+            "",
+            f"{t.amount_minor} {t.currency} -> {t.destination} in group {t.transfer_group or '(none)'}",
+        )
+        for t in gateway.transfers(None, created_since=since)
+        if t.transfer_group != group and for_this_batch(t)
+    ]
 
 
 def _row(kind: str, transfer_id: str, item_id, ledger: str, stripe: str) -> dict:
-    return {"drift": kind, "transfer_id": transfer_id, "payout_item_id": str(item_id), "ledger": ledger,
-            "stripe": stripe}
+    return {
+        "drift": kind,
+        "transfer_id": transfer_id,
+        "payout_item_id": str(item_id),
+        "ledger": ledger,
+        "stripe": stripe,
+    }

@@ -22,12 +22,12 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.month_end.batches import list_batches, load_batch
-from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch, utcnow
-from sorae_payouts.execution.identity import transfer_group
-from sorae_payouts.ledger.sql import text
 from sorae_payouts.aftercare.pay_cleared import reattempt_cleared
 from sorae_payouts.aftercare.reversals import ReversalState, record_reversal
+from sorae_payouts.execution.identity import transfer_group
+from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch, utcnow
+from sorae_payouts.ledger.sql import text
+from sorae_payouts.month_end.batches import list_batches, load_batch
 from sorae_payouts.registry.paying_accounts import require_program_gateway
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM, get_program
 from sorae_payouts.stripe_gateway import StripeGateway
@@ -45,14 +45,21 @@ class RefreshReport:
     reattempt_posted: int = 0
 
     def as_json(self) -> dict:
-        return {"batch_id": self.batch_id, "resolved": self.resolved, "still_unknown": self.still_unknown,
-                "reversal_changes": len(self.reversal_changes), "account_changes": len(self.account_changes),
-                "released_holds": self.released_holds, "reattempted": self.reattempted,
-                "reattempt_posted": self.reattempt_posted}
+        return {
+            "batch_id": self.batch_id,
+            "resolved": self.resolved,
+            "still_unknown": self.still_unknown,
+            "reversal_changes": len(self.reversal_changes),
+            "account_changes": len(self.account_changes),
+            "released_holds": self.released_holds,
+            "reattempted": self.reattempted,
+            "reattempt_posted": self.reattempt_posted,
+        }
 
 
-def refreshable_periods(conn: sa.Connection, period: date | None = None, *,
-                        program_id: str = DEFAULT_PROGRAM) -> list[date]:
+def refreshable_periods(
+    conn: sa.Connection, period: date | None = None, *, program_id: str = DEFAULT_PROGRAM
+) -> list[date]:
     """The given period, or every batch of the program that has left draft (only executed batches can
     change in Stripe)."""
     if period:
@@ -60,9 +67,16 @@ def refreshable_periods(conn: sa.Connection, period: date | None = None, *,
     return [b.period for b in list_batches(conn) if b.program_id == program_id and b.status != "draft"]
 
 
-def refresh_batch(engine: sa.Engine, gateway: StripeGateway, period: date, *, program_id: str = DEFAULT_PROGRAM,
-                  now: datetime | None = None, settings: ExecutionSettings | None = None,
-                  announce=None) -> RefreshReport:
+def refresh_batch(
+    engine: sa.Engine,
+    gateway: StripeGateway,
+    period: date,
+    *,
+    program_id: str = DEFAULT_PROGRAM,
+    now: datetime | None = None,
+    settings: ExecutionSettings | None = None,
+    announce=None,
+) -> RefreshReport:
     """Refresh the program's batch of `period` through `gateway`, its paying account's."""
     now = now or utcnow()
     with engine.connect() as conn:
@@ -75,27 +89,39 @@ def refresh_batch(engine: sa.Engine, gateway: StripeGateway, period: date, *, pr
     with engine.connect() as conn:
         unknown_before = _processing(conn, batch.batch_id)
     if unknown_before:
-        execute_batch(engine, gateway, period, program_id=program_id, settings=settings,
-                      only=lambda item: item.status == "processing", announce=announce)
+        execute_batch(
+            engine,
+            gateway,
+            period,
+            program_id=program_id,
+            settings=settings,
+            only=lambda item: item.status == "processing",
+            announce=announce,
+        )
     with engine.connect() as conn:
         report.still_unknown = _processing(conn, batch.batch_id)
     report.resolved = unknown_before - report.still_unknown
-    report.reversal_changes = _refresh_reversals(engine, gateway, batch.batch_id,
-                                                 transfer_group(batch.period, program_id), now)
+    report.reversal_changes = _refresh_reversals(
+        engine, gateway, batch.batch_id, transfer_group(batch.period, program_id), now
+    )
     report.account_changes, released = _refresh_accounts(engine, gateway, batch.batch_id, now)
     report.released_holds = len(released)
     if program.status != "active":  # released and reopened items wait, pending, for the program's return
         return report
     report.reattempted, report.reattempt_posted = reattempt_cleared(
-        engine, gateway, batch.batch_id, period, released=released, now=now, settings=settings,
-        program_id=program_id)
+        engine, gateway, batch.batch_id, period, released=released, now=now, settings=settings, program_id=program_id
+    )
     return report
 
 
 def _processing(conn: sa.Connection, batch_id: str) -> int:
-    return conn.execute(text("SELECT COUNT(*) FROM transfer_attempt a JOIN payout_item i ON i.payout_item_id = "
-                             "a.payout_item_id WHERE i.batch_id = :b AND a.state = 'processing'"),
-                        {"b": batch_id}).scalar_one()
+    return conn.execute(
+        text(
+            "SELECT COUNT(*) FROM transfer_attempt a JOIN payout_item i ON i.payout_item_id = "
+            "a.payout_item_id WHERE i.batch_id = :b AND a.state = 'processing'"
+        ),
+        {"b": batch_id},
+    ).scalar_one()
 
 
 _POSTED_ATTEMPTS = """
@@ -109,8 +135,9 @@ WHERE i.batch_id = :b AND a.state = 'posted'
 """
 
 
-def _refresh_reversals(engine: sa.Engine, gateway: StripeGateway, batch_id: str, group: str,
-                       now: datetime) -> list[dict]:
+def _refresh_reversals(
+    engine: sa.Engine, gateway: StripeGateway, batch_id: str, group: str, now: datetime
+) -> list[dict]:
     with engine.connect() as conn:
         known = {r.stripe_transfer_id: r for r in conn.execute(text(_POSTED_ATTEMPTS), {"b": batch_id})}
     changes = []
@@ -120,14 +147,29 @@ def _refresh_reversals(engine: sa.Engine, gateway: StripeGateway, batch_id: str,
             continue  # not ours or not posted: reconciliation reports it
         previous = (bool(last.reversed or False), int(last.amount_reversed or 0))
         if previous != (transfer.reversed, transfer.amount_reversed):
-            changes.append(ReversalState(int(last.attempt_pk), int(last.payout_item_id), transfer.transfer_id,
-                                         transfer.reversed, transfer.amount_reversed))
+            changes.append(
+                ReversalState(
+                    int(last.attempt_pk),
+                    int(last.payout_item_id),
+                    transfer.transfer_id,
+                    transfer.reversed,
+                    transfer.amount_reversed,
+                )
+            )
     if changes:
         with engine.begin() as conn:  # the event and the item's new state together, or neither
             changes = [c for c in changes if record_reversal(conn, c, now)]
-    return [{"attempt_pk": c.attempt_pk, "payout_item_id": c.payout_item_id, "stripe_transfer_id": c.stripe_transfer_id,
-             "reversed": c.reversed, "amount_reversed_minor": c.amount_reversed_minor, "recorded_at": now}
-            for c in changes]
+    return [
+        {
+            "attempt_pk": c.attempt_pk,
+            "payout_item_id": c.payout_item_id,
+            "stripe_transfer_id": c.stripe_transfer_id,
+            "reversed": c.reversed,
+            "amount_reversed_minor": c.amount_reversed_minor,
+            "recorded_at": now,
+        }
+        for c in changes
+    ]
 
 
 # Holds about the account's readiness only: a `shared_destination` or `insufficient_program_funds`
@@ -144,8 +186,9 @@ WHERE stripe_account_id = :a ORDER BY event_pk DESC LIMIT 1
 """
 
 
-def _refresh_accounts(engine: sa.Engine, gateway: StripeGateway, batch_id: str,
-                      now: datetime) -> tuple[list[dict], list[int]]:
+def _refresh_accounts(
+    engine: sa.Engine, gateway: StripeGateway, batch_id: str, now: datetime
+) -> tuple[list[dict], list[int]]:
     with engine.connect() as conn:
         held = conn.execute(text(_HELD), {"b": batch_id}).all()
     changes, released = [], []
@@ -155,19 +198,34 @@ def _refresh_accounts(engine: sa.Engine, gateway: StripeGateway, batch_id: str,
         with engine.connect() as conn:
             last = conn.execute(text(_LATEST_ACCOUNT), {"a": account_id}).first()
         if last is None or (bool(last[0]), last[1], bool(last[2])) != state:
-            changes.append({"stripe_account_id": account_id, "exists_in_stripe": readiness.exists,
-                            "transfers_capability": readiness.transfers_capability,
-                            "payouts_enabled": readiness.payouts_enabled, "disabled_reason": readiness.disabled_reason})
+            changes.append(
+                {
+                    "stripe_account_id": account_id,
+                    "exists_in_stripe": readiness.exists,
+                    "transfers_capability": readiness.transfers_capability,
+                    "payouts_enabled": readiness.payouts_enabled,
+                    "disabled_reason": readiness.disabled_reason,
+                }
+            )
         if readiness.ready:
             released += [item_id for item_id, a in held if a == account_id]
     with engine.begin() as conn:
         if changes:
-            conn.execute(text("INSERT INTO account_status_event (stripe_account_id, exists_in_stripe, "
-                              "transfers_capability, payouts_enabled, disabled_reason, recorded_at) VALUES "
-                              "(:stripe_account_id, :exists_in_stripe, :transfers_capability, :payouts_enabled, "
-                              ":disabled_reason, :now)"), [{**c, "now": now} for c in changes])
+            conn.execute(
+                text(
+                    "INSERT INTO account_status_event (stripe_account_id, exists_in_stripe, "
+                    "transfers_capability, payouts_enabled, disabled_reason, recorded_at) VALUES "
+                    "(:stripe_account_id, :exists_in_stripe, :transfers_capability, :payouts_enabled, "
+                    ":disabled_reason, :now)"
+                ),
+                [{**c, "now": now} for c in changes],
+            )
         if released:
-            conn.execute(text("UPDATE payout_item SET hold_reason = NULL, status_updated_at = :now "
-                              "WHERE payout_item_id = :i AND status = 'pending'"),
-                         [{"i": i, "now": now} for i in released])
+            conn.execute(
+                text(
+                    "UPDATE payout_item SET hold_reason = NULL, status_updated_at = :now "
+                    "WHERE payout_item_id = :i AND status = 'pending'"
+                ),
+                [{"i": i, "now": now} for i in released],
+            )
     return changes, released

@@ -22,9 +22,9 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.ledger.sql import as_date, as_utc, text
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.core.periods import period_key
+from sorae_payouts.ledger.sql import as_date, as_utc, text
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 OWE_AGAIN, WRITE_OFF = "owe_again", "write_off"
@@ -48,23 +48,38 @@ class ReversalState:
 def record_reversal(conn: sa.Connection, state: ReversalState, now: datetime) -> bool:
     """Append the transfer's reversal state and move the item (the only writer of `reversed_minor`).
     No-op (False) when the last recorded state is the same. Call inside a transaction."""
-    last = conn.execute(text(
-        "SELECT reversed, amount_reversed_minor FROM transfer_status_event WHERE attempt_pk = :a "
-        "ORDER BY event_pk DESC LIMIT 1"), {"a": state.attempt_pk}).first()
+    last = conn.execute(
+        text(
+            "SELECT reversed, amount_reversed_minor FROM transfer_status_event WHERE attempt_pk = :a "
+            "ORDER BY event_pk DESC LIMIT 1"
+        ),
+        {"a": state.attempt_pk},
+    ).first()
     if last is not None and (bool(last[0]), int(last[1])) == (state.reversed, state.amount_reversed_minor):
         return False
-    conn.execute(text(
-        "INSERT INTO transfer_status_event (attempt_pk, stripe_transfer_id, reversed, amount_reversed_minor, "
-        "recorded_at) VALUES (:a, :t, :r, :m, :now)"),
-        {"a": state.attempt_pk, "t": state.stripe_transfer_id, "r": state.reversed,
-         "m": state.amount_reversed_minor, "now": now})
+    conn.execute(
+        text(
+            "INSERT INTO transfer_status_event (attempt_pk, stripe_transfer_id, reversed, amount_reversed_minor, "
+            "recorded_at) VALUES (:a, :t, :r, :m, :now)"
+        ),
+        {
+            "a": state.attempt_pk,
+            "t": state.stripe_transfer_id,
+            "r": state.reversed,
+            "m": state.amount_reversed_minor,
+            "now": now,
+        },
+    )
     if state.amount_reversed_minor > 0:
         # Reversals only grow in Stripe; the trigger refuses a decrease, the WHERE skips a stale reader.
-        conn.execute(text(
-            "UPDATE payout_item SET reversed_minor = :m, status_updated_at = :now, "
-            "status = CASE WHEN :m >= amount_minor THEN 'reversed' ELSE 'partially_reversed' END "
-            "WHERE payout_item_id = :i AND status IN ('posted', 'partially_reversed') AND reversed_minor < :m"),
-            {"m": state.amount_reversed_minor, "i": state.payout_item_id, "now": now})
+        conn.execute(
+            text(
+                "UPDATE payout_item SET reversed_minor = :m, status_updated_at = :now, "
+                "status = CASE WHEN :m >= amount_minor THEN 'reversed' ELSE 'partially_reversed' END "
+                "WHERE payout_item_id = :i AND status IN ('posted', 'partially_reversed') AND reversed_minor < :m"
+            ),
+            {"m": state.amount_reversed_minor, "i": state.payout_item_id, "now": now},
+        )
     return True
 
 
@@ -89,14 +104,19 @@ class ReversedItem:
 
     def as_json(self) -> dict:
         money = {k: getattr(self, f"{k}_minor") for k in ("amount", "reversed", "owed_again", "written_off", "pending")}
-        return {"payout_item_id": self.payout_item_id, "program_id": self.program_id,
-                "period": period_key(self.period),
-                "affiliate_id": self.affiliate_id, "currency": self.currency, "status": self.status,
-                "stripe_transfer_id": self.stripe_transfer_id,
-                "reversed_at": self.reversed_at.isoformat() if self.reversed_at else None,
-                "state": "reversal_pending" if self.pending_minor else "resolved",
-                **{f"{k}_minor": v for k, v in money.items()},
-                **{k: format_minor(v, self.currency) for k, v in money.items()}}
+        return {
+            "payout_item_id": self.payout_item_id,
+            "program_id": self.program_id,
+            "period": period_key(self.period),
+            "affiliate_id": self.affiliate_id,
+            "currency": self.currency,
+            "status": self.status,
+            "stripe_transfer_id": self.stripe_transfer_id,
+            "reversed_at": self.reversed_at.isoformat() if self.reversed_at else None,
+            "state": "reversal_pending" if self.pending_minor else "resolved",
+            **{f"{k}_minor": v for k, v in money.items()},
+            **{k: format_minor(v, self.currency) for k, v in money.items()},
+        }
 
 
 _REVERSED_ITEMS = """
@@ -116,8 +136,14 @@ ORDER BY b.period, i.payout_item_id
 """
 
 
-def reversed_items(conn: sa.Connection, period: date | None = None, *, program_id: str | None = DEFAULT_PROGRAM,
-                   item_id: int | None = None, batch_id: str | None = None) -> list[ReversedItem]:
+def reversed_items(
+    conn: sa.Connection,
+    period: date | None = None,
+    *,
+    program_id: str | None = DEFAULT_PROGRAM,
+    item_id: int | None = None,
+    batch_id: str | None = None,
+) -> list[ReversedItem]:
     """Items with reversed money, with what was decided: of one item or one batch (ids are unique across
     programs), else of the program (None: every program), of one period or all."""
     where, params = "", {}
@@ -129,10 +155,23 @@ def reversed_items(conn: sa.Connection, period: date | None = None, *, program_i
         where, params = "AND i.payout_item_id = :i", {"i": item_id}
     elif program_id is not None and batch_id is None:
         where, params = f"{where} AND b.program_id = :p", {**params, "p": program_id}
-    return [ReversedItem(int(r.payout_item_id), as_date(r.period), r.affiliate_id, r.currency, int(r.amount_minor),
-                         r.status, r.stripe_transfer_id, int(r.reversed_minor), int(r.owed_again),
-                         int(r.written_off), as_utc(r.reversed_at) if r.reversed_at else None, r.program_id)
-            for r in conn.execute(text(_REVERSED_ITEMS.format(where=where)), params)]
+    return [
+        ReversedItem(
+            int(r.payout_item_id),
+            as_date(r.period),
+            r.affiliate_id,
+            r.currency,
+            int(r.amount_minor),
+            r.status,
+            r.stripe_transfer_id,
+            int(r.reversed_minor),
+            int(r.owed_again),
+            int(r.written_off),
+            as_utc(r.reversed_at) if r.reversed_at else None,
+            r.program_id,
+        )
+        for r in conn.execute(text(_REVERSED_ITEMS.format(where=where)), params)
+    ]
 
 
 @dataclass(frozen=True)
@@ -146,8 +185,16 @@ class Decision:
     carried_into: str  # where owed-again money goes: "the next batch built (YYYY-MM ...)" or "closed"
 
 
-def resolve_reversal(engine: sa.Engine, item_id: int, decision: str, *, decided_by: str, reason: str | None,
-                     now: datetime, reversal_request_pk: int | None = None) -> Decision:
+def resolve_reversal(
+    engine: sa.Engine,
+    item_id: int,
+    decision: str,
+    *,
+    decided_by: str,
+    reason: str | None,
+    now: datetime,
+    reversal_request_pk: int | None = None,
+) -> Decision:
     """Decide what the item's pending reversed amount means: owed again, or written off (with a reason).
     Appends one `reversal_decision` for the whole pending amount."""
     person, reason = decided_by.strip(), (reason or "").strip() or None
@@ -160,29 +207,54 @@ def resolve_reversal(engine: sa.Engine, item_id: int, decision: str, *, decided_
     with engine.begin() as conn:
         found = reversed_items(conn, item_id=item_id)
         if not found:
-            raise ReversalError(f"item {item_id} has no reversed money (unknown item, or no reversal seen by "
-                                "refresh yet: run `sorae-payouts refresh` first)")
+            raise ReversalError(
+                f"item {item_id} has no reversed money (unknown item, or no reversal seen by "
+                "refresh yet: run `sorae-payouts refresh` first)"
+            )
         item = found[0]
         if item.pending_minor <= 0:
-            raise ReversalError(f"item {item_id} has nothing pending: {format_minor(item.reversed_minor, item.currency)} "
-                                f"reversed, {format_minor(item.owed_again_minor, item.currency)} owed again, "
-                                f"{format_minor(item.written_off_minor, item.currency)} written off")
-        decision_pk = conn.execute(text(
-            "INSERT INTO reversal_decision (program_id, payout_item_id, affiliate_id, currency, amount_minor, decision, "
-            "decided_by, reason, reversal_request_pk, decided_at) VALUES (:p, :i, :a, :c, :m, :d, :by, :r, :rq, :now) "
-            "RETURNING decision_pk"),
-            {"p": item.program_id, "i": item_id, "a": item.affiliate_id, "c": item.currency, "m": item.pending_minor,
-             "d": decision, "by": person, "r": reason, "rq": reversal_request_pk, "now": now}).scalar_one()
+            raise ReversalError(
+                f"item {item_id} has nothing pending: {format_minor(item.reversed_minor, item.currency)} "
+                f"reversed, {format_minor(item.owed_again_minor, item.currency)} owed again, "
+                f"{format_minor(item.written_off_minor, item.currency)} written off"
+            )
+        decision_pk = conn.execute(
+            text(
+                "INSERT INTO reversal_decision (program_id, payout_item_id, affiliate_id, currency, amount_minor, "
+                "decision, "
+                "decided_by, reason, reversal_request_pk, decided_at) VALUES (:p, :i, :a, :c, :m, :d, :by, :r, :rq, "
+                ":now) "
+                "RETURNING decision_pk"
+            ),
+            {
+                "p": item.program_id,
+                "i": item_id,
+                "a": item.affiliate_id,
+                "c": item.currency,
+                "m": item.pending_minor,
+                "d": decision,
+                "by": person,
+                "r": reason,
+                "rq": reversal_request_pk,
+                "now": now,
+            },
+        ).scalar_one()
         carried_into = _destination(conn, item) if decision == OWE_AGAIN else "closed (written off)"
     return Decision(int(decision_pk), item, decision, item.pending_minor, person, reason, carried_into)
 
 
 def _destination(conn: sa.Connection, item: ReversedItem) -> str:
     """Where owed-again money will be carried in: the next batch built after the reversed month's."""
-    draft = conn.execute(text("SELECT period FROM payout_batch WHERE program_id = :p AND period > :period "
-                              "AND status = 'draft' ORDER BY period LIMIT 1"),
-                         {"p": item.program_id, "period": item.period}).scalar_one_or_none()
+    draft = conn.execute(
+        text(
+            "SELECT period FROM payout_batch WHERE program_id = :p AND period > :period "
+            "AND status = 'draft' ORDER BY period LIMIT 1"
+        ),
+        {"p": item.program_id, "period": item.period},
+    ).scalar_one_or_none()
     if draft is not None:
-        return (f"the draft batch of {period_key(as_date(draft))} once it is rebuilt (materialize payout_manifest "
-                "for it), else the next batch built")
+        return (
+            f"the draft batch of {period_key(as_date(draft))} once it is rebuilt (materialize payout_manifest "
+            "for it), else the next batch built"
+        )
     return "the next batch built (the next month's payout_manifest)"

@@ -16,10 +16,14 @@ console = Console()
 
 @app.command("upgrade")
 def upgrade_command(
-    app_role: str = typer.Option(None, "--grant-app-role", envvar="SORAE_APP_ROLE",
-                                 help="PostgreSQL: create (if needed) and grant the application's role only the "
-                                      "DML it needs; re-applied on every upgrade. Password for a new role from "
-                                      "SORAE_APP_ROLE_PASSWORD."),
+    app_role: str = typer.Option(
+        None,
+        "--grant-app-role",
+        envvar="SORAE_APP_ROLE",
+        help="PostgreSQL: create (if needed) and grant the application's role only the "
+        "DML it needs; re-applied on every upgrade. Password for a new role from "
+        "SORAE_APP_ROLE_PASSWORD.",
+    ),
 ) -> None:
     """Create the ledger schema or migrate it to the latest revision, as the owner role
     (SORAE_MIGRATION_DATABASE_URL, else SORAE_DATABASE_URL)."""
@@ -33,5 +37,6 @@ def upgrade_command(
         except PrivilegeError as exc:
             console.print(f"[red]refused:[/red] {exc}")
             raise typer.Exit(1) from exc
-        console.print(f"role {app_role} has {APP_TABLE_PRIVILEGES} on the ledger tables "
-                      "(no TRUNCATE, no DDL, owns nothing)")
+        console.print(
+            f"role {app_role} has {APP_TABLE_PRIVILEGES} on the ledger tables (no TRUNCATE, no DDL, owns nothing)"
+        )

@@ -15,26 +15,26 @@ Dagster home that `dagster dev` shares. Re-running it changes nothing that is al
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import stripe
 import typer
 from rich.console import Console
 
-from sorae_payouts.month_end.approvals import approve_batch
-from sorae_payouts.month_end.batches import BatchError, load_batch
-from sorae_payouts.registry.operators import ensure_operator
 from sorae_payouts.cli.tables import outcome_table
+from sorae_payouts.core.periods import finalizable_at, parse_period
 from sorae_payouts.demo.accounts import ensure_demo_accounts
 from sorae_payouts.demo.data import write_demo_data
 from sorae_payouts.demo.programs import COBALT_KEY_SETTING, DEMO_PROGRAMS, ensure_demo_programs, fund_demo_program
 from sorae_payouts.execution.outcomes import batch_outcome
 from sorae_payouts.ingest import ImportKind, import_file
 from sorae_payouts.ledger.database import create_ledger_engine, data_dir, database_url, redact, upgrade
-from sorae_payouts.month_end.manifest import batch_id_for
+from sorae_payouts.month_end.approvals import approve_batch
+from sorae_payouts.month_end.batches import BatchError, load_batch
 from sorae_payouts.month_end.finalize import DEFAULT_HOLDING_DAYS
-from sorae_payouts.core.periods import finalizable_at, parse_period
+from sorae_payouts.month_end.manifest import batch_id_for
+from sorae_payouts.registry.operators import ensure_operator
 from sorae_payouts.stripe_gateway import demo_refusal
 
 console = Console()
@@ -59,8 +59,11 @@ def _start_sandbox_if_needed():
     Never a live key, never real Stripe: the demo approves its own batch."""
     if os.environ.get("STRIPE_API_KEY"):
         refusal = demo_refusal(os.environ["STRIPE_API_KEY"], os.environ.get("STRIPE_API_BASE"))
-        refusal = refusal or (None if os.environ.get(COBALT_KEY_SETTING) else
-                              f"{COBALT_KEY_SETTING} must name the test key of cobalt's own Stripe account")
+        refusal = refusal or (
+            None
+            if os.environ.get(COBALT_KEY_SETTING)
+            else f"{COBALT_KEY_SETTING} must name the test key of cobalt's own Stripe account"
+        )
         refusal = refusal or demo_refusal(os.environ.get(COBALT_KEY_SETTING, ""), os.environ.get("STRIPE_API_BASE"))
         if refusal:
             console.print(f"[red]demo refused: {refusal}; nothing was done[/red]")
@@ -68,8 +71,13 @@ def _start_sandbox_if_needed():
         return None
     from sorae_sandbox import SandboxServer
 
-    server = SandboxServer(port=0, state_path=str(data_dir() / "sandbox.sqlite3"), balances=PLATFORM_BALANCES,
-                           api_keys=[SANDBOX_KEY], platforms={COBALT_SANDBOX_KEY: SANDBOX_BALANCES}).start()
+    server = SandboxServer(
+        port=0,
+        state_path=str(data_dir() / "sandbox.sqlite3"),
+        balances=PLATFORM_BALANCES,
+        api_keys=[SANDBOX_KEY],
+        platforms={COBALT_SANDBOX_KEY: SANDBOX_BALANCES},
+    ).start()
     os.environ["STRIPE_API_KEY"], os.environ["STRIPE_API_BASE"] = SANDBOX_KEY, server.url
     os.environ[COBALT_KEY_SETTING] = COBALT_SANDBOX_KEY
     console.print(f"Stripe: local sandbox at {server.url} (state in {data_dir() / 'sandbox.sqlite3'})")
@@ -83,7 +91,7 @@ def demo(
 ) -> None:
     """Run a demo month end to end: import, finalize, manifest, approve, pay, summarize."""
     sandbox = _start_sandbox_if_needed()  # first: a refused Stripe leaves nothing behind
-    month = month or latest_finalizable_month(datetime.now(timezone.utc))
+    month = month or latest_finalizable_month(datetime.now(UTC))
     try:
         _demo(month, affiliates, commissions)
     finally:
@@ -102,13 +110,13 @@ def _client(api_key: str) -> stripe.StripeClient:
 
 def _demo(month: str, affiliates: int, commissions: int) -> None:
     from sorae_payouts.definitions import defs  # noqa: F401 - after the Stripe environment is set
-    from sorae_payouts.instance.local import local_instance
     from sorae_payouts.instance.launching import code_location_workspace
+    from sorae_payouts.instance.local import local_instance
 
     engine = create_ledger_engine()
     upgrade(engine)
     console.print(f"ledger: {redact(database_url())}")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     added = ensure_demo_programs(engine, now=now)
     console.print(f"programs: {', '.join(PROGRAM_IDS)}" + (f" ({', '.join(added)} registered)" if added else ""))
     for demo in DEMO_PROGRAMS:
@@ -120,8 +128,10 @@ def _demo(month: str, affiliates: int, commissions: int) -> None:
         _run("payout_execution_job", month, instance, workspace, expect_refusals=True)
     for program_id in PROGRAM_IDS:
         _print_batch(engine, month, program_id)
-    console.print(f"Dagster runs are in {instance.root_directory}; open them with "
-                  f"`DAGSTER_HOME={instance.root_directory} dagster dev`")
+    console.print(
+        f"Dagster runs are in {instance.root_directory}; open them with "
+        f"`DAGSTER_HOME={instance.root_directory} dagster dev`"
+    )
 
 
 def _key_of(demo) -> str:
@@ -129,14 +139,27 @@ def _key_of(demo) -> str:
 
 
 def _import_program(engine, demo, month: str, affiliates: int, commissions: int) -> None:
-    files = write_demo_data(data_dir() / "demo" / month / demo.program_id, affiliates=affiliates,
-                            commissions=commissions, month=month, seed=demo.seed, program_id=demo.program_id)
+    files = write_demo_data(
+        data_dir() / "demo" / month / demo.program_id,
+        affiliates=affiliates,
+        commissions=commissions,
+        month=month,
+        seed=demo.seed,
+        program_id=demo.program_id,
+    )
     created = ensure_demo_accounts(_client(_key_of(demo)), Path(files.affiliates))
-    reports = [import_file(engine, kind, Path(path)) for kind, path in (
-        (ImportKind.AFFILIATES, files.affiliates), (ImportKind.COMMISSIONS, files.commissions),
-        (ImportKind.ORDER_EVENTS, files.order_events))]
-    console.print(f"{demo.program_id}: {created} connected accounts created; imported "
-                  + ", ".join(f"{r.inserted} {k}" for r, k in zip(reports, ("affiliates", "commissions", "events"))))
+    reports = [
+        import_file(engine, kind, Path(path))
+        for kind, path in (
+            (ImportKind.AFFILIATES, files.affiliates),
+            (ImportKind.COMMISSIONS, files.commissions),
+            (ImportKind.ORDER_EVENTS, files.order_events),
+        )
+    ]
+    console.print(
+        f"{demo.program_id}: {created} connected accounts created; imported "
+        + ", ".join(f"{r.inserted} {k}" for r, k in zip(reports, ("affiliates", "commissions", "events"), strict=False))
+    )
 
 
 def _approve_and_fund(engine, month: str, now: datetime) -> None:
@@ -150,18 +173,26 @@ def _approve_and_fund(engine, month: str, now: datetime) -> None:
             with engine.connect() as conn:
                 reviewed = load_batch(conn, period, program_id=demo.program_id).manifest_hash
             for number, approver in enumerate(DEMO_OPERATORS, 1):
-                ensure_operator(engine, approver, added_by="demo", now=now, display_name=f"Demo approver {number}",
-                                program_id=demo.program_id)
-                if approve_batch(engine, period, approved_by=approver, now=now, expected_hash=reviewed,
-                                 program_id=demo.program_id).complete:
+                ensure_operator(
+                    engine,
+                    approver,
+                    added_by="demo",
+                    now=now,
+                    display_name=f"Demo approver {number}",
+                    program_id=demo.program_id,
+                )
+                if approve_batch(
+                    engine, period, approved_by=approver, now=now, expected_hash=reviewed, program_id=demo.program_id
+                ).complete:
                     break
             console.print(f"{demo.program_id}: batch approved (demo only)")
         except BatchError as exc:
             console.print(f"{demo.program_id}: approval: {exc}")
         with engine.connect() as conn:
             gateway = program_gateway(config_from_environment(), get_program(conn, demo.program_id))
-        charges = fund_demo_program(engine, _client(_key_of(demo)), gateway, demo,
-                                    batch_id_for(period, demo.program_id), now=now)
+        charges = fund_demo_program(
+            engine, _client(_key_of(demo)), gateway, demo, batch_id_for(period, demo.program_id), now=now
+        )
         if charges:
             share = "all" if demo.funded_share == (1, 1) else "half"
             console.print(f"{demo.program_id}: funded with {len(charges)} charge(s) covering {share} of its batch")
@@ -175,8 +206,9 @@ def _run(job_name: str, month: str, instance, workspace, expect_refusals: bool =
 
     for program_id in PROGRAM_IDS:
         tags = {"sorae/operator": "demo", "sorae/batch_id": batch_id_for(parse_period(month), program_id)}
-        run = launch_and_wait(job_name, f"{month}-01", program_id=program_id, instance=instance, workspace=workspace,
-                              tags=tags)
+        run = launch_and_wait(
+            job_name, f"{month}-01", program_id=program_id, instance=instance, workspace=workspace, tags=tags
+        )
         for check_name, passed in sorted(run.checks.items()):
             console.print(f"{program_id}: check {check_name}: " + ("[green]passed[/]" if passed else "[red]FAILED[/]"))
         for failure in run.failures:

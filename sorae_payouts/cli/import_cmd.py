@@ -19,9 +19,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from sorae_payouts.ingest import (
     ImportAbortedError,
@@ -52,29 +52,46 @@ errors = Console(stderr=True)
 FileArgument = Annotated[Path, typer.Argument(help="Input file: .csv, .parquet or .pq", show_default=False)]
 ChunkRows = Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows read and checked per chunk (memory bound).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output (counts and the first rejects).")]
-ProgramOption = Annotated[str | None, typer.Option(
-    "--program", show_default=False,
-    help=f"Program the rows belong to when the file has no program_id column (default: {DEFAULT_PROGRAM}). "
-    "Given for a file with the column, rows naming another program are rejected.")]
+ProgramOption = Annotated[
+    str | None,
+    typer.Option(
+        "--program",
+        show_default=False,
+        help=f"Program the rows belong to when the file has no program_id column (default: {DEFAULT_PROGRAM}). "
+        "Given for a file with the column, rows naming another program are rejected.",
+    ),
+]
 
 
 @app.command("affiliates")
-def affiliates_command(file: FileArgument, chunk_rows: ChunkRows = DEFAULT_CHUNK_ROWS, as_json: AsJson = False,
-                       program: ProgramOption = None) -> None:
+def affiliates_command(
+    file: FileArgument,
+    chunk_rows: ChunkRows = DEFAULT_CHUNK_ROWS,
+    as_json: AsJson = False,
+    program: ProgramOption = None,
+) -> None:
     """Affiliates: affiliate_id, name, email, stripe_account_id, currency. Known ids are updated."""
     _run(ImportKind.AFFILIATES, file, chunk_rows, as_json, program)
 
 
 @app.command("commissions")
-def commissions_command(file: FileArgument, chunk_rows: ChunkRows = DEFAULT_CHUNK_ROWS, as_json: AsJson = False,
-                        program: ProgramOption = None) -> None:
+def commissions_command(
+    file: FileArgument,
+    chunk_rows: ChunkRows = DEFAULT_CHUNK_ROWS,
+    as_json: AsJson = False,
+    program: ProgramOption = None,
+) -> None:
     """Commissions: commission_id, affiliate_id, order_id, amount, currency, earned_at (with time zone)."""
     _run(ImportKind.COMMISSIONS, file, chunk_rows, as_json, program)
 
 
 @app.command("order-events")
-def order_events_command(file: FileArgument, chunk_rows: ChunkRows = DEFAULT_CHUNK_ROWS, as_json: AsJson = False,
-                         program: ProgramOption = None) -> None:
+def order_events_command(
+    file: FileArgument,
+    chunk_rows: ChunkRows = DEFAULT_CHUNK_ROWS,
+    as_json: AsJson = False,
+    program: ProgramOption = None,
+) -> None:
     """Order events: event_id, order_id, kind (cancellation|reversal|partial_reversal), amount, occurred_at."""
     _run(ImportKind.ORDER_EVENTS, file, chunk_rows, as_json, program)
 
@@ -112,8 +129,14 @@ def _run(kind: ImportKind, file: Path, chunk_rows: int, as_json: bool = False, p
 
 def _import_with_progress(engine, kind: ImportKind, file: Path, chunk_rows: int, program: str | None) -> ImportReport:
     estimate = estimate_rows(file)
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("rows"), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=errors, transient=True) as progress:
         task = progress.add_task(f"{kind.value} {file.name}", total=estimate)
         total = estimate
@@ -125,18 +148,27 @@ def _import_with_progress(engine, kind: ImportKind, file: Path, chunk_rows: int,
                 total = rows_read
             progress.update(task, completed=rows_read, total=total)
 
-        return import_file(engine, kind, file, chunk_rows=chunk_rows, on_progress=advance,
-                           program_id=program or DEFAULT_PROGRAM, reject_other_programs=program is not None)
+        return import_file(
+            engine,
+            kind,
+            file,
+            chunk_rows=chunk_rows,
+            on_progress=advance,
+            program_id=program or DEFAULT_PROGRAM,
+            reject_other_programs=program is not None,
+        )
 
 
 def summary_line(report: ImportReport) -> str:
     rejected = f"rejected {report.rejected_rows:,}"
     if report.rejected_count != report.rejected_rows:
         rejected += f" ({report.rejected_count:,} problems)"
-    return (f"{report.kind.value} {report.path.name}{_program_note(report)}: read {report.rows_read:,} | "
-            f"inserted {report.inserted:,} | "
-            f"updated {report.updated:,} | already present {report.already_present:,} | {rejected} | "
-            f"{report.rows_per_second:,.0f} rows/s ({report.seconds:.1f} s)")
+    return (
+        f"{report.kind.value} {report.path.name}{_program_note(report)}: read {report.rows_read:,} | "
+        f"inserted {report.inserted:,} | "
+        f"updated {report.updated:,} | already present {report.already_present:,} | {rejected} | "
+        f"{report.rows_per_second:,.0f} rows/s ({report.seconds:.1f} s)"
+    )
 
 
 def _program_note(report: ImportReport) -> str:
@@ -147,14 +179,23 @@ def _program_note(report: ImportReport) -> str:
 
 
 def report_json(report: ImportReport) -> dict:
-    return {"kind": report.kind.value, "path": str(report.path), "program_id": report.program_id,
-            "rows_read": report.rows_read,
-            "inserted": report.inserted, "updated": report.updated, "already_present": report.already_present,
-            "rejected_rows": report.rejected_rows, "rejected_problems": report.rejected_count,
-            "rejects_path": str(report.rejects_path) if report.rejected_count else None,
-            "rejects": [{"row": r.row, "column": r.column, "reason": r.reason, "value": r.value}
-                        for r in report.rejected[:REJECTS_SHOWN]],
-            "seconds": round(report.seconds, 3)}
+    return {
+        "kind": report.kind.value,
+        "path": str(report.path),
+        "program_id": report.program_id,
+        "rows_read": report.rows_read,
+        "inserted": report.inserted,
+        "updated": report.updated,
+        "already_present": report.already_present,
+        "rejected_rows": report.rejected_rows,
+        "rejected_problems": report.rejected_count,
+        "rejects_path": str(report.rejects_path) if report.rejected_count else None,
+        "rejects": [
+            {"row": r.row, "column": r.column, "reason": r.reason, "value": r.value}
+            for r in report.rejected[:REJECTS_SHOWN]
+        ],
+        "seconds": round(report.seconds, 3),
+    }
 
 
 def rejects_table(report: ImportReport) -> Table:
@@ -162,6 +203,10 @@ def rejects_table(report: ImportReport) -> Table:
     for name, justify in (("row", "right"), ("column", "left"), ("reason", "left"), ("value", "left")):
         table.add_column(name, justify=justify, overflow="fold")
     for reject in report.rejected[:REJECTS_SHOWN]:
-        table.add_row(str(reject.row), Text(reject.column), Text(reject.reason),
-                      Text("" if reject.value is None else reject.value))
+        table.add_row(
+            str(reject.row),
+            Text(reject.column),
+            Text(reject.reason),
+            Text("" if reject.value is None else reject.value),
+        )
     return table

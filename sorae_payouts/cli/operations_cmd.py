@@ -11,18 +11,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sorae_payouts.month_end.batches import BatchError
-from sorae_payouts.cli import program_option
-from sorae_payouts.cli.tables import outcome_json, outcome_table
-from sorae_payouts.execution.anomalies import list_anomalies
-from sorae_payouts.execution.pay_batch import ExecutionRefused, utcnow
-from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts.core.money import format_minor
-from sorae_payouts.month_end.batches import load_batch
 from sorae_payouts.aftercare.reconcile import reconcile_batch
 from sorae_payouts.aftercare.refresh import refresh_batch, refreshable_periods
 from sorae_payouts.aftercare.retry import execute_retry, plan_retry
+from sorae_payouts.cli import program_option
+from sorae_payouts.cli.tables import outcome_json, outcome_table
+from sorae_payouts.core.money import format_minor
 from sorae_payouts.core.periods import parse_period
+from sorae_payouts.execution.anomalies import list_anomalies
+from sorae_payouts.execution.pay_batch import ExecutionRefused, utcnow
+from sorae_payouts.ledger.database import create_ledger_engine
+from sorae_payouts.month_end.batches import BatchError, load_batch
 from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, StripeGateway, config_from_environment
 
 console = Console()
@@ -63,7 +62,9 @@ def retry(
     period: str = typer.Argument(..., help="YYYY-MM"),
     item: list[int] = typer.Option(None, "--item", help="Payout item id to retry (repeatable)."),
     error_code: str = typer.Option(None, "--error-code", help="Retry the failed items with this Stripe error code."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print exactly which transfers would be sent; change nothing."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print exactly which transfers would be sent; change nothing."
+    ),
     as_json: bool = typer.Option(False, "--json"),
     program: str = program_option.option(),
 ) -> None:
@@ -74,14 +75,29 @@ def retry(
     gateway = _gateway(engine, program_id) if (os.environ.get("STRIPE_API_KEY") or not dry_run) else None
     try:
         with engine.connect() as conn:
-            plan = plan_retry(conn, parse_period(period), program_id=program_id, item_ids=item or None,
-                              error_code=error_code, paying_account=gateway.paying_account() if gateway else None)
+            plan = plan_retry(
+                conn,
+                parse_period(period),
+                program_id=program_id,
+                item_ids=item or None,
+                error_code=error_code,
+                paying_account=gateway.paying_account() if gateway else None,
+            )
     except (BatchError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
-    sends = [{"payout_item_id": i["payout_item_id"], "affiliate_id": i["affiliate_id"], "amount_minor": i["amount_minor"],
-              "currency": i["currency"], "destination": i["stripe_account_id"], "last_error_code": i["error_code"],
-              "idempotency_key": i["next_idempotency_key"]} for i in plan.retry]
+    sends = [
+        {
+            "payout_item_id": i["payout_item_id"],
+            "affiliate_id": i["affiliate_id"],
+            "amount_minor": i["amount_minor"],
+            "currency": i["currency"],
+            "destination": i["stripe_account_id"],
+            "last_error_code": i["error_code"],
+            "idempotency_key": i["next_idempotency_key"],
+        }
+        for i in plan.retry
+    ]
     if as_json and (dry_run or not sends):
         typer.echo(json.dumps({"would_send": sends if dry_run else [], "refused": plan.refused}, indent=2))
         raise typer.Exit(1 if plan.refused and not sends else 0)
@@ -91,44 +107,71 @@ def retry(
         except ExecutionRefused as exc:
             typer.echo(json.dumps({"sent": sends, "refused": plan.refused, "error": str(exc)}, indent=2))
             raise typer.Exit(1) from exc
-        typer.echo(json.dumps({"sent": sends, "refused": plan.refused, "outcome": outcome_json(report.outcome)},
-                              indent=2))
+        typer.echo(
+            json.dumps({"sent": sends, "refused": plan.refused, "outcome": outcome_json(report.outcome)}, indent=2)
+        )
         return
-    table = Table("item", "affiliate", "amount", "destination", "last error", "new idempotency key",
-                  title=f"{'would send' if dry_run else 'retrying'} ({len(sends)})")
+    table = Table(
+        "item",
+        "affiliate",
+        "amount",
+        "destination",
+        "last error",
+        "new idempotency key",
+        title=f"{'would send' if dry_run else 'retrying'} ({len(sends)})",
+    )
     for s in sends:
-        table.add_row(str(s["payout_item_id"]), s["affiliate_id"], format_minor(s["amount_minor"], s["currency"]),
-                      s["destination"], s["last_error_code"] or "", s["idempotency_key"])
+        table.add_row(
+            str(s["payout_item_id"]),
+            s["affiliate_id"],
+            format_minor(s["amount_minor"], s["currency"]),
+            s["destination"],
+            s["last_error_code"] or "",
+            s["idempotency_key"],
+        )
     console.print(table)
     for refused in plan.refused:
         console.print(f"[yellow]refused[/yellow] item {refused['payout_item_id']}: {refused['reason']}")
     if dry_run or not sends:
         raise typer.Exit(1 if plan.refused and not sends else 0)
     try:
-        report = execute_retry(engine, gateway, plan, now=utcnow(), announce=_announce,
-                               requested_by=f"cli:{getpass.getuser()}")
+        report = execute_retry(
+            engine, gateway, plan, now=utcnow(), announce=_announce, requested_by=f"cli:{getpass.getuser()}"
+        )
     except ExecutionRefused as exc:
         console.print(f"[red]{exc}[/red] (the items stay pending)")
         raise typer.Exit(1) from exc
     console.print(outcome_table(report.outcome))
 
 
-def refresh(period: str = typer.Argument(None, help="YYYY-MM; default: every executed batch"),
-            as_json: bool = typer.Option(False, "--json"),
-            program: str = typer.Option(None, "--program", help="Only this program (default: every program).")) -> None:
+def refresh(
+    period: str = typer.Argument(None, help="YYYY-MM; default: every executed batch"),
+    as_json: bool = typer.Option(False, "--json"),
+    program: str = typer.Option(None, "--program", help="Only this program (default: every program)."),
+) -> None:
     """Resolve unknown outcomes, record reversals and account readiness changes (appended history), for
     every executed batch of every program (or the one named), each through its paying account."""
     from sorae_payouts.registry.programs import list_programs
 
     engine = create_ledger_engine()
     with engine.connect() as conn:
-        programs = [program_option.resolve_program(conn, program)] if program else \
-            [p.program_id for p in list_programs(conn)]
-        work = [(program_id, p) for program_id in programs
-                for p in refreshable_periods(conn, parse_period(period) if period else None, program_id=program_id)]
+        programs = (
+            [program_option.resolve_program(conn, program)] if program else [p.program_id for p in list_programs(conn)]
+        )
+        work = [
+            (program_id, p)
+            for program_id in programs
+            for p in refreshable_periods(conn, parse_period(period) if period else None, program_id=program_id)
+        ]
     gateways: dict[str, StripeGateway] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=as_json) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=as_json,
+    ) as progress:
         task = progress.add_task("refreshing batches", total=len(work))
         reports = []
         for program_id, p in work:
@@ -144,13 +187,22 @@ def refresh(period: str = typer.Argument(None, help="YYYY-MM; default: every exe
         return
     table = Table("batch", "resolved", "still unknown", "reversal changes", "account changes", "holds released")
     for r in reports:
-        table.add_row(r.batch_id, str(r.resolved), str(r.still_unknown), str(len(r.reversal_changes)),
-                      str(len(r.account_changes)), str(r.released_holds))
+        table.add_row(
+            r.batch_id,
+            str(r.resolved),
+            str(r.still_unknown),
+            str(len(r.reversal_changes)),
+            str(len(r.account_changes)),
+            str(r.released_holds),
+        )
     console.print(table)
 
 
-def reconcile(period: str = typer.Argument(..., help="YYYY-MM"), as_json: bool = typer.Option(False, "--json"),
-              program: str = program_option.option()) -> None:
+def reconcile(
+    period: str = typer.Argument(..., help="YYYY-MM"),
+    as_json: bool = typer.Option(False, "--json"),
+    program: str = program_option.option(),
+) -> None:
     """Compare the program's batch's transfers in Stripe (its paying account) with the ledger's posted
     attempts; exit 1 on drift. Also lists the execution anomalies recorded for the batch."""
     engine = create_ledger_engine()
@@ -160,14 +212,25 @@ def reconcile(period: str = typer.Argument(..., help="YYYY-MM"), as_json: bool =
         result = reconcile_batch(conn, gateway, parse_period(period), program_id=program_id)
         anomalies = list_anomalies(conn, load_batch(conn, parse_period(period), program_id=program_id).batch_id)
     if as_json:
-        typer.echo(json.dumps({"passed": result.passed, "summary": result.summary, "drift": result.rows,
-                               "anomalies": anomalies}, indent=2))
+        typer.echo(
+            json.dumps(
+                {"passed": result.passed, "summary": result.summary, "drift": result.rows, "anomalies": anomalies},
+                indent=2,
+            )
+        )
     else:
         if anomalies:
-            table = Table("recorded", "kind", "item", "transfer", "detail", title=f"execution anomalies ({len(anomalies)})")
+            table = Table(
+                "recorded", "kind", "item", "transfer", "detail", title=f"execution anomalies ({len(anomalies)})"
+            )
             for a in anomalies:
-                table.add_row(a["recorded_at"][:19], a["kind"], str(a["payout_item_id"] or ""),
-                              a["stripe_transfer_id"] or "", a["detail"])
+                table.add_row(
+                    a["recorded_at"][:19],
+                    a["kind"],
+                    str(a["payout_item_id"] or ""),
+                    a["stripe_transfer_id"] or "",
+                    a["detail"],
+                )
             console.print(table)
         console.print(("[green]" if result.passed else "[red]") + result.summary + "[/]")
         if result.rows:

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.core.origin import Origin
+from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.registry.operators import OperatorError, add_operator, list_operators, set_operator_status
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM, ProgramError, require_active_program
 
-app = typer.Typer(help="Operators who may approve payout batches (registry with append-only history).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Operators who may approve payout batches (registry with append-only history).", no_args_is_help=True
+)
 console = Console()
 
 _BY_HELP = "Who makes this change (recorded in the history); default: the OS user."
@@ -27,18 +28,27 @@ def _actor(by: str | None, origin: Origin) -> str:
 
 
 @app.command("add")
-def add_command(identity: str = typer.Argument(..., help="The operator's identity, e.g. an email or login name."),
-                name: str = typer.Option(None, "--name", help="Display name (default: the identity as typed)."),
-                by: str = typer.Option(None, "--by", help=_BY_HELP),
-                program: str = typer.Option(DEFAULT_PROGRAM, "--program", help=_PROGRAM_HELP)) -> None:
+def add_command(
+    identity: str = typer.Argument(..., help="The operator's identity, e.g. an email or login name."),
+    name: str = typer.Option(None, "--name", help="Display name (default: the identity as typed)."),
+    by: str = typer.Option(None, "--by", help=_BY_HELP),
+    program: str = typer.Option(DEFAULT_PROGRAM, "--program", help=_PROGRAM_HELP),
+) -> None:
     """Register an operator (stored normalized: NFKC, case-folded, trimmed) for a program."""
     origin = Origin.here()
     try:
         engine = create_ledger_engine()
         with engine.connect() as conn:
             require_active_program(conn, program)
-        operator = add_operator(engine, identity, display_name=name, added_by=_actor(by, origin),
-                                now=datetime.now(timezone.utc), origin=origin, program_id=program)
+        operator = add_operator(
+            engine,
+            identity,
+            display_name=name,
+            added_by=_actor(by, origin),
+            now=datetime.now(UTC),
+            origin=origin,
+            program_id=program,
+        )
     except (OperatorError, ProgramError) as exc:
         console.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -48,8 +58,15 @@ def add_command(identity: str = typer.Argument(..., help="The operator's identit
 def _set_status(identity: str, by: str | None, active: bool, program: str) -> None:
     origin = Origin.here()
     try:
-        operator = set_operator_status(create_ledger_engine(), identity, active=active, changed_by=_actor(by, origin),
-                                       now=datetime.now(timezone.utc), origin=origin, program_id=program)
+        operator = set_operator_status(
+            create_ledger_engine(),
+            identity,
+            active=active,
+            changed_by=_actor(by, origin),
+            now=datetime.now(UTC),
+            origin=origin,
+            program_id=program,
+        )
     except OperatorError as exc:
         console.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -57,22 +74,30 @@ def _set_status(identity: str, by: str | None, active: bool, program: str) -> No
 
 
 @app.command("disable")
-def disable_command(identity: str = typer.Argument(...), by: str = typer.Option(None, "--by", help=_BY_HELP),
-                    program: str = typer.Option(DEFAULT_PROGRAM, "--program", help=_PROGRAM_HELP)) -> None:
+def disable_command(
+    identity: str = typer.Argument(...),
+    by: str = typer.Option(None, "--by", help=_BY_HELP),
+    program: str = typer.Option(DEFAULT_PROGRAM, "--program", help=_PROGRAM_HELP),
+) -> None:
     """Disable an operator: their future approvals are refused (their past ones stay on record)."""
     _set_status(identity, by, active=False, program=program)
 
 
 @app.command("enable")
-def enable_command(identity: str = typer.Argument(...), by: str = typer.Option(None, "--by", help=_BY_HELP),
-                   program: str = typer.Option(DEFAULT_PROGRAM, "--program", help=_PROGRAM_HELP)) -> None:
+def enable_command(
+    identity: str = typer.Argument(...),
+    by: str = typer.Option(None, "--by", help=_BY_HELP),
+    program: str = typer.Option(DEFAULT_PROGRAM, "--program", help=_PROGRAM_HELP),
+) -> None:
     """Re-enable a disabled operator."""
     _set_status(identity, by, active=True, program=program)
 
 
 @app.command("list")
-def list_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-                 program: str = typer.Option(DEFAULT_PROGRAM, "--program", help=_PROGRAM_HELP)) -> None:
+def list_command(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    program: str = typer.Option(DEFAULT_PROGRAM, "--program", help=_PROGRAM_HELP),
+) -> None:
     """Registered operators of a program and their status."""
     with create_ledger_engine().connect() as conn:
         operators = list_operators(conn, program)

@@ -31,11 +31,18 @@ def resolve_program(conn: sa.Connection, program: str | None, period: date | Non
     if len(programs) == 1:
         return programs[0]
     if period is not None:
-        with_batch = conn.execute(text("SELECT program_id FROM payout_batch WHERE period = :p ORDER BY program_id"),
-                                  {"p": period}).scalars().all()
+        with_batch = (
+            conn.execute(
+                text("SELECT program_id FROM payout_batch WHERE period = :p ORDER BY program_id"), {"p": period}
+            )
+            .scalars()
+            .all()
+        )
         if len(with_batch) == 1:
             return with_batch[0]
         if with_batch:
-            raise ProgramError(f"{len(with_batch)} programs have a batch for this month ({', '.join(with_batch)}); "
-                               "name one with --program")
+            raise ProgramError(
+                f"{len(with_batch)} programs have a batch for this month ({', '.join(with_batch)}); "
+                "name one with --program"
+            )
     raise ProgramError(f"{len(programs)} programs are registered ({', '.join(programs)}); name one with --program")

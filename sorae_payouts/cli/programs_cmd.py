@@ -10,19 +10,25 @@ freezes the policy it was built with.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.core.origin import Origin
-from sorae_payouts.registry.programs import (ProgramError, add_program, get_program, list_programs, program_history,
-                                    set_program_status, update_program)
+from sorae_payouts.ledger.database import create_ledger_engine
+from sorae_payouts.registry.programs import (
+    ProgramError,
+    add_program,
+    get_program,
+    list_programs,
+    program_history,
+    set_program_status,
+    update_program,
+)
 
-app = typer.Typer(help="Programs (one per merchant): who pays them, their policy, their funding.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Programs (one per merchant): who pays them, their policy, their funding.", no_args_is_help=True)
 console = Console()
 
 _BY_HELP = "Who makes this change (recorded in the history); default: the OS user."
@@ -72,47 +78,73 @@ def _refused(exc: Exception) -> typer.Exit:
 
 
 @app.command("add")
-def add_command(program_id: str = typer.Argument(..., help="Short id: lowercase letters, digits, '-' or '_'."),
-                name: str = typer.Option(..., "--name", help="The merchant's name, as affiliates see it."),
-                pays: str = typer.Option("platform", "--pays", help=_PAYS_HELP),
-                minimum: list[str] = typer.Option(None, "--minimum", help=_MIN_HELP),
-                dual_approval_over: list[str] = typer.Option(None, "--dual-approval-over", help=_DUAL_HELP),
-                holding_days: int = typer.Option(None, "--holding-days", min=0),
-                negative_balance: str = typer.Option(None, "--negative-balance", help="carry or recover_by_reversal"),
-                first_period: str = typer.Option(None, "--first-period", help="YYYY-MM"),
-                by: str = typer.Option(None, "--by", help=_BY_HELP)) -> None:
+def add_command(
+    program_id: str = typer.Argument(..., help="Short id: lowercase letters, digits, '-' or '_'."),
+    name: str = typer.Option(..., "--name", help="The merchant's name, as affiliates see it."),
+    pays: str = typer.Option("platform", "--pays", help=_PAYS_HELP),
+    minimum: list[str] = typer.Option(None, "--minimum", help=_MIN_HELP),
+    dual_approval_over: list[str] = typer.Option(None, "--dual-approval-over", help=_DUAL_HELP),
+    holding_days: int = typer.Option(None, "--holding-days", min=0),
+    negative_balance: str = typer.Option(None, "--negative-balance", help="carry or recover_by_reversal"),
+    first_period: str = typer.Option(None, "--first-period", help="YYYY-MM"),
+    by: str = typer.Option(None, "--by", help=_BY_HELP),
+) -> None:
     """Register a program. Its partitions appear in Dagster at the next sensor tick."""
     origin = Origin.here()
     policy = _policy(minimum, dual_approval_over, holding_days, negative_balance, first_period)
     try:
-        program = add_program(create_ledger_engine(), program_id, name=name, paying_account_ref=pays, policy=policy,
-                              added_by=_actor(by, origin), now=datetime.now(timezone.utc), origin=origin)
+        program = add_program(
+            create_ledger_engine(),
+            program_id,
+            name=name,
+            paying_account_ref=pays,
+            policy=policy,
+            added_by=_actor(by, origin),
+            now=datetime.now(UTC),
+            origin=origin,
+        )
     except ProgramError as exc:
         raise _refused(exc) from exc
-    console.print(f"registered program [bold]{program.program_id}[/bold] ({program.name}), pays from "
-                  f"{program.paying_account_ref or 'the platform account'}", highlight=False)
+    console.print(
+        f"registered program [bold]{program.program_id}[/bold] ({program.name}), pays from "
+        f"{program.paying_account_ref or 'the platform account'}",
+        highlight=False,
+    )
 
 
 @app.command("update")
-def update_command(program_id: str = typer.Argument(...),
-                   name: str = typer.Option(None, "--name"),
-                   pays: str = typer.Option(None, "--pays", help=_PAYS_HELP),
-                   minimum: list[str] = typer.Option(None, "--minimum", help=_MIN_HELP),
-                   dual_approval_over: list[str] = typer.Option(None, "--dual-approval-over", help=_DUAL_HELP),
-                   holding_days: int = typer.Option(None, "--holding-days", min=0),
-                   negative_balance: str = typer.Option(None, "--negative-balance"),
-                   first_period: str = typer.Option(None, "--first-period", help="YYYY-MM"),
-                   unset: list[str] = typer.Option(None, "--unset", help="A policy key to remove (back to the "
-                                                   "deployment's setting), e.g. minimum_minor (repeatable)."),
-                   by: str = typer.Option(None, "--by", help=_BY_HELP)) -> None:
+def update_command(
+    program_id: str = typer.Argument(...),
+    name: str = typer.Option(None, "--name"),
+    pays: str = typer.Option(None, "--pays", help=_PAYS_HELP),
+    minimum: list[str] = typer.Option(None, "--minimum", help=_MIN_HELP),
+    dual_approval_over: list[str] = typer.Option(None, "--dual-approval-over", help=_DUAL_HELP),
+    holding_days: int = typer.Option(None, "--holding-days", min=0),
+    negative_balance: str = typer.Option(None, "--negative-balance"),
+    first_period: str = typer.Option(None, "--first-period", help="YYYY-MM"),
+    unset: list[str] = typer.Option(
+        None,
+        "--unset",
+        help="A policy key to remove (back to the deployment's setting), e.g. minimum_minor (repeatable).",
+    ),
+    by: str = typer.Option(None, "--by", help=_BY_HELP),
+) -> None:
     """Change a program; the change is appended to its history. Built batches keep their frozen policy."""
     origin = Origin.here()
     changes = _policy(minimum, dual_approval_over, holding_days, negative_balance, first_period)
     options = {"paying_account_ref": pays} if pays is not None else {}
     try:
-        program = update_program(create_ledger_engine(), program_id, name=name, policy_changes=changes,
-                                 policy_removals=tuple(unset or ()), changed_by=_actor(by, origin),
-                                 now=datetime.now(timezone.utc), origin=origin, **options)
+        program = update_program(
+            create_ledger_engine(),
+            program_id,
+            name=name,
+            policy_changes=changes,
+            policy_removals=tuple(unset or ()),
+            changed_by=_actor(by, origin),
+            now=datetime.now(UTC),
+            origin=origin,
+            **options,
+        )
     except ProgramError as exc:
         raise _refused(exc) from exc
     console.print(f"program [bold]{program.program_id}[/bold] updated", highlight=False)
@@ -121,8 +153,14 @@ def update_command(program_id: str = typer.Argument(...),
 def _set_status(program_id: str, by: str | None, active: bool) -> None:
     origin = Origin.here()
     try:
-        program = set_program_status(create_ledger_engine(), program_id, active=active,
-                                     changed_by=_actor(by, origin), now=datetime.now(timezone.utc), origin=origin)
+        program = set_program_status(
+            create_ledger_engine(),
+            program_id,
+            active=active,
+            changed_by=_actor(by, origin),
+            now=datetime.now(UTC),
+            origin=origin,
+        )
     except ProgramError as exc:
         raise _refused(exc) from exc
     console.print(f"program [bold]{program.program_id}[/bold] is now {program.status}", highlight=False)
@@ -150,14 +188,21 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Machine-rea
         return
     table = Table("program", "name", "pays from", "status", "policy overrides")
     for p in programs:
-        table.add_row(p.program_id, p.name, p.paying_account_ref or "platform", p.status,
-                      json.dumps(p.policy, sort_keys=True) if p.policy else "")
+        table.add_row(
+            p.program_id,
+            p.name,
+            p.paying_account_ref or "platform",
+            p.status,
+            json.dumps(p.policy, sort_keys=True) if p.policy else "",
+        )
     console.print(table)
 
 
 @app.command("show")
-def show_command(program_id: str = typer.Argument(...),
-                 as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+def show_command(
+    program_id: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
     """One program: who pays it, its policy, its operators, its funding and its history."""
     from sorae_payouts.registry.operators import list_operators
 
@@ -185,11 +230,13 @@ def _funding(conn, program_id: str) -> dict:
 
 
 @app.command("fund")
-def fund_command(program_id: str = typer.Argument(...),
-                 charge: str = typer.Option(None, "--charge", help="A Stripe charge id (ch_...) that funds it."),
-                 topup: str = typer.Option(None, "--topup", help="A Stripe top-up id (tu_...) that funds it."),
-                 note: str = typer.Option(None, "--note"),
-                 by: str = typer.Option(None, "--by", help=_BY_HELP)) -> None:
+def fund_command(
+    program_id: str = typer.Argument(...),
+    charge: str = typer.Option(None, "--charge", help="A Stripe charge id (ch_...) that funds it."),
+    topup: str = typer.Option(None, "--topup", help="A Stripe top-up id (tu_...) that funds it."),
+    note: str = typer.Option(None, "--note"),
+    by: str = typer.Option(None, "--by", help=_BY_HELP),
+) -> None:
     """Record money that funds a program on the shared platform account. Amount and currency are read
     from Stripe, never typed; a charge named here is also the transfers' `source_transaction`."""
     from sorae_payouts.registry.funding import FundingError, record_funding
@@ -203,8 +250,16 @@ def fund_command(program_id: str = typer.Argument(...),
     try:
         with engine.connect() as conn:
             gateway = program_gateway(config_from_environment(), get_program(conn, program_id), engine=engine)
-        funding = record_funding(engine, gateway, program_id, charge_id=charge, topup_id=topup,
-                                 recorded_by=_actor(by, origin), now=datetime.now(timezone.utc), note=note)
+        funding = record_funding(
+            engine,
+            gateway,
+            program_id,
+            charge_id=charge,
+            topup_id=topup,
+            recorded_by=_actor(by, origin),
+            now=datetime.now(UTC),
+            note=note,
+        )
     except (ProgramError, FundingError, PayingAccountError, GatewayConfigurationError) as exc:
         raise _refused(exc) from exc
     console.print(f"program [bold]{program_id}[/bold] funded: {funding}", highlight=False)

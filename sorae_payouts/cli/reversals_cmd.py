@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from sorae_payouts.month_end.batches import BatchError
-from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts.core.money import format_minor
 from sorae_payouts.aftercare.recovery import recover_negative_balances
 from sorae_payouts.aftercare.reversals import OWE_AGAIN, WRITE_OFF, ReversalError, resolve_reversal, reversed_items
+from sorae_payouts.core.money import format_minor
 from sorae_payouts.core.periods import parse_period, period_key
+from sorae_payouts.ledger.database import create_ledger_engine
+from sorae_payouts.month_end.batches import BatchError
 from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, config_from_environment
 
-app = typer.Typer(help="Reversed transfers: list them, decide what they mean (owed again or written off).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Reversed transfers: list them, decide what they mean (owed again or written off).", no_args_is_help=True
+)
 console = Console()
 
 
@@ -30,69 +31,115 @@ def _period(text: str | None):
 
 
 @app.command("list")
-def list_command(period: str = typer.Argument(None, help="YYYY-MM (default: every month)"),
-                 as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-                 pending_only: bool = typer.Option(False, "--pending", help="Only amounts awaiting a decision."),
-                 program: str = typer.Option(None, "--program", help="Only this program (default: every program).")
-                 ) -> None:
+def list_command(
+    period: str = typer.Argument(None, help="YYYY-MM (default: every month)"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    pending_only: bool = typer.Option(False, "--pending", help="Only amounts awaiting a decision."),
+    program: str = typer.Option(None, "--program", help="Only this program (default: every program)."),
+) -> None:
     """Items whose transfer was (partly) reversed in Stripe: reversed, owed again, written off, pending."""
     with create_ledger_engine().connect() as conn:
-        items = [i for i in reversed_items(conn, _period(period), program_id=program)
-                 if i.pending_minor or not pending_only]
+        items = [
+            i for i in reversed_items(conn, _period(period), program_id=program) if i.pending_minor or not pending_only
+        ]
     if as_json:
         typer.echo(json.dumps([i.as_json() for i in items], indent=2))
         return
     if not items:
         console.print("No reversed transfers" + (f" in {period}" if period else "") + ".")
         return
-    table = Table("item", "month", "affiliate", "status", "transfer", "reversed", "owed again", "written off",
-                  "reversal pending", title="Reversed transfers")
+    table = Table(
+        "item",
+        "month",
+        "affiliate",
+        "status",
+        "transfer",
+        "reversed",
+        "owed again",
+        "written off",
+        "reversal pending",
+        title="Reversed transfers",
+    )
     for i in items:
-        table.add_row(str(i.payout_item_id), period_key(i.period), i.affiliate_id, i.status, i.stripe_transfer_id or "",
-                      *(format_minor(v, i.currency) for v in (i.reversed_minor, i.owed_again_minor,
-                                                              i.written_off_minor, i.pending_minor)))
+        table.add_row(
+            str(i.payout_item_id),
+            period_key(i.period),
+            i.affiliate_id,
+            i.status,
+            i.stripe_transfer_id or "",
+            *(
+                format_minor(v, i.currency)
+                for v in (i.reversed_minor, i.owed_again_minor, i.written_off_minor, i.pending_minor)
+            ),
+        )
     console.print(table)
     waiting = [i for i in items if i.pending_minor]
     if waiting:
-        console.print(f"{len(waiting)} item(s) await a decision: `sorae-payouts reversals resolve ITEM_ID "
-                      "--owe-again|--write-off --by NAME [--reason TEXT]`")
+        console.print(
+            f"{len(waiting)} item(s) await a decision: `sorae-payouts reversals resolve ITEM_ID "
+            "--owe-again|--write-off --by NAME [--reason TEXT]`"
+        )
 
 
 @app.command("resolve")
-def resolve_command(item_id: int = typer.Argument(..., help="The payout item id (see `reversals list`)."),
-                    owe_again: bool = typer.Option(False, "--owe-again", help="Owed again: paid with the next batch."),
-                    write_off: bool = typer.Option(False, "--write-off", help="Written off: closed with the reason."),
-                    by: str = typer.Option(..., "--by", help="Who decides (recorded with the decision)."),
-                    reason: str = typer.Option(None, "--reason", help="Why (required for --write-off)."),
-                    as_json: bool = typer.Option(False, "--json")) -> None:
+def resolve_command(
+    item_id: int = typer.Argument(..., help="The payout item id (see `reversals list`)."),
+    owe_again: bool = typer.Option(False, "--owe-again", help="Owed again: paid with the next batch."),
+    write_off: bool = typer.Option(False, "--write-off", help="Written off: closed with the reason."),
+    by: str = typer.Option(..., "--by", help="Who decides (recorded with the decision)."),
+    reason: str = typer.Option(None, "--reason", help="Why (required for --write-off)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Decide what an item's pending reversed amount means. Appends a decision; edits nothing."""
     if owe_again == write_off:
         console.print("[red]refused:[/red] choose exactly one of --owe-again or --write-off")
         raise typer.Exit(2)
     try:
-        decision = resolve_reversal(create_ledger_engine(), item_id, OWE_AGAIN if owe_again else WRITE_OFF,
-                                    decided_by=by, reason=reason, now=datetime.now(timezone.utc))
+        decision = resolve_reversal(
+            create_ledger_engine(),
+            item_id,
+            OWE_AGAIN if owe_again else WRITE_OFF,
+            decided_by=by,
+            reason=reason,
+            now=datetime.now(UTC),
+        )
     except ReversalError as exc:
         console.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(1) from exc
     item = decision.item
     if as_json:
-        typer.echo(json.dumps({"decision_pk": decision.decision_pk, "payout_item_id": item.payout_item_id,
-                               "decision": decision.decision, "amount_minor": decision.amount_minor,
-                               "currency": item.currency, "decided_by": decision.decided_by,
-                               "reason": decision.reason, "carried_into": decision.carried_into}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "decision_pk": decision.decision_pk,
+                    "payout_item_id": item.payout_item_id,
+                    "decision": decision.decision,
+                    "amount_minor": decision.amount_minor,
+                    "currency": item.currency,
+                    "decided_by": decision.decided_by,
+                    "reason": decision.reason,
+                    "carried_into": decision.carried_into,
+                },
+                indent=2,
+            )
+        )
         return
     words = "owed again" if decision.decision == OWE_AGAIN else "written off"
-    console.print(f"[green]{words}[/green]: {format_minor(decision.amount_minor, item.currency)} of item "
-                  f"{item.payout_item_id} ({item.affiliate_id}, {period_key(item.period)}), decided by "
-                  f"{decision.decided_by}; goes to {decision.carried_into}")
+    console.print(
+        f"[green]{words}[/green]: {format_minor(decision.amount_minor, item.currency)} of item "
+        f"{item.payout_item_id} ({item.affiliate_id}, {period_key(item.period)}), decided by "
+        f"{decision.decided_by}; goes to {decision.carried_into}"
+    )
 
 
 @app.command("recover")
-def recover_command(period: str = typer.Argument(..., help="YYYY-MM"),
-                    as_json: bool = typer.Option(False, "--json"),
-                    program: str = typer.Option(None, "--program", help="The program whose batch this is; "
-                                                "optional while only one program could be meant.")) -> None:
+def recover_command(
+    period: str = typer.Argument(..., help="YYYY-MM"),
+    as_json: bool = typer.Option(False, "--json"),
+    program: str = typer.Option(
+        None, "--program", help="The program whose batch this is; optional while only one program could be meant."
+    ),
+) -> None:
     """Under the batch's `recover_by_reversal` policy, reverse transfers up to each negative balance
     (also done after execution by the executed_transfers asset). Safe to run again."""
     from sorae_payouts.cli.program_option import resolve_program
@@ -104,16 +151,19 @@ def recover_command(period: str = typer.Argument(..., help="YYYY-MM"),
         with engine.connect() as conn:
             program_id = resolve_program(conn, program, _period(period))
             gateway = program_gateway(config_from_environment(), get_program(conn, program_id), engine=engine)
-        report = recover_negative_balances(engine, gateway, _period(period), now=datetime.now(timezone.utc),
-                                           program_id=program_id)
+        report = recover_negative_balances(
+            engine, gateway, _period(period), now=datetime.now(UTC), program_id=program_id
+        )
     except (GatewayConfigurationError, BatchError, ProgramError, PayingAccountError) as exc:
         console.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(1) from exc
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2))
         return
-    console.print(f"{report.batch_id}: policy {report.policy}; {len(report.requested)} reversals, "
-                  f"recovered {report.recovered_minor or 'nothing'}, {len(report.failed)} failed, "
-                  f"{report.unknown} unknown (re-run to resolve)")
+    console.print(
+        f"{report.batch_id}: policy {report.policy}; {len(report.requested)} reversals, "
+        f"recovered {report.recovered_minor or 'nothing'}, {len(report.failed)} failed, "
+        f"{report.unknown} unknown (re-run to resolve)"
+    )
     if report.failed:
         raise typer.Exit(1)

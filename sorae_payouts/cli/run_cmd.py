@@ -13,13 +13,13 @@ import json
 import typer
 from rich.console import Console
 
-from sorae_payouts.month_end.batches import BatchError, load_batch
 from sorae_payouts.cli import program_option
 from sorae_payouts.cli.tables import missing_batch_message, outcome_json, outcome_table
+from sorae_payouts.core.periods import parse_period, period_key
 from sorae_payouts.ledger.database import create_ledger_engine
+from sorae_payouts.month_end.batches import BatchError, load_batch
 from sorae_payouts.month_end.manifest import batch_id_for
 from sorae_payouts.month_end.month_order import MonthOrderError, check_month_end_order
-from sorae_payouts.core.periods import parse_period, period_key
 
 console = Console()
 
@@ -40,18 +40,26 @@ def _launch(job_name: str, period, tags: dict, as_json: bool, program_ids: list[
             console.print(f"{job_name} [{period_key(period)}]: {status.lower()}")
 
     if program_ids is not None and len(program_ids) == 1:
-        return launching.launch_and_wait(job_name, period.isoformat(), program_id=program_ids[0], tags=tags,
-                                         on_status=progress)
-    from sorae_payouts.instance.local import local_instance
+        return launching.launch_and_wait(
+            job_name, period.isoformat(), program_id=program_ids[0], tags=tags, on_status=progress
+        )
     from sorae_payouts.defs.lib.partitions import sync_program_partitions
+    from sorae_payouts.instance.local import local_instance
     from sorae_payouts.ledger.database import data_dir
     from sorae_payouts.registry.programs import list_programs
 
     instance = local_instance(data_dir())
     with create_ledger_engine().connect() as conn:  # every registered program has its partitions
         sync_program_partitions(instance, [p.program_id for p in list_programs(conn)])
-    return launching.launch_range_and_wait(job_name, period.isoformat(), period.isoformat(), program_ids=program_ids,
-                                           tags=tags, on_status=progress, instance=instance)
+    return launching.launch_range_and_wait(
+        job_name,
+        period.isoformat(),
+        period.isoformat(),
+        program_ids=program_ids,
+        tags=tags,
+        on_status=progress,
+        instance=instance,
+    )
 
 
 def _report(engine, period, run, as_json: bool, program_ids: list[str]) -> None:
@@ -62,11 +70,19 @@ def _report(engine, period, run, as_json: bool, program_ids: list[str]) -> None:
         for program_id in program_ids:
             try:
                 outcomes.append(batch_outcome(conn, batch_id_for(period, program_id)))
-            except Exception:  # noqa: BLE001 - no batch (e.g. the program was refused): the run says why
+            except Exception:
                 continue
     if as_json:
-        typer.echo(json.dumps({"run": run.as_json(), "outcomes": [outcome_json(o) for o in outcomes],
-                               "outcome": outcome_json(outcomes[0]) if len(outcomes) == 1 else None}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "run": run.as_json(),
+                    "outcomes": [outcome_json(o) for o in outcomes],
+                    "outcome": outcome_json(outcomes[0]) if len(outcomes) == 1 else None,
+                },
+                indent=2,
+            )
+        )
     else:
         colour = "green" if run.success else "red"
         console.print(f"run {run.run_id} ({run.job_name}, {run.partition}): [{colour}]{run.status}[/]")
@@ -80,10 +96,13 @@ def _report(engine, period, run, as_json: bool, program_ids: list[str]) -> None:
         raise typer.Exit(1)
 
 
-def month_end(period: str = typer.Argument(..., help="YYYY-MM"),
-              as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-              program: str = typer.Option(None, "--program", help="Only this program (default: every active "
-                                                                  "program, in one run).")) -> None:
+def month_end(
+    period: str = typer.Argument(..., help="YYYY-MM"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    program: str = typer.Option(
+        None, "--program", help="Only this program (default: every active program, in one run)."
+    ),
+) -> None:
     """Finalize the month and build its manifest (month_end_job, with the blocking checks): a draft to
     review and approve, per program. Refused before anything is written when months must be closed in
     another order (one program named), or per program in the run (every program)."""
@@ -93,8 +112,11 @@ def month_end(period: str = typer.Argument(..., help="YYYY-MM"),
     engine = create_ledger_engine()
     with engine.connect() as conn:
         try:
-            programs = [get_program(conn, program).program_id] if program else \
-                [p.program_id for p in list_programs(conn, active_only=True)]
+            programs = (
+                [get_program(conn, program).program_id]
+                if program
+                else [p.program_id for p in list_programs(conn, active_only=True)]
+            )
             if len(programs) == 1:
                 check_month_end_order(conn, [month], program_id=programs[0])
         except (MonthOrderError, ProgramError) as exc:
@@ -108,9 +130,11 @@ def month_end(period: str = typer.Argument(..., help="YYYY-MM"),
     _report(engine, month, run, as_json, programs)
 
 
-def execute(period: str = typer.Argument(..., help="YYYY-MM"),
-            as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-            program: str = program_option.option()) -> None:
+def execute(
+    period: str = typer.Argument(..., help="YYYY-MM"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    program: str = program_option.option(),
+) -> None:
     """Pay a program's APPROVED batch (payout_execution_job): only pending items are sent, never twice."""
     from sorae_payouts.registry.programs import ProgramError
 

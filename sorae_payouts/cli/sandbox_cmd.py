@@ -19,11 +19,18 @@ def sandbox(
     state: str = typer.Option(None, "--state", help="SQLite state file; survives restarts. Default: temporary."),
     latency_ms: int = typer.Option(0, "--latency-ms", help="Added to every /v1 request."),
     rate_limit: float = typer.Option(None, "--rate-limit", help="Requests/s over /v1; excess gets 429 rate_limit."),
-    balance: list[str] = typer.Option(["usd=100000000000", "eur=100000000000", "jpy=10000000000000"], "--balance",
-                                      help="Starting platform balance CUR=MINOR_UNITS, repeatable."),
-    clock_offset: int = typer.Option(0, "--clock-offset-seconds", min=0,
-                                     help="Run the sandbox clock this far ahead of real time (idempotency keys "
-                                          "expire 24 h after first use on the sandbox clock)."),
+    balance: list[str] = typer.Option(
+        ["usd=100000000000", "eur=100000000000", "jpy=10000000000000"],
+        "--balance",
+        help="Starting platform balance CUR=MINOR_UNITS, repeatable.",
+    ),
+    clock_offset: int = typer.Option(
+        0,
+        "--clock-offset-seconds",
+        min=0,
+        help="Run the sandbox clock this far ahead of real time (idempotency keys "
+        "expire 24 h after first use on the sandbox clock).",
+    ),
 ) -> None:
     """Serve a Stripe-compatible sandbox: point STRIPE_API_BASE at it, any sk_test_ key works."""
     balances = {}

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 from rich.table import Table
 
-from sorae_payouts.execution.outcomes import BatchOutcome
-from sorae_payouts.month_end.finalize import DEFAULT_HOLDING_DAYS
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.core.periods import finalizable_at, period_key
+from sorae_payouts.execution.outcomes import BatchOutcome
+from sorae_payouts.month_end.finalize import DEFAULT_HOLDING_DAYS
 
 
 def outcome_table(outcome: BatchOutcome) -> Table:
@@ -23,9 +23,14 @@ def outcome_table(outcome: BatchOutcome) -> Table:
 
 def outcome_json(outcome: BatchOutcome) -> dict:
     """The outcome table as data: amounts in integer minor units with their currency."""
-    return {"batch_id": outcome.batch_id, "status": outcome.status,
-            "totals": [{"currency": c, "outcome": o, "items": n, "amount_minor": a}
-                       for (c, o), (n, a) in sorted(outcome.totals.items())]}
+    return {
+        "batch_id": outcome.batch_id,
+        "status": outcome.status,
+        "totals": [
+            {"currency": c, "outcome": o, "items": n, "amount_minor": a}
+            for (c, o), (n, a) in sorted(outcome.totals.items())
+        ],
+    }
 
 
 def missing_batch_message(conn: sa.Connection, period: date, now: datetime | None = None) -> str:
@@ -33,20 +38,24 @@ def missing_batch_message(conn: sa.Connection, period: date, now: datetime | Non
     from sorae_payouts.month_end.batches import list_batches
     from sorae_payouts.month_end.month_order import next_buildable_month
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     batches = list_batches(conn)
     existing = ", ".join(f"{period_key(b.period)} ({b.status})" for b in batches) or "none yet"
     parts = [f"no payout batch for {period_key(period)}. Batches: {existing}."]
     ready = finalizable_at(period, DEFAULT_HOLDING_DAYS)
     if ready > now:
-        parts.append(f"{period_key(period)} cannot be closed before {ready:%Y-%m-%d} (month end + "
-                     f"{DEFAULT_HOLDING_DAYS}-day holding window).")
+        parts.append(
+            f"{period_key(period)} cannot be closed before {ready:%Y-%m-%d} (month end + "
+            f"{DEFAULT_HOLDING_DAYS}-day holding window)."
+        )
     upcoming = next_buildable_month(conn)
     if upcoming is not None:
         when = finalizable_at(upcoming, DEFAULT_HOLDING_DAYS)
         hint = "now" if when <= now else f"from {when:%Y-%m-%d}"
-        parts.append(f"Next month that can be built: {period_key(upcoming)} ({hint}: "
-                     f"`sorae-payouts month-end {period_key(upcoming)}`).")
+        parts.append(
+            f"Next month that can be built: {period_key(upcoming)} ({hint}: "
+            f"`sorae-payouts month-end {period_key(upcoming)}`)."
+        )
     elif not batches:
         parts.append("The ledger has no commissions yet: import some first (`sorae-payouts import ...`).")
     return " ".join(parts)

@@ -30,7 +30,7 @@ def safe_cell(value: Any, numeric: bool = False) -> Any:
     """`value` as it may be written: None stays empty, a formula-looking text gets a leading quote."""
     if value is None:
         return None
-    if numeric and (isinstance(value, int) and not isinstance(value, bool) or _PLAIN_NUMBER.fullmatch(str(value))):
+    if numeric and ((isinstance(value, int) and not isinstance(value, bool)) or _PLAIN_NUMBER.fullmatch(str(value))):
         return value
     text = value if isinstance(value, str) else str(value)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
@@ -59,8 +59,9 @@ def safe_frame(frame: pd.DataFrame, numeric: Iterable[str] = ()) -> pd.DataFrame
 
 def write_frame(frame: pd.DataFrame, handle: IO[str], *, header: bool, numeric: Iterable[str] = ()) -> None:
     """Append `frame` to an open CSV file, neutralized."""
-    safe_frame(frame, numeric).to_csv(handle, header=[safe_cell(c) for c in frame.columns] if header else False,
-                                      index=False)
+    safe_frame(frame, numeric).to_csv(
+        handle, header=[safe_cell(c) for c in frame.columns] if header else False, index=False
+    )
 
 
 def write_comment(handle: IO[str], text: str) -> None:

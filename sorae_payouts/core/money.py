@@ -11,8 +11,8 @@ what Stripe's `amount` field means. A well-kept library for *Stripe's* exponents
 
 from __future__ import annotations
 
-from decimal import Decimal
 import re
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pandas costs ~0.5 s to import: only the column-wise parser needs it
@@ -20,14 +20,43 @@ if TYPE_CHECKING:  # pandas costs ~0.5 s to import: only the column-wise parser 
 
 # Stripe's zero-decimal currencies: the amount IS the major unit (500 jpy is amount=500).
 ZERO_DECIMAL = frozenset(
-    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()
+    ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"]
 )
 # Stripe's three-decimal currencies.
-THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
+THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
 # Two-decimal currencies Sorae pays out in (Stripe Connect payout currencies).
 TWO_DECIMAL = frozenset(
-    "usd eur gbp cad aud nzd chf sek nok dkk pln czk huf ron bgn sgd hkd mxn brl inr "
-    "myr thb php idr aed sar ils try zar".split()
+    [
+        "usd",
+        "eur",
+        "gbp",
+        "cad",
+        "aud",
+        "nzd",
+        "chf",
+        "sek",
+        "nok",
+        "dkk",
+        "pln",
+        "czk",
+        "huf",
+        "ron",
+        "bgn",
+        "sgd",
+        "hkd",
+        "mxn",
+        "brl",
+        "inr",
+        "myr",
+        "thb",
+        "php",
+        "idr",
+        "aed",
+        "sar",
+        "ils",
+        "try",
+        "zar",
+    ]
 )
 SUPPORTED_CURRENCIES = ZERO_DECIMAL | THREE_DECIMAL | TWO_DECIMAL
 

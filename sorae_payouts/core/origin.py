@@ -11,12 +11,13 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Origin:
     """Where an action came from: host, OS user, and the Dagster run when a job did it."""
+
     host: str
     os_user: str
     dagster_run_id: str | None = None
 
     @classmethod
-    def here(cls, dagster_run_id: str | None = None) -> "Origin":
+    def here(cls, dagster_run_id: str | None = None) -> Origin:
         try:
             user = getpass.getuser()
         except (KeyError, OSError):  # no passwd entry (containers)

@@ -4,7 +4,7 @@ Dagster's `MonthlyPartitionsDefinition` uses ("2026-10-01")."""
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 DEFAULT_FIRST_PERIOD = "2025-01"
 
@@ -12,8 +12,13 @@ DEFAULT_FIRST_PERIOD = "2025-01"
 def parse_period(text: str) -> date:
     """Accept "2026-10" or "2026-10-01" (a partition key) and return the month's first day."""
     parts = text.strip().split("-")
-    if (len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "01")
-            or not all(p.isascii() and p.isdigit() for p in parts) or len(parts[0]) != 4 or len(parts[1]) != 2):
+    if (
+        len(parts) not in (2, 3)
+        or (len(parts) == 3 and parts[2] != "01")
+        or not all(p.isascii() and p.isdigit() for p in parts)
+        or len(parts[0]) != 4
+        or len(parts[1]) != 2
+    ):
         raise ValueError(f"period {text!r} must look like 2026-10 or 2026-10-01")
     try:
         return date(int(parts[0]), int(parts[1]), 1)
@@ -23,7 +28,7 @@ def parse_period(text: str) -> date:
 
 def period_of(moment: datetime) -> date:
     """The period a UTC instant belongs to."""
-    utc = moment.astimezone(timezone.utc)
+    utc = moment.astimezone(UTC)
     return date(utc.year, utc.month, 1)
 
 
@@ -34,7 +39,7 @@ def next_period(period: date) -> date:
 def period_end(period: date) -> datetime:
     """The first instant after the period (exclusive end), in UTC."""
     nxt = next_period(period)
-    return datetime(nxt.year, nxt.month, 1, tzinfo=timezone.utc)
+    return datetime(nxt.year, nxt.month, 1, tzinfo=UTC)
 
 
 def finalizable_at(period: date, holding_days: int) -> datetime:

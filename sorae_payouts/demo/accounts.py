@@ -30,14 +30,22 @@ def ensure_demo_accounts(client: stripe.StripeClient, affiliates_csv: Path) -> i
         params["starting_after"] = page.data[-1].id
     created = 0
     ids = []
-    for affiliate_id, email, current in zip(frame["affiliate_id"], frame["email"], frame["stripe_account_id"]):
+    for affiliate_id, email, current in zip(
+        frame["affiliate_id"], frame["email"], frame["stripe_account_id"], strict=False
+    ):
         if not current:
             ids.append("")  # not onboarded: the manifest carries their balance forward
             continue
         if affiliate_id not in existing:
-            existing[affiliate_id] = client.v1.accounts.create(params={
-                "type": "express", "country": "US", "email": email,
-                "capabilities": {"transfers": {"requested": True}}, "metadata": {"affiliate_id": affiliate_id}}).id
+            existing[affiliate_id] = client.v1.accounts.create(
+                params={
+                    "type": "express",
+                    "country": "US",
+                    "email": email,
+                    "capabilities": {"transfers": {"requested": True}},
+                    "metadata": {"affiliate_id": affiliate_id},
+                }
+            ).id
             created += 1
         ids.append(existing[affiliate_id])
     frame["stripe_account_id"] = ids

@@ -17,7 +17,7 @@ import without `--program`); without it the files are exactly the single-program
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +41,18 @@ EVENT_GRACE_DAYS = 4  # order events may arrive up to this many days after the m
 _ALPHANUMERIC = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)
 # Given and family names per payout region (usd, eur, jpy), ASCII so they double as e-mail parts.
 _NAMES = (
-    ("James Mary Robert Patricia Michael Jennifer David Linda Maria Carlos Aisha Kevin",
-     "Smith Johnson Williams Brown Jones Garcia Miller Davis Lopez Wilson Nguyen Patel"),
-    ("Lukas Emma Mateo Sofia Lucas Chloe Jan Anna Pierre Lea Marco Giulia",
-     "Muller Martin Rossi Garcia Schmidt Dubois Novak Jansen Bernard Costa Weber Moreau"),
-    ("Haruto Yui Sota Hina Yuto Aoi Ren Sakura Kaito Mei Riku Yuna",
-     "Sato Suzuki Takahashi Tanaka Watanabe Ito Yamamoto Nakamura Kobayashi Kato Yoshida Yamada"),
+    (
+        "James Mary Robert Patricia Michael Jennifer David Linda Maria Carlos Aisha Kevin",
+        "Smith Johnson Williams Brown Jones Garcia Miller Davis Lopez Wilson Nguyen Patel",
+    ),
+    (
+        "Lukas Emma Mateo Sofia Lucas Chloe Jan Anna Pierre Lea Marco Giulia",
+        "Muller Martin Rossi Garcia Schmidt Dubois Novak Jansen Bernard Costa Weber Moreau",
+    ),
+    (
+        "Haruto Yui Sota Hina Yuto Aoi Ren Sakura Kaito Mei Riku Yuna",
+        "Sato Suzuki Takahashi Tanaka Watanabe Ito Yamamoto Nakamura Kobayashi Kato Yoshida Yamada",
+    ),
 )
 _AFFILIATE_COLUMNS = ("affiliate_id", "name", "email", "stripe_account_id", "currency")
 _COMMISSION_COLUMNS = ("commission_id", "affiliate_id", "order_id", "amount", "currency", "earned_at")
@@ -65,13 +71,22 @@ class DemoDataFiles:
 
 def default_month(today: date | None = None) -> str:
     """The last complete calendar month in UTC ("2026-09" on any day of October 2026)."""
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     return period_key((today.replace(day=1) - timedelta(days=1)).replace(day=1))
 
 
-def write_demo_data(out_dir: Path, *, affiliates: int = 200, commissions: int = 5_000, month: str | None = None,
-                    seed: int = 7, file_format: str = "csv", event_share: float = 0.05,
-                    chunk_rows: int = 250_000, program_id: str | None = None) -> DemoDataFiles:
+def write_demo_data(
+    out_dir: Path,
+    *,
+    affiliates: int = 200,
+    commissions: int = 5_000,
+    month: str | None = None,
+    seed: int = 7,
+    file_format: str = "csv",
+    event_share: float = 0.05,
+    chunk_rows: int = 250_000,
+    program_id: str | None = None,
+) -> DemoDataFiles:
     """Write affiliates, commissions and order-events files for `month` (default: last complete month).
 
     Every commission is in its affiliate's payout currency and earned inside the month (UTC); about
@@ -86,7 +101,7 @@ def write_demo_data(out_dir: Path, *, affiliates: int = 200, commissions: int = 
     if program_id is not None and not _is_program_id(program_id):
         raise ValueError(f"program_id {program_id!r} is not a program id (lowercase letters, digits, - and _)")
     period = parse_period(month or default_month())
-    start = int(datetime(period.year, period.month, 1, tzinfo=timezone.utc).timestamp())
+    start = int(datetime(period.year, period.month, 1, tzinfo=UTC).timestamp())
     end = int(period_end(period).timestamp())
     rng = np.random.default_rng(seed)
     currencies = [c for c, _, _ in CURRENCY_MIX]
@@ -94,8 +109,9 @@ def write_demo_data(out_dir: Path, *, affiliates: int = 200, commissions: int = 
     # Affiliates: exact currency mix, exact share not onboarded, long-tailed activity weights.
     aff_cur = _shuffled_labels(rng, _apportion(affiliates, [s for _, s, _ in CURRENCY_MIX]))
     no_account = np.zeros(affiliates, bool)
-    no_account[rng.choice(affiliates, _at_least_one(affiliates * WITHOUT_ACCOUNT_SHARE, affiliates),
-                          replace=False)] = True
+    no_account[rng.choice(affiliates, _at_least_one(affiliates * WITHOUT_ACCOUNT_SHARE, affiliates), replace=False)] = (
+        True
+    )
     given, family = _pick_names(rng, aff_cur)
     tokens = _random_tokens(rng, affiliates)
     weights = rng.lognormal(0.0, 1.5, affiliates)
@@ -143,22 +159,32 @@ def write_demo_data(out_dir: Path, *, affiliates: int = 200, commissions: int = 
 
     def commission_rows(rows: slice) -> list[pa.Array]:
         cur = com_cur[rows]
-        return [_ids("com", np.arange(commissions)[rows] + 1, com_width),
-                _ids("aff", com_aff[rows] + 1, aff_width), _ids("ord", order_no[rows], com_width),
-                _amounts(com_minor[rows], cur, currencies), currency_names.take(cur),
-                stamp(earned[rows], com_zone[rows])]
+        return [
+            _ids("com", np.arange(commissions)[rows] + 1, com_width),
+            _ids("aff", com_aff[rows] + 1, aff_width),
+            _ids("ord", order_no[rows], com_width),
+            _amounts(com_minor[rows], cur, currencies),
+            currency_names.take(cur),
+            stamp(earned[rows], com_zone[rows]),
+        ]
 
     def event_rows(rows: slice) -> list[pa.Array]:
         com, kind = ev_com[rows], ev_kind[rows]
         amount = _amounts(ev_minor[rows], com_cur[com], currencies)
         amount = pc.if_else(pa.array(kind == 2), amount, pa.scalar(None, pa.string()))
-        return [_ids("evt", np.arange(n_events)[rows] + 1, evt_width), _ids("ord", order_no[com], com_width),
-                pa.array([k for k, _ in EVENT_KIND_MIX]).take(kind), amount,
-                stamp(occurred[rows], ev_zone[rows])]
+        return [
+            _ids("evt", np.arange(n_events)[rows] + 1, evt_width),
+            _ids("ord", order_no[com], com_width),
+            pa.array([k for k, _ in EVENT_KIND_MIX]).take(kind),
+            amount,
+            stamp(occurred[rows], ev_zone[rows]),
+        ]
 
-    for path, columns, total, build in ((paths[0], _AFFILIATE_COLUMNS, affiliates, affiliate_rows),
-                                        (paths[1], _COMMISSION_COLUMNS, commissions, commission_rows),
-                                        (paths[2], _EVENT_COLUMNS, n_events, event_rows)):
+    for path, columns, total, build in (
+        (paths[0], _AFFILIATE_COLUMNS, affiliates, affiliate_rows),
+        (paths[1], _COMMISSION_COLUMNS, commissions, commission_rows),
+        (paths[2], _EVENT_COLUMNS, n_events, event_rows),
+    ):
         if program_id is not None:
             columns, build = ("program_id", *columns), _with_program(program_id, build)
         _write_chunked(path, file_format, columns, total, chunk_rows, build)
@@ -166,13 +192,17 @@ def write_demo_data(out_dir: Path, *, affiliates: int = 200, commissions: int = 
     gross = np.zeros(affiliates, np.int64)
     np.add.at(gross, com_aff, com_minor)
     summary = {
-        "month": period_key(period), "seed": seed, "file_format": file_format,
-        "affiliates": affiliates, "affiliates_without_account": int(no_account.sum()),
+        "month": period_key(period),
+        "seed": seed,
+        "file_format": file_format,
+        "affiliates": affiliates,
+        "affiliates_without_account": int(no_account.sum()),
         "affiliates_by_currency": _per_currency(currencies, aff_cur, np.ones(affiliates, np.int64)),
         "affiliates_without_commissions": int((per_affiliate == 0).sum()),
         "minimum_payout_minor": dict(MINIMUM_PAYOUT_MINOR),
         "affiliates_below_minimum_by_currency": _per_currency(
-            currencies, aff_cur, ((per_affiliate > 0) & (gross < _minimums(currencies)[aff_cur])).astype(np.int64)),
+            currencies, aff_cur, ((per_affiliate > 0) & (gross < _minimums(currencies)[aff_cur])).astype(np.int64)
+        ),
         "commissions": commissions,
         "commissions_by_currency": _per_currency(currencies, com_cur, np.ones(commissions, np.int64)),
         "gross_minor_by_currency": _per_currency(currencies, com_cur, com_minor),
@@ -226,8 +256,11 @@ def _amounts(minor: np.ndarray, cur: np.ndarray, currencies: list[str]) -> pa.Ar
     places = np.array([exponent(c) for c in currencies])[cur]
     result = pa.nulls(len(minor), pa.string())
     for p in np.unique(places).tolist():
-        text = _text(minor) if p == 0 else pc.binary_join_element_wise(
-            _text(minor // 10**p), pc.utf8_lpad(_text(minor % 10**p), p, "0"), ".")
+        text = (
+            _text(minor)
+            if p == 0
+            else pc.binary_join_element_wise(_text(minor // 10**p), pc.utf8_lpad(_text(minor % 10**p), p, "0"), ".")
+        )
         result = pc.if_else(pa.array(places == p), text, result)
     return result
 
@@ -283,25 +316,28 @@ def _per_currency(currencies: list[str], cur: np.ndarray, values: np.ndarray) ->
     """Integer sums per currency (np.bincount would go through floats; add.at stays in int64)."""
     totals = np.zeros(len(currencies), np.int64)
     np.add.at(totals, cur, values.astype(np.int64))
-    return {c: int(t) for c, t in zip(currencies, totals)}
+    return {c: int(t) for c, t in zip(currencies, totals, strict=False)}
 
 
 def _is_program_id(program_id: str) -> bool:
-    from sorae_payouts.registry.programs import PROGRAM_ID  # here: the registry's module loads SQLAlchemy (CLI start-up)
+    from sorae_payouts.registry.programs import (
+        PROGRAM_ID,
+    )  # here: the registry's module loads SQLAlchemy (CLI start-up)
 
     return bool(PROGRAM_ID.fullmatch(program_id))
 
 
 def _with_program(program_id: str, build):
     """`build` with a first column naming the program on every row."""
+
     def with_program(rows: slice) -> list[pa.Array]:
         columns = build(rows)
         return [pa.repeat(pa.scalar(program_id, pa.string()), len(columns[0])), *columns]
+
     return with_program
 
 
-def _write_chunked(path: Path, file_format: str, columns: tuple[str, ...], total: int, chunk_rows: int,
-                   build) -> None:
+def _write_chunked(path: Path, file_format: str, columns: tuple[str, ...], total: int, chunk_rows: int, build) -> None:
     """Stream `total` rows to `path`, `chunk_rows` at a time; all columns are strings (nulls = empty)."""
     schema = pa.schema([(c, pa.string()) for c in columns])
     if file_format == "csv":

@@ -18,8 +18,8 @@ from datetime import datetime
 import sqlalchemy as sa
 import stripe
 
-from sorae_payouts.registry.funding import list_funding, record_funding
 from sorae_payouts.ledger.sql import text
+from sorae_payouts.registry.funding import list_funding, record_funding
 from sorae_payouts.registry.programs import add_program, find_program
 
 COBALT_KEY_SETTING = "SORAE_DEMO_COBALT_STRIPE_KEY"
@@ -48,21 +48,33 @@ def ensure_demo_programs(engine: sa.Engine, *, now: datetime) -> list[str]:
         with engine.connect() as conn:
             known = find_program(conn, demo.program_id) is not None
         if not known:
-            add_program(engine, demo.program_id, name=demo.name, paying_account_ref=demo.paying_account_ref,
-                        added_by="demo", now=now)
+            add_program(
+                engine,
+                demo.program_id,
+                name=demo.name,
+                paying_account_ref=demo.paying_account_ref,
+                added_by="demo",
+                now=now,
+            )
             added.append(demo.program_id)
     return added
 
 
 def payable_totals(conn: sa.Connection, batch_id: str) -> dict[str, int]:
     """What the batch pays per currency (its pending items): what its funding must cover."""
-    rows = conn.execute(text("SELECT currency, SUM(amount_minor) FROM payout_item WHERE batch_id = :b "
-                             "AND status = 'pending' GROUP BY currency"), {"b": batch_id}).all()
+    rows = conn.execute(
+        text(
+            "SELECT currency, SUM(amount_minor) FROM payout_item WHERE batch_id = :b "
+            "AND status = 'pending' GROUP BY currency"
+        ),
+        {"b": batch_id},
+    ).all()
     return {currency: int(total) for currency, total in rows}
 
 
-def fund_demo_program(engine: sa.Engine, client: stripe.StripeClient, gateway, demo: DemoProgram, batch_id: str,
-                      *, now: datetime) -> list[str]:
+def fund_demo_program(
+    engine: sa.Engine, client: stripe.StripeClient, gateway, demo: DemoProgram, batch_id: str, *, now: datetime
+) -> list[str]:
     """Charge the platform for the program's share of its batch (one charge per currency) and record
     each charge as the program's funding; nothing when it is already funded or pays from its own
     account. Returns the charge ids recorded."""
@@ -79,10 +91,23 @@ def fund_demo_program(engine: sa.Engine, client: stripe.StripeClient, gateway, d
         if amount <= 0:
             continue
         # `tok_bypassPending`: Stripe's test card whose funds are available at once (test mode and sandbox).
-        charge = client.v1.charges.create(params={
-            "amount": amount, "currency": currency, "source": "tok_bypassPending",
-            "description": f"{demo.name}: affiliate payouts {batch_id}", "metadata": {"program_id": demo.program_id}})
-        record_funding(engine, gateway, demo.program_id, charge_id=charge.id, recorded_by="demo", now=now,
-                       note=f"demo: {numerator}/{denominator} of {batch_id}")
+        charge = client.v1.charges.create(
+            params={
+                "amount": amount,
+                "currency": currency,
+                "source": "tok_bypassPending",
+                "description": f"{demo.name}: affiliate payouts {batch_id}",
+                "metadata": {"program_id": demo.program_id},
+            }
+        )
+        record_funding(
+            engine,
+            gateway,
+            demo.program_id,
+            charge_id=charge.id,
+            recorded_by="demo",
+            now=now,
+            note=f"demo: {numerator}/{denominator} of {batch_id}",
+        )
         recorded.append(charge.id)
     return recorded

@@ -60,14 +60,26 @@ def record_anomalies(engine: sa.Engine, batch_id: str, anomalies: list[Anomaly],
         return
     with engine.begin() as conn:
         for a in anomalies:
-            conn.execute(text(_INSERT), {"batch_id": batch_id, "payout_item_id": a.payout_item_id,
-                                         "attempt_pk": a.attempt_pk, "kind": a.kind,
-                                         "stripe_transfer_id": a.stripe_transfer_id, "detail": a.detail[:4000],
-                                         "now": now})
+            conn.execute(
+                text(_INSERT),
+                {
+                    "batch_id": batch_id,
+                    "payout_item_id": a.payout_item_id,
+                    "attempt_pk": a.attempt_pk,
+                    "kind": a.kind,
+                    "stripe_transfer_id": a.stripe_transfer_id,
+                    "detail": a.detail[:4000],
+                    "now": now,
+                },
+            )
 
 
 def list_anomalies(conn: sa.Connection, batch_id: str) -> list[dict]:
-    rows = conn.execute(text(
-        "SELECT anomaly_pk, payout_item_id, attempt_pk, kind, stripe_transfer_id, detail, recorded_at "
-        "FROM execution_anomaly WHERE batch_id = :b ORDER BY anomaly_pk"), {"b": batch_id}).mappings()
+    rows = conn.execute(
+        text(
+            "SELECT anomaly_pk, payout_item_id, attempt_pk, kind, stripe_transfer_id, detail, recorded_at "
+            "FROM execution_anomaly WHERE batch_id = :b ORDER BY anomaly_pk"
+        ),
+        {"b": batch_id},
+    ).mappings()
     return [{**dict(r), "recorded_at": as_utc(r["recorded_at"]).isoformat()} for r in rows]

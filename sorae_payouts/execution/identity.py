@@ -50,8 +50,13 @@ def _part(value: str) -> str:
 def key_basis(paying_account: str, identity: PaymentIdentity) -> dict[str, str]:
     """What the key is derived from besides the attempt number (stored on the attempt, whose
     `attempt_number` column completes it, so an operator can re-derive the key)."""
-    return {"paying_account": paying_account, "program_id": identity.program_id, "period": identity.period,
-            "affiliate_id": identity.affiliate_id, "currency": identity.currency}
+    return {
+        "paying_account": paying_account,
+        "program_id": identity.program_id,
+        "period": identity.period,
+        "affiliate_id": identity.affiliate_id,
+        "currency": identity.currency,
+    }
 
 
 def idempotency_key(paying_account: str, identity: PaymentIdentity, attempt_number: int) -> str:
@@ -71,12 +76,13 @@ def idempotency_key(paying_account: str, identity: PaymentIdentity, attempt_numb
     return f"{head}{attempt_number}"
 
 
-def reversal_idempotency_key(paying_account: str, identity: PaymentIdentity, transfer_id: str,
-                             sequence: int) -> str:
+def reversal_idempotency_key(paying_account: str, identity: PaymentIdentity, transfer_id: str, sequence: int) -> str:
     """Key of a reversal the engine requests (negative-balance recovery), from business identity like
     transfer keys: `sorae:v2:<paying acct>:reversal:<program>:<YYYY-MM>:<affiliate>:<currency>:<tr>:<n>`."""
-    key = (f"{KEY_PREFIX}:{_part(paying_account)}:reversal:{_part(identity.program_id)}:{identity.period}:"
-           f"{_part(identity.affiliate_id)}:{identity.currency}:{_part(transfer_id)}:{sequence}")
+    key = (
+        f"{KEY_PREFIX}:{_part(paying_account)}:reversal:{_part(identity.program_id)}:{identity.period}:"
+        f"{_part(identity.affiliate_id)}:{identity.currency}:{_part(transfer_id)}:{sequence}"
+    )
     if len(key) > MAX_KEY_LENGTH:
         key = f"{KEY_PREFIX}:{_part(paying_account)}:reversal:~{hashlib.sha256(key.encode()).hexdigest()}"
     return key
@@ -108,19 +114,30 @@ def transfer_group(period: date, program_id: str = DEFAULT_PROGRAM) -> str:
 def transfer_metadata(identity: PaymentIdentity, attempt_number: int, payout_item_id: int) -> dict[str, str]:
     """Metadata of a new transfer. Matching uses program, period, affiliate and currency; the payout
     item id is only information for people (another ledger numbers its items differently)."""
-    return {"program_id": identity.program_id, "period": identity.period, "affiliate_id": identity.affiliate_id,
-            "currency": identity.currency, "attempt_number": str(attempt_number),
-            "payout_item_id": str(payout_item_id)}
+    return {
+        "program_id": identity.program_id,
+        "period": identity.period,
+        "affiliate_id": identity.affiliate_id,
+        "currency": identity.currency,
+        "attempt_number": str(attempt_number),
+        "payout_item_id": str(payout_item_id),
+    }
 
 
-def legacy_transfer_metadata(key: str, identity: PaymentIdentity, attempt_number: int, payout_item_id: int,
-                             batch_id: str) -> dict[str, str]:
+def legacy_transfer_metadata(
+    key: str, identity: PaymentIdentity, attempt_number: int, payout_item_id: int, batch_id: str
+) -> dict[str, str]:
     """Metadata of an attempt claimed before revision 0005, exactly as that code sent it: a re-sent old
     key must carry its first parameters, or Stripe refuses it."""
     ledger_id = key.removeprefix(LEGACY_KEY_PREFIX).split("-item-")[0]
-    return {"sorae_ledger_id": ledger_id, "payout_item_id": str(payout_item_id),
-            "attempt_number": str(attempt_number), "period": identity.period, "batch_id": batch_id,
-            "affiliate_id": identity.affiliate_id}
+    return {
+        "sorae_ledger_id": ledger_id,
+        "payout_item_id": str(payout_item_id),
+        "attempt_number": str(attempt_number),
+        "period": identity.period,
+        "batch_id": batch_id,
+        "affiliate_id": identity.affiliate_id,
+    }
 
 
 def transfer_identity(metadata: dict[str, str], currency: str) -> PaymentIdentity | None:
@@ -130,5 +147,6 @@ def transfer_identity(metadata: dict[str, str], currency: str) -> PaymentIdentit
     period, affiliate = metadata.get("period"), metadata.get("affiliate_id")
     if not period or not affiliate:
         return None
-    return PaymentIdentity(metadata.get("program_id") or DEFAULT_PROGRAM, period, affiliate,
-                           (metadata.get("currency") or currency).lower())
+    return PaymentIdentity(
+        metadata.get("program_id") or DEFAULT_PROGRAM, period, affiliate, (metadata.get("currency") or currency).lower()
+    )

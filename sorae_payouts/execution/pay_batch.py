@@ -27,25 +27,34 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.registry import funding
-from sorae_payouts.month_end.approvals import ApprovalMissing, verify_batch_approvals
-from sorae_payouts.month_end.batches import load_batch
+from sorae_payouts.core.periods import period_key
 from sorae_payouts.execution import attempts
 from sorae_payouts.execution.anomalies import record_anomalies
 from sorae_payouts.execution.identity import transfer_group
 from sorae_payouts.execution.outcomes import batch_outcome
-from sorae_payouts.month_end.batches import settle_batch_status
-from sorae_payouts.execution.preflight import ExecutionRefused, FundingShortfall, disabled_program
 from sorae_payouts.execution.pay_items import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
+from sorae_payouts.execution.preflight import ExecutionRefused, FundingShortfall, disabled_program
 from sorae_payouts.execution.stripe_scan import scan_transfer_group
+from sorae_payouts.month_end.approvals import ApprovalMissing, verify_batch_approvals
+from sorae_payouts.month_end.batches import load_batch, settle_batch_status
+from sorae_payouts.registry import funding
 from sorae_payouts.registry.paying_accounts import (
-    PayingAccountError, require_live_payouts_allowed_for, require_program_gateway)
-from sorae_payouts.core.periods import period_key
+    PayingAccountError,
+    require_live_payouts_allowed_for,
+    require_program_gateway,
+)
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM, Program, get_program
 from sorae_payouts.stripe_gateway import LivePayoutsRefused, StripeGateway
 
-__all__ = ["EXECUTABLE_STATUSES", "ExecutionRefused", "ExecutionReport", "ExecutionSettings", "FundingShortfall",
-           "execute_batch", "utcnow"]
+__all__ = [
+    "EXECUTABLE_STATUSES",
+    "ExecutionRefused",
+    "ExecutionReport",
+    "ExecutionSettings",
+    "FundingShortfall",
+    "execute_batch",
+    "utcnow",
+]
 EXECUTABLE_STATUSES = ("approved", "executing", "partially_completed", "completed", "completed_with_exceptions")
 log = logging.getLogger(__name__)
 
@@ -58,10 +67,18 @@ def _totals(items: list[attempts.WorkItem]) -> dict[str, tuple[int, int]]:
     return totals
 
 
-def execute_batch(engine: sa.Engine, gateway: StripeGateway, period, *, program_id: str = DEFAULT_PROGRAM,
-                  settings: ExecutionSettings | None = None, on_item_done: Callable[[], None] | None = None,
-                  clock: Callable[[], datetime] = utcnow, only: Callable[[attempts.WorkItem], bool] | None = None,
-                  announce: Callable[[str], None] | None = None) -> ExecutionReport:
+def execute_batch(
+    engine: sa.Engine,
+    gateway: StripeGateway,
+    period,
+    *,
+    program_id: str = DEFAULT_PROGRAM,
+    settings: ExecutionSettings | None = None,
+    on_item_done: Callable[[], None] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    only: Callable[[attempts.WorkItem], bool] | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> ExecutionReport:
     """Send (or resolve) the pending and processing items of `program_id`'s batch for `period`, through
     `gateway` (built for the program's paying account: `paying_accounts.program_gateway`). `only`
     narrows the work, e.g. to the items an operator retries, or to unresolved attempts for a refresh.
@@ -73,26 +90,42 @@ def execute_batch(engine: sa.Engine, gateway: StripeGateway, period, *, program_
         batch = load_batch(conn, period, program_id=program_id)
         if batch.status not in EXECUTABLE_STATUSES:
             flag = "" if program_id == DEFAULT_PROGRAM else f" --program {program_id}"
-            raise ExecutionRefused(f"batch {batch.batch_id} is {batch.status}, not approved: review it and run "
-                                   f"`sorae-payouts batch approve {period_key(period)}{flag} --by NAME`; "
-                                   "nothing was sent")
+            raise ExecutionRefused(
+                f"batch {batch.batch_id} is {batch.status}, not approved: review it and run "
+                f"`sorae-payouts batch approve {period_key(period)}{flag} --by NAME`; "
+                "nothing was sent"
+            )
         try:  # the status alone proves nothing: re-hash the items and recount the approvals, every run
             verify_batch_approvals(conn, batch)
         except ApprovalMissing as exc:
             raise ExecutionRefused(f"{exc}; nothing was sent") from exc
-        items = _enabled_work(program, [i for i in attempts.work_items(conn, batch.batch_id) if only is None or only(i)])
+        items = _enabled_work(
+            program, [i for i in attempts.work_items(conn, batch.batch_id) if only is None or only(i)]
+        )
         funded = funding.shares_platform_account(conn, program)
     report = ExecutionReport(batch.batch_id, period_key(period))
     if items:
         _authorize(gateway, program, batch.batch_id, items, report, announce)
         items = _scan(engine, gateway, batch, program_id, items, report, clock)
-    run = ExecutionRun(engine, gateway, settings, batch.batch_id, report.period_label, report, clock, on_item_done,
-                       program_id, funded=funded)
+    run = ExecutionRun(
+        engine,
+        gateway,
+        settings,
+        batch.batch_id,
+        report.period_label,
+        report,
+        clock,
+        on_item_done,
+        program_id,
+        funded=funded,
+    )
     sendable = run.preflight(items) if items else []
     if sendable:
         with engine.begin() as conn:
-            conn.execute(sa.text("UPDATE payout_batch SET status = 'executing' WHERE batch_id = :b "
-                                 "AND status <> 'executing'"), {"b": batch.batch_id})
+            conn.execute(
+                sa.text("UPDATE payout_batch SET status = 'executing' WHERE batch_id = :b AND status <> 'executing'"),
+                {"b": batch.batch_id},
+            )
         with ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="transfer") as pool:
             list(pool.map(run.process, sendable))
     for anomaly in report.anomalies:  # each was recorded in the ledger when it was met
@@ -116,8 +149,14 @@ def _enabled_work(program: Program, items: list[attempts.WorkItem]) -> list[atte
     return resumed
 
 
-def _authorize(gateway: StripeGateway, program: Program, batch_id: str, items: list[attempts.WorkItem],
-               report: ExecutionReport, announce) -> None:
+def _authorize(
+    gateway: StripeGateway,
+    program: Program,
+    batch_id: str,
+    items: list[attempts.WorkItem],
+    report: ExecutionReport,
+    announce,
+) -> None:
     """The program's key and the live-money rule (stripe_gateway.live), before this run's first request."""
     try:
         require_program_gateway(program, gateway)
@@ -132,12 +171,26 @@ def _authorize(gateway: StripeGateway, program: Program, batch_id: str, items: l
         (announce or log.warning)(report.live_announcement)
 
 
-def _scan(engine, gateway: StripeGateway, batch, program_id: str, items: list[attempts.WorkItem],
-          report: ExecutionReport, clock) -> list[attempts.WorkItem]:
+def _scan(
+    engine,
+    gateway: StripeGateway,
+    batch,
+    program_id: str,
+    items: list[attempts.WorkItem],
+    report: ExecutionReport,
+    clock,
+) -> list[attempts.WorkItem]:
     """List the program's transfer group of the month once; return the items still to send."""
-    scan = scan_transfer_group(engine, gateway, batch_id=batch.batch_id, group=transfer_group(batch.period, program_id),
-                               program_id=program_id, period_label=report.period_label,
-                               paying_account=gateway.paying_account(), now=clock())
+    scan = scan_transfer_group(
+        engine,
+        gateway,
+        batch_id=batch.batch_id,
+        group=transfer_group(batch.period, program_id),
+        program_id=program_id,
+        period_label=report.period_label,
+        paying_account=gateway.paying_account(),
+        now=clock(),
+    )
     report.group_list_requests = scan.list_requests
     report.resolved_by_lookup += scan.resolved
     report.adopted += scan.adopted
@@ -145,5 +198,3 @@ def _scan(engine, gateway: StripeGateway, batch, program_id: str, items: list[at
     report.anomalies += scan.anomalies
     record_anomalies(engine, batch.batch_id, scan.anomalies, now=clock())  # before anything else can fail
     return [i for i in items if i.payout_item_id not in scan.settled]
-
-

@@ -12,19 +12,23 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.registry import funding
+from sorae_payouts.core.periods import parse_period
 from sorae_payouts.execution import attempts
 from sorae_payouts.execution.anomalies import Anomaly, record_anomalies
 from sorae_payouts.execution.identity import (
-    PaymentIdentity, legacy_transfer_metadata, transfer_group, transfer_metadata)
+    PaymentIdentity,
+    legacy_transfer_metadata,
+    transfer_group,
+    transfer_metadata,
+)
 from sorae_payouts.execution.outcomes import BatchOutcome
 from sorae_payouts.execution.preflight import hold_unready, require_money
 from sorae_payouts.execution.stripe_scan import after_refused_key, differences, find_transfer
-from sorae_payouts.core.periods import parse_period
+from sorae_payouts.registry import funding
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 from sorae_payouts.stripe_gateway import Disposition, TransferOutcome, TransferRecord, TransferRequest
 
@@ -57,14 +61,26 @@ class ExecutionReport:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class ExecutionRun:
     """State shared by the worker threads of one execution."""
 
-    def __init__(self, engine, gateway, settings, batch_id, period_label, report, clock, on_item_done,
-                 program_id: str = DEFAULT_PROGRAM, *, funded: bool = False):
+    def __init__(
+        self,
+        engine,
+        gateway,
+        settings,
+        batch_id,
+        period_label,
+        report,
+        clock,
+        on_item_done,
+        program_id: str = DEFAULT_PROGRAM,
+        *,
+        funded: bool = False,
+    ):
         self.engine, self.gateway, self.settings = engine, gateway, settings
         self.batch_id, self.period_label, self.program_id = batch_id, period_label, program_id
         self.group = transfer_group(parse_period(period_label), program_id)
@@ -76,14 +92,26 @@ class ExecutionRun:
 
     def preflight(self, items: list[attempts.WorkItem]) -> list[attempts.WorkItem]:
         """Hold items whose account cannot receive transfers; stop when the money is not there."""
-        holds = hold_unready(self.engine, self.gateway, self.batch_id, items, workers=self.settings.workers,
-                             account_list_threshold=self.settings.account_list_threshold)
+        holds = hold_unready(
+            self.engine,
+            self.gateway,
+            self.batch_id,
+            items,
+            workers=self.settings.workers,
+            account_list_threshold=self.settings.account_list_threshold,
+        )
         attempts.hold(self.engine, holds, now=self.clock())
         self.report.held = holds
         # Unresolved attempts are always resumed: they may already be paid, so they never wait on readiness.
         sendable = [i for i in items if i.payout_item_id not in holds]
-        require_money(self.engine, self.gateway, program_id=self.program_id, batch_id=self.batch_id,
-                      sendable=sendable, funded=self.funded)
+        require_money(
+            self.engine,
+            self.gateway,
+            program_id=self.program_id,
+            batch_id=self.batch_id,
+            sendable=sendable,
+            funded=self.funded,
+        )
         self.source = self._source_chooser()
         return sendable
 
@@ -93,13 +121,22 @@ class ExecutionRun:
         account = self.gateway.paying_account()
         if not self.funded:
             with self.engine.connect() as conn:
-                if not any(f.kind == funding.CHARGE and f.paying_account == account
-                           for f in funding.list_funding(conn, self.program_id)):
+                if not any(
+                    f.kind == funding.CHARGE and f.paying_account == account
+                    for f in funding.list_funding(conn, self.program_id)
+                ):
                     return None
 
         def choose(conn: sa.Connection, item: attempts.WorkItem) -> tuple[str | None, str | None]:
-            return funding.source_choice(conn, program_id=self.program_id, paying_account=account,
-                                         currency=item.currency, amount_minor=item.amount_minor, strict=self.funded)
+            return funding.source_choice(
+                conn,
+                program_id=self.program_id,
+                paying_account=account,
+                currency=item.currency,
+                amount_minor=item.amount_minor,
+                strict=self.funded,
+            )
+
         return choose
 
     def process(self, item: attempts.WorkItem) -> None:
@@ -120,10 +157,18 @@ class ExecutionRun:
 
     def _process(self, item: attempts.WorkItem) -> None:
         if item.currency in self.exhausted_currencies and item.status == "pending":
-            attempts.hold(self.engine, {item.payout_item_id: "platform balance ran out during this run"}, now=self.clock())
+            attempts.hold(
+                self.engine, {item.payout_item_id: "platform balance ran out during this run"}, now=self.clock()
+            )
             return
-        attempt = attempts.claim(self.engine, item, paying_account=self.gateway.paying_account(),
-                               identity=self.identity(item), now=self.clock(), source=self.source)
+        attempt = attempts.claim(
+            self.engine,
+            item,
+            paying_account=self.gateway.paying_account(),
+            identity=self.identity(item),
+            now=self.clock(),
+            source=self.source,
+        )
         if attempt is None:
             return  # claimed by a concurrent run, no longer pending, or already has a posted attempt
         if isinstance(attempt, attempts.Held):  # the program's funding cannot pay it: never overspend
@@ -140,8 +185,11 @@ class ExecutionRun:
             if outcome.disposition is Disposition.RETRY_SAME_KEY:
                 if outcome.error and outcome.error.should_retry_header == "false":
                     break  # Stripe says re-sending now is pointless: the next run or a refresh does it
-                time.sleep(random.uniform(0, min(self.settings.backoff_max_seconds,
-                                                 self.settings.backoff_base_seconds * 2 ** send)))
+                time.sleep(
+                    random.uniform(
+                        0, min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2**send)
+                    )
+                )
                 continue
             note = None
             if outcome.disposition is Disposition.UNKNOWN:
@@ -157,46 +205,63 @@ class ExecutionRun:
                 self.exhausted_currencies.add(item.currency)
             attempts.record(self.engine, attempt, outcome, now=self.clock(), note=note)
             return
-        attempts.record(self.engine, attempt, outcome, now=self.clock(),
-                      unknown_reason=f"not accepted after {send + 1} sends "
-                                     f"({outcome.error.code if outcome.error else 'unknown'}); same key next run")
+        attempts.record(
+            self.engine,
+            attempt,
+            outcome,
+            now=self.clock(),
+            unknown_reason=f"not accepted after {send + 1} sends "
+            f"({outcome.error.code if outcome.error else 'unknown'}); same key next run",
+        )
 
     def _request(self, item: attempts.WorkItem, attempt: attempts.Attempt) -> TransferRequest:
         """The request of an attempt: always the same for the same attempt (a re-sent key must carry the
         parameters it was first sent with, or Stripe refuses it)."""
         description = f"Sorae affiliate commissions {self.period_label} ({item.affiliate_id})"
         if attempt.legacy:  # claimed before revision 0005: the metadata of that format
-            metadata = legacy_transfer_metadata(attempt.idempotency_key, self.identity(item), attempt.attempt_number,
-                                                item.payout_item_id, self.batch_id)
+            metadata = legacy_transfer_metadata(
+                attempt.idempotency_key, self.identity(item), attempt.attempt_number, item.payout_item_id, self.batch_id
+            )
         else:
             metadata = transfer_metadata(self.identity(item), attempt.attempt_number, item.payout_item_id)
         # Only a transfer drawn on a charge sends `source_transaction` (the charge stored at claim).
         drawn = {"source_transaction": attempt.source_transaction} if attempt.source_transaction else {}
-        return TransferRequest(attempt.amount_minor, attempt.currency, attempt.destination, self.group,
-                               description, metadata, **drawn)
+        return TransferRequest(
+            attempt.amount_minor, attempt.currency, attempt.destination, self.group, description, metadata, **drawn
+        )
 
     def _check_replay(self, attempt: attempts.Attempt, outcome: TransferOutcome) -> str | None:
         """A re-sent key should be replayed; a fresh key replayed means another ledger sent it first."""
         transfer = outcome.transfer
         if attempt.resumed and not outcome.replayed:
-            self._anomaly(Anomaly(
-                "resent_key_executed_anew", f"key {attempt.idempotency_key} of an earlier run was executed anew by "
-                f"Stripe (no Idempotent-Replayed): its first send never executed or the key was pruned; the group "
-                f"scan before this send found no transfer, so {transfer.transfer_id} is the only one",
-                attempt.payout_item_id, attempt.attempt_pk, transfer.transfer_id))
+            self._anomaly(
+                Anomaly(
+                    "resent_key_executed_anew",
+                    f"key {attempt.idempotency_key} of an earlier run was executed anew by "
+                    f"Stripe (no Idempotent-Replayed): its first send never executed or the key was pruned; the group "
+                    f"scan before this send found no transfer, so {transfer.transfer_id} is the only one",
+                    attempt.payout_item_id,
+                    attempt.attempt_pk,
+                    transfer.transfer_id,
+                )
+            )
         if not attempt.resumed and outcome.replayed:
-            note = (f"adopted from Stripe: key {attempt.idempotency_key} was replayed (first sent by another "
-                    f"ledger with the same parameters); transfer {transfer.transfer_id}, nothing new sent")
-            self._anomaly(Anomaly("adopted_from_stripe", note, attempt.payout_item_id, attempt.attempt_pk,
-                                  transfer.transfer_id))
+            note = (
+                f"adopted from Stripe: key {attempt.idempotency_key} was replayed (first sent by another "
+                f"ledger with the same parameters); transfer {transfer.transfer_id}, nothing new sent"
+            )
+            self._anomaly(
+                Anomaly("adopted_from_stripe", note, attempt.payout_item_id, attempt.attempt_pk, transfer.transfer_id)
+            )
             with self.lock:
                 self.report.adopted += 1
             return note
         return None
 
     def _resolve_by_lookup(self, item: attempts.WorkItem, attempt: attempts.Attempt) -> bool:
-        found = find_transfer(self.gateway, self.group, self.identity(item), attempt.destination,
-                              attempt.attempt_number)
+        found = find_transfer(
+            self.gateway, self.group, self.identity(item), attempt.destination, attempt.attempt_number
+        )
         if not found:
             return False
         self._check_matches(attempt, found[0])
@@ -207,24 +272,39 @@ class ExecutionRun:
 
     def _key_refused(self, item: attempts.WorkItem, attempt: attempts.Attempt, outcome: TransferOutcome) -> None:
         """`idempotency_error`: adopt the transfer that pays the item, or block it. Never a new key."""
-        adopt, kind, reason = after_refused_key(self.gateway, self.group, self.identity(item), attempt,
-                                                outcome.request_id)
+        adopt, kind, reason = after_refused_key(
+            self.gateway, self.group, self.identity(item), attempt, outcome.request_id
+        )
         if adopt is not None:
-            attempts.record(self.engine, attempt, TransferOutcome(Disposition.POSTED, adopt), now=self.clock(),
-                          note=reason)
+            attempts.record(
+                self.engine, attempt, TransferOutcome(Disposition.POSTED, adopt), now=self.clock(), note=reason
+            )
             with self.lock:
                 self.report.adopted += 1
         else:
-            attempts.block(self.engine, item.payout_item_id, reason, now=self.clock(), attempt=attempt,
-                         error_code="idempotency_error")
+            attempts.block(
+                self.engine,
+                item.payout_item_id,
+                reason,
+                now=self.clock(),
+                attempt=attempt,
+                error_code="idempotency_error",
+            )
             with self.lock:
                 self.report.blocked[item.payout_item_id] = reason
-        self._anomaly(Anomaly(kind, reason, item.payout_item_id, attempt.attempt_pk,
-                              adopt.transfer_id if adopt else None))
+        self._anomaly(
+            Anomaly(kind, reason, item.payout_item_id, attempt.attempt_pk, adopt.transfer_id if adopt else None)
+        )
 
     def _check_matches(self, attempt: attempts.Attempt, transfer: TransferRecord) -> None:
         diffs = differences(transfer, attempt.amount_minor, attempt.currency, attempt.destination)
         if diffs:
-            self._anomaly(Anomaly("transfer_mismatch", f"transfer {transfer.transfer_id} for attempt "
-                                  f"{attempt.idempotency_key}: {'; '.join(diffs)}", attempt.payout_item_id,
-                                  attempt.attempt_pk, transfer.transfer_id))
+            self._anomaly(
+                Anomaly(
+                    "transfer_mismatch",
+                    f"transfer {transfer.transfer_id} for attempt {attempt.idempotency_key}: {'; '.join(diffs)}",
+                    attempt.payout_item_id,
+                    attempt.attempt_pk,
+                    transfer.transfer_id,
+                )
+            )

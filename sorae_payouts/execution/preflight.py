@@ -18,10 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
+from sorae_payouts.core.money import format_minor
 from sorae_payouts.execution import attempts
 from sorae_payouts.execution.shared_destinations import shared_destination_holds
 from sorae_payouts.registry.funding import funding_shortfalls
-from sorae_payouts.core.money import format_minor
 from sorae_payouts.stripe_gateway import StripeGateway
 from sorae_payouts.stripe_gateway.gateway import LIST_PAGE_SIZE
 from sorae_payouts.stripe_gateway.readiness import AccountReadiness
@@ -33,8 +33,10 @@ class ExecutionRefused(Exception):
 
 def disabled_program(program_id: str, what: str) -> ExecutionRefused:
     """The refusal for a disabled program (a merchant paused or leaving): it sends no new money."""
-    return ExecutionRefused(f"program {program_id} is disabled: {what}; enable it (`sorae-payouts programs enable "
-                            f"{program_id}`) to pay them; nothing was sent")
+    return ExecutionRefused(
+        f"program {program_id} is disabled: {what}; enable it (`sorae-payouts programs enable "
+        f"{program_id}`) to pay them; nothing was sent"
+    )
 
 
 class FundingShortfall(ExecutionRefused):
@@ -42,18 +44,28 @@ class FundingShortfall(ExecutionRefused):
 
     def __init__(self, program_id: str, batch_id: str, shortfalls: dict[str, tuple[int, int]]):
         self.program_id, self.batch_id, self.shortfalls = program_id, batch_id, shortfalls
-        super().__init__(f"program {program_id} shares the platform account and its funding does not cover batch "
-                         f"{batch_id} ({_detail(shortfalls)}): record the Stripe charge or top-up that funds it, "
-                         "then re-run; nothing was sent (other programs are not affected)")
+        super().__init__(
+            f"program {program_id} shares the platform account and its funding does not cover batch "
+            f"{batch_id} ({_detail(shortfalls)}): record the Stripe charge or top-up that funds it, "
+            "then re-run; nothing was sent (other programs are not affected)"
+        )
 
 
 def _detail(shortfalls: dict[str, tuple[int, int]]) -> str:
-    return "; ".join(f"{c}: need {format_minor(n, c)}, available {format_minor(a, c)}"
-                     for c, (n, a) in sorted(shortfalls.items()))
+    return "; ".join(
+        f"{c}: need {format_minor(n, c)}, available {format_minor(a, c)}" for c, (n, a) in sorted(shortfalls.items())
+    )
 
 
-def hold_unready(engine: sa.Engine, gateway: StripeGateway, batch_id: str, items: list[attempts.WorkItem], *,
-                 workers: int, account_list_threshold: int) -> dict[int, str]:
+def hold_unready(
+    engine: sa.Engine,
+    gateway: StripeGateway,
+    batch_id: str,
+    items: list[attempts.WorkItem],
+    *,
+    workers: int,
+    account_list_threshold: int,
+) -> dict[int, str]:
     """Hold reasons of the pending items that cannot be sent now (not written: the caller holds them)."""
     with engine.connect() as conn:  # one account, one affiliate (unless allowed to share)
         shared = shared_destination_holds(conn, batch_id, items)
@@ -62,9 +74,10 @@ def hold_unready(engine: sa.Engine, gateway: StripeGateway, batch_id: str, items
     readiness = _listed_readiness(gateway, destinations) if len(destinations) > account_list_threshold else {}
     unlisted = [d for d in destinations if d not in readiness]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="preflight") as pool:
-        readiness.update(zip(unlisted, pool.map(gateway.account_readiness, unlisted)))
-    return shared | {i.payout_item_id: readiness[i.destination].hold_reason for i in pending
-                     if not readiness[i.destination].ready}
+        readiness.update(zip(unlisted, pool.map(gateway.account_readiness, unlisted), strict=False))
+    return shared | {
+        i.payout_item_id: readiness[i.destination].hold_reason for i in pending if not readiness[i.destination].ready
+    }
 
 
 # A page of the account list is one request that cannot run in parallel with the next one (cursor);
@@ -96,8 +109,15 @@ def _listed_readiness(gateway: StripeGateway, destinations: list[str]) -> dict[s
     return found
 
 
-def require_money(engine: sa.Engine, gateway: StripeGateway, *, program_id: str, batch_id: str,
-                  sendable: list[attempts.WorkItem], funded: bool) -> None:
+def require_money(
+    engine: sa.Engine,
+    gateway: StripeGateway,
+    *,
+    program_id: str,
+    batch_id: str,
+    sendable: list[attempts.WorkItem],
+    funded: bool,
+) -> None:
     """Refuse the run (nothing sent) when the money for its pending items is not there."""
     needed: dict[str, int] = {}
     for item in sendable:
@@ -114,5 +134,7 @@ def require_money(engine: sa.Engine, gateway: StripeGateway, *, program_id: str,
     available = gateway.available_balance()
     short = {c: (n, available.get(c, 0)) for c, n in needed.items() if available.get(c, 0) < n}
     if short:
-        raise ExecutionRefused(f"platform balance too low for batch {batch_id} ({_detail(short)}); top up the "
-                               "Stripe balance and re-run; nothing was sent")
+        raise ExecutionRefused(
+            f"platform balance too low for batch {batch_id} ({_detail(short)}); top up the "
+            "Stripe balance and re-run; nothing was sent"
+        )

@@ -32,16 +32,26 @@ def shared_destination_holds(conn: sa.Connection, batch_id: str, items: Iterable
     if not pending:
         return {}
     users: dict[str, set[str]] = defaultdict(set)
-    for account, affiliate in conn.execute(text(
+    for account, affiliate in conn.execute(
+        text(
             f"SELECT a.stripe_account_id, a.affiliate_id FROM affiliate a WHERE a.program_id = {_PROGRAM} "
             "AND a.stripe_account_id IN (SELECT i.stripe_account_id FROM payout_item i WHERE i.batch_id = :b) "
             "UNION SELECT i.stripe_account_id, i.affiliate_id FROM payout_item i WHERE i.batch_id = :b "
-            "AND i.stripe_account_id IS NOT NULL AND i.status NOT IN ('carried_forward', 'blocked')"), {"b": batch_id}):
+            "AND i.stripe_account_id IS NOT NULL AND i.status NOT IN ('carried_forward', 'blocked')"
+        ),
+        {"b": batch_id},
+    ):
         users[account].add(affiliate)
-    allowed = {row[0] for row in conn.execute(text(
-        f"SELECT affiliate_id FROM affiliate WHERE program_id = {_PROGRAM} AND allow_shared_destination = :yes "
-        "AND affiliate_id IN (SELECT affiliate_id FROM payout_item WHERE batch_id = :b)"),
-        {"b": batch_id, "yes": True})}
+    allowed = {
+        row[0]
+        for row in conn.execute(
+            text(
+                f"SELECT affiliate_id FROM affiliate WHERE program_id = {_PROGRAM} AND allow_shared_destination = :yes "
+                "AND affiliate_id IN (SELECT affiliate_id FROM payout_item WHERE batch_id = :b)"
+            ),
+            {"b": batch_id, "yes": True},
+        )
+    }
     holds = {}
     for item in pending:
         others = sorted(users.get(item.destination, set()) - {item.affiliate_id})
@@ -52,5 +62,7 @@ def shared_destination_holds(conn: sa.Connection, batch_id: str, items: Iterable
 
 def shared_reason(account: str, others: list[str]) -> str:
     named = ", ".join(others[:MAX_NAMED]) + (f" and {len(others) - MAX_NAMED} more" if len(others) > MAX_NAMED else "")
-    return (f"{HOLD_CODE}: also used by {named} (connected account {account}); fix the affiliates file, or mark "
-            "the affiliate allow_shared_destination=true if the account is meant to be shared")
+    return (
+        f"{HOLD_CODE}: also used by {named} (connected account {account}); fix the affiliates file, or mark "
+        "the affiliate allow_shared_destination=true if the account is meant to be shared"
+    )

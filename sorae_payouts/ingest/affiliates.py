@@ -15,8 +15,9 @@ record with the connected account that fits that program's paying account.
 
 `allow_shared_destination` (optional column; `true`/`false`, also yes/no/1/0) marks an affiliate whose
 connected account may also be another affiliate's. Empty (or no such column) keeps the stored value,
-false for a new affiliate: an export without the column never revokes a permission given earlier. Without it, an item paid into a
-shared account is held at execution pre-flight (`sorae_payouts.execution.shared_destinations`).
+false for a new affiliate: an export without the column never revokes a permission given earlier.
+Without it, an item paid into a shared account is held at execution pre-flight
+(`sorae_payouts.execution.shared_destinations`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ import pandas as pd
 
 from sorae_payouts.ingest.checks import RowChecks
 from sorae_payouts.ingest.model import ImportKind, Written
-from sorae_payouts.ingest.staging import KindSpec
-from sorae_payouts.ingest.staging import STAGE, StagingArea
+from sorae_payouts.ingest.staging import STAGE, KindSpec, StagingArea
 
 COLUMNS = ("affiliate_id", "name", "email", "stripe_account_id", "currency", "allow_shared_destination")
 OPTIONAL = ("allow_shared_destination",)
@@ -46,18 +46,27 @@ def validate(chunk: pd.DataFrame, checks: RowChecks) -> pd.DataFrame:
     checks.no_nul(*(c for c in COLUMNS if c in chunk))  # the optional column may be absent for direct callers
     checks.identifier("affiliate_id", "stripe_account_id")
     email = chunk["email"]
-    checks.fail((email != "") & ~email.str.fullmatch(_EMAIL), "email",
-                "not an email address (expected exactly one @ with text on both sides, no spaces)")
+    checks.fail(
+        (email != "") & ~email.str.fullmatch(_EMAIL),
+        "email",
+        "not an email address (expected exactly one @ with text on both sides, no spaces)",
+    )
     account = chunk["stripe_account_id"]
-    checks.fail((account != "") & ~account.str.fullmatch(_STRIPE_ACCOUNT), "stripe_account_id",
-                "not a Stripe connected account id (expected acct_ followed by letters and digits, or empty "
-                "when not onboarded yet)")
+    checks.fail(
+        (account != "") & ~account.str.fullmatch(_STRIPE_ACCOUNT),
+        "stripe_account_id",
+        "not a Stripe connected account id (expected acct_ followed by letters and digits, or empty "
+        "when not onboarded yet)",
+    )
     checks.currency("currency")
     flag = pd.Series(pd.NA, index=chunk.index, dtype="Int64")  # <NA>: keep the stored value
     if "allow_shared_destination" in chunk:
         shared = chunk["allow_shared_destination"].str.lower()
-        checks.fail(~shared.isin(_TRUE + _FALSE + ("",)), "allow_shared_destination",
-                    "not true or false (also yes/no, 1/0; empty keeps the current value)")
+        checks.fail(
+            ~shared.isin(_TRUE + _FALSE + ("",)),
+            "allow_shared_destination",
+            "not true or false (also yes/no, 1/0; empty keeps the current value)",
+        )
         flag = flag.mask(shared.isin(_TRUE), 1).mask(shared.isin(_FALSE), 0)
     return pd.DataFrame({"allow_shared": flag}, index=chunk.index)
 
@@ -67,17 +76,24 @@ def apply(db: StagingArea, now: datetime) -> Written:
     db.lock("affiliate")
     program = db.program.sql("s")
     same = f"a.program_id = {program} AND a.affiliate_id = s.affiliate_id"
-    db.reject_in_file_conflicts(["s.name", "s.email", "COALESCE(s.stripe_account_id, '')", "s.currency",
-                                 "s.allow_shared"])
+    db.reject_in_file_conflicts(
+        ["s.name", "s.email", "COALESCE(s.stripe_account_id, '')", "s.currency", "s.allow_shared"]
+    )
     loadable = f"s.ok = 1 AND {db.not_rejected}"
     shared = _as_bool(db, "s.allow_shared")
-    changed = " OR ".join([*(db.differs(f"a.{c}", f"s.{c}") for c in _FIELDS),
-                           f"(s.allow_shared IS NOT NULL AND {db.differs('a.allow_shared_destination', shared)})"])
+    changed = " OR ".join(
+        [
+            *(db.differs(f"a.{c}", f"s.{c}") for c in _FIELDS),
+            f"(s.allow_shared IS NOT NULL AND {db.differs('a.allow_shared_destination', shared)})",
+        ]
+    )
     updated = db.execute(
         "UPDATE affiliate AS a SET name = s.name, email = s.email, stripe_account_id = s.stripe_account_id, "
         f"currency = s.currency, allow_shared_destination = COALESCE({shared}, a.allow_shared_destination), "
         f"imported_at = :now FROM {STAGE} s "
-        f"WHERE {same} AND {loadable} AND {db.first_of_id} AND ({changed})", now=now).rowcount
+        f"WHERE {same} AND {loadable} AND {db.first_of_id} AND ({changed})",
+        now=now,
+    ).rowcount
     inserted = db.execute(
         "INSERT INTO affiliate (program_id, affiliate_id, name, email, stripe_account_id, currency, "
         f"allow_shared_destination, imported_at) SELECT {program}, s.affiliate_id, s.name, s.email, "
@@ -86,7 +102,8 @@ def apply(db: StagingArea, now: datetime) -> Written:
         f"FROM {STAGE} s "
         f"WHERE {loadable} AND {db.first_of_id} "
         f"AND NOT EXISTS (SELECT 1 FROM affiliate a WHERE {same}) ORDER BY s.row_no",
-        now=now).rowcount
+        now=now,
+    ).rowcount
     return Written(inserted=inserted, updated=updated)
 
 

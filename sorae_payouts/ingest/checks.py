@@ -9,12 +9,18 @@ once broken in the same file is a conflict, not a silent pick of the valid one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
-from sorae_payouts.core.money import NON_ASCII_DIGITS, SUPPORTED_CURRENCIES, exponent, non_ascii_digits, parse_minor_series
+from sorae_payouts.core.money import (
+    NON_ASCII_DIGITS,
+    SUPPORTED_CURRENCIES,
+    exponent,
+    non_ascii_digits,
+    parse_minor_series,
+)
 from sorae_payouts.core.periods import first_period, period_key
 
 # Column widths of the ledger (String(64)): a longer id would abort the whole load in PostgreSQL.
@@ -48,26 +54,29 @@ class DateWindow:
     latest: datetime
 
     @classmethod
-    def at(cls, now: datetime) -> "DateWindow":
+    def at(cls, now: datetime) -> DateWindow:
         first = first_period()
-        return cls(datetime(first.year, first.month, 1, tzinfo=timezone.utc), now + CLOCK_SKEW)
+        return cls(datetime(first.year, first.month, 1, tzinfo=UTC), now + CLOCK_SKEW)
 
     def describe(self) -> str:
-        return (f"accepted from {self.earliest:%Y-%m-%d} (first period {period_key(self.earliest.date())}, "
-                f"SORAE_FIRST_PERIOD) to {self.latest:%Y-%m-%d %H:%M} UTC (now + "
-                f"{int(CLOCK_SKEW.total_seconds() // 60)} min clock skew)")
+        return (
+            f"accepted from {self.earliest:%Y-%m-%d} (first period {period_key(self.earliest.date())}, "
+            f"SORAE_FIRST_PERIOD) to {self.latest:%Y-%m-%d %H:%M} UTC (now + "
+            f"{int(CLOCK_SKEW.total_seconds() // 60)} min clock skew)"
+        )
 
 
 class RowChecks:
     """Collects the problems of the rows of one chunk; `row_no` numbers them in the whole file."""
 
-    def __init__(self, chunk: pd.DataFrame, first_row: int = 1, row_no: pd.Series | None = None,
-                 window: DateWindow | None = None) -> None:
+    def __init__(
+        self, chunk: pd.DataFrame, first_row: int = 1, row_no: pd.Series | None = None, window: DateWindow | None = None
+    ) -> None:
         self.chunk = chunk
         if row_no is None:
             row_no = pd.Series(np.arange(first_row, first_row + len(chunk), dtype="int64"), index=chunk.index)
         self.row_no = row_no
-        self.window = window or DateWindow.at(datetime.now(timezone.utc))
+        self.window = window or DateWindow.at(datetime.now(UTC))
         self._parts: list[pd.DataFrame] = []
         self._bad = pd.Series(False, index=chunk.index)
         self._unreadable: pd.DataFrame | None = None
@@ -78,9 +87,16 @@ class RowChecks:
         if not mask.any():
             return
         reasons = reason[mask] if isinstance(reason, pd.Series) else reason
-        self._parts.append(pd.DataFrame({
-            "row_no": self.row_no[mask], "col": column, "reason": reasons, "value": self.chunk[column][mask],
-        }))
+        self._parts.append(
+            pd.DataFrame(
+                {
+                    "row_no": self.row_no[mask],
+                    "col": column,
+                    "reason": reasons,
+                    "value": self.chunk[column][mask],
+                }
+            )
+        )
         self._bad |= mask
 
     @property
@@ -124,8 +140,11 @@ class RowChecks:
         """Mask of rows with a supported lowercase currency (blank ones are reported by `require`)."""
         text = self.chunk[column]
         known = text.isin(SUPPORTED_CURRENCIES)
-        self.fail(~known & (text != ""), column, "unknown currency (expected a lowercase code Sorae pays in, "
-                  "e.g. usd, eur, jpy)")
+        self.fail(
+            ~known & (text != ""),
+            column,
+            "unknown currency (expected a lowercase code Sorae pays in, e.g. usd, eur, jpy)",
+        )
         return known
 
     def amount(self, column: str, currencies: pd.Series, rows: pd.Series) -> pd.Series:
@@ -145,10 +164,10 @@ class RowChecks:
             too_precise = (reason == _TOO_PRECISE).fillna(False)
             if too_precise.any():  # say which currency and how many decimals it has
                 currency = currencies[rows][too_precise]
-                reason[too_precise] = ("more decimals than " + currency + " allows ("
-                                       + currency.map(exponent).astype("str") + " decimals)")
-            self.fail(reason.notna().reindex(text.index, fill_value=False), column,
-                      reason.reindex(text.index))
+                reason[too_precise] = (
+                    "more decimals than " + currency + " allows (" + currency.map(exponent).astype("str") + " decimals)"
+                )
+            self.fail(reason.notna().reindex(text.index, fill_value=False), column, reason.reindex(text.index))
             minor[rows] = parsed
             self.fail(minor == 0, column, "amount must be positive")
         return minor.where(minor > 0)
@@ -164,10 +183,17 @@ class RowChecks:
         unparseable = present & moment.isna()
         self.fail(unparseable, column, "not an ISO 8601 timestamp like 2026-10-05T12:00:00Z")
         naive = present & ~unparseable & ~text.str.contains(_ZONE_PATTERN, regex=True)
-        self.fail(naive, column, "timestamp has no time zone (naive); write it like 2026-10-05T12:00:00Z "
-                  "or 2026-10-05T14:00:00+02:00")
-        outside = present & ~unparseable & ~naive & (
-            (moment < self.window.earliest) | (moment > self.window.latest)).fillna(False)
+        self.fail(
+            naive,
+            column,
+            "timestamp has no time zone (naive); write it like 2026-10-05T12:00:00Z or 2026-10-05T14:00:00+02:00",
+        )
+        outside = (
+            present
+            & ~unparseable
+            & ~naive
+            & ((moment < self.window.earliest) | (moment > self.window.latest)).fillna(False)
+        )
         self.fail(outside, column, f"{column} outside the plausible window: {self.window.describe()}")
         return moment.where(~naive & ~outside & ~foreign)
 

@@ -19,8 +19,7 @@ import pandas as pd
 
 from sorae_payouts.ingest.checks import RowChecks
 from sorae_payouts.ingest.model import ImportKind, Written
-from sorae_payouts.ingest.staging import KindSpec
-from sorae_payouts.ingest.staging import STAGE, StagingArea
+from sorae_payouts.ingest.staging import STAGE, KindSpec, StagingArea
 
 COLUMNS = ("commission_id", "affiliate_id", "order_id", "amount", "currency", "earned_at")
 PARSED = (("amount_minor", "int"), ("earned_utc", "ts"), ("period", "date"))
@@ -38,8 +37,13 @@ def validate(chunk: pd.DataFrame, checks: RowChecks) -> pd.DataFrame:
     earned = checks.timestamp("earned_at")
     # The period is the UTC month of earned_at (periods.period_of), computed column-wise.
     month = earned.dt.tz_convert(None).to_numpy().astype("datetime64[M]")
-    return pd.DataFrame({"amount_minor": minor, "earned_utc": earned,
-                         "period": pd.Series(month.astype("datetime64[us]"), index=chunk.index)})
+    return pd.DataFrame(
+        {
+            "amount_minor": minor,
+            "earned_utc": earned,
+            "period": pd.Series(month.astype("datetime64[us]"), index=chunk.index),
+        }
+    )
 
 
 def apply(db: StagingArea, now: datetime) -> Written:
@@ -49,30 +53,40 @@ def apply(db: StagingArea, now: datetime) -> Written:
     db.reject_in_file_conflicts(["s.affiliate_id", "s.order_id", "s.amount_minor", "s.currency", "s.earned_utc"])
     program, named = db.program.sql("s"), db.program.named("s")
     same = f"c.program_id = {program} AND c.commission_id = s.commission_id"
-    db.reject_ledger_conflicts(f"commission c ON {same}", [
-        ("affiliate_id", db.differs("c.affiliate_id", "s.affiliate_id")),
-        ("order_id", db.differs("c.order_id", "s.order_id")),
-        ("currency", db.differs("c.currency", "s.currency")),
-        ("amount", db.differs("c.amount_minor", "s.amount_minor")),
-        ("earned_at", db.differs("c.earned_at", "s.earned_utc")),
-    ], _IMMUTABLE)
+    db.reject_ledger_conflicts(
+        f"commission c ON {same}",
+        [
+            ("affiliate_id", db.differs("c.affiliate_id", "s.affiliate_id")),
+            ("order_id", db.differs("c.order_id", "s.order_id")),
+            ("currency", db.differs("c.currency", "s.currency")),
+            ("amount", db.differs("c.amount_minor", "s.amount_minor")),
+            ("earned_at", db.differs("c.earned_at", "s.earned_utc")),
+        ],
+        _IMMUTABLE,
+    )
     # Only for rows not yet in the ledger, tested last: the cheap test on the small table comes first.
     new = f"NOT EXISTS (SELECT 1 FROM commission c WHERE {same})"
-    db.reject("affiliate_id",
-              f"'unknown affiliate ' || s.affiliate_id{named} || ': not in the ledger (import affiliates first)'",
-              "s.ok = 1 AND NOT EXISTS (SELECT 1 FROM affiliate a WHERE a.program_id = "
-              f"{program} AND a.affiliate_id = s.affiliate_id) AND {new}")
-    db.reject("earned_at", f"'period ' || {db.month_text('s.period')}{named} || ' is already finalized: late "
-              "commissions cannot enter a finalized month'",
-              f"s.ok = 1 AND EXISTS (SELECT 1 FROM commission_period p WHERE p.program_id = {program} "
-              f"AND p.period = s.period) AND {new}")
+    db.reject(
+        "affiliate_id",
+        f"'unknown affiliate ' || s.affiliate_id{named} || ': not in the ledger (import affiliates first)'",
+        "s.ok = 1 AND NOT EXISTS (SELECT 1 FROM affiliate a WHERE a.program_id = "
+        f"{program} AND a.affiliate_id = s.affiliate_id) AND {new}",
+    )
+    db.reject(
+        "earned_at",
+        f"'period ' || {db.month_text('s.period')}{named} || ' is already finalized: late "
+        "commissions cannot enter a finalized month'",
+        f"s.ok = 1 AND EXISTS (SELECT 1 FROM commission_period p WHERE p.program_id = {program} "
+        f"AND p.period = s.period) AND {new}",
+    )
     loadable = f"s.ok = 1 AND {db.not_rejected}"
     inserted = db.execute(
         "INSERT INTO commission (program_id, commission_id, affiliate_id, order_id, amount_minor, currency, "
         f"earned_at, period, imported_at) SELECT {program}, s.commission_id, s.affiliate_id, s.order_id, "
         f"s.amount_minor, s.currency, s.earned_utc, s.period, :now FROM {STAGE} s "
         f"WHERE {loadable} AND {db.first_of_id} AND {new} ORDER BY s.row_no",
-        now=now).rowcount
+        now=now,
+    ).rowcount
     return Written(inserted=inserted, updated=0)
 
 

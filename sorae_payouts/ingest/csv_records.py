@@ -18,8 +18,8 @@ only after decoding. So records are cut here first, each one judged on its own:
 Lines that are plain records (the vast majority) are recognized column-wise with numpy, a buffer at a
 time; only a line with a quote, a non-UTF-8 byte, a wrong field count or a blank goes through the
 record-by-record path. Only the surviving records reach Arrow's reader, as one contiguous buffer
-per chunk, so Arrow still does the actual field parsing (quotes, escaped quotes, CRLF) at its speed. The check that Arrow
-returned exactly one row per record keeps the row numbers honest; if that ever fails, the chunk is
+per chunk, so Arrow still does the actual field parsing (quotes, escaped quotes, CRLF) at its speed.
+The check that Arrow returned exactly one row per record keeps the row numbers honest; if that ever fails, the chunk is
 parsed record by record with Python's csv module instead.
 
 Memory: one read block (`block_bytes`) plus at most one record under construction (bounded by
@@ -29,8 +29,9 @@ Memory: one read block (`block_bytes`) plus at most one record under constructio
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
@@ -98,8 +99,14 @@ def scan_fields(buf: bytes, pos: int, end: int, in_quote: bool) -> tuple[bool, i
 class RecordSplitter:
     """Iterates the records of a CSV file; the first record is the header (`header()`)."""
 
-    def __init__(self, handle: BinaryIO, fields: int | None = None, *,
-                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, block_bytes: int = BLOCK_BYTES):
+    def __init__(
+        self,
+        handle: BinaryIO,
+        fields: int | None = None,
+        *,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        block_bytes: int = BLOCK_BYTES,
+    ):
         self.handle, self.fields = handle, fields
         self.max_record_bytes, self.block_bytes = max_record_bytes, block_bytes
         self.file_offset = 0  # file offset of buf[0]
@@ -119,10 +126,10 @@ class RecordSplitter:
             self.eof = True
             return False
         if self.file_offset == 0 and not self.buf and block.startswith(UTF8_BOM):
-            block, self.file_offset = block[len(UTF8_BOM):], len(UTF8_BOM)
+            block, self.file_offset = block[len(UTF8_BOM) :], len(UTF8_BOM)
         # Keep only the unread part: the buffer never grows beyond one record plus one block.
         self.file_offset += self.pos
-        self.buf = self.buf[self.pos:] + block
+        self.buf = self.buf[self.pos :] + block
         self.pos = 0
         return True
 
@@ -172,8 +179,11 @@ class RecordSplitter:
             if not in_quote and line_end == start:  # a blank line between records: not a row
                 self.pos = start = scan_from = end + 1 if nl >= 0 else end
                 continue
-            line_open, line_commas = scan_fields(buf, scan_from, end, in_quote) if (
-                in_quote or buf.find(b'"', scan_from, end) >= 0) else (False, buf.count(b",", scan_from, end))
+            line_open, line_commas = (
+                scan_fields(buf, scan_from, end, in_quote)
+                if (in_quote or buf.find(b'"', scan_from, end) >= 0)
+                else (False, buf.count(b",", scan_from, end))
+            )
             commas += line_commas
             in_quote = line_open
             if end + 1 - start > self.max_record_bytes:
@@ -181,29 +191,55 @@ class RecordSplitter:
             if in_quote and nl >= 0:
                 scan_from = nl + 1  # a line break inside a quoted field: the record goes on
                 continue
-            record = buf[start:end + 1] if nl >= 0 else buf[start:end] + b"\n"
+            record = buf[start : end + 1] if nl >= 0 else buf[start:end] + b"\n"
             offset = self.file_offset + start
             self.pos = end + 1 if nl >= 0 else end
             row = self._row()
             if in_quote:
-                return row, offset, None, f"unclosed quote: the quoted field runs to the end of the file ({preview(record)})"
+                return (
+                    row,
+                    offset,
+                    None,
+                    f"unclosed quote: the quoted field runs to the end of the file ({preview(record)})",
+                )
             try:
                 record.decode("utf-8")
             except UnicodeDecodeError as exc:
-                return row, offset, None, (f"not UTF-8 text: byte 0x{record[exc.start]:02x} at byte offset "
-                                           f"{offset + exc.start:,} of the file ({preview(record)})")
+                return (
+                    row,
+                    offset,
+                    None,
+                    (
+                        f"not UTF-8 text: byte 0x{record[exc.start]:02x} at byte offset "
+                        f"{offset + exc.start:,} of the file ({preview(record)})"
+                    ),
+                )
             if self.fields is not None and commas + 1 != self.fields:
-                return row, offset, None, (f"has {commas + 1} fields, the header has {self.fields} (a stray comma "
-                                           f"or a broken quote?): {preview(record)}")
+                return (
+                    row,
+                    offset,
+                    None,
+                    (
+                        f"has {commas + 1} fields, the header has {self.fields} (a stray comma "
+                        f"or a broken quote?): {preview(record)}"
+                    ),
+                )
             return row, offset, record, None
 
     def _too_long(self, start: int, line_start: int):
         offset = self.file_offset + start
-        head = self.buf[start:start + 120]
+        head = self.buf[start : start + 120]
         row = self._row()
         dropped = line_start - start + self._skip_line(line_start)
-        return row, offset, None, (f"line longer than the limit of {self.max_record_bytes:,} bytes "
-                                   f"({dropped:,} bytes skipped from byte offset {offset:,}, starting {preview(head)})")
+        return (
+            row,
+            offset,
+            None,
+            (
+                f"line longer than the limit of {self.max_record_bytes:,} bytes "
+                f"({dropped:,} bytes skipped from byte offset {offset:,}, starting {preview(head)})"
+            ),
+        )
 
     def _row(self) -> int:
         row = self.next_row
@@ -277,7 +313,7 @@ class RecordSplitter:
                 if end <= pos:
                     self._window = 4 << 10
                     return None
-                view, data = view[:end - pos], data[:end - pos]
+                view, data = view[: end - pos], data[: end - pos]
         newlines = np.flatnonzero(data == _NEWLINE)[:room]
         starts = np.concatenate(([0], newlines[:-1] + 1))
         commas = np.flatnonzero(data == _COMMA)

@@ -15,26 +15,24 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
+import pandas as pd
 import psycopg
 import sqlalchemy as sa
 
 from sorae_payouts.ingest import affiliates, commissions, order_events
-import pandas as pd
-
 from sorae_payouts.ingest.checks import DateWindow, RowChecks
 from sorae_payouts.ingest.model import ImportAbortedError, ImportKind, ImportReport
-from sorae_payouts.ingest.staging import KindSpec
 from sorae_payouts.ingest.program_scope import PROGRAM_COLUMN, ProgramScope
 from sorae_payouts.ingest.read_ahead import read_ahead
 from sorae_payouts.ingest.reader import Source, open_source
 from sorae_payouts.ingest.rejects import RejectsSummary, rejects_path, write_rejects
-from sorae_payouts.ingest.staging import Prepared, StagingArea
+from sorae_payouts.ingest.staging import KindSpec, Prepared, StagingArea
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 SPECS: dict[ImportKind, KindSpec] = {
@@ -46,9 +44,17 @@ DEFAULT_CHUNK_ROWS = 100_000
 _DATABASE_ERRORS = (sa.exc.SQLAlchemyError, psycopg.Error, sqlite3.Error)
 
 
-def import_file(engine: sa.Engine, kind: ImportKind, path: Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                on_progress: Callable[[int], None] | None = None, now: datetime | None = None,
-                program_id: str = DEFAULT_PROGRAM, reject_other_programs: bool = False) -> ImportReport:
+def import_file(
+    engine: sa.Engine,
+    kind: ImportKind,
+    path: Path,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    on_progress: Callable[[int], None] | None = None,
+    now: datetime | None = None,
+    program_id: str = DEFAULT_PROGRAM,
+    reject_other_programs: bool = False,
+) -> ImportReport:
     """Import `path` (CSV or Parquet) of `kind` into the ledger behind `engine`.
 
     Valid rows load all together or not at all; invalid rows are reported (in the returned report
@@ -73,7 +79,7 @@ def import_file(engine: sa.Engine, kind: ImportKind, path: Path, *, chunk_rows: 
     in_file = PROGRAM_COLUMN in source.names
     if not in_file:  # read exactly the kind's columns, as before programs
         source = replace(source, columns=spec.columns)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     window = DateWindow.at(now)
     target = rejects_path(path)
     temporary = target.with_name(f".{target.name}.partial")
@@ -101,30 +107,40 @@ def import_file(engine: sa.Engine, kind: ImportKind, path: Path, *, chunk_rows: 
                 try:
                     summary = write_rejects(db, path, temporary)
                 except OSError as exc:  # rejects nobody can read would be lost: load nothing instead
-                    raise ImportAbortedError(f"nothing was imported from {path}: cannot write the rejects file "
-                                             f"{target}: {exc}") from exc
+                    raise ImportAbortedError(
+                        f"nothing was imported from {path}: cannot write the rejects file {target}: {exc}"
+                    ) from exc
                 db.drop()
             finally:
                 _quietly(db.restore_settings)
     except _DATABASE_ERRORS as exc:
         temporary.unlink(missing_ok=True)
-        raise ImportAbortedError(f"nothing was imported from {path}: the database refused the load: "
-                                 f"{_first_line(exc)}") from exc
+        raise ImportAbortedError(
+            f"nothing was imported from {path}: the database refused the load: {_first_line(exc)}"
+        ) from exc
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     _publish(summary, target)
     return ImportReport(
-        kind=kind, path=path, rows_read=db.rows_read, inserted=written.inserted, updated=written.updated,
+        kind=kind,
+        path=path,
+        rows_read=db.rows_read,
+        inserted=written.inserted,
+        updated=written.updated,
         already_present=db.rows_read - summary.rows - written.inserted - written.updated,
-        rejected=summary.head, rejected_count=summary.count, rejects_path=target if summary.count else None,
-        seconds=time.monotonic() - started, rejected_rows=summary.rows,
+        rejected=summary.head,
+        rejected_count=summary.count,
+        rejects_path=target if summary.count else None,
+        seconds=time.monotonic() - started,
+        rejected_rows=summary.rows,
         program_id=None if in_file and not reject_other_programs else program_id,
     )
 
 
-def _checked_chunks(source: Source, spec: KindSpec, db: StagingArea, chunk_rows: int, window: DateWindow,
-                    program: ProgramScope) -> Iterator[tuple[int, Prepared, Prepared]]:
+def _checked_chunks(
+    source: Source, spec: KindSpec, db: StagingArea, chunk_rows: int, window: DateWindow, program: ProgramScope
+) -> Iterator[tuple[int, Prepared, Prepared]]:
     """Read, check and convert chunk after chunk (possibly in the read-ahead thread: so no use of
     the connection here)."""
     for chunk in source.chunks(chunk_rows):
@@ -136,8 +152,9 @@ def _checked_chunks(source: Source, spec: KindSpec, db: StagingArea, chunk_rows:
             frame = pd.concat([frame, blank], ignore_index=True)
             row_no = pd.concat([row_no, unreadable["row_no"]], ignore_index=True)
         checks = RowChecks(frame, row_no=row_no, window=window)
-        checks.unreadable(row_no.isin(unreadable["row_no"]) if len(unreadable) else pd.Series(False, index=frame.index),
-                          unreadable)
+        checks.unreadable(
+            row_no.isin(unreadable["row_no"]) if len(unreadable) else pd.Series(False, index=frame.index), unreadable
+        )
         program.check(checks)
         checks.cell_length(source.max_line_bytes, *db.raw_columns)
         parsed = spec.validate(frame, checks)
@@ -152,8 +169,10 @@ def _publish(rejects: RejectsSummary, target: Path) -> None:
         else:
             target.unlink(missing_ok=True)
     except OSError as exc:
-        raise OSError(f"the import committed, but its rejects file could not be put in place at {target} "
-                      f"(the rejects are in {rejects.written}): {exc}") from exc
+        raise OSError(
+            f"the import committed, but its rejects file could not be put in place at {target} "
+            f"(the rejects are in {rejects.written}): {exc}"
+        ) from exc
 
 
 def _quietly(action: Callable[[], None]) -> None:

@@ -16,7 +16,6 @@ from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
 
-
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 
@@ -88,5 +87,3 @@ class Written(NamedTuple):
 
     inserted: int
     updated: int
-
-

@@ -20,11 +20,10 @@ from datetime import datetime
 
 import pandas as pd
 
+from sorae_payouts.core.money import format_minor
 from sorae_payouts.ingest.checks import RowChecks
 from sorae_payouts.ingest.model import ImportKind, Written
-from sorae_payouts.ingest.staging import KindSpec
-from sorae_payouts.ingest.staging import STAGE, StagingArea
-from sorae_payouts.core.money import format_minor
+from sorae_payouts.ingest.staging import STAGE, KindSpec, StagingArea
 
 COLUMNS = ("event_id", "order_id", "kind", "amount", "occurred_at")
 PARSED = (("occurred_utc", "ts"),)
@@ -50,8 +49,11 @@ def validate(chunk: pd.DataFrame, checks: RowChecks) -> pd.DataFrame:
     checks.identifier("event_id", "order_id")
     kind = chunk["kind"]
     checks.fail((kind != "") & ~kind.isin(KINDS), "kind", f"unknown kind (expected one of {', '.join(KINDS)})")
-    checks.fail((kind == "partial_reversal") & checks.blank("amount"), "amount",
-                "missing amount: a partial_reversal needs the commission amount to take back")
+    checks.fail(
+        (kind == "partial_reversal") & checks.blank("amount"),
+        "amount",
+        "missing amount: a partial_reversal needs the commission amount to take back",
+    )
     return pd.DataFrame({"occurred_utc": checks.timestamp("occurred_at")})
 
 
@@ -65,34 +67,52 @@ def apply(db: StagingArea, now: datetime) -> Written:
     # is one) its currency and amount. Selected by order id alone: a filter on the program would lead
     # SQLite's planner to scan the program's commissions instead of probing the order_id index; the
     # few other programs' orders of the same ids never match, since every use joins on the program too.
-    db.create_table(ORDERS, {"program_id": "text", "order_id": "text", "commissions": "int", "currency": "text",
-                             "amount_minor": "int"}, primary=("program_id", "order_id"))
-    db.execute(f"INSERT INTO {ORDERS} (program_id, order_id, commissions, currency, amount_minor) SELECT "
-               "c.program_id, c.order_id, COUNT(*), MIN(c.currency), MIN(c.amount_minor) FROM commission c "
-               f"WHERE c.order_id IN (SELECT s.order_id FROM {STAGE} s WHERE s.ok = 1) "
-               "GROUP BY c.program_id, c.order_id")
-    db.reject("order_id", f"'order ' || s.order_id || ' has no imported commission'{named} || ': import "
-              "commissions first'", f"s.ok = 1 AND NOT EXISTS (SELECT 1 FROM {ORDERS} o WHERE {_same_order(db)})")
+    db.create_table(
+        ORDERS,
+        {"program_id": "text", "order_id": "text", "commissions": "int", "currency": "text", "amount_minor": "int"},
+        primary=("program_id", "order_id"),
+    )
+    db.execute(
+        f"INSERT INTO {ORDERS} (program_id, order_id, commissions, currency, amount_minor) SELECT "
+        "c.program_id, c.order_id, COUNT(*), MIN(c.currency), MIN(c.amount_minor) FROM commission c "
+        f"WHERE c.order_id IN (SELECT s.order_id FROM {STAGE} s WHERE s.ok = 1) "
+        "GROUP BY c.program_id, c.order_id"
+    )
+    db.reject(
+        "order_id",
+        f"'order ' || s.order_id || ' has no imported commission'{named} || ': import commissions first'",
+        f"s.ok = 1 AND NOT EXISTS (SELECT 1 FROM {ORDERS} o WHERE {_same_order(db)})",
+    )
     # Only for new events: a recorded one stays a no-op on re-import even if its order gained a commission.
-    db.reject("order_id", "'partial_reversal is ambiguous: order ' || s.order_id || ' has ' || "
-              "CAST(o.commissions AS TEXT) || ' commissions, so the amount cannot be attributed to one of them'",
-              f"s.ok = 1 AND s.kind = 'partial_reversal' AND o.commissions > 1 AND NOT {in_ledger}",
-              source=f"{STAGE} s JOIN {ORDERS} o ON {_same_order(db)}")
+    db.reject(
+        "order_id",
+        "'partial_reversal is ambiguous: order ' || s.order_id || ' has ' || "
+        "CAST(o.commissions AS TEXT) || ' commissions, so the amount cannot be attributed to one of them'",
+        f"s.ok = 1 AND s.kind = 'partial_reversal' AND o.commissions > 1 AND NOT {in_ledger}",
+        source=f"{STAGE} s JOIN {ORDERS} o ON {_same_order(db)}",
+    )
     _parse_partial_amounts(db)
-    db.reject_in_file_conflicts(["s.order_id", "s.kind", "s.occurred_utc", "COALESCE(a.amount_minor, -1)"],
-                                source=_WITH_AMOUNT)
-    db.reject_ledger_conflicts(f"order_event e ON {_same_event(db)}", [
-        ("order_id", db.differs("e.order_id", "s.order_id")),
-        ("kind", db.differs("e.kind", "s.kind")),
-        ("amount", db.differs("e.amount_minor", "a.amount_minor")),
-        ("occurred_at", db.differs("e.occurred_at", "s.occurred_utc")),
-    ], _APPEND_ONLY, source=_WITH_AMOUNT)
+    db.reject_in_file_conflicts(
+        ["s.order_id", "s.kind", "s.occurred_utc", "COALESCE(a.amount_minor, -1)"], source=_WITH_AMOUNT
+    )
+    db.reject_ledger_conflicts(
+        f"order_event e ON {_same_event(db)}",
+        [
+            ("order_id", db.differs("e.order_id", "s.order_id")),
+            ("kind", db.differs("e.kind", "s.kind")),
+            ("amount", db.differs("e.amount_minor", "a.amount_minor")),
+            ("occurred_at", db.differs("e.occurred_at", "s.occurred_utc")),
+        ],
+        _APPEND_ONLY,
+        source=_WITH_AMOUNT,
+    )
     loadable = f"s.ok = 1 AND {db.not_rejected}"
     inserted = db.execute(
         "INSERT INTO order_event (program_id, event_id, order_id, kind, amount_minor, currency, occurred_at, "
         f"imported_at) SELECT {program}, s.event_id, s.order_id, s.kind, a.amount_minor, a.currency, s.occurred_utc, "
         f":now FROM {_WITH_AMOUNT} WHERE {loadable} AND {db.first_of_id} AND NOT {in_ledger} ORDER BY s.row_no",
-        now=now).rowcount
+        now=now,
+    ).rowcount
     return Written(inserted=inserted, updated=0)
 
 
@@ -113,7 +133,10 @@ def _parse_partial_amounts(db: StagingArea) -> None:
             f"FROM {STAGE} s LEFT JOIN order_event e ON {_same_event(db)} "
             f"LEFT JOIN {ORDERS} o ON {_same_order(db)} AND o.commissions = 1 "
             "WHERE s.ok = 1 AND s.kind = 'partial_reversal' AND COALESCE(e.currency, o.currency) IS NOT NULL "
-            "AND s.row_no > :after ORDER BY s.row_no LIMIT :page", after=after, page=db.chunk_rows)
+            "AND s.row_no > :after ORDER BY s.row_no LIMIT :page",
+            after=after,
+            page=db.chunk_rows,
+        )
         if rows.empty:
             break
         after = int(rows["row_no"].iloc[-1])
@@ -124,14 +147,21 @@ def _parse_partial_amounts(db: StagingArea) -> None:
         too_much = (minor > commission).fillna(False)
         if too_much.any():
             reason = pd.Series("", index=text.index, dtype="str")
-            reason[too_much] = [f"more than the order's commission of {format_minor(c, cur)}"
-                                for c, cur in zip(commission[too_much], text["currency"][too_much])]
+            reason[too_much] = [
+                f"more than the order's commission of {format_minor(c, cur)}"
+                for c, cur in zip(commission[too_much], text["currency"][too_much], strict=False)
+            ]
             checks.fail(too_much, "amount", reason)
             minor = minor.where(~too_much)
         db.add_rejects(checks.rejects())
         good = minor.notna()
-        db.load(AMOUNTS, pd.DataFrame({"row_no": rows["row_no"][good], "amount_minor": minor[good],
-                                       "currency": text["currency"][good]}), types)
+        db.load(
+            AMOUNTS,
+            pd.DataFrame(
+                {"row_no": rows["row_no"][good], "amount_minor": minor[good], "currency": text["currency"][good]}
+            ),
+            types,
+        )
 
 
 SPEC = KindSpec(ImportKind.ORDER_EVENTS, COLUMNS, "event_id", PARSED, validate, apply)

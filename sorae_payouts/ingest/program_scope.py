@@ -16,8 +16,8 @@ The registry is read once per import, before the rows are read.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import pandas as pd
 import sqlalchemy as sa
@@ -42,7 +42,7 @@ class ProgramScope:
     statuses: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, conn: sa.Connection, program_id: str, *, in_file: bool, only_program: bool) -> "ProgramScope":
+    def load(cls, conn: sa.Connection, program_id: str, *, in_file: bool, only_program: bool) -> ProgramScope:
         """Read the registry; the import's own program must be active whenever rows are filed under it."""
         validate_program_id(program_id)
         statuses = {p.program_id: p.status for p in list_programs(conn)}
@@ -59,8 +59,11 @@ class ProgramScope:
             return
         value = checks.chunk[PROGRAM_COLUMN]
         empty = value == ""
-        checks.fail(empty, PROGRAM_COLUMN, "program_id is empty: this file has a program_id column, so every "
-                    "row must name its program")
+        checks.fail(
+            empty,
+            PROGRAM_COLUMN,
+            "program_id is empty: this file has a program_id column, so every row must name its program",
+        )
         known = value.isin(list(self.statuses))
         unknown = ~empty & ~known
         if unknown.any():
@@ -71,9 +74,17 @@ class ProgramScope:
             checks.fail(disabled, PROGRAM_COLUMN, _quoted("program ", value, disabled, " is disabled"))
         other = active & (value != self.program_id) if self.only_program else None
         if other is not None and other.any():
-            checks.fail(other, PROGRAM_COLUMN, _quoted(
-                "program ", value, other, f" is not the program of this import ('{self.program_id}'): a file "
-                "imported for one program cannot load rows of another"))
+            checks.fail(
+                other,
+                PROGRAM_COLUMN,
+                _quoted(
+                    "program ",
+                    value,
+                    other,
+                    f" is not the program of this import ('{self.program_id}'): a file "
+                    "imported for one program cannot load rows of another",
+                ),
+            )
 
     def sql(self, alias: str = "s") -> str:
         """The program of a staged row in SQL: its program_id column, or the import's program as a

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from queue import Full, Queue
-from typing import Iterator, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 

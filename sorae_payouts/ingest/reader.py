@@ -24,9 +24,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -34,8 +34,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from sorae_payouts.ingest.csv_records import (DEFAULT_MAX_RECORD_BYTES, HeaderError, RecordBatch, RecordProblem,
-                                              RecordSplitter)
+from sorae_payouts.ingest.csv_records import (
+    DEFAULT_MAX_RECORD_BYTES,
+    HeaderError,
+    RecordBatch,
+    RecordProblem,
+    RecordSplitter,
+)
 from sorae_payouts.ingest.model import UnreadableFileError
 
 CSV_SUFFIXES = (".csv",)
@@ -98,8 +103,9 @@ class Source:
             raise UnreadableFileError(f"{self.path}: cannot be read past the header: {exc}") from exc
 
     def _frame(self, table: pa.Table) -> pd.DataFrame:
-        frame = {name: pc.utf8_trim_whitespace(_as_text(table.column(i))).to_pandas()
-                 for i, name in enumerate(self.names)}
+        frame = {
+            name: pc.utf8_trim_whitespace(_as_text(table.column(i))).to_pandas() for i, name in enumerate(self.names)
+        }
         empty = pd.Series([""] * table.num_rows, dtype="str")
         return pd.DataFrame({c: frame[c].astype("str") if c in frame else empty for c in self.columns})
 
@@ -110,9 +116,14 @@ class Source:
             splitter.fields = len(self.names)
             for batch in splitter.batches(chunk_rows):
                 table = self._parse(batch)
-                unreadable = pd.DataFrame({"row_no": pd.Series([p.row_no for p in batch.problems], dtype="int64"),
-                                           "col": WHOLE_ROW, "reason": [p.reason for p in batch.problems],
-                                           "value": [p.value for p in batch.problems]})
+                unreadable = pd.DataFrame(
+                    {
+                        "row_no": pd.Series([p.row_no for p in batch.problems], dtype="int64"),
+                        "col": WHOLE_ROW,
+                        "reason": [p.reason for p in batch.problems],
+                        "value": [p.value for p in batch.problems],
+                    }
+                )
                 yield ReadChunk(self._frame(table), pd.Series(batch.row_no, dtype="int64"), unreadable)
 
     def _parse(self, batch: RecordBatch) -> pa.Table:
@@ -129,8 +140,12 @@ class Source:
                     pa.py_buffer(batch.data),
                     read_options=pa_csv.ReadOptions(column_names=names, block_size=max(len(batch.data), 1 << 20)),
                     parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-                    convert_options=pa_csv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                          strings_can_be_null=False, quoted_strings_can_be_null=False))
+                    convert_options=pa_csv.ConvertOptions(
+                        column_types={n: pa.string() for n in names},
+                        strings_can_be_null=False,
+                        quoted_strings_can_be_null=False,
+                    ),
+                )
                 if table.num_rows == len(batch.row_no):
                     return table
             except pa.ArrowInvalid:
@@ -142,7 +157,7 @@ class Source:
         rejects of their own row instead of shifting every row number after them."""
         rows, kept = [], []
         for i, row_no in enumerate(batch.row_no):
-            record = batch.data[batch.offsets[i]:batch.offsets[i + 1]].decode("utf-8")
+            record = batch.data[batch.offsets[i] : batch.offsets[i + 1]].decode("utf-8")
             try:
                 parsed = list(csv.reader(io.StringIO(record, newline=""), strict=True))
             except csv.Error as exc:
@@ -191,7 +206,7 @@ def open_source(path: Path, columns: tuple[str, ...], optional: tuple[str, ...] 
     missing = [c for c in columns if c not in names and c not in optional]
     if missing:
         problems.append("missing columns: " + ", ".join(missing))
-    extra = [raw for raw, name in zip(header, names) if name not in columns]
+    extra = [raw for raw, name in zip(header, names, strict=False) if name not in columns]
     if extra:
         problems.append("unexpected columns: " + ", ".join(_short(e) for e in extra))
     if problems:
@@ -242,8 +257,10 @@ def _parquet_header(path: Path) -> list[str]:
         raise UnreadableFileError(f"{path}: not a readable Parquet file ({exc})") from exc
     floats = [f.name for f in schema if pa.types.is_floating(f.type)]
     if floats:
-        raise UnreadableFileError(f"{path}: floating point columns: {', '.join(floats)} (amounts and ids must be "
-                                  "strings or decimals; floats cannot hold money exactly)")
+        raise UnreadableFileError(
+            f"{path}: floating point columns: {', '.join(floats)} (amounts and ids must be "
+            "strings or decimals; floats cannot hold money exactly)"
+        )
     return list(schema.names)
 
 

@@ -45,14 +45,19 @@ def write_rejects(db: StagingArea, path: Path, temporary: Path) -> RejectsSummar
     raw = ", ".join(f"s.{c}" for c in db.raw_columns)
     head: list[RejectedRow] = []
     with temporary.open("w", newline="", encoding="utf-8") as handle:
-        write_comment(handle, f"rejects of {path.name}: row = 1-based data row number in that file (header row "
-                      "excluded)")
+        write_comment(
+            handle, f"rejects of {path.name}: row = 1-based data row number in that file (header row excluded)"
+        )
         header, after = True, (0, 0)
         while True:  # keyset pages of problems, in (row, order found) order
             frame = db.frame(
                 f"SELECT r.row_no, r.col, r.reason, r.value, r.seq, {raw} FROM {REJECT} r "
                 f"JOIN {STAGE} s ON s.row_no = r.row_no WHERE r.row_no > :row OR (r.row_no = :row AND r.seq > :seq) "
-                "ORDER BY r.row_no, r.seq LIMIT :page", row=after[0], seq=after[1], page=min(db.chunk_rows, PAGE_ROWS))
+                "ORDER BY r.row_no, r.seq LIMIT :page",
+                row=after[0],
+                seq=after[1],
+                page=min(db.chunk_rows, PAGE_ROWS),
+            )
             if frame.empty:
                 break
             after = (int(frame["row_no"].iloc[-1]), int(frame["seq"].iloc[-1]))
@@ -61,6 +66,10 @@ def write_rejects(db: StagingArea, path: Path, temporary: Path) -> RejectsSummar
             header = False
             room = MAX_REJECTS_IN_MEMORY - len(head)
             if room > 0:
-                head.extend(RejectedRow(int(r), c, reason, v if isinstance(v, str) else None) for r, c, reason, v in
-                            frame[["row", "column", "reason", "value"]].head(room).itertuples(index=False))
+                head.extend(
+                    RejectedRow(int(r), c, reason, v if isinstance(v, str) else None)
+                    for r, c, reason, v in frame[["row", "column", "reason", "value"]]
+                    .head(room)
+                    .itertuples(index=False)
+                )
     return RejectsSummary(head, int(count), int(rows), temporary)

@@ -30,16 +30,19 @@ import dagster as dg
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import ModuleTarget
 
-from sorae_payouts.instance.local import local_instance
-from sorae_payouts.defs.lib.partitions import (PROGRAM, ProgramMonth, parse_partition, program_months, range_tags,
-                                           sync_program_partitions)
-from sorae_payouts.ledger.database import data_dir
 from sorae_payouts.core.periods import parse_period
+from sorae_payouts.defs.lib.partitions import (
+    PROGRAM,
+    ProgramMonth,
+    parse_partition,
+    program_months,
+    range_tags,
+    sync_program_partitions,
+)
+from sorae_payouts.defs.lib.tags import TAG_OPERATOR, TAG_PAYING_ACCOUNT, TAG_PROGRAM, PayingAccounts
+from sorae_payouts.instance.local import local_instance
+from sorae_payouts.ledger.database import data_dir
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
-from sorae_payouts.defs.lib.tags import PayingAccounts
-from sorae_payouts.defs.lib.tags import TAG_OPERATOR
-from sorae_payouts.defs.lib.tags import TAG_PAYING_ACCOUNT
-from sorae_payouts.defs.lib.tags import TAG_PROGRAM
 
 CODE_LOCATION = "sorae_payouts"
 DEFINITIONS_MODULE = "sorae_payouts.definitions"
@@ -61,8 +64,15 @@ class LaunchedRun:
         return self.status == "SUCCESS"
 
     def as_json(self) -> dict:
-        return {"run_id": self.run_id, "job": self.job_name, "partition": self.partition, "status": self.status,
-                "failures": self.failures, "checks": self.checks, "checks_by_partition": self.checks_by_partition}
+        return {
+            "run_id": self.run_id,
+            "job": self.job_name,
+            "partition": self.partition,
+            "status": self.status,
+            "failures": self.failures,
+            "checks": self.checks,
+            "checks_by_partition": self.checks_by_partition,
+        }
 
 
 def operator_name() -> str:
@@ -80,27 +90,44 @@ def _create_run(instance: dg.DagsterInstance, workspace, job_name: str, tags: Ma
 
     location = workspace.get_code_location(CODE_LOCATION)
     [repo] = location.get_repositories().values()
-    remote_job = location.get_job(JobSubsetSelector(location_name=CODE_LOCATION, repository_name=repo.name,
-                                                    job_name=job_name, op_selection=None))
-    plan = location.get_execution_plan(remote_job, run_config, step_keys_to_execute=None, known_state=None,
-                                       instance=instance).execution_plan_snapshot
+    remote_job = location.get_job(
+        JobSubsetSelector(location_name=CODE_LOCATION, repository_name=repo.name, job_name=job_name, op_selection=None)
+    )
+    plan = location.get_execution_plan(
+        remote_job, run_config, step_keys_to_execute=None, known_state=None, instance=instance
+    ).execution_plan_snapshot
     return instance.create_run(
-        job_name=job_name, run_id=None, run_config=run_config, resolved_op_selection=None, step_keys_to_execute=None,
-        op_selection=None, status=None, root_run_id=None, parent_run_id=None, tags={**remote_job.run_tags, **tags},
-        job_snapshot=remote_job.job_snapshot, execution_plan_snapshot=plan,
-        parent_job_snapshot=remote_job.parent_job_snapshot, remote_job_origin=remote_job.get_remote_origin(),
-        job_code_origin=remote_job.get_python_origin(), asset_selection=None, asset_check_selection=None,
-        asset_graph=repo.asset_graph)
+        job_name=job_name,
+        run_id=None,
+        run_config=run_config,
+        resolved_op_selection=None,
+        step_keys_to_execute=None,
+        op_selection=None,
+        status=None,
+        root_run_id=None,
+        parent_run_id=None,
+        tags={**remote_job.run_tags, **tags},
+        job_snapshot=remote_job.job_snapshot,
+        execution_plan_snapshot=plan,
+        parent_job_snapshot=remote_job.parent_job_snapshot,
+        remote_job_origin=remote_job.get_remote_origin(),
+        job_code_origin=remote_job.get_python_origin(),
+        asset_selection=None,
+        asset_check_selection=None,
+        asset_graph=repo.asset_graph,
+    )
 
 
 @contextmanager
 def code_location_workspace(instance: dg.DagsterInstance) -> Iterator:
     """The code location `sorae_payouts` served by a gRPC code server for as long as the block runs
     (launch several runs through one: the demo saves a code-server start per run)."""
-    target = ModuleTarget(module_name=DEFINITIONS_MODULE, attribute=None, working_directory=os.getcwd(),
-                          location_name=CODE_LOCATION)
-    with WorkspaceProcessContext(instance, target, version=dg.__version__, read_only=False,
-                                 code_server_log_level="WARNING") as process_context:
+    target = ModuleTarget(
+        module_name=DEFINITIONS_MODULE, attribute=None, working_directory=os.getcwd(), location_name=CODE_LOCATION
+    )
+    with WorkspaceProcessContext(
+        instance, target, version=dg.__version__, read_only=False, code_server_log_level="WARNING"
+    ) as process_context:
         workspace = process_context.create_request_context()
         errors = workspace.get_code_location_error(CODE_LOCATION)
         if errors:
@@ -108,10 +135,18 @@ def code_location_workspace(instance: dg.DagsterInstance) -> Iterator:
         yield workspace
 
 
-def launch_and_wait(job_name: str, partition: str, *, program_id: str = DEFAULT_PROGRAM,
-                    tags: Mapping[str, str] | None = None, instance: dg.DagsterInstance | None = None,
-                    poll_seconds: float = 0.5, on_status=None, run_config: dict | None = None,
-                    workspace=None) -> LaunchedRun:
+def launch_and_wait(
+    job_name: str,
+    partition: str,
+    *,
+    program_id: str = DEFAULT_PROGRAM,
+    tags: Mapping[str, str] | None = None,
+    instance: dg.DagsterInstance | None = None,
+    poll_seconds: float = 0.5,
+    on_status=None,
+    run_config: dict | None = None,
+    workspace=None,
+) -> LaunchedRun:
     """Launch `job_name` for one program-month through the instance and wait for the end. `partition`:
     the month ("YYYY-MM-01", program `program_id`) or the full key ("YYYY-MM-01|program")."""
     pm = parse_partition(partition) if "|" in partition else ProgramMonth(parse_period(partition), program_id)
@@ -123,10 +158,19 @@ def launch_and_wait(job_name: str, partition: str, *, program_id: str = DEFAULT_
     return _launch(job_name, str(pm.key), run_tags, instance, poll_seconds, on_status, run_config, workspace)
 
 
-def launch_range_and_wait(job_name: str, first_month: str, last_month: str, *, program_ids: Sequence[str] | None = None,
-                          tags: Mapping[str, str] | None = None, instance: dg.DagsterInstance | None = None,
-                          poll_seconds: float = 0.5, on_status=None, run_config: dict | None = None,
-                          workspace=None) -> LaunchedRun:
+def launch_range_and_wait(
+    job_name: str,
+    first_month: str,
+    last_month: str,
+    *,
+    program_ids: Sequence[str] | None = None,
+    tags: Mapping[str, str] | None = None,
+    instance: dg.DagsterInstance | None = None,
+    poll_seconds: float = 0.5,
+    on_status=None,
+    run_config: dict | None = None,
+    workspace=None,
+) -> LaunchedRun:
     """ONE run over the months first..last x the programs: every program partition (None), or the
     given programs, which must be adjacent in the instance's key order (a run is a rectangle of keys)."""
     instance = instance or local_instance(data_dir())
@@ -136,19 +180,23 @@ def launch_range_and_wait(job_name: str, first_month: str, last_month: str, *, p
     chosen = list(keys) if not program_ids else sorted(set(program_ids), key=keys.index)
     if not chosen:
         raise ValueError("no program partitions in the instance: register a program first")
-    block = keys[keys.index(chosen[0]):keys.index(chosen[-1]) + 1]
+    block = keys[keys.index(chosen[0]) : keys.index(chosen[-1]) + 1]
     if block != chosen:
-        raise ValueError(f"programs {', '.join(chosen)} are not adjacent partition keys (between them: "
-                         f"{', '.join(k for k in block if k not in chosen)}): run them one at a time, or all")
+        raise ValueError(
+            f"programs {', '.join(chosen)} are not adjacent partition keys (between them: "
+            f"{', '.join(k for k in block if k not in chosen)}): run them one at a time, or all"
+        )
     first = ProgramMonth(parse_period(first_month), chosen[0])
     last = ProgramMonth(parse_period(last_month), chosen[-1])
     run_tags = {**range_tags(first, last), **({TAG_PROGRAM: chosen[0]} if len(chosen) == 1 else {}), **(tags or {})}
-    return _launch(job_name, f"{first.key}...{last.key}", run_tags, instance, poll_seconds, on_status, run_config,
-                   workspace)
+    return _launch(
+        job_name, f"{first.key}...{last.key}", run_tags, instance, poll_seconds, on_status, run_config, workspace
+    )
 
 
-def _launch(job_name: str, partition: str, tags: dict, instance, poll_seconds, on_status, run_config,
-            workspace) -> LaunchedRun:
+def _launch(
+    job_name: str, partition: str, tags: dict, instance, poll_seconds, on_status, run_config, workspace
+) -> LaunchedRun:
     if workspace is None:
         with code_location_workspace(instance) as workspace:
             return _launch(job_name, partition, tags, instance, poll_seconds, on_status, run_config, workspace)
@@ -167,8 +215,9 @@ def _launch(job_name: str, partition: str, tags: dict, instance, poll_seconds, o
     for results in by_partition.values():
         for name, passed in results.items():
             checks[name] = checks.get(name, True) and passed
-    return LaunchedRun(run.run_id, job_name, partition, run.status.value, _failures(instance, run.run_id), checks,
-                       by_partition)
+    return LaunchedRun(
+        run.run_id, job_name, partition, run.status.value, _failures(instance, run.run_id), checks, by_partition
+    )
 
 
 def _checks(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, bool]]:

@@ -39,8 +39,13 @@ POOL = {"pool_size": 1, "max_overflow": 4, "pool_recycle": 3600, "pool_pre_ping"
 
 
 class PooledPostgresEventLogStorage(PostgresEventLogStorage):
-    def __init__(self, postgres_url: str, should_autocreate_tables: bool = True,
-                 inst_data: ConfigurableClassData | None = None, token_provider=None):
+    def __init__(
+        self,
+        postgres_url: str,
+        should_autocreate_tables: bool = True,
+        inst_data: ConfigurableClassData | None = None,
+        token_provider=None,
+    ):
         super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
         self._engine.dispose()
         self._engine = create_pg_engine(self.postgres_url, self._token_provider, isolation_level="AUTOCOMMIT", **POOL)
@@ -57,17 +62,26 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
         if planned.partitions_subset is None:
             return super()._store_asset_check_evaluation_planned(event, event_id)
         serialized = serialize_value(event)  # once, not once per partition
-        common = dict(asset_key=planned.asset_key.to_string(), check_name=planned.check_name, run_id=event.run_id,
-                      execution_status=AssetCheckExecutionRecordStatus.PLANNED.value, evaluation_event=serialized,
-                      evaluation_event_timestamp=self._event_insert_timestamp(event),
-                      evaluation_event_storage_id=event_id)
+        common = dict(
+            asset_key=planned.asset_key.to_string(),
+            check_name=planned.check_name,
+            run_id=event.run_id,
+            execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
+            evaluation_event=serialized,
+            evaluation_event_timestamp=self._event_insert_timestamp(event),
+            evaluation_event_storage_id=event_id,
+        )
         rows = [dict(common, partition=key) for key in planned.partitions_subset.get_partition_keys()]
         with self.index_connection() as conn:
             conn.execute(AssetCheckExecutionsTable.insert().values(rows))
 
     @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData | None,
-                          config_value: Mapping[str, Any]) -> "PooledPostgresEventLogStorage":
-        return cls(inst_data=inst_data, postgres_url=pg_url_from_config(config_value),
-                   should_autocreate_tables=config_value.get("should_autocreate_tables", True),
-                   token_provider=get_token_provider_from_config(config_value))
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> PooledPostgresEventLogStorage:
+        return cls(
+            inst_data=inst_data,
+            postgres_url=pg_url_from_config(config_value),
+            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+            token_provider=get_token_provider_from_config(config_value),
+        )

@@ -54,8 +54,9 @@ def create_ledger_engine(url: str | None = None) -> sa.Engine:
         return engine
     # JIT compilation costs ~0.3 s per big month-end statement and wins nothing on these plans; the
     # pool is sized for the execution worker threads (each holds a connection only per transaction).
-    return sa.create_engine(resolved, pool_pre_ping=True, pool_size=10, max_overflow=30,
-                            connect_args={"options": "-c jit=off"})
+    return sa.create_engine(
+        resolved, pool_pre_ping=True, pool_size=10, max_overflow=30, connect_args={"options": "-c jit=off"}
+    )
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

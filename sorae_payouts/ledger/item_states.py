@@ -28,12 +28,11 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "partially_reversed": ("reversed",),
 }
 
-STATUSES = ("pending", "processing", "posted", "failed", "carried_forward", "blocked", "partially_reversed",
-            "reversed")
+STATUSES = ("pending", "processing", "posted", "failed", "carried_forward", "blocked", "partially_reversed", "reversed")
 
 # Transitions that need an appended record in the same transaction (checked by the same trigger).
-RETRY_RECORD_REQUIRED = ("failed", "pending")        # payout_item_retry for the latest attempt
-CARRY_RECORD_REQUIRED = ("carried_forward",)         # payout_item_carry (from pending or failed)
+RETRY_RECORD_REQUIRED = ("failed", "pending")  # payout_item_retry for the latest attempt
+CARRY_RECORD_REQUIRED = ("carried_forward",)  # payout_item_carry (from pending or failed)
 
 # Payable items that no run will send any more without a person or a fix: the batch is not `completed`.
 EXCEPTIONS = ("failed", "blocked", "partially_reversed", "reversed", "carried_forward")

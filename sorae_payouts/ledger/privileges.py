@@ -39,19 +39,27 @@ def grant_app_role(engine: sa.Engine, role: str, *, password: str | None = None)
         owner = conn.exec_driver_sql("SELECT current_user").scalar_one()
         if role == owner:
             raise PrivilegeError(f"the app role {role!r} is the migration (owner) role; use a separate role")
-        owned = conn.execute(sa.text("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
-                                     "AND tableowner = :r"), {"r": role}).scalar_one()
+        owned = conn.execute(
+            sa.text("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tableowner = :r"),
+            {"r": role},
+        ).scalar_one()
         if owned:
-            raise PrivilegeError(f"role {role!r} owns {owned} ledger tables; migrate as the owner role "
-                                 "(SORAE_MIGRATION_DATABASE_URL) and reassign them (REASSIGN OWNED BY)")
+            raise PrivilegeError(
+                f"role {role!r} owns {owned} ledger tables; migrate as the owner role "
+                "(SORAE_MIGRATION_DATABASE_URL) and reassign them (REASSIGN OWNED BY)"
+            )
         exists = conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first()
         if not exists or password:
             verb = "ALTER" if exists else "CREATE"
             # format() quotes the identifier and the password literal server-side (no DDL parameters).
-            ddl = conn.execute(sa.text("SELECT format('%s ROLE %I LOGIN' || CASE WHEN CAST(:p AS text) IS NULL "
-                                       "THEN '' ELSE ' PASSWORD ' || quote_literal(CAST(:p AS text)) END, "
-                                       "CAST(:v AS text), CAST(:r AS text))"),
-                               {"p": password, "v": verb, "r": role}).scalar_one()
+            ddl = conn.execute(
+                sa.text(
+                    "SELECT format('%s ROLE %I LOGIN' || CASE WHEN CAST(:p AS text) IS NULL "
+                    "THEN '' ELSE ' PASSWORD ' || quote_literal(CAST(:p AS text)) END, "
+                    "CAST(:v AS text), CAST(:r AS text))"
+                ),
+                {"p": password, "v": verb, "r": role},
+            ).scalar_one()
             conn.exec_driver_sql(ddl)
             done.append(f"{verb} ROLE {role} LOGIN" + (" PASSWORD ***" if password else ""))
         schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()

@@ -46,16 +46,19 @@ program = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("created_by", sa.Text, nullable=False),
     sa.CheckConstraint("status IN ('active', 'disabled')", name="ck_program_status"),
-    sa.CheckConstraint("paying_account_ref IS NULL OR paying_account_ref LIKE 'env:%' "
-                       "OR paying_account_ref LIKE 'secrets:%'", name="ck_program_paying_account_ref"),
+    sa.CheckConstraint(
+        "paying_account_ref IS NULL OR paying_account_ref LIKE 'env:%' OR paying_account_ref LIKE 'secrets:%'",
+        name="ck_program_paying_account_ref",
+    ),
 )
 
 program_event = sa.Table(
     "program_event",
     metadata,
     sa.Column("event_pk", SurrogateKey, primary_key=True, autoincrement=True),
-    sa.Column("program_id", ProgramId, sa.ForeignKey("program.program_id", name="fk_program_event_program"),
-              nullable=False),
+    sa.Column(
+        "program_id", ProgramId, sa.ForeignKey("program.program_id", name="fk_program_event_program"), nullable=False
+    ),
     sa.Column("event", sa.String(16), nullable=False),
     sa.Column("change", sa.JSON, nullable=False),
     sa.Column("recorded_by", sa.Text, nullable=False),
@@ -71,8 +74,9 @@ program_funding = sa.Table(
     "program_funding",
     metadata,
     sa.Column("funding_pk", SurrogateKey, primary_key=True, autoincrement=True),
-    sa.Column("program_id", ProgramId, sa.ForeignKey("program.program_id", name="fk_program_funding_program"),
-              nullable=False),
+    sa.Column(
+        "program_id", ProgramId, sa.ForeignKey("program.program_id", name="fk_program_funding_program"), nullable=False
+    ),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("stripe_id", sa.String(64), nullable=False),
     sa.Column("paying_account", sa.String(64), nullable=False),
@@ -119,8 +123,9 @@ commission = sa.Table(
     sa.Column("imported_at", Timestamp, nullable=False),
     sa.UniqueConstraint("program_id", "commission_id", name="uq_commission_program_commission"),
     sa.Index("ix_commission_period", "period", "program_id"),  # one month of one program, or of all
-    sa.Index("ix_commission_affiliate_period", "program_id", "affiliate_id", "period", "currency",
-             "amount_minor"),  # history
+    sa.Index(
+        "ix_commission_affiliate_period", "program_id", "affiliate_id", "period", "currency", "amount_minor"
+    ),  # history
 )
 
 order_event = sa.Table(
@@ -169,8 +174,11 @@ period_snapshot = sa.Table(
     sa.Column("in_period_adjustments_minor", Money, nullable=False),
     sa.Column("clawbacks_minor", Money, nullable=False),
     sa.PrimaryKeyConstraint("program_id", "period", "currency", name="pk_period_snapshot"),
-    sa.ForeignKeyConstraint(["program_id", "period"], ["commission_period.program_id", "commission_period.period"],
-                            name="fk_period_snapshot_period"),
+    sa.ForeignKeyConstraint(
+        ["program_id", "period"],
+        ["commission_period.program_id", "commission_period.period"],
+        name="fk_period_snapshot_period",
+    ),
 )
 
 commission_adjustment = sa.Table(
@@ -188,11 +196,14 @@ commission_adjustment = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.UniqueConstraint("commission_pk", "event_id", name="uq_adjustment_commission_event"),
     sa.CheckConstraint("kind IN ('in_period', 'clawback')", name="ck_adjustment_kind"),
-    sa.ForeignKeyConstraint(["program_id", "event_id"], ["order_event.program_id", "order_event.event_id"],
-                            name="fk_adjustment_event"),
-    sa.ForeignKeyConstraint(["program_id", "booked_period"],
-                            ["commission_period.program_id", "commission_period.period"],
-                            name="fk_adjustment_booked_period"),
+    sa.ForeignKeyConstraint(
+        ["program_id", "event_id"], ["order_event.program_id", "order_event.event_id"], name="fk_adjustment_event"
+    ),
+    sa.ForeignKeyConstraint(
+        ["program_id", "booked_period"],
+        ["commission_period.program_id", "commission_period.period"],
+        name="fk_adjustment_booked_period",
+    ),
     sa.Index("ix_adjustment_booked", "booked_period", "program_id", "affiliate_id", "currency"),
 )
 
@@ -211,13 +222,15 @@ payout_batch = sa.Table(
     sa.Column("approved_at", Timestamp),
     sa.Column("approved_by", sa.Text),
     sa.CheckConstraint(
-        "status IN ('draft', 'approved', 'executing', 'completed', 'partially_completed', "
-        "'completed_with_exceptions')",
+        "status IN ('draft', 'approved', 'executing', 'completed', 'partially_completed', 'completed_with_exceptions')",
         name="ck_payout_batch_status",
     ),
     sa.UniqueConstraint("program_id", "period", name="uq_payout_batch_program_period"),
-    sa.ForeignKeyConstraint(["program_id", "period"], ["commission_period.program_id", "commission_period.period"],
-                            name="fk_payout_batch_period"),
+    sa.ForeignKeyConstraint(
+        ["program_id", "period"],
+        ["commission_period.program_id", "commission_period.period"],
+        name="fk_payout_batch_period",
+    ),
 )
 
 payout_item = sa.Table(
@@ -242,13 +255,17 @@ payout_item = sa.Table(
     # Revision 0009: how much of the item's transfer Stripe reversed (only grows; trigger).
     sa.Column("reversed_minor", Money, nullable=False, server_default="0"),
     sa.UniqueConstraint("batch_id", "affiliate_id", "currency", name="uq_payout_item_affiliate_currency"),
-    sa.ForeignKeyConstraint(["program_id", "affiliate_id"], ["affiliate.program_id", "affiliate.affiliate_id"],
-                            name="fk_payout_item_affiliate"),
+    sa.ForeignKeyConstraint(
+        ["program_id", "affiliate_id"],
+        ["affiliate.program_id", "affiliate.affiliate_id"],
+        name="fk_payout_item_affiliate",
+    ),
     sa.Index("ix_payout_item_affiliate", "program_id", "affiliate_id", "currency"),  # the portal's history
     sa.CheckConstraint("amount_minor = period_amount_minor + carried_in_minor", name="ck_payout_item_sum"),
     sa.CheckConstraint(
         # A built carried item has its reason; an unpaid item closed later keeps its reviewed NULL (0008).
-        "carry_reason IS NULL OR status = 'carried_forward'", name="ck_payout_item_carry_reason"
+        "carry_reason IS NULL OR status = 'carried_forward'",
+        name="ck_payout_item_carry_reason",
     ),
 )
 
@@ -290,8 +307,13 @@ transfer_attempt = sa.Table(
     sa.UniqueConstraint("payout_item_id", "attempt_number", name="uq_transfer_attempt_number"),
     sa.CheckConstraint("state IN ('processing', 'posted', 'failed')", name="ck_transfer_attempt_state"),
     sa.CheckConstraint("amount_minor > 0", name="ck_transfer_attempt_amount"),
-    sa.Index("uq_transfer_attempt_one_posted", "payout_item_id", unique=True,
-             sqlite_where=sa.text("state = 'posted'"), postgresql_where=sa.text("state = 'posted'")),
+    sa.Index(
+        "uq_transfer_attempt_one_posted",
+        "payout_item_id",
+        unique=True,
+        sqlite_where=sa.text("state = 'posted'"),
+        postgresql_where=sa.text("state = 'posted'"),
+    ),
 )
 
 
@@ -394,8 +416,11 @@ operator_event = sa.Table(
     sa.Column("host", sa.Text),
     sa.Column("os_user", sa.Text),
     sa.Column("dagster_run_id", sa.Text),
-    sa.ForeignKeyConstraint(["program_id", "operator_id"], ["operator.program_id", "operator.operator_id"],
-                            name="fk_operator_event_operator"),
+    sa.ForeignKeyConstraint(
+        ["program_id", "operator_id"],
+        ["operator.program_id", "operator.operator_id"],
+        name="fk_operator_event_operator",
+    ),
     sa.CheckConstraint("event IN ('added', 'disabled', 'enabled')", name="ck_operator_event_event"),
     sa.Index("ix_operator_event_operator", "program_id", "operator_id", "recorded_at"),
 )
@@ -421,8 +446,9 @@ payout_item_carry = sa.Table(
     "payout_item_carry",
     metadata,
     sa.Column("carry_pk", SurrogateKey, primary_key=True, autoincrement=True),
-    sa.Column("payout_item_id", sa.BigInteger, sa.ForeignKey("payout_item.payout_item_id"), nullable=False,
-              unique=True),
+    sa.Column(
+        "payout_item_id", sa.BigInteger, sa.ForeignKey("payout_item.payout_item_id"), nullable=False, unique=True
+    ),
     sa.Column("from_batch_id", sa.String(64), sa.ForeignKey("payout_batch.batch_id"), nullable=False),
     sa.Column("into_batch_id", sa.String(64), sa.ForeignKey("payout_batch.batch_id"), nullable=False),
     sa.Column("affiliate_id", sa.String(64), nullable=False),
@@ -488,8 +514,9 @@ transfer_reversal_request = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
-    sa.UniqueConstraint("program_id", "period", "affiliate_id", "currency", "sequence",
-                        name="uq_transfer_reversal_request_sequence"),
+    sa.UniqueConstraint(
+        "program_id", "period", "affiliate_id", "currency", "sequence", name="uq_transfer_reversal_request_sequence"
+    ),
     sa.CheckConstraint("state IN ('processing', 'succeeded', 'failed')", name="ck_transfer_reversal_request_state"),
     sa.CheckConstraint("amount_minor > 0", name="ck_transfer_reversal_request_amount"),
 )

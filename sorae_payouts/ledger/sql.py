@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
@@ -48,7 +48,7 @@ def as_utc(value) -> datetime:
     """A timestamp column value as an aware UTC datetime (SQLite keeps naive UTC text)."""
     if not isinstance(value, datetime):
         value = datetime.fromisoformat(str(value))
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def set_text(statement: str) -> sa.TextClause:
@@ -60,8 +60,9 @@ def set_text(statement: str) -> sa.TextClause:
     return clause
 
 
-def values_cte(name: str, columns: Sequence[str], rows: Sequence[Sequence], prefix: str, *,
-               types: Sequence[str]) -> tuple[str, dict]:
+def values_cte(
+    name: str, columns: Sequence[str], rows: Sequence[Sequence], prefix: str, *, types: Sequence[str]
+) -> tuple[str, dict]:
     """`name(columns) AS (VALUES (...), ...)` with bound parameters, for a WITH clause; an empty list
     becomes a query of no rows of the given SQL `types` (VALUES cannot be empty). Both databases
     accept the column list."""

@@ -4,10 +4,9 @@ Each function returns an `AuditResult` with the offending rows, so a failed chec
 exactly what drifted. They re-derive their figures from the raw tables rather than trusting the
 columns they verify.
 
-Programs: each check has a set form (`*_per_program(conn, period, program_ids)`: one result per
-program, in one or two statements whatever the number of programs) and the one-program form
-(`program_id=`, default program), which is the set form with one id. A program's result only ever
-reads its own rows.
+Programs: each check takes a set of programs (`check(conn, period, program_ids)`: one result per
+program, in one or two statements whatever the number of programs); one program is a set of one. A
+program's result only ever reads its own rows.
 """
 
 from __future__ import annotations
@@ -18,11 +17,10 @@ from datetime import date
 
 import sqlalchemy as sa
 
-from sorae_payouts.month_end.finalize import CHECKSUM_SQL
 from sorae_payouts.core.money import format_minor
-from sorae_payouts.month_end.program_sets import per_chunk, unique_ids
 from sorae_payouts.ledger.sql import allow_large_sorts, set_text, values_cte
-from sorae_payouts.registry.programs import DEFAULT_PROGRAM
+from sorae_payouts.month_end.finalize import CHECKSUM_SQL
+from sorae_payouts.month_end.program_sets import per_chunk, unique_ids
 
 ROWS_SHOWN = 100  # offending rows reported per program
 
@@ -39,12 +37,21 @@ def _batches(conn: sa.Connection, period: date, ids: list[str]) -> tuple[str, di
     bound values: the planner then knows there are a thousand of them even when statistics have not seen
     the batches just built (it took them for a handful and probed a million items one by one)."""
     params = {"period": period, "program_ids": ids}
-    current = conn.execute(set_text("SELECT program_id, batch_id FROM payout_batch WHERE period = :period "
-                                    "AND program_id IN :program_ids ORDER BY program_id"), params).all()
-    previous = conn.execute(set_text(
-        "SELECT b.program_id, b.batch_id FROM payout_batch b WHERE b.program_id IN :program_ids AND b.period = "
-        "(SELECT MAX(p.period) FROM payout_batch p WHERE p.program_id = b.program_id AND p.period < :period) "
-        "ORDER BY b.program_id"), params).all()
+    current = conn.execute(
+        set_text(
+            "SELECT program_id, batch_id FROM payout_batch WHERE period = :period "
+            "AND program_id IN :program_ids ORDER BY program_id"
+        ),
+        params,
+    ).all()
+    previous = conn.execute(
+        set_text(
+            "SELECT b.program_id, b.batch_id FROM payout_batch b WHERE b.program_id IN :program_ids AND b.period = "
+            "(SELECT MAX(p.period) FROM payout_batch p WHERE p.program_id = b.program_id AND p.period < :period) "
+            "ORDER BY b.program_id"
+        ),
+        params,
+    ).all()
     nb, nb_params = values_cte("nb", ("program_id", "batch_id"), current, "nb", types=("TEXT", "TEXT"))
     prev, prev_params = values_cte("prev", ("program_id", "batch_id"), previous, "prev", types=("TEXT", "TEXT"))
     return f"{nb}, {prev}", {**params, **nb_params, **prev_params}
@@ -59,7 +66,8 @@ SELECT program_id, currency, SUM(items) AS items, SUM(expected) AS expected FROM
     SELECT program_id, currency, 0, gross_minor + in_period_adjustments_minor + clawbacks_minor
     FROM period_snapshot WHERE period = :period AND program_id IN :program_ids
     UNION ALL
-    SELECT prev.program_id, i.currency, 0, SUM(i.amount_minor) FROM payout_item i JOIN prev ON prev.batch_id = i.batch_id
+    SELECT prev.program_id, i.currency, 0, SUM(i.amount_minor)
+    FROM payout_item i JOIN prev ON prev.batch_id = i.batch_id
     WHERE i.status = 'carried_forward' AND i.carry_reason IS NOT NULL GROUP BY prev.program_id, i.currency
     UNION ALL
     SELECT nb.program_id, c.currency, 0, SUM(c.amount_minor) FROM payout_item_carry c
@@ -72,12 +80,8 @@ SELECT program_id, currency, SUM(items) AS items, SUM(expected) AS expected FROM
 """
 
 
-def money_is_conserved(conn: sa.Connection, period: date, *, program_id: str = DEFAULT_PROGRAM) -> AuditResult:
-    return money_is_conserved_per_program(conn, period, [program_id])[program_id]
-
-
 @per_chunk
-def money_is_conserved_per_program(conn: sa.Connection, period: date, program_ids: Iterable[str]) -> dict[str, AuditResult]:
+def money_is_conserved(conn: sa.Connection, period: date, program_ids: Iterable[str]) -> dict[str, AuditResult]:
     """Per program and currency: sum of all items of the program's batch (payable and carried forward)
     == its finalized commissions of the period + in-period adjustments + clawbacks booked in it
     + balances carried in from its previous batch + unpaid items of its earlier batches closed into
@@ -87,14 +91,17 @@ def money_is_conserved_per_program(conn: sa.Connection, period: date, program_id
     tables: dict[str, list[dict]] = {p: [] for p in ids}
     batches, params = _batches(conn, period, ids)
     for program_id, c, i, e in conn.execute(set_text(_CONSERVED.format(batches=batches)), params):
-        tables[program_id].append({"currency": c, "items_minor": int(i), "expected_minor": int(e),
-                                   "difference_minor": int(i) - int(e)})
+        tables[program_id].append(
+            {"currency": c, "items_minor": int(i), "expected_minor": int(e), "difference_minor": int(i) - int(e)}
+        )
     results = {}
     for program_id, table in tables.items():
         drift = [r for r in table if r["difference_minor"] != 0]
         results[program_id] = (
-            AuditResult(False, "money is not conserved in " + ", ".join(r["currency"] for r in drift), table) if drift
-            else AuditResult(True, f"conserved in {len(table)} currencies", table))
+            AuditResult(False, "money is not conserved in " + ", ".join(r["currency"] for r in drift), table)
+            if drift
+            else AuditResult(True, f"conserved in {len(table)} currencies", table)
+        )
     return results
 
 
@@ -149,13 +156,8 @@ SELECT program_id, affiliate_id, currency, earned, item_amount FROM (
 """
 
 
-def finalized_rows_unchanged(conn: sa.Connection, period: date, *, program_id: str = DEFAULT_PROGRAM) -> AuditResult:
-    return finalized_rows_unchanged_per_program(conn, period, [program_id])[program_id]
-
-
 @per_chunk
-def finalized_rows_unchanged_per_program(conn: sa.Connection, period: date,
-                                         program_ids: Iterable[str]) -> dict[str, AuditResult]:
+def finalized_rows_unchanged(conn: sa.Connection, period: date, program_ids: Iterable[str]) -> dict[str, AuditResult]:
     """Per program: the period's commissions and adjustments still match the snapshot taken at
     finalization (count, gross, checksum, adjustments per currency), and the manifest's per-affiliate
     earned amounts still match a fresh aggregation of those rows."""
@@ -167,20 +169,27 @@ def finalized_rows_unchanged_per_program(conn: sa.Connection, period: date,
     for r in conn.execute(set_text(_SNAPSHOT_DRIFT), params):
         program_id, currency = r[0], r[1]
         if currency is None:
-            drift[program_id].append({"currency": "*", "snapshot": "0",
-                                      "now": f"{int(r[7])} rows in currencies not finalized"})
+            drift[program_id].append(
+                {"currency": "*", "snapshot": "0", "now": f"{int(r[7])} rows in currencies not finalized"}
+            )
             continue
         counted[program_id] += int(r[2])
         stored, now = tuple(int(v) for v in r[2:7]), tuple(int(v or 0) for v in r[7:12])
         if stored != now:
             drift[program_id].append({"currency": currency, "snapshot": str(stored), "now": str(now)})
     batches, batch_params = _batches(conn, period, ids)
-    for program_id, a, c, earned, item in conn.execute(set_text(_ITEM_DRIFT.format(batches=batches)),
-                                                       {**batch_params, "shown": ROWS_SHOWN}):
+    for program_id, a, c, earned, item in conn.execute(
+        set_text(_ITEM_DRIFT.format(batches=batches)), {**batch_params, "shown": ROWS_SHOWN}
+    ):
         drift[program_id].append({"currency": c, "snapshot": f"{a}: item {item}", "now": f"{a}: rows {earned}"})
-    return {p: (AuditResult(False, f"{len(rows)} finalized aggregates changed since finalization", rows) if rows
-                else AuditResult(True, f"{counted[p]} finalized commissions unchanged", []))
-            for p, rows in drift.items()}
+    return {
+        p: (
+            AuditResult(False, f"{len(rows)} finalized aggregates changed since finalization", rows)
+            if rows
+            else AuditResult(True, f"{counted[p]} finalized commissions unchanged", [])
+        )
+        for p, rows in drift.items()
+    }
 
 
 # Grouped by batch, affiliate and currency: the order of the unique index, so no hash of a million groups.
@@ -197,37 +206,38 @@ SELECT program_id, affiliate_id, currency, items FROM (
 """
 
 
-def one_item_per_affiliate_currency(conn: sa.Connection, period: date, *,
-                                    program_id: str = DEFAULT_PROGRAM) -> AuditResult:
-    return one_item_per_affiliate_currency_per_program(conn, period, [program_id])[program_id]
-
-
 @per_chunk
-def one_item_per_affiliate_currency_per_program(conn: sa.Connection, period: date,
-                                                program_ids: Iterable[str]) -> dict[str, AuditResult]:
+def one_item_per_affiliate_currency(
+    conn: sa.Connection, period: date, program_ids: Iterable[str]
+) -> dict[str, AuditResult]:
     """No affiliate has two payout items for one currency in its program's batch of the period."""
     allow_large_sorts(conn)
     ids = unique_ids(program_ids)
     rows: dict[str, list[dict]] = {p: [] for p in ids}
     batches, params = _batches(conn, period, ids)
-    for program_id, a, c, n in conn.execute(set_text(_SEVERAL_ITEMS.format(batches=batches)),
-                                            {**params, "shown": ROWS_SHOWN}):
+    for program_id, a, c, n in conn.execute(
+        set_text(_SEVERAL_ITEMS.format(batches=batches)), {**params, "shown": ROWS_SHOWN}
+    ):
         rows[program_id].append({"affiliate_id": a, "currency": c, "items": int(n)})
-    return {p: (AuditResult(False, f"{len(r)} affiliate/currency pairs have several items", r) if r
-                else AuditResult(True, "one item per affiliate and currency", []))
-            for p, r in rows.items()}
+    return {
+        p: (
+            AuditResult(False, f"{len(r)} affiliate/currency pairs have several items", r)
+            if r
+            else AuditResult(True, "one item per affiliate and currency", [])
+        )
+        for p, r in rows.items()
+    }
 
 
 # The three blocking checks of a month's manifest, in their set form: name -> function.
 MANIFEST_CHECKS = {
-    "money_is_conserved": money_is_conserved_per_program,
-    "finalized_rows_unchanged": finalized_rows_unchanged_per_program,
-    "one_item_per_affiliate_currency": one_item_per_affiliate_currency_per_program,
+    "money_is_conserved": money_is_conserved,
+    "finalized_rows_unchanged": finalized_rows_unchanged,
+    "one_item_per_affiliate_currency": one_item_per_affiliate_currency,
 }
 
 
-def manifest_checks_per_program(conn: sa.Connection, period: date,
-                                program_ids: Iterable[str]) -> dict[str, dict[str, AuditResult]]:
+def manifest_checks(conn: sa.Connection, period: date, program_ids: Iterable[str]) -> dict[str, dict[str, AuditResult]]:
     """Every manifest check for every program of the set: program id -> check name -> result."""
     ids = unique_ids(program_ids)
     by_check = {name: check(conn, period, ids) for name, check in MANIFEST_CHECKS.items()}
@@ -260,13 +270,8 @@ ORDER BY nb.program_id, d.decision_pk
 """
 
 
-def reversals_are_accounted(conn: sa.Connection, period: date, *, program_id: str = DEFAULT_PROGRAM) -> AuditResult:
-    return reversals_are_accounted_per_program(conn, period, [program_id])[program_id]
-
-
 @per_chunk
-def reversals_are_accounted_per_program(conn: sa.Connection, period: date,
-                                        program_ids: Iterable[str]) -> dict[str, AuditResult]:
+def reversals_are_accounted(conn: sa.Connection, period: date, program_ids: Iterable[str]) -> dict[str, AuditResult]:
     """After execution, per program and currency of its batch of the period:
     - posted - reversed = net paid: the posted items' amounts minus their reversed amounts equal the
       posted attempts' transfer amounts minus the last reversal state Stripe reported for them;
@@ -279,15 +284,22 @@ def reversals_are_accounted_per_program(conn: sa.Connection, period: date,
     drift: dict[str, list[str]] = {p: [] for p in ids}
     for program_id, currency, *sums in conn.execute(set_text(_REVERSALS), params):
         posted, reversed_, net_paid, owed, written = (int(v or 0) for v in sums)
-        row = {"currency": currency, "posted_minor": posted, "reversed_minor": reversed_, "net_paid_minor": net_paid,
-               "reversal_pending_minor": reversed_ - owed - written, "owed_again_minor": owed,
-               "written_off_minor": written}
+        row = {
+            "currency": currency,
+            "posted_minor": posted,
+            "reversed_minor": reversed_,
+            "net_paid_minor": net_paid,
+            "reversal_pending_minor": reversed_ - owed - written,
+            "owed_again_minor": owed,
+            "written_off_minor": written,
+        }
         tables[program_id].append(row)
         if posted - reversed_ != net_paid:
             drift[program_id].append(f"{currency}: posted {posted} - reversed {reversed_} != net paid {net_paid}")
         if row["reversal_pending_minor"] < 0:
-            drift[program_id].append(f"{currency}: decisions exceed the reversed amount by "
-                                     f"{-row['reversal_pending_minor']}")
+            drift[program_id].append(
+                f"{currency}: decisions exceed the reversed amount by {-row['reversal_pending_minor']}"
+            )
     for program_id, pk in conn.execute(set_text(_MISCARRIED), params):
         drift[program_id].append(f"decision {pk}: carried amount differs from the decision")
     results = {}
@@ -295,8 +307,13 @@ def reversals_are_accounted_per_program(conn: sa.Connection, period: date,
         if drift[program_id]:
             results[program_id] = AuditResult(False, "; ".join(drift[program_id]), table)
             continue
-        pending = ", ".join(format_minor(r["reversal_pending_minor"], r["currency"]) for r in table
-                            if r["reversal_pending_minor"])
-        results[program_id] = AuditResult(True, f"reversals accounted in {len(table)} currencies"
-                                          + (f"; {pending} reversed await a decision" if pending else ""), table)
+        pending = ", ".join(
+            format_minor(r["reversal_pending_minor"], r["currency"]) for r in table if r["reversal_pending_minor"]
+        )
+        results[program_id] = AuditResult(
+            True,
+            f"reversals accounted in {len(table)} currencies"
+            + (f"; {pending} reversed await a decision" if pending else ""),
+            table,
+        )
     return results

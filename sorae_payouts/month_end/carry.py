@@ -26,10 +26,9 @@ from datetime import date, datetime
 import sqlalchemy as sa
 
 from sorae_payouts.core.periods import period_key
+from sorae_payouts.ledger.sql import set_text
 from sorae_payouts.month_end.batches import settle_batch_status
 from sorae_payouts.month_end.program_sets import ProgramRefused
-from sorae_payouts.ledger.sql import set_text
-
 
 # Batches whose runs are over: what is unpaid there will not be sent by a run any more.
 SETTLED_BATCH_STATUSES = ("partially_completed", "completed_with_exceptions", "completed")
@@ -80,8 +79,9 @@ def close_unpaid_items_into(conn: sa.Connection, period: date, batch_ids: Mappin
     if not batch_ids:
         return 0
     ids = sorted(batch_ids.values())
-    carried = conn.execute(set_text(_CARRY_UNPAID), {"batch_ids": ids, "period_name": period_key(period),
-                                                     "now": now}).all()
+    carried = conn.execute(
+        set_text(_CARRY_UNPAID), {"batch_ids": ids, "period_name": period_key(period), "now": now}
+    ).all()
     if not carried:
         return 0
     for status in sorted({row.unpaid_status for row in carried}):
@@ -95,9 +95,13 @@ def close_unpaid_items_into(conn: sa.Connection, period: date, batch_ids: Mappin
 
 
 def _moved_items(conn: sa.Connection, batch_ids: list[str]) -> dict[str, str]:
-    rows = conn.execute(set_text(
-        "SELECT nb.program_id, nb.batch_id, MIN(c.payout_item_id) FROM payout_item_carry c "
-        "JOIN payout_item i ON i.payout_item_id = c.payout_item_id JOIN payout_batch nb ON nb.batch_id = c.into_batch_id "
-        "WHERE c.into_batch_id IN :batch_ids AND i.status <> 'carried_forward' GROUP BY nb.program_id, nb.batch_id"),
-        {"batch_ids": batch_ids}).all()
+    rows = conn.execute(
+        set_text(
+            "SELECT nb.program_id, nb.batch_id, MIN(c.payout_item_id) FROM payout_item_carry c "
+            "JOIN payout_item i ON i.payout_item_id = c.payout_item_id JOIN payout_batch nb ON nb.batch_id = "
+            "c.into_batch_id "
+            "WHERE c.into_batch_id IN :batch_ids AND i.status <> 'carried_forward' GROUP BY nb.program_id, nb.batch_id"
+        ),
+        {"batch_ids": batch_ids},
+    ).all()
     return {p: f"item {item} changed while {b} was built; build it again" for p, b, item in rows}

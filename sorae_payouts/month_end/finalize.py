@@ -19,8 +19,8 @@ Order events:
 Programs: every row belongs to a program and a program's months are closed in order, independently
 of other programs. `finalize_programs` finalizes one month for a whole set of programs in a fixed
 number of statements (1,000 programs cost what one does, plus the rows); a program that cannot be
-finalized is refused alone (`program_sets.ProgramOutcomes`). `finalize_period` is the one-program
-form and raises.
+finalized is refused alone (`program_sets.ProgramOutcomes`). It is the only form: one program is a
+set of one (`outcomes.one(program_id, FinalizeError)` raises its refusal).
 """
 
 from __future__ import annotations
@@ -31,12 +31,19 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.ledger import schema
-from sorae_payouts.ledger.sql import as_date, as_utc, least, text
-from sorae_payouts.month_end.month_order import blocked_message
 from sorae_payouts.core.periods import finalizable_at, period_key
+from sorae_payouts.ledger import schema
+from sorae_payouts.ledger.sql import (
+    allow_large_sorts,
+    as_date,
+    as_utc,
+    insert_ignoring_conflicts,
+    least,
+    set_text,
+    text,
+)
+from sorae_payouts.month_end.month_order import blocked_message
 from sorae_payouts.month_end.program_sets import ProgramOutcomes, active_programs, chunks, unique_ids
-from sorae_payouts.ledger.sql import allow_large_sorts, insert_ignoring_conflicts, set_text
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM, Program
 
 # Days after a month ends before it may be finalized, so late reversals still count (configurable).
@@ -140,23 +147,21 @@ WHERE c.period < :period AND c.program_id IN :program_ids
 ORDER BY c.program_id, c.period
 """
 
-def finalize_period(engine: sa.Engine, period: date, *, now: datetime, holding_days: int,
-                    program_id: str = DEFAULT_PROGRAM) -> FinalizeReport:
-    """Finalize the program's `period` once it has ended and the holding window has passed (the
-    program's policy `holding_days`, else `holding_days`). Idempotent: a period that is already
-    finalized is reported as such and nothing changes. Raises FinalizeError when refused."""
-    outcomes = finalize_programs(engine, period, [program_id], now=now, holding_days=holding_days)
-    return outcomes.one(program_id, FinalizeError)
-
 
 def holding_days_of(program: Program, base: int) -> int:
     """The program's holding window: its policy's `holding_days`, else the deployment's."""
     return int(program.policy.get("holding_days", base))
 
 
-def finalize_programs(engine: sa.Engine, period: date, program_ids: Iterable[str], *, now: datetime,
-                      holding_days: int = DEFAULT_HOLDING_DAYS,
-                      holding_days_by_program: Mapping[str, int] | None = None) -> ProgramOutcomes[FinalizeReport]:
+def finalize_programs(
+    engine: sa.Engine,
+    period: date,
+    program_ids: Iterable[str],
+    *,
+    now: datetime,
+    holding_days: int = DEFAULT_HOLDING_DAYS,
+    holding_days_by_program: Mapping[str, int] | None = None,
+) -> ProgramOutcomes[FinalizeReport]:
     """Finalize `period` for every program of the set: one transaction and a fixed number of statements
     per MAX_PROGRAMS_PER_STATEMENT programs. A program's holding window is `holding_days_by_program[p]`
     if given, else its policy's `holding_days`, else `holding_days`. Programs already finalized are
@@ -168,19 +173,32 @@ def finalize_programs(engine: sa.Engine, period: date, program_ids: Iterable[str
     return outcomes
 
 
-def _finalize_chunk(engine: sa.Engine, period: date, ids: list[str], now: datetime, holding_days: int,
-                    holding_days_by_program: Mapping[str, int], outcomes: ProgramOutcomes[FinalizeReport]) -> None:
+def _finalize_chunk(
+    engine: sa.Engine,
+    period: date,
+    ids: list[str],
+    now: datetime,
+    holding_days: int,
+    holding_days_by_program: Mapping[str, int],
+    outcomes: ProgramOutcomes[FinalizeReport],
+) -> None:
     with engine.begin() as conn:
         allow_large_sorts(conn)
         programs = active_programs(conn, ids, outcomes)
-        done = dict(conn.execute(set_text(
-            "SELECT program_id, finalized_at FROM commission_period WHERE period = :period "
-            "AND program_id IN :program_ids"), {"period": period, "program_ids": list(programs)}).all())
-        window = {p: holding_days_by_program.get(p, holding_days_of(programs[p], holding_days))
-                  for p in programs}
+        done = dict(
+            conn.execute(
+                set_text(
+                    "SELECT program_id, finalized_at FROM commission_period WHERE period = :period "
+                    "AND program_id IN :program_ids"
+                ),
+                {"period": period, "program_ids": list(programs)},
+            ).all()
+        )
+        window = {p: holding_days_by_program.get(p, holding_days_of(programs[p], holding_days)) for p in programs}
         earlier: dict[str, list[date]] = {}
-        for program_id, month in conn.execute(set_text(_EARLIER_OPEN), {"period": period,
-                                                                        "program_ids": list(programs)}):
+        for program_id, month in conn.execute(
+            set_text(_EARLIER_OPEN), {"period": period, "program_ids": list(programs)}
+        ):
             earlier.setdefault(program_id, []).append(as_date(month))
         todo = []
         for program_id, program in programs.items():
@@ -192,7 +210,8 @@ def _finalize_chunk(engine: sa.Engine, period: date, ids: list[str], now: dateti
                 outcomes.refused[program_id] = (
                     f"period {period_key(period)}{of} cannot be finalized before {ready_at:%Y-%m-%d %H:%M} UTC "
                     f"(month end + {window[program_id]}-day holding window for late reversals); it is now "
-                    f"{now:%Y-%m-%d %H:%M} UTC")
+                    f"{now:%Y-%m-%d %H:%M} UTC"
+                )
             elif program_id in earlier:
                 outcomes.refused[program_id] = blocked_message(conn, period, earlier[program_id], program=program)
             else:
@@ -202,24 +221,46 @@ def _finalize_chunk(engine: sa.Engine, period: date, ids: list[str], now: dateti
         # already finalized, like one finalized before.
         already = {p: as_utc(f) for p, f in done.items()}
         if len(finalized) < len(todo):
-            already.update({p: as_utc(f) for p, f in conn.execute(set_text(
-                "SELECT program_id, finalized_at FROM commission_period WHERE period = :period "
-                "AND program_id IN :program_ids"), {"period": period,
-                                                    "program_ids": [p for p in todo if p not in finalized]})})
+            already.update(
+                {
+                    p: as_utc(f)
+                    for p, f in conn.execute(
+                        set_text(
+                            "SELECT program_id, finalized_at FROM commission_period WHERE period = :period "
+                            "AND program_id IN :program_ids"
+                        ),
+                        {"period": period, "program_ids": [p for p in todo if p not in finalized]},
+                    )
+                }
+            )
         _collect_reports(conn, period, now, finalized, already, outcomes)
 
 
-def _finalize(conn: sa.Connection, period: date, program_ids: list[str], window: Mapping[str, int],
-              now: datetime) -> set[str]:
+def _finalize(
+    conn: sa.Connection, period: date, program_ids: list[str], window: Mapping[str, int], now: datetime
+) -> set[str]:
     """The writes, for the programs that may be finalized; returns those whose period row this
     transaction inserted (a concurrent finalization of the same program and month keeps its own)."""
     _refresh_planner_statistics(conn)
     # The period rows go first: from here on the commission triggers refuse changes to these months,
     # and a concurrent finalization of the same program and month finds the key taken.
-    inserted = conn.execute(
-        insert_ignoring_conflicts(conn, schema.commission_period).returning(schema.commission_period.c.program_id),
-        [{"program_id": p, "period": period, "status": "finalized", "finalized_at": now, "holding_days": window[p]}
-         for p in program_ids]).scalars().all()
+    inserted = (
+        conn.execute(
+            insert_ignoring_conflicts(conn, schema.commission_period).returning(schema.commission_period.c.program_id),
+            [
+                {
+                    "program_id": p,
+                    "period": period,
+                    "status": "finalized",
+                    "finalized_at": now,
+                    "holding_days": window[p],
+                }
+                for p in program_ids
+            ],
+        )
+        .scalars()
+        .all()
+    )
     finalized = sorted(inserted)
     if finalized:
         params = {"period": period, "now": now, "program_ids": finalized}
@@ -228,29 +269,53 @@ def _finalize(conn: sa.Connection, period: date, program_ids: list[str], window:
     return set(finalized)
 
 
-def _collect_reports(conn: sa.Connection, period: date, now: datetime, finalized: set[str],
-                     already: dict[str, datetime], outcomes: ProgramOutcomes[FinalizeReport]) -> None:
-    snapshots = load_snapshots_per_program(conn, period, [*finalized, *already])
+def _collect_reports(
+    conn: sa.Connection,
+    period: date,
+    now: datetime,
+    finalized: set[str],
+    already: dict[str, datetime],
+    outcomes: ProgramOutcomes[FinalizeReport],
+) -> None:
+    snapshots = load_snapshots(conn, period, [*finalized, *already])
     for program_id, finalized_at in already.items():
-        outcomes.reports[program_id] = FinalizeReport(period, True, finalized_at, snapshots.get(program_id, []),
-                                                      program_id=program_id)
+        outcomes.reports[program_id] = FinalizeReport(
+            period, True, finalized_at, snapshots.get(program_id, []), program_id=program_id
+        )
     if not finalized:
         return
     params = {"period": period, "program_ids": sorted(finalized)}
     counts: dict[str, dict[str, int]] = {}
-    for program_id, kind, n in conn.execute(set_text(
+    for program_id, kind, n in conn.execute(
+        set_text(
             "SELECT program_id, kind, COUNT(*) FROM commission_adjustment WHERE booked_period = :period "
-            "AND program_id IN :program_ids GROUP BY program_id, kind"), params):
+            "AND program_id IN :program_ids GROUP BY program_id, kind"
+        ),
+        params,
+    ):
         counts.setdefault(program_id, {})[kind] = int(n)
-    waiting = dict(conn.execute(set_text(
-        "SELECT c.program_id, COUNT(DISTINCT e.event_id) FROM order_event e JOIN commission c "
-        "ON c.program_id = e.program_id AND c.order_id = e.order_id "
-        "WHERE c.period > :period AND c.program_id IN :program_ids GROUP BY c.program_id"), params).all())
+    waiting = dict(
+        conn.execute(
+            set_text(
+                "SELECT c.program_id, COUNT(DISTINCT e.event_id) FROM order_event e JOIN commission c "
+                "ON c.program_id = e.program_id AND c.order_id = e.order_id "
+                "WHERE c.period > :period AND c.program_id IN :program_ids GROUP BY c.program_id"
+            ),
+            params,
+        ).all()
+    )
     for program_id in sorted(finalized):
         kinds = counts.get(program_id, {})
         outcomes.reports[program_id] = FinalizeReport(
-            period, False, now, snapshots.get(program_id, []), kinds.get("in_period", 0), kinds.get("clawback", 0),
-            int(waiting.get(program_id, 0)), program_id)
+            period,
+            False,
+            now,
+            snapshots.get(program_id, []),
+            kinds.get("in_period", 0),
+            kinds.get("clawback", 0),
+            int(waiting.get(program_id, 0)),
+            program_id,
+        )
 
 
 def _refresh_planner_statistics(conn: sa.Connection) -> None:
@@ -264,28 +329,33 @@ def _refresh_planner_statistics(conn: sa.Connection) -> None:
         conn.exec_driver_sql(f"ANALYZE {table}")
 
 
-_SNAPSHOT_COLUMNS = ("program_id, currency, commission_count, gross_minor, checksum, in_period_adjustments_minor, "
-                     "clawbacks_minor")
+_SNAPSHOT_COLUMNS = (
+    "program_id, currency, commission_count, gross_minor, checksum, in_period_adjustments_minor, clawbacks_minor"
+)
 
 
-def load_snapshots_per_program(conn: sa.Connection, period: date,
-                               program_ids: Iterable[str]) -> dict[str, list[CurrencySnapshot]]:
+def load_snapshots(conn: sa.Connection, period: date, program_ids: Iterable[str]) -> dict[str, list[CurrencySnapshot]]:
     """The finalization snapshots of `period`, per program of the set (one statement)."""
     snapshots: dict[str, list[CurrencySnapshot]] = {}
     ids = unique_ids(program_ids)
     if not ids:
         return snapshots
-    for row in conn.execute(set_text(f"SELECT {_SNAPSHOT_COLUMNS} FROM period_snapshot WHERE period = :period "
-                                     "AND program_id IN :program_ids ORDER BY program_id, currency"),
-                            {"period": period, "program_ids": ids}):
+    for row in conn.execute(
+        set_text(
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM period_snapshot WHERE period = :period "
+            "AND program_id IN :program_ids ORDER BY program_id, currency"
+        ),
+        {"period": period, "program_ids": ids},
+    ):
         snapshots.setdefault(row[0], []).append(CurrencySnapshot(row[1], *(int(v) for v in row[2:])))
     return snapshots
 
 
-def load_snapshots(conn: sa.Connection, period: date, *, program_id: str = DEFAULT_PROGRAM) -> list[CurrencySnapshot]:
-    return load_snapshots_per_program(conn, period, [program_id]).get(program_id, [])
-
-
 def is_finalized(conn: sa.Connection, period: date, *, program_id: str = DEFAULT_PROGRAM) -> bool:
-    return conn.execute(text("SELECT 1 FROM commission_period WHERE period = :period AND program_id = :p"),
-                        {"period": period, "p": program_id}).first() is not None
+    return (
+        conn.execute(
+            text("SELECT 1 FROM commission_period WHERE period = :period AND program_id = :p"),
+            {"period": period, "p": program_id},
+        ).first()
+        is not None
+    )

@@ -15,15 +15,27 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.ledger import schema
-from sorae_payouts.ledger.sql import as_date
-from sorae_payouts.month_end.manifest import (ManifestError, ManifestReport, PayoutPolicy, batch_id_for, effective_policy, manifest_hashes,
-                                    manifest_reports)
 from sorae_payouts.core.periods import period_key
-from sorae_payouts.month_end.program_sets import ProgramOutcomes, ProgramRefused, active_programs, parallel_workers, split_programs, unique_ids
-from sorae_payouts.ledger.sql import allow_large_sorts, set_text, values_cte
-from sorae_payouts.registry.programs import DEFAULT_PROGRAM
+from sorae_payouts.ledger import schema
+from sorae_payouts.ledger.sql import allow_large_sorts, as_date, set_text, values_cte
 from sorae_payouts.month_end.carry import CARRIED_UNPAID_SQL, close_unpaid_items_into
+from sorae_payouts.month_end.manifest import (
+    ManifestReport,
+    PayoutPolicy,
+    batch_id_for,
+    effective_policy,
+    manifest_hashes,
+    manifest_reports,
+)
+from sorae_payouts.month_end.program_sets import (
+    ProgramOutcomes,
+    ProgramRefused,
+    active_programs,
+    parallel_workers,
+    split_programs,
+    unique_ids,
+)
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 # Items: per program, affiliate and currency, the month's commissions (aggregated in the order of
 # `ix_commission_affiliate_period`, without a hash of a million groups) plus the small "other" sources
@@ -100,9 +112,16 @@ WHERE nb.batch_id IN :batch_ids AND d.decision = 'owe_again'
 """
 
 
-def build_manifests(engine: sa.Engine, period: date, program_ids: Iterable[str], *, policy: PayoutPolicy,
-                    now: datetime, policies_by_program: Mapping[str, PayoutPolicy] | None = None,
-                    workers: int | None = None) -> ProgramOutcomes[ManifestReport]:
+def build_manifests(
+    engine: sa.Engine,
+    period: date,
+    program_ids: Iterable[str],
+    *,
+    policy: PayoutPolicy,
+    now: datetime,
+    policies_by_program: Mapping[str, PayoutPolicy] | None = None,
+    workers: int | None = None,
+) -> ProgramOutcomes[ManifestReport]:
     """Create (or rebuild, while draft) the period's batch of every program of the set. A program's
     policy is `policies_by_program[p]` if given, else `effective_policy(policy, program)`; it is frozen
     into the batch. Approved batches are reported `frozen`; programs not finalized, out of order, unknown
@@ -128,8 +147,14 @@ def build_manifests(engine: sa.Engine, period: date, program_ids: Iterable[str],
     return outcomes
 
 
-def _build_slice(engine: sa.Engine, period: date, ids: list[str], policy: PayoutPolicy, now: datetime,
-                 given: Mapping[str, PayoutPolicy]) -> ProgramOutcomes[ManifestReport]:
+def _build_slice(
+    engine: sa.Engine,
+    period: date,
+    ids: list[str],
+    policy: PayoutPolicy,
+    now: datetime,
+    given: Mapping[str, PayoutPolicy],
+) -> ProgramOutcomes[ManifestReport]:
     dropped: dict[str, str] = {}
     while True:  # a program whose unpaid item moved under a concurrent claim drops out; the rest is rebuilt
         try:
@@ -145,8 +170,14 @@ def _of(program_id: str) -> str:
     return "" if program_id == DEFAULT_PROGRAM else f" of program {program_id}"
 
 
-def _build_once(engine: sa.Engine, period: date, ids: list[str], base: PayoutPolicy, now: datetime,
-                given: Mapping[str, PayoutPolicy]) -> ProgramOutcomes[ManifestReport]:
+def _build_once(
+    engine: sa.Engine,
+    period: date,
+    ids: list[str],
+    base: PayoutPolicy,
+    now: datetime,
+    given: Mapping[str, PayoutPolicy],
+) -> ProgramOutcomes[ManifestReport]:
     outcomes: ProgramOutcomes[ManifestReport] = ProgramOutcomes()
     with engine.begin() as conn:
         allow_large_sorts(conn)
@@ -157,19 +188,22 @@ def _build_once(engine: sa.Engine, period: date, ids: list[str], base: PayoutPol
             batch = state["batches"].get(program_id)
             name = period_key(period)
             if program_id not in state["finalized"]:
-                outcomes.refused[program_id] = (f"period {name}{_of(program_id)} is not finalized; materialize "
-                                                "finalized_commissions for it first")
+                outcomes.refused[program_id] = (
+                    f"period {name}{_of(program_id)} is not finalized; materialize finalized_commissions for it first"
+                )
             elif batch is not None and batch.status != "draft":
                 frozen[program_id] = (batch.batch_id, "frozen")
             elif program_id in state["later"]:
                 later = period_key(state["later"][program_id])
                 outcomes.refused[program_id] = (
                     f"a batch for the later period {later}{_of(program_id)} exists; the draft of {name} cannot be "
-                    "(re)built without breaking carried balances")
+                    "(re)built without breaking carried balances"
+                )
             elif program_id in state["missing"]:
                 names = ", ".join(period_key(p) for p in state["missing"][program_id])
-                outcomes.refused[program_id] = (f"build the manifests of earlier finalized periods{_of(program_id)} "
-                                                f"first: {names}")
+                outcomes.refused[program_id] = (
+                    f"build the manifests of earlier finalized periods{_of(program_id)} first: {names}"
+                )
             elif batch is None:
                 new.append(program_id)
             else:
@@ -184,68 +218,138 @@ def _ledger_state(conn: sa.Connection, period: date, ids: list[str]) -> dict:
     """Everything the ordering rules need, for every program of the set, in five statements."""
     params = {"period": period, "program_ids": ids}
     scoped = "program_id IN :program_ids"
-    finalized = set(conn.execute(set_text(
-        f"SELECT program_id FROM commission_period WHERE period = :period AND {scoped}"), params).scalars())
-    batches = {r.program_id: r for r in conn.execute(set_text(
-        f"SELECT program_id, batch_id, status, manifest_hash FROM payout_batch WHERE period = :period AND {scoped}"),
-        params)}
-    later = {p: as_date(m) for p, m in conn.execute(set_text(
-        f"SELECT program_id, MIN(period) FROM payout_batch WHERE period > :period AND {scoped} GROUP BY program_id"),
-        params)}
+    finalized = set(
+        conn.execute(
+            set_text(f"SELECT program_id FROM commission_period WHERE period = :period AND {scoped}"), params
+        ).scalars()
+    )
+    batches = {
+        r.program_id: r
+        for r in conn.execute(
+            set_text(
+                "SELECT program_id, batch_id, status, manifest_hash FROM payout_batch WHERE period = :period AND "
+                f"{scoped}"
+            ),
+            params,
+        )
+    }
+    later = {
+        p: as_date(m)
+        for p, m in conn.execute(
+            set_text(
+                f"SELECT program_id, MIN(period) FROM payout_batch WHERE period > :period AND {scoped} GROUP BY "
+                "program_id"
+            ),
+            params,
+        )
+    }
     missing: dict[str, list[date]] = {}
-    for program_id, month in conn.execute(set_text(
+    for program_id, month in conn.execute(
+        set_text(
             f"SELECT c.program_id, c.period FROM commission_period c WHERE c.period < :period AND c.{scoped} "
             "AND NOT EXISTS (SELECT 1 FROM payout_batch b WHERE b.program_id = c.program_id AND b.period = c.period) "
-            "ORDER BY c.program_id, c.period"), params):
+            "ORDER BY c.program_id, c.period"
+        ),
+        params,
+    ):
         missing.setdefault(program_id, []).append(as_date(month))
-    previous = dict(conn.execute(set_text(
-        f"SELECT b.program_id, b.batch_id FROM payout_batch b WHERE b.{scoped} AND b.period = "
-        "(SELECT MAX(p.period) FROM payout_batch p WHERE p.program_id = b.program_id AND p.period < :period)"),
-        params).all())
+    previous = dict(
+        conn.execute(
+            set_text(
+                f"SELECT b.program_id, b.batch_id FROM payout_batch b WHERE b.{scoped} AND b.period = "
+                "(SELECT MAX(p.period) FROM payout_batch p WHERE p.program_id = b.program_id AND p.period < :period)"
+            ),
+            params,
+        ).all()
+    )
     return {"finalized": finalized, "batches": batches, "later": later, "missing": missing, "previous": previous}
 
 
-def _write(conn: sa.Connection, period: date, now: datetime, new: list[str], rebuilt: dict, policies: dict,
-           previous: dict[str, str]) -> dict[str, tuple[str, str]]:
+def _write(
+    conn: sa.Connection,
+    period: date,
+    now: datetime,
+    new: list[str],
+    rebuilt: dict,
+    policies: dict,
+    previous: dict[str, str],
+) -> dict[str, tuple[str, str]]:
     """The batches' rows, carries, items and hashes; program id -> (batch id, outcome)."""
     batch_ids = {p: rebuilt[p].batch_id if p in rebuilt else batch_id_for(period, p) for p in policies}
     frozen_json = {p: policy.as_json() for p, policy in policies.items()}
     if new:
-        conn.execute(schema.payout_batch.insert(), [
-            {"batch_id": batch_ids[p], "program_id": p, "period": period, "status": "draft", "manifest_hash": "",
-             "item_count": 0, "policy": frozen_json[p], "created_at": now, "built_at": now} for p in new])
+        conn.execute(
+            schema.payout_batch.insert(),
+            [
+                {
+                    "batch_id": batch_ids[p],
+                    "program_id": p,
+                    "period": period,
+                    "status": "draft",
+                    "manifest_hash": "",
+                    "item_count": 0,
+                    "policy": frozen_json[p],
+                    "created_at": now,
+                    "built_at": now,
+                }
+                for p in new
+            ],
+        )
     if rebuilt:
-        conn.execute(set_text("DELETE FROM payout_item WHERE batch_id IN :batch_ids"),
-                     {"batch_ids": sorted(b.batch_id for b in rebuilt.values())})
+        conn.execute(
+            set_text("DELETE FROM payout_item WHERE batch_id IN :batch_ids"),
+            {"batch_ids": sorted(b.batch_id for b in rebuilt.values())},
+        )
     all_batches = sorted(batch_ids.values())
     close_unpaid_items_into(conn, period, batch_ids, now=now)
     conn.execute(set_text("DELETE FROM owed_again_carry WHERE batch_id IN :batch_ids"), {"batch_ids": all_batches})
     conn.execute(set_text(_CARRY_OWED_AGAIN), {"batch_ids": all_batches})
-    minimums, min_params = values_cte("minimums", ("program_id", "currency", "minimum_minor"),
-                                      [(p, c, m) for p in sorted(policies)
-                                       for c, m in sorted(policies[p].minimum_minor.items())], "min",
-                                      types=("TEXT", "TEXT", "BIGINT"))
-    batches, batch_params = values_cte("batches", ("program_id", "batch_id", "default_minimum_minor"),
-                                       [(p, batch_ids[p], policies[p].default_minimum_minor) for p in sorted(policies)],
-                                       "batch", types=("TEXT", "TEXT", "BIGINT"))
-    conn.execute(set_text(_BUILD_ITEMS.format(minimums=minimums, batches=batches, carried_unpaid=CARRIED_UNPAID_SQL)),
-                 {**min_params, **batch_params, "period": period, "program_ids": sorted(policies),
-                  "batch_ids": all_batches, "prev_batch_ids": sorted(previous[p] for p in policies if p in previous)})
+    minimums, min_params = values_cte(
+        "minimums",
+        ("program_id", "currency", "minimum_minor"),
+        [(p, c, m) for p in sorted(policies) for c, m in sorted(policies[p].minimum_minor.items())],
+        "min",
+        types=("TEXT", "TEXT", "BIGINT"),
+    )
+    batches, batch_params = values_cte(
+        "batches",
+        ("program_id", "batch_id", "default_minimum_minor"),
+        [(p, batch_ids[p], policies[p].default_minimum_minor) for p in sorted(policies)],
+        "batch",
+        types=("TEXT", "TEXT", "BIGINT"),
+    )
+    conn.execute(
+        set_text(_BUILD_ITEMS.format(minimums=minimums, batches=batches, carried_unpaid=CARRIED_UNPAID_SQL)),
+        {
+            **min_params,
+            **batch_params,
+            "period": period,
+            "program_ids": sorted(policies),
+            "batch_ids": all_batches,
+            "prev_batch_ids": sorted(previous[p] for p in policies if p in previous),
+        },
+    )
     hashes = manifest_hashes(conn, {batch_ids[p]: (period, frozen_json[p]) for p in policies})
-    conn.execute(schema.payout_batch.update().where(schema.payout_batch.c.batch_id == sa.bindparam("b_id")).values(
-        manifest_hash=sa.bindparam("b_hash"), item_count=sa.bindparam("b_count"), built_at=now,
-        policy=sa.bindparam("b_policy", type_=sa.JSON)),
-        [{"b_id": batch_ids[p], "b_hash": hashes[batch_ids[p]][0], "b_count": hashes[batch_ids[p]][1],
-          "b_policy": frozen_json[p]} for p in sorted(policies)])
+    conn.execute(
+        schema.payout_batch.update()
+        .where(schema.payout_batch.c.batch_id == sa.bindparam("b_id"))
+        .values(
+            manifest_hash=sa.bindparam("b_hash"),
+            item_count=sa.bindparam("b_count"),
+            built_at=now,
+            policy=sa.bindparam("b_policy", type_=sa.JSON),
+        ),
+        [
+            {
+                "b_id": batch_ids[p],
+                "b_hash": hashes[batch_ids[p]][0],
+                "b_count": hashes[batch_ids[p]][1],
+                "b_policy": frozen_json[p],
+            }
+            for p in sorted(policies)
+        ],
+    )
     outcomes = {p: (batch_ids[p], "built") for p in new}
     for p, batch in rebuilt.items():
         outcomes[p] = (batch.batch_id, "unchanged" if batch.manifest_hash == hashes[batch.batch_id][0] else "rebuilt")
     return outcomes
-
-
-def build_manifest(engine: sa.Engine, period: date, *, policy: PayoutPolicy, now: datetime,
-                   program_id: str = DEFAULT_PROGRAM) -> ManifestReport:
-    """Create (or rebuild, while draft) the program's batch of the period and its items under the
-    effective policy (`policy` overridden by the program's), and compute the manifest hash. Raises
-    ManifestError when refused."""
-    return build_manifests(engine, period, [program_id], policy=policy, now=now).one(program_id, ManifestError)

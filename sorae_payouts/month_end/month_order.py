@@ -16,10 +16,9 @@ from datetime import date
 
 import sqlalchemy as sa
 
-from sorae_payouts.ledger.sql import as_date, text
 from sorae_payouts.core.periods import first_period, next_period, period_key
+from sorae_payouts.ledger.sql import as_date, set_text, text
 from sorae_payouts.month_end.program_sets import unique_ids
-from sorae_payouts.ledger.sql import set_text
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM, Program, first_period_of
 
 
@@ -33,9 +32,13 @@ def batch_statuses(conn: sa.Connection, *, program_id: str = DEFAULT_PROGRAM) ->
 
 def _statuses_of(conn: sa.Connection, program_ids: Sequence[str]) -> dict[str, dict[date, str]]:
     statuses: dict[str, dict[date, str]] = {}
-    for program_id, period, status in conn.execute(set_text(
+    for program_id, period, status in conn.execute(
+        set_text(
             "SELECT program_id, period, status FROM payout_batch WHERE program_id IN :program_ids "
-            "ORDER BY program_id, period"), {"program_ids": list(program_ids)}):
+            "ORDER BY program_id, period"
+        ),
+        {"program_ids": list(program_ids)},
+    ):
         statuses.setdefault(program_id, {})[as_date(period)] = status
     return statuses
 
@@ -67,7 +70,9 @@ def next_buildable_month(conn: sa.Connection, *, program_id: str = DEFAULT_PROGR
     """The month whose batch the program can build next: the month after its latest batch, else its
     first month with commissions; None when the program has neither."""
     scope = {"p": program_id}
-    latest = conn.execute(text("SELECT MAX(period) FROM payout_batch WHERE program_id = :p"), scope).scalar_one_or_none()
+    latest = conn.execute(
+        text("SELECT MAX(period) FROM payout_batch WHERE program_id = :p"), scope
+    ).scalar_one_or_none()
     if latest is not None:
         return next_period(as_date(latest))
     first = conn.execute(text("SELECT MIN(period) FROM commission WHERE program_id = :p"), scope).scalar_one_or_none()
@@ -109,18 +114,25 @@ def _refusal(months: list[date], statuses: dict[date, str], earlier: list[date])
     later = [p for p in statuses if p > open_months[0]]
     if later:
         latest = max(statuses)
-        redo = (f"re-run {period_key(latest)} alone (the latest month, still a draft), or close "
-                if statuses[latest] == "draft" else "close ")
-        return (f"refused before anything was written: {period_key(open_months[0])} would need a new or rebuilt "
-                f"batch, but the later month {period_key(later[0])} already has a batch ({statuses[later[0]]}); "
-                f"balances carry from each month into the next, so a month cannot be (re)built after a later one. "
-                f"What can run now: {redo}{period_key(next_period(latest))} and the months after it, in calendar "
-                "order.")
+        redo = (
+            f"re-run {period_key(latest)} alone (the latest month, still a draft), or close "
+            if statuses[latest] == "draft"
+            else "close "
+        )
+        return (
+            f"refused before anything was written: {period_key(open_months[0])} would need a new or rebuilt "
+            f"batch, but the later month {period_key(later[0])} already has a batch ({statuses[later[0]]}); "
+            f"balances carry from each month into the next, so a month cannot be (re)built after a later one. "
+            f"What can run now: {redo}{period_key(next_period(latest))} and the months after it, in calendar "
+            "order."
+        )
     if earlier:
         order = [period_key(m) for m in earlier] + [period_key(m) for m in months]
-        return (f"refused before anything was written: {', '.join(period_key(m) for m in earlier)} must be closed "
-                f"before {names} (carried balances flow month to month). Run month end in this order: "
-                f"{' -> '.join(order)} (one backfill over the range does it in order).")
+        return (
+            f"refused before anything was written: {', '.join(period_key(m) for m in earlier)} must be closed "
+            f"before {names} (carried balances flow month to month). Run month end in this order: "
+            f"{' -> '.join(order)} (one backfill over the range does it in order)."
+        )
     return None
 
 
@@ -131,31 +143,49 @@ def blocked_message(conn: sa.Connection, period: date, earlier: list[date], *, p
     """Why the program's `period` waits for its first unfinalized earlier month, with its rows and the fix."""
     program_id = program.program_id if program is not None else DEFAULT_PROGRAM
     first, scope = earlier[0], {"p": earlier[0], "program": program_id}
-    count, = conn.execute(text("SELECT COUNT(*) FROM commission WHERE period = :p AND program_id = :program"),
-                          scope).one()
-    ids = conn.execute(text("SELECT commission_id FROM commission WHERE period = :p AND program_id = :program "
-                            "ORDER BY commission_id LIMIT :n"), {**scope, "n": BLOCKING_IDS_SHOWN}).scalars().all()
+    (count,) = conn.execute(
+        text("SELECT COUNT(*) FROM commission WHERE period = :p AND program_id = :program"), scope
+    ).one()
+    ids = (
+        conn.execute(
+            text(
+                "SELECT commission_id FROM commission WHERE period = :p AND program_id = :program "
+                "ORDER BY commission_id LIMIT :n"
+            ),
+            {**scope, "n": BLOCKING_IDS_SHOWN},
+        )
+        .scalars()
+        .all()
+    )
     shown = ", ".join(ids) + (f" and {count - len(ids)} more" if count > len(ids) else "")
     others = f" (then {', '.join(period_key(p) for p in earlier[1:])})" if len(earlier) > 1 else ""
     of = "" if program_id == DEFAULT_PROGRAM else f" of program {program_id}"
     # The partition key of a month x program partition: "month|program" (defs/partitions.py), quoted
     # for the shell because of the "|".
-    command = (f"dagster asset materialize -m sorae_payouts.definitions --select finalized_commissions "
-               f"--partition '{first.isoformat()}|{program_id}'")
+    command = (
+        f"dagster asset materialize -m sorae_payouts.definitions --select finalized_commissions "
+        f"--partition '{first.isoformat()}|{program_id}'"
+    )
     own_first = program is not None and bool(program.policy.get("first_period"))
     start = first_period_of(program) if program is not None else first_period()
     if first < start and own_first:
-        fix = (f"{period_key(first)} is before the program's first period {period_key(start)} (its policy "
-               f"first_period): if these commissions are real, lower the program's first_period to "
-               f"{period_key(first)} and run `{command}`; if they are mistakes, they must be removed from the "
-               "ledger by a database administrator (imports no longer accept dates before the first period)")
+        fix = (
+            f"{period_key(first)} is before the program's first period {period_key(start)} (its policy "
+            f"first_period): if these commissions are real, lower the program's first_period to "
+            f"{period_key(first)} and run `{command}`; if they are mistakes, they must be removed from the "
+            "ledger by a database administrator (imports no longer accept dates before the first period)"
+        )
     elif first < start:
-        fix = (f"{period_key(first)} is before the ledger's first period {period_key(start)}, so no "
-               f"partition can finalize it: if these commissions are real, run `SORAE_FIRST_PERIOD="
-               f"{period_key(first)} {command}`; if they are mistakes, they must be removed from the ledger "
-               "by a database administrator (imports no longer accept dates before the first period)")
+        fix = (
+            f"{period_key(first)} is before the ledger's first period {period_key(start)}, so no "
+            f"partition can finalize it: if these commissions are real, run `SORAE_FIRST_PERIOD="
+            f"{period_key(first)} {command}`; if they are mistakes, they must be removed from the ledger "
+            "by a database administrator (imports no longer accept dates before the first period)"
+        )
     else:
         fix = f"finalize it first: `{command}` (or materialize that partition in the Dagster UI)"
-    return (f"month-end {period_key(period)}{of} is blocked: the earlier month {period_key(first)}{others} has "
-            f"{count} commission{'s' if count != 1 else ''} ({shown}) and is not finalized yet, and months are "
-            f"finalized in order; {fix}")
+    return (
+        f"month-end {period_key(period)}{of} is blocked: the earlier month {period_key(first)}{others} has "
+        f"{count} commission{'s' if count != 1 else ''} ({shown}) and is not finalized yet, and months are "
+        f"finalized in order; {fix}"
+    )

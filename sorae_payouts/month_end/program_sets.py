@@ -56,23 +56,26 @@ MAX_PROGRAMS_PER_STATEMENT = 1_000
 
 def chunks(program_ids: Sequence[str]) -> list[list[str]]:
     """The set in consecutive chunks of at most MAX_PROGRAMS_PER_STATEMENT programs."""
-    return [list(program_ids[i:i + MAX_PROGRAMS_PER_STATEMENT])
-            for i in range(0, len(program_ids), MAX_PROGRAMS_PER_STATEMENT)]
+    return [
+        list(program_ids[i : i + MAX_PROGRAMS_PER_STATEMENT])
+        for i in range(0, len(program_ids), MAX_PROGRAMS_PER_STATEMENT)
+    ]
 
 
 def per_chunk(check: Callable[..., dict]) -> Callable[..., dict]:
     """Run a `(conn, period, program_ids) -> {program: result}` function chunk by chunk, merged."""
+
     @functools.wraps(check)
     def run(conn: sa.Connection, period, program_ids: Iterable[str]) -> dict:
         results: dict = {}
         for part in chunks(unique_ids(program_ids)):
             results.update(check(conn, period, part))
         return results
+
     return run
 
 
-def active_programs(conn: sa.Connection, program_ids: Sequence[str],
-                    outcomes: ProgramOutcomes) -> dict[str, Program]:
+def active_programs(conn: sa.Connection, program_ids: Sequence[str], outcomes: ProgramOutcomes) -> dict[str, Program]:
     """The set's active programs, in order; unknown and disabled ones are refused (nothing is written
     for them: a disabled merchant's months are not closed)."""
     found = load_programs(conn, program_ids)
@@ -80,8 +83,7 @@ def active_programs(conn: sa.Connection, program_ids: Sequence[str],
     for program_id in program_ids:
         program = found.get(program_id)
         if program is None:
-            outcomes.refused[program_id] = (f"unknown program {program_id!r}; `sorae-payouts programs add` "
-                                            "registers one")
+            outcomes.refused[program_id] = f"unknown program {program_id!r}; `sorae-payouts programs add` registers one"
         elif program.status != "active":
             outcomes.refused[program_id] = f"program {program_id!r} is {program.status}; enable it to close its months"
         else:
@@ -108,4 +110,4 @@ def split_programs(program_ids: Sequence[str], parts: int) -> list[list[str]]:
     empty and none above MAX_PROGRAMS_PER_STATEMENT."""
     parts = max(1, parts, -(-len(program_ids) // MAX_PROGRAMS_PER_STATEMENT))
     size = -(-len(program_ids) // parts) if program_ids else 1
-    return [list(program_ids[i:i + size]) for i in range(0, len(program_ids), size)]
+    return [list(program_ids[i : i + size]) for i in range(0, len(program_ids), size)]

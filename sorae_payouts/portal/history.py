@@ -25,9 +25,9 @@ from datetime import date
 
 import sqlalchemy as sa
 
-from sorae_payouts.ledger.sql import as_date
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.core.periods import period_key
+from sorae_payouts.ledger.sql import as_date
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 VIEW = "affiliate_payout_history"
@@ -37,11 +37,13 @@ _COLUMNS = (
     "earned_minor, carried_in_minor, amount_minor, minimum_minor, item_status, carry_reason, hold_reason, "
     "attempt_state, stripe_transfer_id, error_code, reversed_minor, reversed_at, reversal_pending_minor, "
     "owed_again_minor, written_off_minor, owed_again_in_period, next_batch_period, outstanding_minor, program_id "
-    f"FROM {VIEW} WHERE affiliate_id = :affiliate_id")
+    f"FROM {VIEW} WHERE affiliate_id = :affiliate_id"
+)
 _ORDER = " ORDER BY period DESC, program_id, currency"
 _HISTORY = sa.text(_COLUMNS + _ORDER).bindparams(sa.bindparam("affiliate_id", type_=sa.String()))
 _PROGRAM_HISTORY = sa.text(_COLUMNS + " AND program_id = :program_id" + _ORDER).bindparams(
-    sa.bindparam("affiliate_id", type_=sa.String()), sa.bindparam("program_id", type_=sa.String()))
+    sa.bindparam("affiliate_id", type_=sa.String()), sa.bindparam("program_id", type_=sa.String())
+)
 
 # Item status (plus hold) -> (stable code for programs, words for the affiliate).
 STATUS_WORDS = {
@@ -62,45 +64,51 @@ _FIX_ACCOUNT = "we will send the payment once it is fixed."
 # Stripe error codes (see stripe_gateway.dispositions) -> what the affiliate should know or do.
 ERROR_WORDS = {
     "account_invalid": "Your payout account could not accept this payment. Please check the details of your "
-                       "payout account; " + _FIX_ACCOUNT,
+    "payout account; " + _FIX_ACCOUNT,
     "insufficient_capabilities_for_transfer": "Your payout account is not yet set up to receive transfers. Please "
-                                              "finish the verification steps of your payout account; "
-                                              + _FIX_ACCOUNT,
+    "finish the verification steps of your payout account; " + _FIX_ACCOUNT,
     "transfers_not_allowed": "Transfers to your payout account are not allowed at the moment. Please contact "
-                             "support so we can help you receive this payment.",
-    "resource_missing": "We could not find your payout account. Please reconnect your payout account; "
-                        + _FIX_ACCOUNT,
+    "support so we can help you receive this payment.",
+    "resource_missing": "We could not find your payout account. Please reconnect your payout account; " + _FIX_ACCOUNT,
     "balance_insufficient": "A temporary delay on our side held this payment. It will be sent automatically in a "
-                            "later payout run; no action is needed.",
+    "later payout run; no action is needed.",
     "amount_too_small": "This amount is too small to send as a transfer. Our support team will follow up.",
     # Stripe refused to draw more than the program's funding charge holds (`source_transaction`): the
     # merchant's money, not the affiliate's account, is the matter.
     "amount_too_large": "We could not send this payment from the program's funds yet. Our team has been notified "
-                        "and will follow up; your balance is safe.",
+    "and will follow up; your balance is safe.",
     # A hold (`funding.HOLD_CODE`): the program's recorded funding cannot pay this item yet.
     "insufficient_program_funds": "This payment is scheduled and waits for the program's funds. It will be sent in "
-                                  "a later payout run; no action is needed.",
+    "a later payout run; no action is needed.",
 }
 # Failures a fix on the affiliate's side clears (re-attempted automatically once the account is
 # ready again): code -> (what happened, what lets us retry), for
 # "Payment failed: <what happened>; we will retry automatically once <fix>."
 FAILURE_FIX = {
-    "account_invalid": ("your payout account could not accept this payment",
-                        "the details of your payout account are corrected"),
-    "insufficient_capabilities_for_transfer": ("your payout account is not yet set up to receive transfers",
-                                               "you finish the verification steps of your payout account"),
-    "transfers_not_allowed": ("transfers to your payout account are not allowed at the moment",
-                              "transfers are enabled on your payout account again (contact support if you need help)"),
+    "account_invalid": (
+        "your payout account could not accept this payment",
+        "the details of your payout account are corrected",
+    ),
+    "insufficient_capabilities_for_transfer": (
+        "your payout account is not yet set up to receive transfers",
+        "you finish the verification steps of your payout account",
+    ),
+    "transfers_not_allowed": (
+        "transfers to your payout account are not allowed at the moment",
+        "transfers are enabled on your payout account again (contact support if you need help)",
+    ),
 }
 # Keep FAILURE_FIX to exactly the codes `refresh` re-attempts by itself
 # (`stripe_gateway.dispositions.CLEARED_BY_ACCOUNT_FIX`; a test holds them equal): the history never
 # promises an automatic retry the engine does not make. Other codes use ERROR_WORDS.
-GENERIC_FAILURE = ("We could not complete this payment. Our team has been notified and will follow up; "
-                   "your balance is safe.")
-GENERIC_HOLD = ("This payment is on hold while we check your payout account. It will be sent as soon as "
-                "possible.")
-PAYOUTS_PAUSED = ("Payouts are paused on your payout account until the information it asks for is provided. "
-                  "Please review your payout account; we will send the payment once it is ready.")
+GENERIC_FAILURE = (
+    "We could not complete this payment. Our team has been notified and will follow up; your balance is safe."
+)
+GENERIC_HOLD = "This payment is on hold while we check your payout account. It will be sent as soon as possible."
+PAYOUTS_PAUSED = (
+    "Payouts are paused on your payout account until the information it asks for is provided. "
+    "Please review your payout account; we will send the payment once it is ready."
+)
 # Hold reasons are operator text (`AccountReadiness.hold_reason`, `attempts.record`): matched by their
 # stable beginning and translated, never shown as is (they name accounts and internal codes).
 _HOLD_PATTERNS = (
@@ -109,9 +117,12 @@ _HOLD_PATTERNS = (
     (re.compile(r"^payouts disabled"), PAYOUTS_PAUSED),
     (re.compile(r"^platform balance ran out"), ERROR_WORDS["balance_insufficient"]),  # run.py, mid-run
     # Never echo the other affiliates' ids: the reason names them for operators only.
-    (re.compile(r"^shared_destination:"), "This payment is on hold: your payout account is also registered for "
-                                          "another partner account, so we are checking who it belongs to. Please "
-                                          "contact support if you did not expect this."),
+    (
+        re.compile(r"^shared_destination:"),
+        "This payment is on hold: your payout account is also registered for "
+        "another partner account, so we are checking who it belongs to. Please "
+        "contact support if you did not expect this.",
+    ),
 )
 _HOLD_CODE = re.compile(r"^([a-z_]+):")
 
@@ -153,6 +164,7 @@ class HistoryEntry:
 
     def as_json(self) -> dict:
         """Plain JSON: every amount as minor units (`*_minor`) and as a display string ("123.45 usd")."""
+
         def pair(name: str) -> dict:
             value = getattr(self, f"{name}_minor")
             return {f"{name}_minor": value, name: self.money(value)}
@@ -166,26 +178,39 @@ class HistoryEntry:
             "status_code": self.status_code,
             "transfer_id": self.transfer_id,
             "reason": self.reason,
-            "breakdown": {"commission_count": self.commission_count, **pair("gross"),
-                          **pair("in_period_adjustments"), **pair("clawbacks")},
+            "breakdown": {
+                "commission_count": self.commission_count,
+                **pair("gross"),
+                **pair("in_period_adjustments"),
+                **pair("clawbacks"),
+            },
             **pair("earned"),
             **pair("carried_in"),
             **pair("amount"),
             **pair("outstanding"),
-            "reversal": {**pair("reversed"), **pair("reversal_pending"), **pair("owed_again"), **pair("written_off"),
-                         "reversed_on": self.reversed_on.isoformat() if self.reversed_on else None},
+            "reversal": {
+                **pair("reversed"),
+                **pair("reversal_pending"),
+                **pair("owed_again"),
+                **pair("written_off"),
+                "reversed_on": self.reversed_on.isoformat() if self.reversed_on else None,
+            },
             "carried_to": period_key(self.carried_to) if self.carried_to else None,
         }
 
 
-def affiliate_history(conn: sa.Connection, affiliate_id: str, *, program_id: str | None = None,
-                      merchant_name: str | None = None) -> list[HistoryEntry]:
+def affiliate_history(
+    conn: sa.Connection, affiliate_id: str, *, program_id: str | None = None, merchant_name: str | None = None
+) -> list[HistoryEntry]:
     """Every payout item of `affiliate_id` in every program it belongs to (or in `program_id` only),
     newest period first (then by program and currency); read-only. The merchant of each entry is its
     program's name (`DEFAULT_MERCHANT_NAME` for the default program), or `merchant_name` for all.
     An unknown affiliate, or one without any payout item yet, gets an empty list."""
-    scope = {"affiliate_id": affiliate_id} if program_id is None else {"affiliate_id": affiliate_id,
-                                                                        "program_id": program_id}
+    scope = (
+        {"affiliate_id": affiliate_id}
+        if program_id is None
+        else {"affiliate_id": affiliate_id, "program_id": program_id}
+    )
     rows = conn.execute(_HISTORY if program_id is None else _PROGRAM_HISTORY, scope).mappings().all()
     names = _merchant_names(conn, {row["program_id"] for row in rows}) if merchant_name is None else {}
     return [_entry(row, merchant_name or names[row["program_id"]]) for row in rows]
@@ -198,7 +223,8 @@ def _merchant_names(conn: sa.Connection, program_ids: set[str]) -> dict[str, str
     others = sorted(program_ids - {DEFAULT_PROGRAM})
     if others:
         statement = sa.text("SELECT program_id, name FROM program WHERE program_id IN :ids").bindparams(
-            sa.bindparam("ids", expanding=True))
+            sa.bindparam("ids", expanding=True)
+        )
         names.update(conn.execute(statement, {"ids": others}).all())
     return {p: names.get(p, p) for p in program_ids}
 
@@ -216,19 +242,39 @@ def _entry(row, merchant_name: str) -> HistoryEntry:
     if reversal is not None:
         status_code, status = reversal[0], reversal[1]
     return HistoryEntry(
-        period=as_date(row["period"]), currency=currency, commission_count=int(row["commission_count"]),
-        gross_minor=int(row["gross_minor"]), in_period_adjustments_minor=int(row["in_period_adjustments_minor"]),
-        clawbacks_minor=int(row["clawbacks_minor"]), earned_minor=int(row["earned_minor"]),
-        carried_in_minor=int(row["carried_in_minor"]), amount_minor=amount, minimum_minor=minimum,
-        status_code=status_code, status=status, transfer_id=row["stripe_transfer_id"] if paid else None,
-        reason=reversal[2] if reversal is not None else explain(
-            status_code, currency=currency, amount_minor=amount, minimum_minor=minimum,
-            carry_reason=row["carry_reason"], hold_reason=row["hold_reason"], error_code=row["error_code"]),
-        reversed_minor=int(row["reversed_minor"]), reversal_pending_minor=int(row["reversal_pending_minor"]),
-        owed_again_minor=int(row["owed_again_minor"]), written_off_minor=int(row["written_off_minor"]),
+        period=as_date(row["period"]),
+        currency=currency,
+        commission_count=int(row["commission_count"]),
+        gross_minor=int(row["gross_minor"]),
+        in_period_adjustments_minor=int(row["in_period_adjustments_minor"]),
+        clawbacks_minor=int(row["clawbacks_minor"]),
+        earned_minor=int(row["earned_minor"]),
+        carried_in_minor=int(row["carried_in_minor"]),
+        amount_minor=amount,
+        minimum_minor=minimum,
+        status_code=status_code,
+        status=status,
+        transfer_id=row["stripe_transfer_id"] if paid else None,
+        reason=reversal[2]
+        if reversal is not None
+        else explain(
+            status_code,
+            currency=currency,
+            amount_minor=amount,
+            minimum_minor=minimum,
+            carry_reason=row["carry_reason"],
+            hold_reason=row["hold_reason"],
+            error_code=row["error_code"],
+        ),
+        reversed_minor=int(row["reversed_minor"]),
+        reversal_pending_minor=int(row["reversal_pending_minor"]),
+        owed_again_minor=int(row["owed_again_minor"]),
+        written_off_minor=int(row["written_off_minor"]),
         outstanding_minor=int(row["outstanding_minor"]),
-        reversed_on=as_date(row["reversed_at"]) if row["reversed_at"] else None, carried_to=carried_to,
-        program_id=row["program_id"], merchant=merchant_name,
+        reversed_on=as_date(row["reversed_at"]) if row["reversed_at"] else None,
+        carried_to=carried_to,
+        program_id=row["program_id"],
+        merchant=merchant_name,
     )
 
 
@@ -241,25 +287,44 @@ def _reversal(row, merchant_name: str) -> tuple[str, str, str] | None:
     currency, amount = row["currency"], int(row["amount_minor"])
     on = f" on {as_date(row['reversed_at']).isoformat()}" if row["reversed_at"] else ""
     status = f"Reversed by {merchant_name}{on}"
-    taken = (f"{format_minor(reversed_minor, currency)} of this {format_minor(amount, currency)} payment was "
-             f"taken back" if reversed_minor < amount else f"This {format_minor(amount, currency)} payment was taken back")
+    taken = (
+        f"{format_minor(reversed_minor, currency)} of this {format_minor(amount, currency)} payment was taken back"
+        if reversed_minor < amount
+        else f"This {format_minor(amount, currency)} payment was taken back"
+    )
     parts = [f"{taken} by {merchant_name}."]
-    pending, owed, written = (int(row[k] or 0) for k in ("reversal_pending_minor", "owed_again_minor", "written_off_minor"))
+    pending, owed, written = (
+        int(row[k] or 0) for k in ("reversal_pending_minor", "owed_again_minor", "written_off_minor")
+    )
     if owed:
         month = row["owed_again_in_period"]
-        parts.append(f"{format_minor(owed, currency)} is owed to you again and will be paid with your "
-                     + (f"{period_key(as_date(month))} payout." if month else "next payout."))
+        parts.append(
+            f"{format_minor(owed, currency)} is owed to you again and will be paid with your "
+            + (f"{period_key(as_date(month))} payout." if month else "next payout.")
+        )
     if written:
-        parts.append(f"{format_minor(written, currency)} will not be paid again; contact support if you have questions.")
+        parts.append(
+            f"{format_minor(written, currency)} will not be paid again; contact support if you have questions."
+        )
     if pending:
-        parts.append(f"We are reviewing {format_minor(pending, currency)}; you will see here whether it is paid "
-                     "again. No action is needed from you.")
+        parts.append(
+            f"We are reviewing {format_minor(pending, currency)}; you will see here whether it is paid "
+            "again. No action is needed from you."
+        )
         return "reversal_pending", status, " ".join(parts)
     return ("reversed" if reversed_minor >= amount else "partially_reversed"), status, " ".join(parts)
 
 
-def explain(status_code: str, *, currency: str, amount_minor: int, minimum_minor: int | None,
-            carry_reason: str | None, hold_reason: str | None, error_code: str | None) -> str | None:
+def explain(
+    status_code: str,
+    *,
+    currency: str,
+    amount_minor: int,
+    minimum_minor: int | None,
+    carry_reason: str | None,
+    hold_reason: str | None,
+    error_code: str | None,
+) -> str | None:
     """The plain-language reason for an item's status (None when "Paid" says it all)."""
     balance = format_minor(amount_minor, currency)
     if status_code == "carried_forward":
@@ -284,16 +349,22 @@ def _carry_words(carry_reason: str | None, balance: str, currency: str, minimum_
     if carry_reason == "below_minimum":
         if minimum_minor is None:
             return f"Your balance of {balance} is below the minimum payout; it carries to next month."
-        return (f"Your balance of {balance} is below the {format_minor(minimum_minor, currency)} minimum payout; "
-                "it carries to next month.")
+        return (
+            f"Your balance of {balance} is below the {format_minor(minimum_minor, currency)} minimum payout; "
+            "it carries to next month."
+        )
     if carry_reason == "negative_balance":
-        return (f"Some orders were reversed or refunded after you earned their commission, leaving a balance of "
-                f"{balance}; it carries to next month and is deducted from your next commissions.")
+        return (
+            f"Some orders were reversed or refunded after you earned their commission, leaving a balance of "
+            f"{balance}; it carries to next month and is deducted from your next commissions."
+        )
     if carry_reason == "zero_balance":
         return "Nothing to pay this month: your commissions and reversed orders balance out."
     if carry_reason == "not_onboarded":
-        return (f"Connect your payout account to receive payments. Your balance of {balance} is kept and "
-                "carries to next month.")
+        return (
+            f"Connect your payout account to receive payments. Your balance of {balance} is kept and "
+            "carries to next month."
+        )
     return f"Your balance of {balance} carries to next month."
 
 

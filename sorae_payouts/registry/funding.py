@@ -34,8 +34,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from sorae_payouts.ledger.sql import as_utc, text
 from sorae_payouts.core.money import format_minor
+from sorae_payouts.ledger.sql import as_utc, text
 from sorae_payouts.registry.paying_accounts import describe_paying_account, require_program_gateway
 from sorae_payouts.registry.programs import Program, get_program
 from sorae_payouts.stripe_gateway import StripeGateway
@@ -62,10 +62,19 @@ class Funding:
     note: str | None
 
     def as_json(self) -> dict:
-        return {"funding_pk": self.funding_pk, "program_id": self.program_id, "kind": self.kind,
-                "stripe_id": self.stripe_id, "paying_account": self.paying_account, "currency": self.currency,
-                "amount_minor": self.amount_minor, "amount": format_minor(self.amount_minor, self.currency),
-                "recorded_by": self.recorded_by, "recorded_at": self.recorded_at.isoformat(), "note": self.note}
+        return {
+            "funding_pk": self.funding_pk,
+            "program_id": self.program_id,
+            "kind": self.kind,
+            "stripe_id": self.stripe_id,
+            "paying_account": self.paying_account,
+            "currency": self.currency,
+            "amount_minor": self.amount_minor,
+            "amount": format_minor(self.amount_minor, self.currency),
+            "recorded_by": self.recorded_by,
+            "recorded_at": self.recorded_at.isoformat(),
+            "note": self.note,
+        }
 
 
 @dataclass(frozen=True)
@@ -75,12 +84,14 @@ class FundingRecorded:
 
     def __str__(self) -> str:
         f = self.funding
-        return (f"{f.kind} {f.stripe_id}: {format_minor(f.amount_minor, f.currency)} on {f.paying_account}"
-                + ("" if self.created else f" (already recorded by {f.recorded_by}; nothing changed)"))
+        return f"{f.kind} {f.stripe_id}: {format_minor(f.amount_minor, f.currency)} on {f.paying_account}" + (
+            "" if self.created else f" (already recorded by {f.recorded_by}; nothing changed)"
+        )
 
 
-_COLUMNS = ("funding_pk, program_id, kind, stripe_id, paying_account, currency, amount_minor, recorded_by, "
-            "recorded_at, note")
+_COLUMNS = (
+    "funding_pk, program_id, kind, stripe_id, paying_account, currency, amount_minor, recorded_by, recorded_at, note"
+)
 
 
 def _funding(row) -> Funding:
@@ -93,14 +104,26 @@ def find_funding(conn: sa.Connection, stripe_id: str) -> Funding | None:
 
 
 def list_funding(conn: sa.Connection, program_id: str) -> list[Funding]:
-    return [_funding(r) for r in conn.execute(text(
-        f"SELECT {_COLUMNS} FROM program_funding WHERE program_id = :p ORDER BY recorded_at, funding_pk"),
-        {"p": program_id})]
+    return [
+        _funding(r)
+        for r in conn.execute(
+            text(f"SELECT {_COLUMNS} FROM program_funding WHERE program_id = :p ORDER BY recorded_at, funding_pk"),
+            {"p": program_id},
+        )
+    ]
 
 
-def record_funding(engine: sa.Engine, gateway: StripeGateway, program_id: str, *, charge_id: str | None = None,
-                   topup_id: str | None = None, recorded_by: str, now: datetime,
-                   note: str | None = None) -> FundingRecorded:
+def record_funding(
+    engine: sa.Engine,
+    gateway: StripeGateway,
+    program_id: str,
+    *,
+    charge_id: str | None = None,
+    topup_id: str | None = None,
+    recorded_by: str,
+    now: datetime,
+    note: str | None = None,
+) -> FundingRecorded:
     """Record that a Stripe charge or top-up funds `program_id`, as Stripe knows it (read through the
     program's own gateway). Recording it again for the same program changes nothing; for another
     program it is refused."""
@@ -122,12 +145,24 @@ def record_funding(engine: sa.Engine, gateway: StripeGateway, program_id: str, *
     paying_account = gateway.paying_account()
     try:
         with engine.begin() as conn:
-            row = conn.execute(text(
-                "INSERT INTO program_funding (program_id, kind, stripe_id, paying_account, currency, amount_minor, "
-                "recorded_by, recorded_at, note) VALUES (:p, :k, :s, :a, :c, :m, :by, :now, :note) "
-                f"RETURNING {_COLUMNS}"),
-                {"p": program_id, "k": kind, "s": stripe_id, "a": paying_account, "c": currency, "m": amount,
-                 "by": recorded_by.strip(), "now": now, "note": note}).one()
+            row = conn.execute(
+                text(
+                    "INSERT INTO program_funding (program_id, kind, stripe_id, paying_account, currency, amount_minor, "
+                    "recorded_by, recorded_at, note) VALUES (:p, :k, :s, :a, :c, :m, :by, :now, :note) "
+                    f"RETURNING {_COLUMNS}"
+                ),
+                {
+                    "p": program_id,
+                    "k": kind,
+                    "s": stripe_id,
+                    "a": paying_account,
+                    "c": currency,
+                    "m": amount,
+                    "by": recorded_by.strip(),
+                    "now": now,
+                    "note": note,
+                },
+            ).one()
     except sa.exc.IntegrityError:  # recorded meanwhile by another process: same answer as above
         with engine.connect() as conn:
             existing = _already(conn, program_id, kind, stripe_id)
@@ -143,10 +178,12 @@ def _already(conn: sa.Connection, program_id: str, kind: str, stripe_id: str) ->
     if existing is None:
         return None
     if existing.program_id != program_id or existing.kind != kind:
-        raise FundingError(f"{existing.kind} {stripe_id} already funds program {existing.program_id} "
-                           f"({format_minor(existing.amount_minor, existing.currency)}, recorded by "
-                           f"{existing.recorded_by} at {existing.recorded_at.isoformat()}): one charge or top-up "
-                           "funds one program, once")
+        raise FundingError(
+            f"{existing.kind} {stripe_id} already funds program {existing.program_id} "
+            f"({format_minor(existing.amount_minor, existing.currency)}, recorded by "
+            f"{existing.recorded_by} at {existing.recorded_at.isoformat()}): one charge or top-up "
+            "funds one program, once"
+        )
     return existing
 
 
@@ -159,17 +196,20 @@ def _from_stripe(gateway: StripeGateway, program: Program, kind: str, stripe_id:
         if charge is None:
             raise FundingError(f"charge {stripe_id} does not exist on {where}")
         if charge.status != "succeeded" or not charge.paid or not charge.captured:
-            raise FundingError(f"charge {stripe_id} is {charge.status}"
-                               f"{'' if charge.paid else ', not paid'}{'' if charge.captured else ', not captured'}: "
-                               "only a succeeded, captured charge funds a program")
+            raise FundingError(
+                f"charge {stripe_id} is {charge.status}"
+                f"{'' if charge.paid else ', not paid'}{'' if charge.captured else ', not captured'}: "
+                "only a succeeded, captured charge funds a program"
+            )
         amount, currency = charge.amount_minor - charge.amount_refunded, charge.currency
     else:
         topup = gateway.topup(stripe_id)
         if topup is None:
             raise FundingError(f"top-up {stripe_id} does not exist on {where}")
         if topup.status != "succeeded":
-            raise FundingError(f"top-up {stripe_id} is {topup.status}, not succeeded: only money that arrived "
-                               "funds a program")
+            raise FundingError(
+                f"top-up {stripe_id} is {topup.status}, not succeeded: only money that arrived funds a program"
+            )
         amount, currency = topup.amount_minor, topup.currency
     if amount <= 0:
         raise FundingError(f"{kind} {stripe_id} leaves nothing to fund a program with (refunded)")
@@ -181,8 +221,16 @@ def shares_platform_account(conn: sa.Connection, program: Program) -> bool:
     it may spend only its own funding."""
     if not program.pays_from_platform:
         return False
-    return conn.execute(text("SELECT COUNT(*) FROM program WHERE status = 'active' AND paying_account_ref IS NULL "
-                             "AND program_id <> :p"), {"p": program.program_id}).scalar_one() > 0
+    return (
+        conn.execute(
+            text(
+                "SELECT COUNT(*) FROM program WHERE status = 'active' AND paying_account_ref IS NULL "
+                "AND program_id <> :p"
+            ),
+            {"p": program.program_id},
+        ).scalar_one()
+        > 0
+    )
 
 
 _FUNDED = "SELECT currency, SUM(amount_minor) FROM program_funding WHERE program_id = :p {where} GROUP BY currency"
@@ -194,8 +242,10 @@ JOIN transfer_attempt a ON a.payout_item_id = i.payout_item_id
 WHERE b.program_id = :p AND a.state IN ('processing', 'posted') {currency} {which}
 GROUP BY a.currency
 """
-_SINCE_FUNDING_BEGAN = ("a.created_at >= (SELECT MIN(f.recorded_at) FROM program_funding f "
-                        "WHERE f.program_id = :p AND f.currency = a.currency)")
+_SINCE_FUNDING_BEGAN = (
+    "a.created_at >= (SELECT MIN(f.recorded_at) FROM program_funding f "
+    "WHERE f.program_id = :p AND f.currency = a.currency)"
+)
 
 
 def available_funding(conn: sa.Connection, program_id: str, *, paying_account: str | None = None) -> dict[str, int]:
@@ -203,8 +253,10 @@ def available_funding(conn: sa.Connection, program_id: str, *, paying_account: s
     payments made while the program was alone on the account). `paying_account`: count only the
     funding recorded on that Stripe account (what a transfer from it can draw on)."""
     account = "AND paying_account = :acct" if paying_account else ""
-    funded = {c: int(m) for c, m in conn.execute(text(_FUNDED.format(where=account)),
-                                                 {"p": program_id, "acct": paying_account})}
+    funded = {
+        c: int(m)
+        for c, m in conn.execute(text(_FUNDED.format(where=account)), {"p": program_id, "acct": paying_account})
+    }
     spent = _spent(conn, program_id, None, f"AND (a.source_transaction IS NOT NULL OR {_SINCE_FUNDING_BEGAN})")
     return {c: funded.get(c, 0) - spent.get(c, 0) for c in sorted(set(funded) | set(spent))}
 
@@ -214,8 +266,9 @@ def _spent(conn: sa.Connection, program_id: str, currency: str | None, which: st
     return {c: int(m) for c, m in conn.execute(text(sql), {"p": program_id, "c": currency})}
 
 
-def funding_shortfalls(conn: sa.Connection, program_id: str, needed: dict[str, int], *,
-                       paying_account: str | None = None) -> dict[str, tuple[int, int]]:
+def funding_shortfalls(
+    conn: sa.Connection, program_id: str, needed: dict[str, int], *, paying_account: str | None = None
+) -> dict[str, tuple[int, int]]:
     """currency -> (needed, available) for every currency the program's available funding does not cover."""
     available = available_funding(conn, program_id, paying_account=paying_account)
     return {c: (n, available.get(c, 0)) for c, n in sorted(needed.items()) if available.get(c, 0) < n}
@@ -230,31 +283,48 @@ ORDER BY f.funding_pk
 """
 
 
-def source_choice(conn: sa.Connection, *, program_id: str, paying_account: str, currency: str, amount_minor: int,
-                  strict: bool) -> tuple[str | None, str | None]:
+def source_choice(
+    conn: sa.Connection, *, program_id: str, paying_account: str, currency: str, amount_minor: int, strict: bool
+) -> tuple[str | None, str | None]:
     """What pays one transfer: (charge id or None, hold reason or None). Call inside the claim's
     transaction: on PostgreSQL the program's funding rows of the currency are locked first, so
     concurrent claims see each other's attempts (the source guard trigger locks the same rows)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT funding_pk FROM program_funding WHERE program_id = :p AND currency = :c "
-                          "ORDER BY funding_pk FOR UPDATE"), {"p": program_id, "c": currency})
-    rooms = [(stripe_id, int(room)) for stripe_id, room in conn.execute(
-        text(_CHARGE_ROOM), {"p": program_id, "c": currency, "acct": paying_account})]
+        conn.execute(
+            text(
+                "SELECT funding_pk FROM program_funding WHERE program_id = :p AND currency = :c "
+                "ORDER BY funding_pk FOR UPDATE"
+            ),
+            {"p": program_id, "c": currency},
+        )
+    rooms = [
+        (stripe_id, int(room))
+        for stripe_id, room in conn.execute(
+            text(_CHARGE_ROOM), {"p": program_id, "c": currency, "acct": paying_account}
+        )
+    ]
     fitting = [r for r in rooms if r[1] >= amount_minor]
     if fitting:  # best fit: the charge with the least room that still covers the transfer
         return min(fitting, key=lambda r: r[1])[0], None
     if not strict:
         return None, None  # paid from the platform balance, as without funding
-    topups = int(conn.execute(text(
-        "SELECT COALESCE(SUM(amount_minor), 0) FROM program_funding WHERE program_id = :p AND kind = 'topup' "
-        "AND currency = :c AND paying_account = :acct"),
-        {"p": program_id, "c": currency, "acct": paying_account}).scalar_one())
+    topups = int(
+        conn.execute(
+            text(
+                "SELECT COALESCE(SUM(amount_minor), 0) FROM program_funding WHERE program_id = :p AND kind = 'topup' "
+                "AND currency = :c AND paying_account = :acct"
+            ),
+            {"p": program_id, "c": currency, "acct": paying_account},
+        ).scalar_one()
+    )
     spent = _spent(conn, program_id, currency, f"AND a.source_transaction IS NULL AND {_SINCE_FUNDING_BEGAN}")
     topup_room = topups - spent.get(currency, 0)
     if topup_room >= amount_minor:
         return None, None
     best = max([r for _, r in rooms] + [0])
-    return None, (f"{HOLD_CODE}: no charge or top-up funding program {program_id} has "
-                  f"{format_minor(amount_minor, currency)} left for this transfer (largest charge room "
-                  f"{format_minor(best, currency)}, top-ups {format_minor(max(topup_room, 0), currency)}); "
-                  "record more funding and re-run")
+    return None, (
+        f"{HOLD_CODE}: no charge or top-up funding program {program_id} has "
+        f"{format_minor(amount_minor, currency)} left for this transfer (largest charge room "
+        f"{format_minor(best, currency)}, top-ups {format_minor(max(topup_room, 0), currency)}); "
+        "record more funding and re-run"
+    )

@@ -52,43 +52,55 @@ def resolve_api_key(program: Program, platform_api_key: str) -> str:
     if kind == "env":
         value = os.environ.get(name)
         if value is None:
-            raise PayingAccountError(f"program {program.program_id} pays from {ref}: the environment variable {name} "
-                                     "is not set in this process")
+            raise PayingAccountError(
+                f"program {program.program_id} pays from {ref}: the environment variable {name} "
+                "is not set in this process"
+            )
     elif kind == "secrets":
         value = _secrets_entry(program.program_id, ref, name)
     else:
-        raise PayingAccountError(f"program {program.program_id}: paying account reference {ref!r} is neither "
-                                 "env:VAR nor secrets:<entry>")
+        raise PayingAccountError(
+            f"program {program.program_id}: paying account reference {ref!r} is neither env:VAR nor secrets:<entry>"
+        )
     if not isinstance(value, str) or not _API_KEY.fullmatch(value.strip()):
-        raise PayingAccountError(f"program {program.program_id} pays from {ref}: its value is not a Stripe secret "
-                                 "key (sk_test_/sk_live_/rk_test_/rk_live_...); the value is not shown")
+        raise PayingAccountError(
+            f"program {program.program_id} pays from {ref}: its value is not a Stripe secret "
+            "key (sk_test_/sk_live_/rk_test_/rk_live_...); the value is not shown"
+        )
     return value.strip()
 
 
 def _secrets_entry(program_id: str, ref: str, entry: str):
     path = os.environ.get(SECRETS_FILE_SETTING)
     if not path:
-        raise PayingAccountError(f"program {program_id} pays from {ref}: {SECRETS_FILE_SETTING} is not set (it names "
-                                 "the JSON file holding the secrets)")
+        raise PayingAccountError(
+            f"program {program_id} pays from {ref}: {SECRETS_FILE_SETTING} is not set (it names "
+            "the JSON file holding the secrets)"
+        )
     try:
         with open(path, encoding="utf-8") as file:
             secrets = json.load(file)
     except FileNotFoundError:
-        raise PayingAccountError(f"program {program_id} pays from {ref}: the secrets file {path} "
-                                 f"({SECRETS_FILE_SETTING}) does not exist") from None
+        raise PayingAccountError(
+            f"program {program_id} pays from {ref}: the secrets file {path} ({SECRETS_FILE_SETTING}) does not exist"
+        ) from None
     except OSError as exc:
-        raise PayingAccountError(f"program {program_id} pays from {ref}: the secrets file {path} cannot be read "
-                                 f"({exc.__class__.__name__})") from None
+        raise PayingAccountError(
+            f"program {program_id} pays from {ref}: the secrets file {path} cannot be read ({exc.__class__.__name__})"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         # No detail: a parser message may quote the file's content.
-        raise PayingAccountError(f"program {program_id} pays from {ref}: the secrets file {path} is not valid "
-                                 "JSON") from None
+        raise PayingAccountError(
+            f"program {program_id} pays from {ref}: the secrets file {path} is not valid JSON"
+        ) from None
     if not isinstance(secrets, dict):
-        raise PayingAccountError(f"program {program_id} pays from {ref}: the secrets file {path} must hold a JSON "
-                                 "object (entry name -> key)")
+        raise PayingAccountError(
+            f"program {program_id} pays from {ref}: the secrets file {path} must hold a JSON object (entry name -> key)"
+        )
     if entry not in secrets:
-        raise PayingAccountError(f"program {program_id} pays from {ref}: the secrets file {path} has no entry "
-                                 f"{entry!r}")
+        raise PayingAccountError(
+            f"program {program_id} pays from {ref}: the secrets file {path} has no entry {entry!r}"
+        )
     return secrets[entry]
 
 
@@ -105,8 +117,9 @@ def shares_rate_limit() -> bool:
     return os.environ.get(SHARED_LIMIT_SETTING, "1").strip() != "0"
 
 
-def program_gateway(base: GatewayConfig, program: Program, limiter: RateLimiter | None = None, *,
-                    engine=None) -> StripeGateway:
+def program_gateway(
+    base: GatewayConfig, program: Program, limiter: RateLimiter | None = None, *, engine=None
+) -> StripeGateway:
     """A gateway that pays `program`. `limiter`: as `StripeGateway`'s (default an in-process bucket; a
     shared limiter must be keyed by the program's paying account). Given the ledger's `engine` (and no
     limiter), the gateway learns its paying account (GET /v1/account) and then shares that account's
@@ -125,9 +138,11 @@ def require_program_gateway(program: Program, gateway: StripeGateway) -> None:
     if program.paying_account_ref is None:
         return
     if gateway.config.api_key != resolve_api_key(program, gateway.config.api_key):
-        raise PayingAccountError(f"program {program.program_id} pays from {program.paying_account_ref}, but the "
-                                 "Stripe gateway given holds another key: build it with "
-                                 "paying_accounts.program_gateway")
+        raise PayingAccountError(
+            f"program {program.program_id} pays from {program.paying_account_ref}, but the "
+            "Stripe gateway given holds another key: build it with "
+            "paying_accounts.program_gateway"
+        )
 
 
 def require_live_payouts_allowed_for(program: Program, gateway: StripeGateway) -> None:

@@ -31,8 +31,14 @@ DEFAULT_PROGRAM = "default"
 # Lowercase letters, digits, '-' and '_': safe in Dagster partition keys (no '|' or ','), transfer
 # groups, idempotency keys (kept as they are) and file names.
 PROGRAM_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,47}")
-POLICY_KEYS = ("holding_days", "minimum_minor", "default_minimum_minor", "dual_approval_over_minor",
-               "negative_balance", "first_period")
+POLICY_KEYS = (
+    "holding_days",
+    "minimum_minor",
+    "default_minimum_minor",
+    "dual_approval_over_minor",
+    "negative_balance",
+    "first_period",
+)
 _ENV_REF = re.compile(r"env:[A-Za-z_][A-Za-z0-9_]{0,127}")
 _SECRETS_REF = re.compile(r"secrets:[A-Za-z0-9_.-]{1,128}")
 _LOOKS_LIKE_KEY = re.compile(r"(sk|rk|pk)_(live|test)_", re.IGNORECASE)
@@ -57,16 +63,23 @@ class Program:
         return self.paying_account_ref is None
 
     def as_json(self) -> dict:
-        return {"program_id": self.program_id, "name": self.name,
-                "paying_account": self.paying_account_ref or "platform", "policy": self.policy,
-                "status": self.status, "created_at": self.created_at.isoformat() if self.created_at else None,
-                "created_by": self.created_by}
+        return {
+            "program_id": self.program_id,
+            "name": self.name,
+            "paying_account": self.paying_account_ref or "platform",
+            "policy": self.policy,
+            "status": self.status,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "created_by": self.created_by,
+        }
 
 
 def validate_program_id(program_id: str) -> str:
     if not isinstance(program_id, str) or not PROGRAM_ID.fullmatch(program_id):
-        raise ProgramError(f"program id {program_id!r} must be 1-48 lowercase letters, digits, '-' or '_', "
-                           "starting with a letter or digit")
+        raise ProgramError(
+            f"program id {program_id!r} must be 1-48 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
     return program_id
 
 
@@ -75,8 +88,10 @@ def validate_paying_account_ref(ref: str | None) -> str | None:
     if ref is None or ref == "platform":
         return None
     if _LOOKS_LIKE_KEY.search(ref):
-        raise ProgramError("a paying account is named by a reference to a secret (env:VAR or secrets:<entry>), "
-                           "never by the key itself; the value given looks like a Stripe key and was not stored")
+        raise ProgramError(
+            "a paying account is named by a reference to a secret (env:VAR or secrets:<entry>), "
+            "never by the key itself; the value given looks like a Stripe key and was not stored"
+        )
     if not (_ENV_REF.fullmatch(ref) or _SECRETS_REF.fullmatch(ref)):
         raise ProgramError("paying account must be 'platform', 'env:VARIABLE_NAME' or 'secrets:<entry>'")
     return ref
@@ -89,8 +104,10 @@ def validate_policy(policy: dict) -> dict:
     for key in ("minimum_minor", "dual_approval_over_minor"):
         for currency, amount in (policy.get(key) or {}).items():
             if currency != currency.lower() or not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
-                raise ProgramError(f"policy {key}: {currency}={amount!r} must be a lowercase currency and "
-                                   "a non-negative integer amount in minor units")
+                raise ProgramError(
+                    f"policy {key}: {currency}={amount!r} must be a lowercase currency and "
+                    "a non-negative integer amount in minor units"
+                )
     for key in ("holding_days", "default_minimum_minor"):
         value = policy.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
@@ -107,8 +124,9 @@ def validate_policy(policy: dict) -> dict:
 
 def _program(row) -> Program:
     policy = row.policy if isinstance(row.policy, dict) else json.loads(row.policy or "{}")
-    return Program(row.program_id, row.name, row.paying_account_ref, policy, row.status,
-                   as_utc(row.created_at), row.created_by)
+    return Program(
+        row.program_id, row.name, row.paying_account_ref, policy, row.status, as_utc(row.created_at), row.created_by
+    )
 
 
 _SELECT = "SELECT program_id, name, paying_account_ref, policy, status, created_at, created_by FROM program"
@@ -122,8 +140,10 @@ def find_program(conn: sa.Connection, program_id: str) -> Program | None:
 def get_program(conn: sa.Connection, program_id: str) -> Program:
     program = find_program(conn, program_id)
     if program is None:
-        raise ProgramError(f"unknown program {program_id!r}; `sorae-payouts programs list` shows them, "
-                           "`sorae-payouts programs add` registers one")
+        raise ProgramError(
+            f"unknown program {program_id!r}; `sorae-payouts programs list` shows them, "
+            "`sorae-payouts programs add` registers one"
+        )
     return program
 
 
@@ -139,8 +159,17 @@ def list_programs(conn: sa.Connection, *, active_only: bool = False) -> list[Pro
     return [_program(r) for r in conn.execute(text(f"{_SELECT}{where} ORDER BY program_id"))]
 
 
-def add_program(engine: sa.Engine, program_id: str, *, name: str, paying_account_ref: str | None = None,
-                policy: dict | None = None, added_by: str, now: datetime, origin=None) -> Program:
+def add_program(
+    engine: sa.Engine,
+    program_id: str,
+    *,
+    name: str,
+    paying_account_ref: str | None = None,
+    policy: dict | None = None,
+    added_by: str,
+    now: datetime,
+    origin=None,
+) -> Program:
     validate_program_id(program_id)
     ref = validate_paying_account_ref(paying_account_ref)
     overrides = validate_policy(dict(policy or {}))
@@ -149,21 +178,47 @@ def add_program(engine: sa.Engine, program_id: str, *, name: str, paying_account
     with engine.begin() as conn:
         if find_program(conn, program_id) is not None:
             raise ProgramError(f"program {program_id!r} already exists")
-        conn.execute(text("INSERT INTO program (program_id, name, paying_account_ref, policy, status, created_at, "
-                          "created_by) VALUES (:p, :n, :r, :pol, 'active', :now, :by)"),
-                     {"p": program_id, "n": name.strip(), "r": ref, "pol": json.dumps(overrides, sort_keys=True),
-                      "now": now, "by": added_by})
-        _record(conn, program_id, "added", {"name": name.strip(), "paying_account": ref or "platform",
-                                            "policy": overrides}, added_by, now, origin)
+        conn.execute(
+            text(
+                "INSERT INTO program (program_id, name, paying_account_ref, policy, status, created_at, "
+                "created_by) VALUES (:p, :n, :r, :pol, 'active', :now, :by)"
+            ),
+            {
+                "p": program_id,
+                "n": name.strip(),
+                "r": ref,
+                "pol": json.dumps(overrides, sort_keys=True),
+                "now": now,
+                "by": added_by,
+            },
+        )
+        _record(
+            conn,
+            program_id,
+            "added",
+            {"name": name.strip(), "paying_account": ref or "platform", "policy": overrides},
+            added_by,
+            now,
+            origin,
+        )
         return get_program(conn, program_id)
 
 
 _UNSET = object()
 
 
-def update_program(engine: sa.Engine, program_id: str, *, changed_by: str, now: datetime, name: str | None = None,
-                   paying_account_ref=_UNSET, policy_changes: dict | None = None,
-                   policy_removals: tuple[str, ...] = (), origin=None) -> Program:
+def update_program(
+    engine: sa.Engine,
+    program_id: str,
+    *,
+    changed_by: str,
+    now: datetime,
+    name: str | None = None,
+    paying_account_ref=_UNSET,
+    policy_changes: dict | None = None,
+    policy_removals: tuple[str, ...] = (),
+    origin=None,
+) -> Program:
     """Change a program's name, paying account or policy overrides; the change is appended to its
     history. Batches already built keep the policy they froze; the next build uses the new one."""
     with engine.begin() as conn:
@@ -185,14 +240,17 @@ def update_program(engine: sa.Engine, program_id: str, *, changed_by: str, now: 
         if not change:
             raise ProgramError(f"nothing to change for program {program_id!r}")
         assignments = ", ".join(f"{column} = :{column}" for column in values)
-        conn.execute(text(f"UPDATE program SET {assignments} WHERE program_id = :program_id"),
-                     {**values, "program_id": program_id})
+        conn.execute(
+            text(f"UPDATE program SET {assignments} WHERE program_id = :program_id"),
+            {**values, "program_id": program_id},
+        )
         _record(conn, program_id, "updated", change, changed_by, now, origin)
         return get_program(conn, program_id)
 
 
-def set_program_status(engine: sa.Engine, program_id: str, *, active: bool, changed_by: str, now: datetime,
-                       origin=None) -> Program:
+def set_program_status(
+    engine: sa.Engine, program_id: str, *, active: bool, changed_by: str, now: datetime, origin=None
+) -> Program:
     status, event = ("active", "enabled") if active else ("disabled", "disabled")
     with engine.begin() as conn:
         current = get_program(conn, program_id)
@@ -204,11 +262,24 @@ def set_program_status(engine: sa.Engine, program_id: str, *, active: bool, chan
 
 
 def program_history(conn: sa.Connection, program_id: str) -> list[dict]:
-    rows = conn.execute(text("SELECT event, change, recorded_by, recorded_at, host, os_user FROM program_event "
-                             "WHERE program_id = :p ORDER BY recorded_at, event_pk"), {"p": program_id})
-    return [{"event": r.event, "change": r.change if isinstance(r.change, dict) else json.loads(r.change),
-             "recorded_by": r.recorded_by, "recorded_at": as_utc(r.recorded_at).isoformat(), "host": r.host,
-             "os_user": r.os_user} for r in rows]
+    rows = conn.execute(
+        text(
+            "SELECT event, change, recorded_by, recorded_at, host, os_user FROM program_event "
+            "WHERE program_id = :p ORDER BY recorded_at, event_pk"
+        ),
+        {"p": program_id},
+    )
+    return [
+        {
+            "event": r.event,
+            "change": r.change if isinstance(r.change, dict) else json.loads(r.change),
+            "recorded_by": r.recorded_by,
+            "recorded_at": as_utc(r.recorded_at).isoformat(),
+            "host": r.host,
+            "os_user": r.os_user,
+        }
+        for r in rows
+    ]
 
 
 def _record(conn, program_id: str, event: str, change: dict, actor: str, now: datetime, origin) -> None:
@@ -216,10 +287,21 @@ def _record(conn, program_id: str, event: str, change: dict, actor: str, now: da
         from sorae_payouts.core.origin import Origin
 
         origin = Origin.here()
-    conn.execute(text("INSERT INTO program_event (program_id, event, change, recorded_by, recorded_at, host, os_user) "
-                      "VALUES (:p, :e, :c, :by, :now, :h, :u)"),
-                 {"p": program_id, "e": event, "c": json.dumps(change, sort_keys=True), "by": actor, "now": now,
-                  "h": origin.host, "u": origin.os_user})
+    conn.execute(
+        text(
+            "INSERT INTO program_event (program_id, event, change, recorded_by, recorded_at, host, os_user) "
+            "VALUES (:p, :e, :c, :by, :now, :h, :u)"
+        ),
+        {
+            "p": program_id,
+            "e": event,
+            "c": json.dumps(change, sort_keys=True),
+            "by": actor,
+            "now": now,
+            "h": origin.host,
+            "u": origin.os_user,
+        },
+    )
 
 
 def first_period_of(program: Program) -> date:
@@ -232,8 +314,19 @@ def first_period_of(program: Program) -> date:
 
 def load_programs(conn: sa.Connection, program_ids: Sequence[str]) -> dict[str, Program]:
     """The registered programs of the set (one statement), by id."""
-    rows = conn.execute(set_text("SELECT program_id, name, paying_account_ref, policy, status FROM program "
-                                 "WHERE program_id IN :program_ids"), {"program_ids": list(program_ids)})
-    return {r.program_id: Program(r.program_id, r.name, r.paying_account_ref,
-                                  r.policy if isinstance(r.policy, dict) else json.loads(r.policy or "{}"), r.status)
-            for r in rows}
+    rows = conn.execute(
+        set_text(
+            "SELECT program_id, name, paying_account_ref, policy, status FROM program WHERE program_id IN :program_ids"
+        ),
+        {"program_ids": list(program_ids)},
+    )
+    return {
+        r.program_id: Program(
+            r.program_id,
+            r.name,
+            r.paying_account_ref,
+            r.policy if isinstance(r.policy, dict) else json.loads(r.policy or "{}"),
+            r.status,
+        )
+        for r in rows
+    }

@@ -5,8 +5,8 @@
 `dispositions` is the one table deciding what each Stripe error means for a transfer attempt.
 """
 
-from sorae_payouts.stripe_gateway.dispositions import Disposition, classify
 from sorae_payouts.stripe_gateway.charges import ChargeRecord, TopupRecord
+from sorae_payouts.stripe_gateway.dispositions import Disposition, classify
 from sorae_payouts.stripe_gateway.gateway import (
     AccountReadiness,
     GatewayConfig,
@@ -18,6 +18,20 @@ from sorae_payouts.stripe_gateway.gateway import (
 )
 from sorae_payouts.stripe_gateway.live import LIVE_PAYOUTS_SETTING, LivePayoutsRefused, demo_refusal, is_live_key
 
-__all__ = ["AccountReadiness", "ChargeRecord", "Disposition", "GatewayConfig", "LIVE_PAYOUTS_SETTING",
-           "LivePayoutsRefused", "StripeGateway", "TopupRecord", "TransferOutcome", "TransferRecord",
-           "TransferRequest", "classify", "dashboard_url", "demo_refusal", "is_live_key"]
+__all__ = [
+    "LIVE_PAYOUTS_SETTING",
+    "AccountReadiness",
+    "ChargeRecord",
+    "Disposition",
+    "GatewayConfig",
+    "LivePayoutsRefused",
+    "StripeGateway",
+    "TopupRecord",
+    "TransferOutcome",
+    "TransferRecord",
+    "TransferRequest",
+    "classify",
+    "dashboard_url",
+    "demo_refusal",
+    "is_live_key",
+]

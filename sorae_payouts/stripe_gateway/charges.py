@@ -7,8 +7,9 @@ to this key: Stripe answers 404 `resource_missing`, as for an id that never exis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import stripe
 
@@ -46,15 +47,23 @@ class TopupRecord:
 
 def charge_record(charge: Any) -> ChargeRecord:
     data = charge.to_dict()
-    return ChargeRecord(data["id"], int(data["amount"]), str(data["currency"]).lower(), str(data["status"]),
-                        bool(data.get("paid")), bool(data.get("captured")), int(data["created"]),
-                        int(data.get("amount_refunded") or 0))
+    return ChargeRecord(
+        data["id"],
+        int(data["amount"]),
+        str(data["currency"]).lower(),
+        str(data["status"]),
+        bool(data.get("paid")),
+        bool(data.get("captured")),
+        int(data["created"]),
+        int(data.get("amount_refunded") or 0),
+    )
 
 
 def topup_record(topup: Any) -> TopupRecord:
     data = topup.to_dict()
-    return TopupRecord(data["id"], int(data["amount"]), str(data["currency"]).lower(), str(data["status"]),
-                       int(data["created"]))
+    return TopupRecord(
+        data["id"], int(data["amount"]), str(data["currency"]).lower(), str(data["status"]), int(data["created"])
+    )
 
 
 class FundingLookups:

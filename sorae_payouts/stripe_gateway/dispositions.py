@@ -69,9 +69,13 @@ ERROR_CODE_DISPOSITIONS: dict[str, Disposition] = {
 # FAILED codes that a fix on the affiliate's side clears (their connected account becomes able to receive
 # transfers again): `refresh` re-attempts such an item by itself, with a new attempt, once pre-flight says
 # the account is ready. Every other FAILED code needs a person (`sorae-payouts retry`).
-CLEARED_BY_ACCOUNT_FIX: frozenset[str] = frozenset({
-    "account_invalid", "insufficient_capabilities_for_transfer", "transfers_not_allowed",
-})
+CLEARED_BY_ACCOUNT_FIX: frozenset[str] = frozenset(
+    {
+        "account_invalid",
+        "insufficient_capabilities_for_transfer",
+        "transfers_not_allowed",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -109,5 +113,11 @@ def classify(error: stripe.StripeError) -> ClassifiedError:
         disposition, code = Disposition.UNKNOWN, code or f"http_{status or 'none'}"
     else:
         disposition, code = Disposition.FAILED, code or f"http_{status}"
-    return ClassifiedError(disposition, str(code), error.user_message or "",
-                           getattr(error, "request_id", None), status, headers.get("stripe-should-retry"))
+    return ClassifiedError(
+        disposition,
+        str(code),
+        error.user_message or "",
+        getattr(error, "request_id", None),
+        status,
+        headers.get("stripe-should-retry"),
+    )

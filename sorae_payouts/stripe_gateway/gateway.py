@@ -21,11 +21,15 @@ from dataclasses import dataclass
 
 import stripe
 
+from sorae_payouts.stripe_gateway.charges import FundingLookups
 from sorae_payouts.stripe_gateway.dispositions import ClassifiedError, Disposition, classify
 from sorae_payouts.stripe_gateway.errors import GatewayConfigurationError
-from sorae_payouts.stripe_gateway.charges import FundingLookups
 from sorae_payouts.stripe_gateway.live import (
-    LivePayoutsRefused, is_live_key, live_payout_announcement, require_live_payouts_allowed)
+    LivePayoutsRefused,
+    is_live_key,
+    live_payout_announcement,
+    require_live_payouts_allowed,
+)
 from sorae_payouts.stripe_gateway.rate_limit import RateLimiter, TokenBucket
 from sorae_payouts.stripe_gateway.readiness import AccountReadiness, readiness_of
 
@@ -96,10 +100,17 @@ def dashboard_url(transfer_id: str, api_key_is_test: bool) -> str:
 def _record(transfer) -> TransferRecord:
     # stripe-python 16 objects are not dicts: read optional fields from the plain-dict form.
     data = transfer.to_dict()
-    return TransferRecord(data["id"], int(data["amount"]), data["currency"], str(data["destination"]),
-                          data.get("transfer_group"), dict(data.get("metadata") or {}),
-                          bool(data.get("reversed")), int(data.get("amount_reversed") or 0),
-                          data.get("source_transaction"))
+    return TransferRecord(
+        data["id"],
+        int(data["amount"]),
+        data["currency"],
+        str(data["destination"]),
+        data.get("transfer_group"),
+        dict(data.get("metadata") or {}),
+        bool(data.get("reversed")),
+        int(data.get("amount_reversed") or 0),
+        data.get("source_transaction"),
+    )
 
 
 LIST_PAGE_SIZE = 100  # objects per page of a Stripe list (its maximum): one request each
@@ -139,8 +150,11 @@ class StripeGateway(FundingLookups):
         self._count_lock = threading.Lock()
         base = {"api": config.api_base} if config.api_base else None
         self.client = stripe.StripeClient(
-            config.api_key, base_addresses=base, max_network_retries=config.max_network_retries,
-            http_client=_RateLimitedRequestsClient(lambda: self.limiter.acquire(), timeout=config.timeout_seconds))
+            config.api_key,
+            base_addresses=base,
+            max_network_retries=config.max_network_retries,
+            http_client=_RateLimitedRequestsClient(lambda: self.limiter.acquire(), timeout=config.timeout_seconds),
+        )
 
     def _acquire(self, kind: str) -> None:
         """Every call: one count (the limiter is waited on per network attempt, in the HTTP client)."""
@@ -161,7 +175,8 @@ class StripeGateway(FundingLookups):
                 # Scheduling under another account's limit would let this account exceed its own.
                 raise GatewayConfigurationError(
                     f"the rate limiter is keyed by paying account {keyed_by}, but the API key belongs to "
-                    f"{account}: check the program's paying account")
+                    f"{account}: check the program's paying account"
+                )
             self._paying_account = account
         return self._paying_account
 
@@ -194,9 +209,14 @@ class StripeGateway(FundingLookups):
         if self.live and not self._live_authorized:
             raise LivePayoutsRefused("live transfer refused: the run did not pass authorize_payouts; nothing was sent")
         self._acquire("transfers.create")
-        params = {"amount": request.amount_minor, "currency": request.currency, "destination": request.destination,
-                  "transfer_group": request.transfer_group, "description": request.description,
-                  "metadata": request.metadata}
+        params = {
+            "amount": request.amount_minor,
+            "currency": request.currency,
+            "destination": request.destination,
+            "transfer_group": request.transfer_group,
+            "description": request.description,
+            "metadata": request.metadata,
+        }
         if request.source_transaction is not None:
             params["source_transaction"] = request.source_transaction
         try:
@@ -207,25 +227,33 @@ class StripeGateway(FundingLookups):
             classified = classify(exc)
             return TransferOutcome(classified.disposition, request_id=classified.request_id, error=classified)
         response = transfer.last_response
-        return TransferOutcome(Disposition.POSTED, _record(transfer), response.request_id if response else None,
-                               replayed=bool(response and response.headers.get("Idempotent-Replayed") == "true"))
+        return TransferOutcome(
+            Disposition.POSTED,
+            _record(transfer),
+            response.request_id if response else None,
+            replayed=bool(response and response.headers.get("Idempotent-Replayed") == "true"),
+        )
 
-    def reverse_transfer(self, transfer_id: str, amount_minor: int, idempotency_key: str,
-                         metadata: dict[str, str]) -> ReversalOutcome:
+    def reverse_transfer(
+        self, transfer_id: str, amount_minor: int, idempotency_key: str, metadata: dict[str, str]
+    ) -> ReversalOutcome:
         """POST /v1/transfers/{id}/reversals for `amount_minor`, with our idempotency key."""
         self._acquire("transfers.reversals.create")
         try:
             reversal = self.client.v1.transfers.reversals.create(
-                transfer_id, params={"amount": amount_minor, "metadata": metadata},
-                options={"idempotency_key": idempotency_key})
+                transfer_id,
+                params={"amount": amount_minor, "metadata": metadata},
+                options={"idempotency_key": idempotency_key},
+            )
         except stripe.AuthenticationError as exc:
             raise GatewayConfigurationError("Stripe rejected the API key (401); check STRIPE_API_KEY") from exc
         except stripe.StripeError as exc:
             classified = classify(exc)
             return ReversalOutcome(classified.disposition, request_id=classified.request_id, error=classified)
         response = reversal.last_response
-        return ReversalOutcome(Disposition.POSTED, reversal.id, int(reversal.amount),
-                               response.request_id if response else None)
+        return ReversalOutcome(
+            Disposition.POSTED, reversal.id, int(reversal.amount), response.request_id if response else None
+        )
 
     def transfer(self, transfer_id: str) -> TransferRecord:
         """GET /v1/transfers/{id}: the transfer with its current reversal state."""
@@ -251,16 +279,20 @@ class StripeGateway(FundingLookups):
 
     def all_account_readiness(self) -> Iterator[AccountReadiness]:
         """Every connected account of the platform, 100 per request (cheaper than one GET each)."""
-        return map(readiness_of,
-                   self._pages(self.client.v1.accounts.list, {"limit": LIST_PAGE_SIZE}, "accounts.list"))
+        return map(readiness_of, self._pages(self.client.v1.accounts.list, {"limit": LIST_PAGE_SIZE}, "accounts.list"))
 
     def available_balance(self) -> dict[str, int]:
         self._acquire("balance.retrieve")
         balance = self.client.v1.balance.retrieve()
         return {entry.currency: int(entry.amount) for entry in balance.available}
 
-    def transfers(self, transfer_group: str | None, destination: str | None = None,
-                  created_since: int | None = None, source_transaction: str | None = None) -> Iterator[TransferRecord]:
+    def transfers(
+        self,
+        transfer_group: str | None,
+        destination: str | None = None,
+        created_since: int | None = None,
+        source_transaction: str | None = None,
+    ) -> Iterator[TransferRecord]:
         """All transfers of a group and/or to one destination and/or created at or after a unix time,
         paging 100 at a time; `source_transaction` keeps those paid from that charge. Stripe cannot
         filter on it (GET /v1/transfers has no such parameter), so it filters what the other filters
@@ -293,7 +325,12 @@ def config_from_environment() -> GatewayConfig:
     """STRIPE_API_KEY (required), STRIPE_API_BASE (optional: sandbox or mock), SORAE_STRIPE_RATE_LIMIT."""
     key = os.environ.get("STRIPE_API_KEY")
     if not key:
-        raise GatewayConfigurationError("STRIPE_API_KEY is not set: export a Stripe secret key (sk_test_... for "
-                                        "test mode, any sk_test_ key for the local sandbox)")
-    return GatewayConfig(key, os.environ.get("STRIPE_API_BASE") or None,
-                         rate_limit_per_second=float(os.environ.get("SORAE_STRIPE_RATE_LIMIT", "20")))
+        raise GatewayConfigurationError(
+            "STRIPE_API_KEY is not set: export a Stripe secret key (sk_test_... for "
+            "test mode, any sk_test_ key for the local sandbox)"
+        )
+    return GatewayConfig(
+        key,
+        os.environ.get("STRIPE_API_BASE") or None,
+        rate_limit_per_second=float(os.environ.get("SORAE_STRIPE_RATE_LIMIT", "20")),
+    )

@@ -39,27 +39,38 @@ def require_live_payouts_allowed(api_key: str, key_source: str = "STRIPE_API_KEY
     if is_live_key(api_key) and not live_payouts_enabled():
         raise LivePayoutsRefused(
             f"{key_source} is a LIVE key: sending transfers moves real money. Set {LIVE_PAYOUTS_SETTING}=1 in "
-            "the environment of this process to confirm; nothing was sent")
+            "the environment of this process to confirm; nothing was sent"
+        )
 
 
-def live_payout_announcement(api_key: str, paying_account: str, batch_id: str, totals: dict[str, tuple[int, int]]) -> str | None:
+def live_payout_announcement(
+    api_key: str, paying_account: str, batch_id: str, totals: dict[str, tuple[int, int]]
+) -> str | None:
     """What a live run says before it pays (None for a test key): the paying account, the batch and, per
     currency, the number of transfers and the amount it may send. `totals`: currency -> (count, minor)."""
     if not is_live_key(api_key):
         return None
     require_live_payouts_allowed(api_key)
-    amounts = ", ".join(f"{count} transfers / {format_minor(amount, currency)}"
-                        for currency, (count, amount) in sorted(totals.items())) or "nothing new to send"
-    return (f"LIVE PAYOUTS ({LIVE_PAYOUTS_SETTING}=1): Stripe account {paying_account} pays batch {batch_id}: "
-            f"{amounts}")
+    amounts = (
+        ", ".join(
+            f"{count} transfers / {format_minor(amount, currency)}"
+            for currency, (count, amount) in sorted(totals.items())
+        )
+        or "nothing new to send"
+    )
+    return f"LIVE PAYOUTS ({LIVE_PAYOUTS_SETTING}=1): Stripe account {paying_account} pays batch {batch_id}: {amounts}"
 
 
 def demo_refusal(api_key: str | None, api_base: str | None) -> str | None:
     """Why `sorae-payouts demo` refuses this Stripe, or None: never a live key, never real Stripe."""
     if api_key and is_live_key(api_key):
-        return ("the demo never runs with a live Stripe key (sk_live_/rk_live_): unset STRIPE_API_KEY to use the "
-                "local sandbox, or use a test key with STRIPE_API_BASE")
+        return (
+            "the demo never runs with a live Stripe key (sk_live_/rk_live_): unset STRIPE_API_KEY to use the "
+            "local sandbox, or use a test key with STRIPE_API_BASE"
+        )
     if api_key and not api_base:
-        return ("the demo never runs against real Stripe (STRIPE_API_KEY set without STRIPE_API_BASE): unset "
-                "STRIPE_API_KEY to use the local sandbox, or point STRIPE_API_BASE at a sandbox or mock")
+        return (
+            "the demo never runs against real Stripe (STRIPE_API_KEY set without STRIPE_API_BASE): unset "
+            "STRIPE_API_KEY to use the local sandbox, or point STRIPE_API_BASE at a sandbox or mock"
+        )
     return None

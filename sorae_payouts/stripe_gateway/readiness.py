@@ -22,8 +22,10 @@ class AccountReadiness:
     @property
     def hold_reason(self) -> str | None:
         if not self.exists:
-            return (f"connected account {self.account_id} not found in Stripe, or not connected to this platform "
-                    f"({self.error_code or 'account_invalid'}): check the affiliate's stripe_account_id")
+            return (
+                f"connected account {self.account_id} not found in Stripe, or not connected to this platform "
+                f"({self.error_code or 'account_invalid'}): check the affiliate's stripe_account_id"
+            )
         if self.transfers_capability != "active":
             return f"transfers capability is {self.transfers_capability or 'missing'}"
         if not self.payouts_enabled:
@@ -35,5 +37,11 @@ def readiness_of(account) -> AccountReadiness:
     data = account.to_dict()
     capabilities = data.get("capabilities") or {}
     requirements = data.get("requirements") or {}
-    return AccountReadiness(data["id"], True, capabilities.get("transfers"), bool(data.get("payouts_enabled")),
-                            requirements.get("disabled_reason"), list(requirements.get("currently_due") or []))
+    return AccountReadiness(
+        data["id"],
+        True,
+        capabilities.get("transfers"),
+        bool(data.get("payouts_enabled")),
+        requirements.get("disabled_reason"),
+        list(requirements.get("currently_due") or []),
+    )

@@ -87,8 +87,14 @@ class SharedRateLimiter:
     process and thread that uses the same ledger database and account. Same interface as `TokenBucket`,
     so `StripeGateway(config, limiter=SharedRateLimiter(engine, "acct_...", 25))` plugs it in."""
 
-    def __init__(self, engine: sa.Engine, paying_account: str, requests_per_second: float, *,
-                 margin_seconds: float = DEFAULT_MARGIN_SECONDS):
+    def __init__(
+        self,
+        engine: sa.Engine,
+        paying_account: str,
+        requests_per_second: float,
+        *,
+        margin_seconds: float = DEFAULT_MARGIN_SECONDS,
+    ):
         if not paying_account:
             raise ValueError("paying_account is required: the Stripe account id (acct_...) whose limit this is")
         dialect = engine.dialect.name
@@ -107,8 +113,10 @@ class SharedRateLimiter:
         self._statement = sa.text(_RESERVE.format(clock=_CLOCK_US[dialect], greatest=_GREATEST[dialect]))
 
     def __repr__(self) -> str:
-        return (f"SharedRateLimiter(paying_account={self.paying_account!r}, "
-                f"requests_per_second={self.requests_per_second}, interval_us={self.interval_us})")
+        return (
+            f"SharedRateLimiter(paying_account={self.paying_account!r}, "
+            f"requests_per_second={self.requests_per_second}, interval_us={self.interval_us})"
+        )
 
     def reserve(self) -> float:
         """Reserve the account's next slot; seconds until it, on the database's clock (0 or more)."""
@@ -139,14 +147,16 @@ class SharedRateLimiter:
         try:
             with self.engine.begin() as conn:  # its own connection and transaction, committed at once
                 sent = time.monotonic()  # after BEGIN (IMMEDIATE on SQLite): lock waits are not lateness
-                wait_us = conn.execute(self._statement, {"account": self.paying_account,
-                                                         "interval_us": self.interval_us}).scalar_one()
+                wait_us = conn.execute(
+                    self._statement, {"account": self.paying_account, "interval_us": self.interval_us}
+                ).scalar_one()
                 answered = time.monotonic()
         except sa.exc.OperationalError as exc:
             if self.engine.dialect.name == "sqlite" and "locked" in str(exc):
                 raise SharedRateLimiterError(
                     "the SQLite ledger's write lock stayed taken past the busy timeout: a ledger transaction "
                     "open in this same thread while calling Stripe would do that (SQLite ledger "
-                    "transactions are BEGIN IMMEDIATE); close it before the Stripe call") from exc
+                    "transactions are BEGIN IMMEDIATE); close it before the Stripe call"
+                ) from exc
             raise
         return max(0, int(wait_us)) / 1_000_000, sent, answered

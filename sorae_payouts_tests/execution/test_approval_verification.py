@@ -21,9 +21,8 @@ def _drop_trigger(conn, name: str, table: str) -> None:
 def test_a_batch_approved_by_hand_pays_nothing_and_says_why(engine, sandbox, stripe_client):
     seed_batch(engine, stripe_client, {"alice": 5_000, "bob": 7_000}, approve=False)
     with engine.begin() as conn:  # the database refuses it...
-        with pytest.raises(sa.exc.DBAPIError, match="registered approval"):
-            with conn.begin_nested():
-                conn.exec_driver_sql("UPDATE payout_batch SET status = 'approved'")
+        with pytest.raises(sa.exc.DBAPIError, match="registered approval"), conn.begin_nested():
+            conn.exec_driver_sql("UPDATE payout_batch SET status = 'approved'")
         # ...so someone with DDL rights lifts the guard first (what least privilege takes away)
         _drop_trigger(conn, "guard_payout_batch_approved", "payout_batch")
         conn.exec_driver_sql("UPDATE payout_batch SET status = 'approved', approved_by = 'alice, bob'")
@@ -39,9 +38,13 @@ def test_a_forged_approval_row_of_an_unknown_person_does_not_count(engine, sandb
     seed_batch(engine, stripe_client, {"alice": 5_000}, approve=False)
     with engine.begin() as conn:
         _drop_trigger(conn, "guard_batch_approval_operator", "batch_approval")
-        conn.execute(sa.text("INSERT INTO batch_approval (batch_id, approved_by, approved_at, manifest_hash, "
-                             "operator_id) SELECT batch_id, 'mallory', built_at, manifest_hash, 'mallory' "
-                             "FROM payout_batch"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO batch_approval (batch_id, approved_by, approved_at, manifest_hash, "
+                "operator_id) SELECT batch_id, 'mallory', built_at, manifest_hash, 'mallory' "
+                "FROM payout_batch"
+            )
+        )
         conn.exec_driver_sql("UPDATE payout_batch SET status = 'approved'")
     with pytest.raises(ExecutionRefused, match="0 of the 1 approvals"):
         execute_batch(engine, make_gateway(sandbox), OCT)
@@ -49,11 +52,18 @@ def test_a_forged_approval_row_of_an_unknown_person_does_not_count(engine, sandb
 
 
 def _approve_job(ledger_url, sandbox, config: dict, tags: dict | None = None):
-    resources = {"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings(),
-                 "stripe": StripeResource(api_key=API_KEY, api_base=sandbox.url, rate_limit_per_second=500)}
+    resources = {
+        "ledger": LedgerResource(database_url=ledger_url),
+        "payout_settings": PayoutSettings(),
+        "stripe": StripeResource(api_key=API_KEY, api_base=sandbox.url, rate_limit_per_second=500),
+    }
     return defs.resolve_job_def("approve_batch_job").execute_in_process(
-        run_config={"ops": {"approve_batch_op": {"config": config}}}, tags=tags or {}, raise_on_error=False,
-        instance=dg.DagsterInstance.ephemeral(), resources=resources)
+        run_config={"ops": {"approve_batch_op": {"config": config}}},
+        tags=tags or {},
+        raise_on_error=False,
+        instance=dg.DagsterInstance.ephemeral(),
+        resources=resources,
+    )
 
 
 def _failure(result) -> str:

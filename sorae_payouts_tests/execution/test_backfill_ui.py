@@ -19,12 +19,10 @@ import dagster as dg
 import requests
 import sqlalchemy as sa
 
-from sorae_payouts.month_end.finalize import finalize_period
-from sorae_payouts.month_end.manifest import PayoutPolicy
-from sorae_payouts.month_end.manifest_build import build_manifest
 from sorae_payouts.core.periods import parse_period
+from sorae_payouts.month_end.manifest import PayoutPolicy
 from sorae_payouts_tests.execution.conftest import API_KEY, sandbox_transfers
-from sorae_payouts_tests.factory import NOW, add_affiliate, add_commission, approve
+from sorae_payouts_tests.factory import NOW, add_affiliate, add_commission, approve, build_manifest, finalize_period
 
 REPO = Path(__file__).resolve().parents[2]
 MONTHS = ["2026-08", "2026-09", "2026-10"]
@@ -42,8 +40,9 @@ def _free_port() -> int:
 
 
 def _seed_three_months(engine, stripe_client):
-    account = stripe_client.v1.accounts.create(params={
-        "type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}).id
+    account = stripe_client.v1.accounts.create(
+        params={"type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}
+    ).id
     add_affiliate(engine, "alice", account=account)
     for i, month in enumerate(MONTHS):
         add_commission(engine, "alice", 10_000 + i, earned_at=datetime.fromisoformat(f"{month}-15T00:00:00+00:00"))
@@ -56,8 +55,9 @@ def _seed_three_months(engine, stripe_client):
 
 
 def _graphql(port, query, variables):
-    response = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": query, "variables": variables},
-                             timeout=30)
+    response = requests.post(
+        f"http://127.0.0.1:{port}/graphql", json={"query": query, "variables": variables}, timeout=30
+    )
     response.raise_for_status()
     return response.json()["data"]
 
@@ -68,13 +68,33 @@ def test_ui_backfill_over_three_months_pays_only_approved_batches(engine, ledger
     home.mkdir()
     shutil.copy(REPO / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SORAE_DATABASE_URL": ledger_url, "STRIPE_API_KEY": API_KEY,
-           "STRIPE_API_BASE": sandbox.url, "SORAE_STRIPE_RATE_LIMIT": "200"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SORAE_DATABASE_URL": ledger_url,
+        "STRIPE_API_KEY": API_KEY,
+        "STRIPE_API_BASE": sandbox.url,
+        "SORAE_STRIPE_RATE_LIMIT": "200",
+    }
     with dg.DagsterInstance.from_config(str(home)) as instance:  # as `programs add` / the sensor would
         instance.add_dynamic_partitions("program", ["default"])
-    server = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-m", "sorae_payouts.definitions",
-                               "-p", str(port), "-h", "127.0.0.1"], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-m",
+            "sorae_payouts.definitions",
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -85,9 +105,17 @@ def test_ui_backfill_over_three_months_pays_only_approved_batches(engine, ledger
                 pass
             assert time.monotonic() < deadline, "dagster dev did not start"
             time.sleep(1)
-        launched = _graphql(port, LAUNCH, {"params": {
-            "assetSelection": [{"path": ["executed_transfers"]}],
-            "partitionNames": [f"{m}-01|default" for m in MONTHS], "title": "pay Aug-Oct"}})["launchPartitionBackfill"]
+        launched = _graphql(
+            port,
+            LAUNCH,
+            {
+                "params": {
+                    "assetSelection": [{"path": ["executed_transfers"]}],
+                    "partitionNames": [f"{m}-01|default" for m in MONTHS],
+                    "title": "pay Aug-Oct",
+                }
+            },
+        )["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", launched
         status, deadline = None, time.monotonic() + 240
         while status not in TERMINAL:

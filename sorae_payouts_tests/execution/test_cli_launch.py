@@ -25,21 +25,38 @@ def _env(tmp_path, ledger_url, sandbox) -> dict:
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
-    return {**os.environ, "SORAE_DATABASE_URL": ledger_url, "STRIPE_API_KEY": API_KEY, "STRIPE_API_BASE": sandbox.url,
-            "DAGSTER_HOME": str(home), "SORAE_DATA_DIR": str(tmp_path), "SORAE_OPERATOR": "Ana Ops",
-            "SORAE_STRIPE_RATE_LIMIT": "200"}
+    return {
+        **os.environ,
+        "SORAE_DATABASE_URL": ledger_url,
+        "STRIPE_API_KEY": API_KEY,
+        "STRIPE_API_BASE": sandbox.url,
+        "DAGSTER_HOME": str(home),
+        "SORAE_DATA_DIR": str(tmp_path),
+        "SORAE_OPERATOR": "Ana Ops",
+        "SORAE_STRIPE_RATE_LIMIT": "200",
+    }
 
 
-def test_batch_execute_runs_under_its_job_with_tags_and_prints_the_outcome(engine, ledger_url, sandbox,
-                                                                             stripe_client, tmp_path):
+def test_batch_execute_runs_under_its_job_with_tags_and_prints_the_outcome(
+    engine, ledger_url, sandbox, stripe_client, tmp_path
+):
     seed_batch(engine, stripe_client, {"alice": 12_000, "bob": 3_000})
     env = _env(tmp_path, ledger_url, sandbox)
-    done = subprocess.run([CLI, "batch", "execute", "2026-10", "--json"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [CLI, "batch", "execute", "2026-10", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Warning" not in done.stdout + done.stderr
     report = json.loads(done.stdout)
-    assert report["run"]["status"] == "SUCCESS" and report["run"]["checks"] == {"transfers_reconciled": True, "reversals_accounted": True}
+    assert report["run"]["status"] == "SUCCESS" and report["run"]["checks"] == {
+        "transfers_reconciled": True,
+        "reversals_accounted": True,
+    }
     posted = [t for t in report["outcome"]["totals"] if t["outcome"] == "posted"]
     assert posted == [{"currency": "usd", "outcome": "posted", "items": 2, "amount_minor": 15_000}]
     assert_paid_exactly_once(engine, stripe_client)
@@ -62,8 +79,9 @@ def test_batch_execute_runs_under_its_job_with_tags_and_prints_the_outcome(engin
 def test_month_end_out_of_order_is_refused_before_any_run(engine, ledger_url, sandbox, stripe_client, tmp_path):
     seed_batch(engine, stripe_client, {"alice": 12_000}, approve=False)
     env = _env(tmp_path, ledger_url, sandbox)
-    done = subprocess.run([CLI, "month-end", "2026-09", "--json"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [CLI, "month-end", "2026-09", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 1
     refused = json.loads(done.stdout)
     assert refused["run"] is None and "later month 2026-10 already has a batch (draft)" in refused["refused"]
@@ -92,7 +110,9 @@ def test_one_launched_run_closes_the_month_of_every_program(engine, ledger_url, 
         assert set(run.checks_by_partition) == {"2026-10-01|default", "2026-10-01|acme"}
         assert all(all(c.values()) for c in run.checks_by_partition.values())
         assert instance.get_materialized_partitions(dg.AssetKey("payout_manifest")) == {
-            "2026-10-01|default", "2026-10-01|acme"}
+            "2026-10-01|default",
+            "2026-10-01|acme",
+        }
         stored = instance.get_run_by_id(run.run_id)
         assert stored.job_name == "month_end_job" and stored.tags["sorae/job"] == "month_end_job"
         assert stored.remote_job_origin is not None

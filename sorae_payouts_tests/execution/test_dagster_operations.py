@@ -6,34 +6,56 @@ from __future__ import annotations
 import dagster as dg
 import sqlalchemy as sa
 
-from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings, StripeResource
 from sorae_payouts.definitions import defs
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings, StripeResource
 from sorae_payouts.execution.pay_batch import execute_batch
-from sorae_payouts.month_end.finalize import finalize_period
 from sorae_payouts.month_end.manifest import PayoutPolicy
-from sorae_payouts.month_end.manifest_build import build_manifest
-from sorae_payouts_tests.execution.test_operations import _fail_one
 from sorae_payouts_tests.execution.conftest import (
-    API_KEY, assert_paid_exactly_once, crash_after_stripe_call, item_states, make_gateway, seed_batch)
-from sorae_payouts_tests.factory import (NOW, OCT, add_affiliate, add_commission, add_program, approve,
-                                         register_operators)
+    API_KEY,
+    assert_paid_exactly_once,
+    crash_after_stripe_call,
+    item_states,
+    make_gateway,
+    seed_batch,
+)
+from sorae_payouts_tests.execution.test_operations import _fail_one
+from sorae_payouts_tests.factory import (
+    NOW,
+    OCT,
+    add_affiliate,
+    add_commission,
+    add_program,
+    approve,
+    build_manifest,
+    finalize_period,
+    register_operators,
+)
 
 
 def _resources(ledger_url, sandbox):
-    return {"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings(),
-            "stripe": StripeResource(api_key=API_KEY, api_base=sandbox.url, rate_limit_per_second=500)}
+    return {
+        "ledger": LedgerResource(database_url=ledger_url),
+        "payout_settings": PayoutSettings(),
+        "stripe": StripeResource(api_key=API_KEY, api_base=sandbox.url, rate_limit_per_second=500),
+    }
 
 
 def _run(job, ledger_url, sandbox, config=None, partition=None):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("program", ["default"])
     return defs.resolve_job_def(job).execute_in_process(
-        run_config=config or {}, partition_key=partition, raise_on_error=False,
-        instance=instance, resources=_resources(ledger_url, sandbox))
+        run_config=config or {},
+        partition_key=partition,
+        raise_on_error=False,
+        instance=instance,
+        resources=_resources(ledger_url, sandbox),
+    )
 
 
 def _approval(period, by, manifest_hash):
-    return {"ops": {"approve_batch_op": {"config": {"period": period, "approved_by": by, "manifest_hash": manifest_hash}}}}
+    return {
+        "ops": {"approve_batch_op": {"config": {"period": period, "approved_by": by, "manifest_hash": manifest_hash}}}
+    }
 
 
 def test_approval_job_needs_two_people_above_the_policy_amount(engine, ledger_url, sandbox):
@@ -56,7 +78,9 @@ def test_approval_job_needs_two_people_above_the_policy_amount(engine, ledger_ur
     assert "| ana |" in observed.metadata["approvals"].value and "| ben |" in observed.metadata["approvals"].value
     with engine.connect() as conn:
         assert tuple(conn.execute(sa.text("SELECT status, approved_by FROM payout_batch")).one()) == (
-            "approved", "ana, ben")
+            "approved",
+            "ana, ben",
+        )
 
 
 def test_retry_job_dry_run_changes_nothing_then_pays(engine, ledger_url, sandbox, stripe_client):
@@ -84,8 +108,9 @@ def test_execution_run_reconciles_and_the_check_catches_drift(engine, ledger_url
     result = _run("payout_execution_job", ledger_url, sandbox, partition="2026-10-01|default")
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "transfers_reconciled"]
     assert (check.check_name, check.passed) == ("transfers_reconciled", True)
-    stripe_client.v1.transfers.create(params={"amount": 1, "currency": "usd", "destination": accounts["alice"],
-                                              "transfer_group": "payout_2026-10"})
+    stripe_client.v1.transfers.create(
+        params={"amount": 1, "currency": "usd", "destination": accounts["alice"], "transfer_group": "payout_2026-10"}
+    )
     again = _run("payout_execution_job", ledger_url, sandbox, partition="2026-10-01|default")
     [check] = [c for c in again.get_asset_check_evaluations() if c.check_name == "transfers_reconciled"]
     assert not check.passed and check.metadata["rows"].value.records[0].data["drift"] == "unknown_to_ledger"
@@ -96,14 +121,22 @@ def test_sensor_requests_execution_once_per_approved_manifest(engine, ledger_url
     sensor = defs.resolve_sensor_def("approved_batch_sensor")
     # With an instance_ref, as the sensor daemon evaluates it: the run request's partition is resolved
     # against the program keys the instance will have once the tick's dynamic-partition request is applied.
-    with dg.instance_for_test() as instance, dg.build_sensor_context(
-            instance=instance, instance_ref=instance.get_ref(), resources=_resources(ledger_url, sandbox),
-            definitions=defs) as context:
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_sensor_context(
+            instance=instance,
+            instance_ref=instance.get_ref(),
+            resources=_resources(ledger_url, sandbox),
+            definitions=defs,
+        ) as context,
+    ):
         assert isinstance(sensor.evaluate_tick(context).skip_message, str)
         batch = approve(engine, OCT, "ops").batch
         tick = sensor.evaluate_tick(context)
         [request] = tick.run_requests
-        assert request.partition_key == "2026-10-01|default" and request.run_key == f"payout_2026-10:{batch.manifest_hash}"
+        assert (
+            request.partition_key == "2026-10-01|default" and request.run_key == f"payout_2026-10:{batch.manifest_hash}"
+        )
         account = make_gateway(sandbox).paying_account()
         assert (request.tags["sorae/program"], request.tags["sorae/paying_account"]) == ("default", account)
         # The program's partition key is added with the request (the instance had none).
@@ -123,8 +156,12 @@ def test_approval_job_on_a_partition_takes_the_program_from_it(engine, ledger_ur
     instance.add_dynamic_partitions("program", ["default", "acme"])
     config = {"ops": {"approve_batch_op": {"config": {"approved_by": "ana", "manifest_hash": batch.manifest_hash}}}}
     result = defs.resolve_job_def("approve_batch_job").execute_in_process(
-        run_config=config, partition_key="2026-10-01|acme", raise_on_error=False, instance=instance,
-        resources=_resources(ledger_url, sandbox))
+        run_config=config,
+        partition_key="2026-10-01|acme",
+        raise_on_error=False,
+        instance=instance,
+        resources=_resources(ledger_url, sandbox),
+    )
     assert result.success
     [observed] = [e.event_specific_data.asset_observation for e in result.all_events if e.is_asset_observation]
     assert observed.partition == "2026-10-01|acme"

@@ -25,8 +25,14 @@ import sqlalchemy as sa
 import stripe
 from dagster_graphql import DagsterGraphQLClient
 
+from sorae_payouts_tests.execution.conftest import (
+    API_KEY,
+    BALANCES,
+    assert_paid_exactly_once,
+    sandbox_transfers,
+    seed_batch,
+)
 from sorae_sandbox import SandboxServer
-from sorae_payouts_tests.execution.conftest import API_KEY, BALANCES, assert_paid_exactly_once, sandbox_transfers, seed_batch
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS = 60
@@ -67,8 +73,7 @@ def _kill_tree(pid: int) -> list[int]:
 
 @pytest.mark.slow
 def test_killed_run_worker_is_failed_and_its_slot_freed_then_a_retry_completes(engine, ledger_url, tmp_path):
-    sandbox = SandboxServer(port=0, state_path=tmp_path / "sandbox.sqlite3", balances=BALANCES,
-                            latency_ms=150).start()
+    sandbox = SandboxServer(port=0, state_path=tmp_path / "sandbox.sqlite3", balances=BALANCES, latency_ms=150).start()
     try:
         client = stripe.StripeClient(API_KEY, base_addresses={"api": sandbox.url}, max_network_retries=0)
         seed_batch(engine, client, {f"aff{i:02d}": 1_000 + i for i in range(ITEMS)})
@@ -79,17 +84,39 @@ def test_killed_run_worker_is_failed_and_its_slot_freed_then_a_retry_completes(e
             instance.add_dynamic_partitions("program", ["default"])
         port = free_port()
         # 2 requests/s: the batch takes ~30 s, long enough to kill its worker in the middle.
-        env = {**os.environ, "DAGSTER_HOME": str(home), "SORAE_DATABASE_URL": ledger_url,
-               "STRIPE_API_KEY": API_KEY, "STRIPE_API_BASE": sandbox.url, "SORAE_STRIPE_RATE_LIMIT": "2"}
-        server = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-m",
-                                   "sorae_payouts.definitions", "-p", str(port), "-h", "127.0.0.1"],
-                                  cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "SORAE_DATABASE_URL": ledger_url,
+            "STRIPE_API_KEY": API_KEY,
+            "STRIPE_API_BASE": sandbox.url,
+            "SORAE_STRIPE_RATE_LIMIT": "2",
+        }
+        server = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "dagster"),
+                "dev",
+                "-m",
+                "sorae_payouts.definitions",
+                "-p",
+                str(port),
+                "-h",
+                "127.0.0.1",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             _wait("dagster dev", 180, lambda: _responds(port))
             graphql = DagsterGraphQLClient("127.0.0.1", port_number=port)
-            first = graphql.submit_job_execution("payout_execution_job", repository_location_name="sorae_payouts.definitions",
-                                                 tags={"dagster/partition": "2026-10-01|default"})
+            first = graphql.submit_job_execution(
+                "payout_execution_job",
+                repository_location_name="sorae_payouts.definitions",
+                tags={"dagster/partition": "2026-10-01|default"},
+            )
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 worker = _wait("the run worker", 180, lambda: _run_worker_pid(instance, first))
                 _wait("the first transfers", 120, lambda: len(sandbox_transfers(client)) >= 3)
@@ -97,11 +124,16 @@ def test_killed_run_worker_is_failed_and_its_slot_freed_then_a_retry_completes(e
                 paid_when_killed = len(sandbox_transfers(client))
                 assert paid_when_killed < ITEMS, "the batch finished before the kill: slow the sandbox down"
 
-                _wait("the killed run to be marked failed", 180,
-                      lambda: instance.get_run_by_id(first).status == dg.DagsterRunStatus.FAILURE)
+                _wait(
+                    "the killed run to be marked failed",
+                    180,
+                    lambda: instance.get_run_by_id(first).status == dg.DagsterRunStatus.FAILURE,
+                )
                 retry = _wait("the automatic retry run", 180, lambda: _child_run(instance, first))
                 _wait("the retry to finish", 300, lambda: instance.get_run_by_id(retry).is_finished)
-                assert instance.get_run_by_id(retry).status == dg.DagsterRunStatus.SUCCESS, _failure_messages(instance, retry)
+                assert instance.get_run_by_id(retry).status == dg.DagsterRunStatus.SUCCESS, _failure_messages(
+                    instance, retry
+                )
                 assert killed and paid_when_killed >= 3
         finally:
             os.killpg(server.pid, signal.SIGTERM)
@@ -128,5 +160,6 @@ def _child_run(instance: dg.DagsterInstance, parent_run_id: str) -> str | None:
 
 
 def _failure_messages(instance: dg.DagsterInstance, run_id: str) -> str:
-    return "\n".join(e.message or "" for e in instance.all_logs(run_id) if e.dagster_event and
-                     e.dagster_event.is_failure)
+    return "\n".join(
+        e.message or "" for e in instance.all_logs(run_id) if e.dagster_event and e.dagster_event.is_failure
+    )

@@ -7,7 +7,12 @@ import sqlalchemy as sa
 
 from sorae_payouts.execution.pay_batch import ExecutionRefused, ExecutionSettings, execute_batch
 from sorae_payouts_tests.execution.conftest import (
-    assert_paid_exactly_once, item_states, make_gateway, sandbox_transfers, seed_batch)
+    assert_paid_exactly_once,
+    item_states,
+    make_gateway,
+    sandbox_transfers,
+    seed_batch,
+)
 from sorae_payouts_tests.factory import OCT, approve
 
 
@@ -24,8 +29,9 @@ def test_happy_path_pays_every_item_once_and_rerun_sends_nothing(engine, sandbox
 
 
 def test_accounts_not_ready_are_held_and_stay_pending(engine, sandbox, stripe_client):
-    accounts = seed_batch(engine, stripe_client, {"ok": 5_000, "nocap": 5_000, "closed": 5_000, "ghost": 5_000},
-                          missing={"ghost"})
+    accounts = seed_batch(
+        engine, stripe_client, {"ok": 5_000, "nocap": 5_000, "closed": 5_000, "ghost": 5_000}, missing={"ghost"}
+    )
     sandbox.admin("POST", f"/_sandbox/accounts/{accounts['nocap']}", {"transfers": "inactive"})
     sandbox.admin("POST", f"/_sandbox/accounts/{accounts['closed']}", {"invalid": True})
     report = execute_batch(engine, make_gateway(sandbox), OCT)
@@ -50,20 +56,26 @@ def test_a_transfer_refused_by_stripe_fails_alone(engine, sandbox, stripe_client
     def break_the_last_account():  # after the first item: the account of the last item gets closed
         if not flipped:
             with engine.connect() as conn:
-                last = conn.execute(sa.text("SELECT affiliate_id FROM payout_item ORDER BY payout_item_id DESC "
-                                            "LIMIT 1")).scalar_one()
+                last = conn.execute(
+                    sa.text("SELECT affiliate_id FROM payout_item ORDER BY payout_item_id DESC LIMIT 1")
+                ).scalar_one()
             sandbox.admin("POST", f"/_sandbox/accounts/{accounts[last]}", {"invalid": True})
             flipped.append(last)
 
-    report = execute_batch(engine, make_gateway(sandbox), OCT, settings=ExecutionSettings(workers=1),
-                           on_item_done=break_the_last_account)
+    report = execute_batch(
+        engine, make_gateway(sandbox), OCT, settings=ExecutionSettings(workers=1), on_item_done=break_the_last_account
+    )
     states = item_states(engine)
     assert [a for a, (s, _) in states.items() if s == "failed"] == flipped
     assert sum(1 for s, _ in states.values() if s == "posted") == 2
     with engine.connect() as conn:
-        code, state = conn.execute(sa.text(
-            "SELECT a.error_code, a.state FROM transfer_attempt a JOIN payout_item i "
-            "ON i.payout_item_id = a.payout_item_id WHERE i.affiliate_id = :a"), {"a": flipped[0]}).one()
+        code, state = conn.execute(
+            sa.text(
+                "SELECT a.error_code, a.state FROM transfer_attempt a JOIN payout_item i "
+                "ON i.payout_item_id = a.payout_item_id WHERE i.affiliate_id = :a"
+            ),
+            {"a": flipped[0]},
+        ).one()
     assert (code, state) == ("account_invalid", "failed")
     # nothing pending or processing, but failed items await a fix: never `completed`
     assert report.outcome.status == "completed_with_exceptions"
@@ -73,8 +85,13 @@ def test_a_transfer_refused_by_stripe_fails_alone(engine, sandbox, stripe_client
 def test_balance_shortfall_stops_before_any_transfer(engine, sandbox, stripe_client):
     seed_batch(engine, stripe_client, {"alice": 5_000, "kenji": 3_000}, currency="usd")
     balance = {e.currency: e.amount for e in stripe_client.v1.balance.retrieve().available}["usd"]
-    stripe_client.v1.transfers.create(params={"amount": balance - 6_000, "currency": "usd",
-                                              "destination": stripe_client.v1.accounts.list().data[0].id})
+    stripe_client.v1.transfers.create(
+        params={
+            "amount": balance - 6_000,
+            "currency": "usd",
+            "destination": stripe_client.v1.accounts.list().data[0].id,
+        }
+    )
     with pytest.raises(ExecutionRefused, match=r"usd: need 80.00 usd, available 60.00 usd"):
         execute_batch(engine, make_gateway(sandbox), OCT)
     assert sandbox_transfers(stripe_client) == []
@@ -88,10 +105,12 @@ def test_unapproved_or_changed_batch_is_refused(engine, sandbox, stripe_client):
         execute_batch(engine, make_gateway(sandbox), OCT)
     approve(engine, OCT, "tests")
     with engine.begin() as conn:  # simulate a manifest edited behind the triggers' back after approval
-        conn.exec_driver_sql("DROP TRIGGER guard_payout_item_update" + ("" if engine.dialect.name == "sqlite"
-                                                                       else " ON payout_item"))
-        conn.exec_driver_sql("UPDATE payout_item SET amount_minor = amount_minor + 1, "
-                             "period_amount_minor = period_amount_minor + 1")
+        conn.exec_driver_sql(
+            "DROP TRIGGER guard_payout_item_update" + ("" if engine.dialect.name == "sqlite" else " ON payout_item")
+        )
+        conn.exec_driver_sql(
+            "UPDATE payout_item SET amount_minor = amount_minor + 1, period_amount_minor = period_amount_minor + 1"
+        )
     with pytest.raises(ExecutionRefused, match="no longer match the approved manifest"):
         execute_batch(engine, make_gateway(sandbox), OCT)
     assert sandbox_transfers(stripe_client) == []

@@ -15,7 +15,14 @@ import sqlalchemy as sa
 
 from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch
 from sorae_payouts_tests.execution.conftest import (
-    assert_paid_exactly_once, crash_after_stripe_call, item_states, later, make_gateway, sandbox_transfers, seed_batch)
+    assert_paid_exactly_once,
+    crash_after_stripe_call,
+    item_states,
+    later,
+    make_gateway,
+    sandbox_transfers,
+    seed_batch,
+)
 from sorae_payouts_tests.factory import OCT
 
 TWELVE = {f"aff{i:02d}": 1_000 + i for i in range(12)}
@@ -28,8 +35,11 @@ def _processing(engine) -> int:
 
 def test_drop_after_commit_then_rerun_pays_each_item_exactly_once(engine, sandbox, stripe_client):
     seed_batch(engine, stripe_client, {f"aff{i:02d}": 1_000 + i for i in range(20)})
-    sandbox.admin("POST", "/_sandbox/faults", {"mode": "drop_after_commit", "probability": 0.3, "seed": 11,
-                                               "path_prefix": "/v1/transfers"})
+    sandbox.admin(
+        "POST",
+        "/_sandbox/faults",
+        {"mode": "drop_after_commit", "probability": 0.3, "seed": 11, "path_prefix": "/v1/transfers"},
+    )
     # No SDK retries: every dropped answer is an unknown outcome, resolved by the lookup by transfer
     # group and metadata, never by a new key.
     first = execute_batch(engine, make_gateway(sandbox, retries=0), OCT)
@@ -101,11 +111,17 @@ def test_two_executions_started_together_pay_once(engine, sandbox, stripe_client
 
 def test_429_storm_ends_with_everything_posted(engine, sandbox, stripe_client):
     seed_batch(engine, stripe_client, TWELVE)
-    sandbox.admin("POST", "/_sandbox/faults", {"mode": "rate_limit_429", "probability": 0.6, "count": 25, "seed": 3,
-                                               "path_prefix": "/v1/transfers"})
-    report = execute_batch(engine, make_gateway(sandbox), OCT,
-                           settings=ExecutionSettings(workers=4, same_key_attempts=12, backoff_base_seconds=0.01,
-                                                      backoff_max_seconds=0.1))
+    sandbox.admin(
+        "POST",
+        "/_sandbox/faults",
+        {"mode": "rate_limit_429", "probability": 0.6, "count": 25, "seed": 3, "path_prefix": "/v1/transfers"},
+    )
+    report = execute_batch(
+        engine,
+        make_gateway(sandbox),
+        OCT,
+        settings=ExecutionSettings(workers=4, same_key_attempts=12, backoff_base_seconds=0.01, backoff_max_seconds=0.1),
+    )
     assert report.sent > 12  # the 429s were really met and retried
     assert report.outcome.status == "completed"
     assert len(assert_paid_exactly_once(engine, stripe_client)) == 12
@@ -118,7 +134,8 @@ from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.core.periods import parse_period
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 gateway = StripeGateway(GatewayConfig(api_key="sk_test_sorae_tests", api_base=sys.argv[2], rate_limit_per_second=1000))
-execute_batch(create_ledger_engine(sys.argv[1]), gateway, parse_period("2026-10"), settings=ExecutionSettings(workers=2))
+engine = create_ledger_engine(sys.argv[1])
+execute_batch(engine, gateway, parse_period("2026-10"), settings=ExecutionSettings(workers=2))
 """
 
 

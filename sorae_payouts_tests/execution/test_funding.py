@@ -10,7 +10,14 @@ from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch, 
 from sorae_payouts.registry.funding import FundingError, available_funding, list_funding, record_funding
 from sorae_payouts.registry.paying_accounts import PayingAccountError
 from sorae_payouts_tests.execution.conftest import (
-    add_program, charge, fund, make_gateway, program_items, seed_batch, topup)
+    add_program,
+    charge,
+    fund,
+    make_gateway,
+    program_items,
+    seed_batch,
+    topup,
+)
 from sorae_payouts_tests.factory import NOW, OCT
 
 
@@ -40,7 +47,9 @@ def test_a_top_up_is_recorded_and_unknown_objects_are_refused(engine, sandbox, s
     gateway = make_gateway(sandbox)
     topup_id = topup(stripe_client, 50_000)
     assert fund(engine, gateway, "acme", topup_id=topup_id).funding.kind == "topup"
-    with pytest.raises(FundingError, match="charge ch_doesnotexist does not exist on the paying account of program acme"):
+    with pytest.raises(
+        FundingError, match="charge ch_doesnotexist does not exist on the paying account of program acme"
+    ):
         fund(engine, gateway, "acme", charge_id="ch_doesnotexist")
     with pytest.raises(FundingError, match="exactly one"):
         record_funding(engine, gateway, "acme", charge_id="ch_1", topup_id=topup_id, recorded_by="x", now=NOW)
@@ -99,11 +108,14 @@ def test_the_database_refuses_an_attempt_that_would_overspend_a_charge(engine, s
 
     def hand_made(item: str, program: str, amount: int, key: str) -> None:
         with engine.begin() as conn:
-            conn.execute(sa.text(
-                "INSERT INTO transfer_attempt (payout_item_id, program_id, attempt_number, idempotency_key, state, "
-                "amount_minor, currency, destination, source_transaction, created_at, updated_at) VALUES "
-                "(:i, :p, 1, :k, 'processing', :a, 'usd', 'acct_x', :s, :now, :now)"),
-                {"i": items[item], "p": program, "a": amount, "k": key, "s": acme_charge, "now": NOW})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO transfer_attempt (payout_item_id, program_id, attempt_number, idempotency_key, state, "
+                    "amount_minor, currency, destination, source_transaction, created_at, updated_at) VALUES "
+                    "(:i, :p, 1, :k, 'processing', :a, 'usd', 'acct_x', :s, :now, :now)"
+                ),
+                {"i": items[item], "p": program, "a": amount, "k": key, "s": acme_charge, "now": NOW},
+            )
 
     with pytest.raises(sa.exc.DBAPIError, match="may not take more from a charge"):
         hand_made("bob", "acme", 5_000, "by-hand-1")  # 60.00 + 50.00 > 100.00

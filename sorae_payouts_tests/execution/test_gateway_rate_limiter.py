@@ -27,8 +27,9 @@ class CountingLimiter:
 
 
 def _gateway(sandbox, limiter) -> StripeGateway:
-    return StripeGateway(GatewayConfig(API_KEY, sandbox.url, max_network_retries=0, timeout_seconds=10),
-                         limiter=limiter)
+    return StripeGateway(
+        GatewayConfig(API_KEY, sandbox.url, max_network_retries=0, timeout_seconds=10), limiter=limiter
+    )
 
 
 def _v1_requests(sandbox) -> int:
@@ -37,13 +38,15 @@ def _v1_requests(sandbox) -> int:
 
 def _schedule(engine, account: str):
     with engine.connect() as conn:
-        return conn.exec_driver_sql("SELECT last_slot_us, reserved_at_us FROM stripe_rate_schedule "
-                                    f"WHERE paying_account = '{account}'").first()
+        return conn.exec_driver_sql(
+            f"SELECT last_slot_us, reserved_at_us FROM stripe_rate_schedule WHERE paying_account = '{account}'"
+        ).first()
 
 
 def test_every_kind_of_request_waits_on_the_plugged_limiter(sandbox, stripe_client):
-    destination = stripe_client.v1.accounts.create(params={
-        "type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}).id
+    destination = stripe_client.v1.accounts.create(
+        params={"type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}
+    ).id
     limiter = CountingLimiter()
     gateway = _gateway(sandbox, limiter)
     before = _v1_requests(sandbox)
@@ -51,8 +54,10 @@ def test_every_kind_of_request_waits_on_the_plugged_limiter(sandbox, stripe_clie
     gateway.account_readiness(destination)
     list(gateway.all_account_readiness())
     gateway.available_balance()
-    outcome = gateway.create_transfer(TransferRequest(1_000, "usd", destination, "limiter_test", "limiter test",
-                                                      {"purpose": "limiter_test"}), "limiter-test-key-1")
+    outcome = gateway.create_transfer(
+        TransferRequest(1_000, "usd", destination, "limiter_test", "limiter test", {"purpose": "limiter_test"}),
+        "limiter-test-key-1",
+    )
     transfer_id = outcome.transfer.transfer_id
     gateway.transfer(transfer_id)
     gateway.reverse_transfer(transfer_id, 400, "limiter-test-reversal-1", {"purpose": "limiter_test"})
@@ -98,15 +103,19 @@ def test_share_rate_limit_switches_to_the_paying_accounts_schedule(engine, sandb
 def test_the_sdks_own_retries_wait_on_the_limiter_too(sandbox, stripe_client):
     """Stripe counts a retried request like any other: a dropped connection and the SDK's retry of the
     same key are two slots."""
-    destination = stripe_client.v1.accounts.create(params={
-        "type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}).id
+    destination = stripe_client.v1.accounts.create(
+        params={"type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}
+    ).id
     limiter = CountingLimiter()
-    gateway = StripeGateway(GatewayConfig(API_KEY, sandbox.url, max_network_retries=2, timeout_seconds=10),
-                            limiter=limiter)
+    gateway = StripeGateway(
+        GatewayConfig(API_KEY, sandbox.url, max_network_retries=2, timeout_seconds=10), limiter=limiter
+    )
     sandbox.admin("POST", "/_sandbox/faults", {"mode": "drop_after_commit", "count": 1})
     before = _v1_requests(sandbox)
-    outcome = gateway.create_transfer(TransferRequest(1_000, "usd", destination, "limiter_retry", "retry test",
-                                                      {"purpose": "limiter_retry"}), "limiter-retry-key-1")
+    outcome = gateway.create_transfer(
+        TransferRequest(1_000, "usd", destination, "limiter_retry", "retry test", {"purpose": "limiter_retry"}),
+        "limiter-retry-key-1",
+    )
     assert outcome.transfer is not None and outcome.replayed  # the SDK's retry was answered from the key
     assert _v1_requests(sandbox) - before == 2 == limiter.acquired
     assert gateway.request_counts["transfers.create"] == 1  # one call, two network attempts

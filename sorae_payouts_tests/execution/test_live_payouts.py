@@ -11,10 +11,10 @@ from sorae_payouts.cli import demo_cmd, operations_cmd
 from sorae_payouts.definitions import defs
 from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings, StripeResource
 from sorae_payouts.execution.pay_batch import ExecutionRefused, execute_batch
-from sorae_sandbox import SandboxServer
 from sorae_payouts.stripe_gateway import GatewayConfig, LivePayoutsRefused, StripeGateway, TransferRequest
 from sorae_payouts_tests.execution.conftest import BALANCES, assert_paid_exactly_once, sandbox_transfers, seed_batch
 from sorae_payouts_tests.factory import OCT
+from sorae_sandbox import SandboxServer
 
 LIVE_KEY = "sk_live_sorae_tests_0000"
 runner = CliRunner()
@@ -54,32 +54,45 @@ def test_live_key_with_the_setting_announces_account_batch_and_totals_then_pays(
     said = []
     report = execute_batch(engine, _live_gateway(live_sandbox), OCT, announce=said.append)
     platform = client.v1.accounts.retrieve_current().id
-    assert said == [f"LIVE PAYOUTS (SORAE_LIVE_PAYOUTS=1): Stripe account {platform} pays batch payout_2026-10: "
-                    "2 transfers / 120.00 usd"]
+    assert said == [
+        f"LIVE PAYOUTS (SORAE_LIVE_PAYOUTS=1): Stripe account {platform} pays batch payout_2026-10: "
+        "2 transfers / 120.00 usd"
+    ]
     assert report.outcome.count("posted") == 2
     assert_paid_exactly_once(engine, client)
 
 
 def _sdk(sandbox):
     import stripe
+
     return stripe.StripeClient("sk_test_sorae_tests", base_addresses={"api": sandbox.url}, max_network_retries=0)
 
 
-def test_cli_retry_and_refresh_with_a_live_key_refuse_without_the_setting(engine, ledger_url, live_sandbox,
-                                                                          monkeypatch):
+def test_cli_retry_and_refresh_with_a_live_key_refuse_without_the_setting(
+    engine, ledger_url, live_sandbox, monkeypatch
+):
     seed_batch(engine, _sdk(live_sandbox), {"alice": 5_000})
-    for name, value in {"SORAE_DATABASE_URL": ledger_url, "STRIPE_API_KEY": LIVE_KEY,
-                        "STRIPE_API_BASE": live_sandbox.url}.items():
+    for name, value in {
+        "SORAE_DATABASE_URL": ledger_url,
+        "STRIPE_API_KEY": LIVE_KEY,
+        "STRIPE_API_BASE": live_sandbox.url,
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("SORAE_LIVE_PAYOUTS", raising=False)
     # An unknown outcome makes refresh a sending path: the attempt is claimed, nothing was sent.
     from sorae_payouts.execution import attempts as ledger
     from sorae_payouts.execution.identity import PaymentIdentity
     from sorae_payouts.execution.pay_batch import utcnow
+
     with engine.connect() as conn:
         [item] = ledger.work_items(conn, "payout_2026-10")
-    ledger.claim(engine, item, paying_account="acct_earlier", identity=PaymentIdentity("default", "2026-10", "alice",
-                                                                                       "usd"), now=utcnow())
+    ledger.claim(
+        engine,
+        item,
+        paying_account="acct_earlier",
+        identity=PaymentIdentity("default", "2026-10", "alice", "usd"),
+        now=utcnow(),
+    )
     app = typer.Typer()
     operations_cmd.register(app)
     result = runner.invoke(app, ["refresh", "2026-10"])
@@ -93,9 +106,15 @@ def test_dagster_execution_with_a_live_key_fails_without_the_setting(engine, led
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("program", ["default"])
         result = defs.resolve_job_def("payout_execution_job").execute_in_process(
-            partition_key="2026-10-01|default", raise_on_error=False, instance=instance,
-            resources={"ledger": LedgerResource(database_url=ledger_url), "payout_settings": PayoutSettings(),
-                       "stripe": StripeResource(api_key=LIVE_KEY, api_base=live_sandbox.url)})
+            partition_key="2026-10-01|default",
+            raise_on_error=False,
+            instance=instance,
+            resources={
+                "ledger": LedgerResource(database_url=ledger_url),
+                "payout_settings": PayoutSettings(),
+                "stripe": StripeResource(api_key=LIVE_KEY, api_base=live_sandbox.url),
+            },
+        )
         assert not result.success
         [failure] = result.get_step_failure_events()
         assert "SORAE_LIVE_PAYOUTS=1" in failure.event_specific_data.error.message
@@ -103,11 +122,14 @@ def test_dagster_execution_with_a_live_key_fails_without_the_setting(engine, led
     assert sandbox_transfers(_sdk(live_sandbox)) == []
 
 
-@pytest.mark.parametrize("env", [
-    {"STRIPE_API_KEY": LIVE_KEY, "STRIPE_API_BASE": "http://127.0.0.1:9"},
-    {"STRIPE_API_KEY": "rk_live_restricted", "SORAE_LIVE_PAYOUTS": "1"},
-    {"STRIPE_API_KEY": "sk_test_real_stripe"},  # real Stripe: no STRIPE_API_BASE
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"STRIPE_API_KEY": LIVE_KEY, "STRIPE_API_BASE": "http://127.0.0.1:9"},
+        {"STRIPE_API_KEY": "rk_live_restricted", "SORAE_LIVE_PAYOUTS": "1"},
+        {"STRIPE_API_KEY": "sk_test_real_stripe"},  # real Stripe: no STRIPE_API_BASE
+    ],
+)
 def test_demo_refuses_live_keys_and_real_stripe_outright(env, tmp_path, monkeypatch):
     monkeypatch.delenv("STRIPE_API_BASE", raising=False)
     monkeypatch.setenv("SORAE_DATA_DIR", str(tmp_path))
@@ -122,18 +144,24 @@ def test_demo_refuses_live_keys_and_real_stripe_outright(env, tmp_path, monkeypa
 
 
 def test_retry_with_a_live_key_refuses_before_any_item_moves(engine, live_sandbox, monkeypatch):
-    from sorae_payouts.execution import attempts as ledger
-    from sorae_payouts.execution.pay_batch import utcnow
-    from sorae_payouts.execution.identity import PaymentIdentity
     from sorae_payouts.aftercare.retry import execute_retry, plan_retry
+    from sorae_payouts.execution import attempts as ledger
+    from sorae_payouts.execution.identity import PaymentIdentity
+    from sorae_payouts.execution.pay_batch import utcnow
     from sorae_payouts.stripe_gateway import Disposition, TransferOutcome
     from sorae_payouts.stripe_gateway.dispositions import ClassifiedError
+
     monkeypatch.delenv("SORAE_LIVE_PAYOUTS", raising=False)
     seed_batch(engine, _sdk(live_sandbox), {"alice": 5_000})
     with engine.connect() as conn:
         [item] = ledger.work_items(conn, "payout_2026-10")
-    attempt = ledger.claim(engine, item, paying_account="acct_p", identity=PaymentIdentity(
-        "default", "2026-10", "alice", "usd"), now=utcnow())
+    attempt = ledger.claim(
+        engine,
+        item,
+        paying_account="acct_p",
+        identity=PaymentIdentity("default", "2026-10", "alice", "usd"),
+        now=utcnow(),
+    )
     error = ClassifiedError(Disposition.FAILED, "account_invalid", "closed", "req_1", 400, None)
     ledger.record(engine, attempt, TransferOutcome(Disposition.FAILED, error=error), now=utcnow())
     with engine.connect() as conn:
@@ -158,8 +186,9 @@ def test_a_program_live_key_follows_the_same_rule_and_is_named_by_its_reference(
     client = _sdk(live_sandbox)
     seed_batch(engine, client, {"alice": 5_000}, program_id="acme")
     with engine.connect() as conn:
-        gateway = program_gateway(GatewayConfig("sk_test_platform", live_sandbox.url, max_network_retries=0),
-                                  get_program(conn, "acme"))
+        gateway = program_gateway(
+            GatewayConfig("sk_test_platform", live_sandbox.url, max_network_retries=0), get_program(conn, "acme")
+        )
     before = _v1_requests(live_sandbox)
     with pytest.raises(ExecutionRefused, match="env:ACME_STRIPE_KEY is a LIVE key.*SORAE_LIVE_PAYOUTS=1") as refused:
         execute_batch(engine, gateway, OCT, program_id="acme")

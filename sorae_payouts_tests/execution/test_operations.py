@@ -12,8 +12,14 @@ from typer.testing import CliRunner
 from sorae_payouts.cli import operations_cmd
 from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch
 from sorae_payouts_tests.execution.conftest import (
-    API_KEY, assert_paid_exactly_once, crash_after_stripe_call, item_states, make_gateway, sandbox_transfers,
-    seed_batch)
+    API_KEY,
+    assert_paid_exactly_once,
+    crash_after_stripe_call,
+    item_states,
+    make_gateway,
+    sandbox_transfers,
+    seed_batch,
+)
 from sorae_payouts_tests.factory import OCT
 
 runner = CliRunner()
@@ -33,10 +39,14 @@ def cli(ledger_url, sandbox, monkeypatch):
 
 def _attempts(engine, affiliate):
     with engine.connect() as conn:
-        return conn.execute(sa.text(
-            "SELECT a.attempt_number, a.state, a.error_code, a.idempotency_key FROM transfer_attempt a JOIN payout_item i "
-            "ON i.payout_item_id = a.payout_item_id WHERE i.affiliate_id = :a ORDER BY a.attempt_number"),
-            {"a": affiliate}).all()
+        return conn.execute(
+            sa.text(
+                "SELECT a.attempt_number, a.state, a.error_code, a.idempotency_key FROM transfer_attempt a JOIN "
+                "payout_item i "
+                "ON i.payout_item_id = a.payout_item_id WHERE i.affiliate_id = :a ORDER BY a.attempt_number"
+            ),
+            {"a": affiliate},
+        ).all()
 
 
 def _fail_one(engine, sandbox, stripe_client):
@@ -79,7 +89,9 @@ def test_retry_after_the_account_is_fixed_pays_once_with_a_new_key(engine, sandb
 def test_retrying_a_posted_item_is_refused(engine, sandbox, stripe_client, cli):
     _fail_one(engine, sandbox, stripe_client)
     with engine.connect() as conn:
-        alice = conn.execute(sa.text("SELECT payout_item_id FROM payout_item WHERE affiliate_id = 'alice'")).scalar_one()
+        alice = conn.execute(
+            sa.text("SELECT payout_item_id FROM payout_item WHERE affiliate_id = 'alice'")
+        ).scalar_one()
     result = cli("retry", "2026-10", "--item", str(alice))
     assert result.exit_code == 1 and "already paid" in result.output
     assert len(_attempts(engine, "alice")) == 1 and len(sandbox_transfers(stripe_client)) == 1
@@ -91,9 +103,18 @@ def test_refresh_resolves_a_lost_answer_without_a_second_transfer(engine, sandbo
     assert item_states(engine)["alice"][0] == "processing"
     result = cli("refresh", "2026-10", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == [{"batch_id": "payout_2026-10", "resolved": 1, "still_unknown": 0,
-                                          "reversal_changes": 0, "account_changes": 0, "released_holds": 0,
-                                          "reattempted": 0, "reattempt_posted": 0}]
+    assert json.loads(result.output) == [
+        {
+            "batch_id": "payout_2026-10",
+            "resolved": 1,
+            "still_unknown": 0,
+            "reversal_changes": 0,
+            "account_changes": 0,
+            "released_holds": 0,
+            "reattempted": 0,
+            "reattempt_posted": 0,
+        }
+    ]
     assert item_states(engine)["alice"] == ("posted", None)
     assert item_states(engine)["bob"][0] == "pending"  # refresh resolves, it does not send new work
     assert len(assert_paid_exactly_once(engine, stripe_client)) == 1
@@ -116,30 +137,43 @@ def test_refresh_appends_reversals_and_account_changes_and_releases_holds(engine
     assert cli("refresh", "2026-10").exit_code == 0
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM transfer_status_event")).scalar_one() == 1  # unchanged
-        assert conn.execute(sa.text("SELECT transfers_capability FROM account_status_event ORDER BY event_pk")
-                            ).scalars().all() == ["inactive", "active"]
-        history = conn.execute(sa.text("SELECT old_status, new_status FROM payout_item_status_event e JOIN payout_item i "
-                                       "ON i.payout_item_id = e.payout_item_id WHERE i.affiliate_id = 'bob' "
-                                       "ORDER BY e.event_pk")).all()
+        assert conn.execute(
+            sa.text("SELECT transfers_capability FROM account_status_event ORDER BY event_pk")
+        ).scalars().all() == ["inactive", "active"]
+        history = conn.execute(
+            sa.text(
+                "SELECT old_status, new_status FROM payout_item_status_event e JOIN payout_item i "
+                "ON i.payout_item_id = e.payout_item_id WHERE i.affiliate_id = 'bob' "
+                "ORDER BY e.event_pk"
+            )
+        ).all()
     # Held, released, then paid by the same refresh: a cleared cause needs no person.
-    assert [tuple(h) for h in history] == [("pending", "pending"), ("pending", "pending"),
-                                           ("pending", "processing"), ("processing", "posted")]
+    assert [tuple(h) for h in history] == [
+        ("pending", "pending"),
+        ("pending", "pending"),
+        ("pending", "processing"),
+        ("processing", "posted"),
+    ]
     assert item_states(engine)["bob"] == ("posted", None)
     execute_batch(engine, make_gateway(sandbox), OCT)  # nothing left to send
     assert len(assert_paid_exactly_once(engine, stripe_client)) == 2
 
 
 def test_reconcile_catches_a_transfer_behind_the_ledgers_back_and_an_amount_mismatch(
-        engine, sandbox, stripe_client, cli):
+    engine, sandbox, stripe_client, cli
+):
     accounts = seed_batch(engine, stripe_client, {"alice": 5_000, "bob": 6_000})
     execute_batch(engine, make_gateway(sandbox), OCT)
     clean = cli("reconcile", "2026-10", "--json")
     assert clean.exit_code == 0 and json.loads(clean.output)["passed"] is True
-    rogue = stripe_client.v1.transfers.create(params={"amount": 777, "currency": "usd", "destination": accounts["bob"],
-                                                      "transfer_group": "payout_2026-10"})
+    rogue = stripe_client.v1.transfers.create(
+        params={"amount": 777, "currency": "usd", "destination": accounts["bob"], "transfer_group": "payout_2026-10"}
+    )
     with engine.begin() as conn:  # ledger-side tampering, past the trigger that normally forbids it
-        conn.exec_driver_sql("DROP TRIGGER guard_transfer_attempt_update" + (
-            "" if engine.dialect.name == "sqlite" else " ON transfer_attempt"))
+        conn.exec_driver_sql(
+            "DROP TRIGGER guard_transfer_attempt_update"
+            + ("" if engine.dialect.name == "sqlite" else " ON transfer_attempt")
+        )
         conn.exec_driver_sql("UPDATE transfer_attempt SET amount_minor = 5001 WHERE amount_minor = 5000")
     result = cli("reconcile", "2026-10", "--json")
     assert result.exit_code == 1

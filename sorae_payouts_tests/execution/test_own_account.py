@@ -4,27 +4,41 @@ operations (retry, refresh, reconcile) through the same account."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
-from sorae_payouts.execution.pay_batch import ExecutionRefused, ExecutionSettings, execute_batch, utcnow
-from sorae_payouts.month_end.finalize import finalize_period
-from sorae_payouts.month_end.manifest import PayoutPolicy
-from sorae_payouts.month_end.manifest_build import build_manifest
-from sorae_payouts.aftercare.recovery import recover_negative_balances
 from sorae_payouts.aftercare.reconcile import reconcile_batch
+from sorae_payouts.aftercare.recovery import recover_negative_balances
 from sorae_payouts.aftercare.refresh import refresh_batch, refreshable_periods
 from sorae_payouts.aftercare.retry import execute_retry, plan_retry
 from sorae_payouts.aftercare.reversals import reversed_items
+from sorae_payouts.execution.pay_batch import ExecutionRefused, ExecutionSettings, execute_batch, utcnow
+from sorae_payouts.month_end.manifest import PayoutPolicy
 from sorae_payouts.registry.paying_accounts import PayingAccountError, program_gateway
 from sorae_payouts.registry.programs import get_program, set_program_status
 from sorae_payouts_tests.execution.conftest import (
-    add_program, attempts_of, make_gateway, program_items, sandbox_transfers, seed_batch)
-from sorae_payouts_tests.factory import NOV, NOW, OCT, add_affiliate, add_commission, add_event, approve
+    add_program,
+    attempts_of,
+    make_gateway,
+    program_items,
+    sandbox_transfers,
+    seed_batch,
+)
+from sorae_payouts_tests.factory import (
+    NOV,
+    NOW,
+    OCT,
+    add_affiliate,
+    add_commission,
+    add_event,
+    approve,
+    build_manifest,
+    finalize_period,
+)
 
-LATER = datetime(2027, 1, 10, tzinfo=timezone.utc)
+LATER = datetime(2027, 1, 10, tzinfo=UTC)
 
 
 def _acme_gateway(engine, sandbox):
@@ -33,7 +47,8 @@ def _acme_gateway(engine, sandbox):
 
 
 def test_a_program_on_its_own_account_pays_with_its_key_accounts_group_and_keys(
-        engine, sandbox, stripe_client, second_platform):
+    engine, sandbox, stripe_client, second_platform
+):
     add_program(engine, "acme", "env:ACME_STRIPE_KEY")
     platform_gateway = make_gateway(sandbox)
     seed_batch(engine, stripe_client, {"alice": 5_000})  # the default program, alone on the platform
@@ -51,7 +66,8 @@ def test_a_program_on_its_own_account_pays_with_its_key_accounts_group_and_keys(
     account = acme_gateway.paying_account()
     assert account != platform_gateway.paying_account()
     assert {a.idempotency_key for a in attempts_of(engine, "acme")} == {
-        f"sorae:v2:{account}:acme:2026-10:{name}:usd:attempt-1" for name in ("alice", "bob")}
+        f"sorae:v2:{account}:acme:2026-10:{name}:usd:attempt-1" for name in ("alice", "bob")
+    }
 
     # The default program is still alone on the platform account: paid from the balance as before.
     assert execute_batch(engine, platform_gateway, OCT).outcome.status == "completed"
@@ -62,10 +78,12 @@ def test_a_program_on_its_own_account_pays_with_its_key_accounts_group_and_keys(
 
 def test_an_account_of_another_platform_is_held_not_paid(engine, sandbox, stripe_client, second_platform):
     add_program(engine, "acme", "env:ACME_STRIPE_KEY")
-    platform_account = stripe_client.v1.accounts.create(params={
-        "type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}).id
-    seed_batch(engine, second_platform, {"alice": 6_000, "bob": 7_000}, program_id="acme",
-               accounts={"bob": platform_account})  # bob's account belongs to Sorae's platform, not acme's
+    platform_account = stripe_client.v1.accounts.create(
+        params={"type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}
+    ).id
+    seed_batch(
+        engine, second_platform, {"alice": 6_000, "bob": 7_000}, program_id="acme", accounts={"bob": platform_account}
+    )  # bob's account belongs to Sorae's platform, not acme's
     execute_batch(engine, _acme_gateway(engine, sandbox), OCT, program_id="acme")
     items = program_items(engine, "acme")
     assert items["alice"] == ("posted", None)
@@ -83,8 +101,9 @@ def test_retry_refresh_and_reconcile_go_through_the_program_account(engine, sand
             sandbox.admin("POST", f"/_sandbox/accounts/{acme['bob']}", {"invalid": True})
             closed.append(True)
 
-    execute_batch(engine, gateway, OCT, program_id="acme", settings=ExecutionSettings(workers=1),
-                  on_item_done=close_bob)
+    execute_batch(
+        engine, gateway, OCT, program_id="acme", settings=ExecutionSettings(workers=1), on_item_done=close_bob
+    )
     assert program_items(engine, "acme")["bob"][0] == "failed"
     sandbox.admin("POST", f"/_sandbox/accounts/{acme['bob']}", {"invalid": False})
     with engine.connect() as conn:
@@ -100,8 +119,9 @@ def test_retry_refresh_and_reconcile_go_through_the_program_account(engine, sand
     execute_retry(engine, gateway, plan, now=utcnow())
     assert program_items(engine, "acme")["bob"] == ("posted", None)
 
-    [alice_transfer] = [t for t in sandbox_transfers(second_platform, "payout_acme_2026-10")
-                        if t.destination == acme["alice"]]
+    [alice_transfer] = [
+        t for t in sandbox_transfers(second_platform, "payout_acme_2026-10") if t.destination == acme["alice"]
+    ]
     second_platform.v1.transfers.reversals.create(alice_transfer.id, params={"amount": 1_000})
     refreshed = refresh_batch(engine, gateway, OCT, program_id="acme")
     assert refreshed.batch_id == "payout_acme_2026-10" and len(refreshed.reversal_changes) == 1
@@ -112,15 +132,17 @@ def test_retry_refresh_and_reconcile_go_through_the_program_account(engine, sand
         assert [r["drift"] for r in reconciled.rows] == ["reversed"]
         with pytest.raises(PayingAccountError):  # never read through another account's key
             reconcile_batch(conn, make_gateway(sandbox), OCT, program_id="acme")
-        reversed_minor = conn.execute(sa.text("SELECT reversed_minor FROM payout_item WHERE program_id = 'acme' "
-                                              "AND affiliate_id = 'alice'")).scalar_one()
+        reversed_minor = conn.execute(
+            sa.text("SELECT reversed_minor FROM payout_item WHERE program_id = 'acme' AND affiliate_id = 'alice'")
+        ).scalar_one()
     assert program_items(engine, "acme")["alice"][0] == "partially_reversed" and reversed_minor == 1_000
 
 
 def test_negative_balance_recovery_reverses_through_the_program_account(engine, sandbox, second_platform):
     add_program(engine, "acme", "env:ACME_STRIPE_KEY")
-    account = second_platform.v1.accounts.create(params={
-        "type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}).id
+    account = second_platform.v1.accounts.create(
+        params={"type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}
+    ).id
     add_affiliate(engine, "alice", account=account, program_id="acme")
     order = add_commission(engine, "alice", 6_000, program_id="acme")
     add_commission(engine, "alice", 3_000, program_id="acme")
@@ -131,7 +153,7 @@ def test_negative_balance_recovery_reverses_through_the_program_account(engine, 
     execute_batch(engine, gateway, OCT, program_id="acme")
     [oct_transfer] = sandbox_transfers(second_platform, "payout_acme_2026-10")
     # November: the 60.00 order is cancelled: alice owes 60.00, recovered by reversal under the policy.
-    add_event(engine, order, "cancellation", occurred_at=datetime(2026, 11, 10, tzinfo=timezone.utc), program_id="acme")
+    add_event(engine, order, "cancellation", occurred_at=datetime(2026, 11, 10, tzinfo=UTC), program_id="acme")
     finalize_period(engine, NOV, now=LATER, holding_days=3, program_id="acme")
     recover = PayoutPolicy.from_major({"usd": "1.00"}, negative_balance="recover_by_reversal")
     build_manifest(engine, NOV, policy=recover, now=LATER, program_id="acme")

@@ -7,7 +7,12 @@ import json
 import pytest
 
 from sorae_payouts.registry.paying_accounts import (
-    SECRETS_FILE_SETTING, PayingAccountError, program_gateway_config, require_program_gateway, resolve_api_key)
+    SECRETS_FILE_SETTING,
+    PayingAccountError,
+    program_gateway_config,
+    require_program_gateway,
+    resolve_api_key,
+)
 from sorae_payouts.registry.programs import Program
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 
@@ -41,13 +46,16 @@ def test_secrets_reference_reads_the_entry_of_the_json_file(tmp_path, monkeypatc
     assert resolve_api_key(_program("secrets:acme"), PLATFORM_KEY) == ACME_KEY
 
 
-@pytest.mark.parametrize("content, expected", [
-    ({"other": "sk_test_other_1"}, "has no entry 'acme'"),
-    (["sk_test_acme_secret_1234"], "must hold a JSON object"),
-    ('{"acme": "sk_test_acme_secret_1234",', "is not valid JSON"),
-    ({"acme": "pk_test_acme_secret_1234"}, "not a Stripe secret key"),
-    ({"acme": 42}, "not a Stripe secret key"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ({"other": "sk_test_other_1"}, "has no entry 'acme'"),
+        (["sk_test_acme_secret_1234"], "must hold a JSON object"),
+        ('{"acme": "sk_test_acme_secret_1234",', "is not valid JSON"),
+        ({"acme": "pk_test_acme_secret_1234"}, "not a Stripe secret key"),
+        ({"acme": 42}, "not a Stripe secret key"),
+    ],
+)
 def test_secrets_file_problems_name_the_reference_and_never_a_value(tmp_path, monkeypatch, content, expected):
     path = tmp_path / "secrets.json"
     path.write_text(content if isinstance(content, str) else json.dumps(content))
@@ -78,12 +86,17 @@ def test_a_variable_holding_something_else_than_a_key_is_refused_without_showing
 
 def test_program_gateway_keeps_the_platform_settings_with_the_program_key(monkeypatch):
     monkeypatch.setenv("ACME_STRIPE_KEY", ACME_KEY)
-    base = GatewayConfig(PLATFORM_KEY, "http://127.0.0.1:1", max_network_retries=1, timeout_seconds=3,
-                         rate_limit_per_second=7)
+    base = GatewayConfig(
+        PLATFORM_KEY, "http://127.0.0.1:1", max_network_retries=1, timeout_seconds=3, rate_limit_per_second=7
+    )
     config = program_gateway_config(base, _program("env:ACME_STRIPE_KEY"))
     assert config.api_key == ACME_KEY
     assert (config.api_base, config.max_network_retries, config.timeout_seconds, config.rate_limit_per_second) == (
-        "http://127.0.0.1:1", 1, 3, 7)
+        "http://127.0.0.1:1",
+        1,
+        3,
+        7,
+    )
     assert ACME_KEY not in repr(config)
     assert program_gateway_config(base, _program(None)) is base
     # A gateway holding another key is refused for the program (never paid from the wrong account).

@@ -8,16 +8,21 @@ import json
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from sorae_payouts_tests.factory import approve
+from sorae_payouts.aftercare.refresh import refresh_batch
 from sorae_payouts.cli.main import app
 from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch
-from sorae_payouts.month_end.finalize import finalize_period
-from sorae_payouts.portal.history import affiliate_history
 from sorae_payouts.month_end.manifest import PayoutPolicy
-from sorae_payouts.month_end.manifest_build import build_manifest
-from sorae_payouts.aftercare.refresh import refresh_batch
+from sorae_payouts.portal.history import affiliate_history
 from sorae_payouts_tests.execution.conftest import assert_paid_exactly_once, item_states, make_gateway, seed_batch
-from sorae_payouts_tests.factory import NOW, OCT, add_affiliate, add_commission
+from sorae_payouts_tests.factory import (
+    NOW,
+    OCT,
+    add_affiliate,
+    add_commission,
+    approve,
+    build_manifest,
+    finalize_period,
+)
 
 
 def test_an_unknown_account_is_held_on_the_single_account_path(engine, sandbox, stripe_client):
@@ -26,8 +31,10 @@ def test_an_unknown_account_is_held_on_the_single_account_path(engine, sandbox, 
     states = item_states(engine)
     assert states["ok"] == ("posted", None)
     assert states["ghost"][0] == "pending"
-    assert states["ghost"][1] == ("connected account acct_missingghost not found in Stripe, or not connected to this "
-                                  "platform (account_invalid): check the affiliate's stripe_account_id")
+    assert states["ghost"][1] == (
+        "connected account acct_missingghost not found in Stripe, or not connected to this "
+        "platform (account_invalid): check the affiliate's stripe_account_id"
+    )
     assert list(report.held.values()) == [states["ghost"][1]]
     assert_paid_exactly_once(engine, stripe_client)
 
@@ -44,7 +51,8 @@ def test_an_unknown_account_is_held_on_the_list_accounts_path(engine, sandbox, s
 
 
 def test_the_list_accounts_path_stops_when_the_platform_has_far_more_accounts_than_the_batch(
-        engine, sandbox, stripe_client):
+    engine, sandbox, stripe_client
+):
     # A platform shared by many programs: 250 connected accounts that this batch does not pay, created
     # after the batch's own (Stripe lists newest first, so the batch's accounts come last).
     seed_batch(engine, stripe_client, {"a": 5_000, "b": 6_000, "ghost": 7_000}, missing={"ghost"})
@@ -62,21 +70,32 @@ def test_the_list_accounts_path_stops_when_the_platform_has_far_more_accounts_th
     assert report.outcome.count("posted") == 2
 
 
-def test_a_shared_destination_is_held_unless_the_affiliate_may_share(engine, ledger_url, sandbox, stripe_client,
-                                                                     monkeypatch):
-    shared = stripe_client.v1.accounts.create(params={"type": "express", "country": "US",
-                                                      "capabilities": {"transfers": {"requested": True}}}).id
-    agency = stripe_client.v1.accounts.create(params={"type": "express", "country": "US",
-                                                      "capabilities": {"transfers": {"requested": True}}}).id
-    for name, account in (("mallory", shared), ("victim", shared), ("agency_a", agency), ("agency_b", agency),
-                          ("solo", None)):
+def test_a_shared_destination_is_held_unless_the_affiliate_may_share(
+    engine, ledger_url, sandbox, stripe_client, monkeypatch
+):
+    shared = stripe_client.v1.accounts.create(
+        params={"type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}
+    ).id
+    agency = stripe_client.v1.accounts.create(
+        params={"type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}
+    ).id
+    for name, account in (
+        ("mallory", shared),
+        ("victim", shared),
+        ("agency_a", agency),
+        ("agency_b", agency),
+        ("solo", None),
+    ):
         add_affiliate(engine, name, account=account or "auto")
         add_commission(engine, name, 10_000)
     with engine.begin() as conn:  # the agency's affiliates are explicitly allowed to share an account
-        conn.execute(sa.text("UPDATE affiliate SET allow_shared_destination = :yes WHERE affiliate_id LIKE 'agency%'"),
-                     {"yes": True})
-    solo = stripe_client.v1.accounts.create(params={"type": "express", "country": "US",
-                                                    "capabilities": {"transfers": {"requested": True}}}).id
+        conn.execute(
+            sa.text("UPDATE affiliate SET allow_shared_destination = :yes WHERE affiliate_id LIKE 'agency%'"),
+            {"yes": True},
+        )
+    solo = stripe_client.v1.accounts.create(
+        params={"type": "express", "country": "US", "capabilities": {"transfers": {"requested": True}}}
+    ).id
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE affiliate SET stripe_account_id = :a WHERE affiliate_id = 'solo'"), {"a": solo})
     finalize_period(engine, OCT, now=NOW, holding_days=3)
@@ -86,7 +105,12 @@ def test_a_shared_destination_is_held_unless_the_affiliate_may_share(engine, led
     report = execute_batch(engine, make_gateway(sandbox), OCT)
     states = item_states(engine)
     assert {n: s for n, (s, _) in states.items()} == {
-        "mallory": "pending", "victim": "pending", "agency_a": "posted", "agency_b": "posted", "solo": "posted"}
+        "mallory": "pending",
+        "victim": "pending",
+        "agency_a": "posted",
+        "agency_b": "posted",
+        "solo": "posted",
+    }
     assert states["mallory"][1].startswith(f"shared_destination: also used by victim (connected account {shared})")
     assert states["victim"][1].startswith("shared_destination: also used by mallory")
     assert len(report.held) == 2
@@ -114,8 +138,9 @@ def test_a_shared_destination_is_held_unless_the_affiliate_may_share(engine, led
     execute_batch(engine, make_gateway(sandbox), OCT)
     assert item_states(engine)["victim"][0] == "pending"
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE affiliate SET allow_shared_destination = :yes WHERE affiliate_id = 'victim'"),
-                     {"yes": True})
+        conn.execute(
+            sa.text("UPDATE affiliate SET allow_shared_destination = :yes WHERE affiliate_id = 'victim'"), {"yes": True}
+        )
     execute_batch(engine, make_gateway(sandbox), OCT)
     states = item_states(engine)
     assert states["victim"] == ("posted", None) and states["mallory"][0] == "pending"

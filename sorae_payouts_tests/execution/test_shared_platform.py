@@ -7,12 +7,21 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from sorae_payouts.execution.pay_batch import ExecutionSettings, FundingShortfall, execute_batch
-from sorae_payouts.registry.funding import available_funding
-from sorae_payouts.portal.history import affiliate_history
 from sorae_payouts.aftercare.refresh import refresh_batch
+from sorae_payouts.execution.pay_batch import ExecutionSettings, FundingShortfall, execute_batch
+from sorae_payouts.portal.history import affiliate_history
+from sorae_payouts.registry.funding import available_funding
 from sorae_payouts_tests.execution.conftest import (
-    add_program, attempts_of, charge, fund, make_gateway, program_items, sandbox_transfers, seed_batch, topup)
+    add_program,
+    attempts_of,
+    charge,
+    fund,
+    make_gateway,
+    program_items,
+    sandbox_transfers,
+    seed_batch,
+    topup,
+)
 from sorae_payouts_tests.factory import OCT
 
 
@@ -22,8 +31,9 @@ def test_a_program_short_of_funds_is_refused_alone_and_the_other_is_paid(engine,
     gateway = make_gateway(sandbox)
     # One person, alice, is an affiliate of both programs with one connected account: not a shared destination.
     acme = seed_batch(engine, stripe_client, {"alice": 5_000, "bob": 7_000}, program_id="acme")
-    seed_batch(engine, stripe_client, {"alice": 4_000, "carol": 9_000}, program_id="bolt",
-               accounts={"alice": acme["alice"]})
+    seed_batch(
+        engine, stripe_client, {"alice": 4_000, "carol": 9_000}, program_id="bolt", accounts={"alice": acme["alice"]}
+    )
     fund(engine, gateway, "acme", topup_id=topup(stripe_client, 12_000))
     bolt_topup = topup(stripe_client, 10_000)
     fund(engine, gateway, "bolt", topup_id=bolt_topup)
@@ -38,7 +48,9 @@ def test_a_program_short_of_funds_is_refused_alone_and_the_other_is_paid(engine,
     assert report.outcome.status == "completed" and report.outcome.count("posted") == 2
     paid = sandbox_transfers(stripe_client, "payout_acme_2026-10")
     assert sorted((t.metadata["affiliate_id"], t.amount, t.metadata["program_id"]) for t in paid) == [
-        ("alice", 5_000, "acme"), ("bob", 7_000, "acme")]
+        ("alice", 5_000, "acme"),
+        ("bob", 7_000, "acme"),
+    ]
     assert all(t.source_transaction is None for t in paid)  # top-up money: no charge to name
     with engine.connect() as conn:
         assert available_funding(conn, "acme") == {"usd": 0} and available_funding(conn, "bolt") == {"usd": 10_000}
@@ -47,15 +59,16 @@ def test_a_program_short_of_funds_is_refused_alone_and_the_other_is_paid(engine,
     fund(engine, gateway, "bolt", topup_id=topup(stripe_client, 3_000))
     assert execute_batch(engine, gateway, OCT, program_id="bolt").outcome.status == "completed"
     platform = gateway.paying_account()
-    keys = {(a.program_id, a.affiliate_id): a.idempotency_key for a in attempts_of(engine, "acme") +
-            attempts_of(engine, "bolt")}
+    keys = {
+        (a.program_id, a.affiliate_id): a.idempotency_key
+        for a in attempts_of(engine, "acme") + attempts_of(engine, "bolt")
+    }
     assert keys[("acme", "alice")] == f"sorae:v2:{platform}:acme:2026-10:alice:usd:attempt-1"
     assert keys[("bolt", "alice")] == f"sorae:v2:{platform}:bolt:2026-10:alice:usd:attempt-1"
     assert len(sandbox_transfers(stripe_client, "payout_bolt_2026-10")) == 2
 
 
-def test_transfers_name_a_charge_with_room_and_the_engine_holds_what_no_charge_covers(
-        engine, sandbox, stripe_client):
+def test_transfers_name_a_charge_with_room_and_the_engine_holds_what_no_charge_covers(engine, sandbox, stripe_client):
     add_program(engine, "acme")
     add_program(engine, "bolt")  # a second program on the account: acme spends only its funding
     gateway = make_gateway(sandbox)
@@ -87,7 +100,9 @@ def test_transfers_name_a_charge_with_room_and_the_engine_holds_what_no_charge_c
     fund(engine, gateway, "acme", charge_id=fitting)
     execute_batch(engine, gateway, OCT, program_id="acme")
     assert [(a.state, a.source_transaction) for a in attempts_of(engine, "acme")] == [
-        ("posted", big), ("posted", fitting)]
+        ("posted", big),
+        ("posted", fitting),
+    ]
     assert {t.source_transaction for t in sandbox_transfers(stripe_client, "payout_acme_2026-10")} == {big, fitting}
 
 
@@ -120,8 +135,9 @@ def test_stripe_refusing_the_charge_fails_the_item_for_good_with_its_code(engine
     charge_id = charge(stripe_client, 10_000)
     fund(engine, gateway, "acme", charge_id=charge_id)
     # Someone spends most of the charge outside the engine: Stripe knows, the ledger does not.
-    stripe_client.v1.transfers.create(params={"amount": 8_000, "currency": "usd", "destination": accounts["alice"],
-                                              "source_transaction": charge_id})
+    stripe_client.v1.transfers.create(
+        params={"amount": 8_000, "currency": "usd", "destination": accounts["alice"], "source_transaction": charge_id}
+    )
     report = execute_batch(engine, gateway, OCT, program_id="acme")
     [attempt] = attempts_of(engine, "acme")
     assert (attempt.state, attempt.source_transaction, attempt.status) == ("failed", charge_id, "failed")
@@ -130,7 +146,8 @@ def test_stripe_refusing_the_charge_fails_the_item_for_good_with_its_code(engine
 
 
 def test_a_lone_program_keeps_the_balance_preflight_and_draws_on_its_charges_when_they_fit(
-        engine, sandbox, stripe_client):
+    engine, sandbox, stripe_client
+):
     gateway = make_gateway(sandbox)
     seed_batch(engine, stripe_client, {"alice": 4_000, "bob": 3_000})
     charge_id = charge(stripe_client, 5_000)
@@ -138,7 +155,9 @@ def test_a_lone_program_keeps_the_balance_preflight_and_draws_on_its_charges_whe
     report = execute_batch(engine, gateway, OCT, settings=ExecutionSettings(workers=1))
     assert report.outcome.status == "completed"
     assert [(a.affiliate_id, a.source_transaction) for a in attempts_of(engine, "default")] == [
-        ("alice", charge_id), ("bob", None)]  # bob's 30.00 no longer fits the charge: the balance pays it
+        ("alice", charge_id),
+        ("bob", None),
+    ]  # bob's 30.00 no longer fits the charge: the balance pays it
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM payout_item WHERE hold_reason IS NOT NULL")).scalar_one() == 0
 
@@ -153,8 +172,11 @@ def test_a_disabled_program_sends_no_new_money_until_enabled(engine, sandbox, st
     seed_batch(engine, stripe_client, {"alice": 5_000}, program_id="acme")  # approved while active
     fund(engine, gateway, "acme", topup_id=topup(stripe_client, 5_000))  # it shares the platform with default
     set_program_status(engine, "acme", active=False, changed_by="tests", now=NOW)  # the merchant is paused
-    with pytest.raises(ExecutionRefused, match=r"program acme is disabled: its 1 pending item\(s\) are not sent; "
-                                                r"enable it \(`sorae-payouts programs enable acme`\)"):
+    with pytest.raises(
+        ExecutionRefused,
+        match=r"program acme is disabled: its 1 pending item\(s\) are not sent; "
+        r"enable it \(`sorae-payouts programs enable acme`\)",
+    ):
         execute_batch(engine, gateway, OCT, program_id="acme")
     assert attempts_of(engine, "acme") == [] and sandbox_transfers(stripe_client, "payout_acme_2026-10") == []
     assert refresh_batch(engine, gateway, OCT, program_id="acme").reattempted == 0  # refresh sends nothing either
@@ -171,9 +193,9 @@ def test_two_programs_on_one_account_paid_at_once_share_its_limit(engine, sandbo
 
     from sorae_payouts.registry.paying_accounts import program_gateway
     from sorae_payouts.registry.programs import get_program
-    from sorae_sandbox import SandboxServer
     from sorae_payouts.stripe_gateway import GatewayConfig
     from sorae_payouts_tests.execution.conftest import API_KEY
+    from sorae_sandbox import SandboxServer
 
     gateway = make_gateway(sandbox)
     for program in ("acme", "bolt"):
@@ -183,14 +205,20 @@ def test_two_programs_on_one_account_paid_at_once_share_its_limit(engine, sandbo
     sandbox.stop()  # the same Stripe state, now served with latency and the account's limit enforced
     limit = 20
     with SandboxServer(port=0, state_path=tmp_path / "sandbox.sqlite3", latency_ms=50, rate_limit=limit) as limited:
-        config = GatewayConfig(API_KEY, limited.url, max_network_retries=0, timeout_seconds=10,
-                               rate_limit_per_second=limit)
+        config = GatewayConfig(
+            API_KEY, limited.url, max_network_retries=0, timeout_seconds=10, rate_limit_per_second=limit
+        )
 
         def pay(program_id: str):
             with engine.connect() as conn:
                 program = get_program(conn, program_id)
-            return execute_batch(engine, program_gateway(config, program, engine=engine), OCT, program_id=program_id,
-                                 settings=ExecutionSettings(workers=8))
+            return execute_batch(
+                engine,
+                program_gateway(config, program, engine=engine),
+                OCT,
+                program_id=program_id,
+                settings=ExecutionSettings(workers=8),
+            )
 
         started = time.monotonic()
         with ThreadPoolExecutor(2) as pool:

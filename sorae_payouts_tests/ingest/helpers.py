@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +16,7 @@ from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 AFFILIATE_HEADER = ["affiliate_id", "name", "email", "stripe_account_id", "currency"]
 COMMISSION_HEADER = ["commission_id", "affiliate_id", "order_id", "amount", "currency", "earned_at"]
 EVENT_HEADER = ["event_id", "order_id", "kind", "amount", "occurred_at"]
-NOW = datetime(2026, 11, 20, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
@@ -50,36 +50,70 @@ def read_rejects(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, skiprows=1, dtype=str, keep_default_na=False)
 
 
-def seed_affiliates(engine: sa.Engine, *affiliate_ids: str, currency: str = "usd",
-                    program_id: str = DEFAULT_PROGRAM) -> None:
+def seed_affiliates(
+    engine: sa.Engine, *affiliate_ids: str, currency: str = "usd", program_id: str = DEFAULT_PROGRAM
+) -> None:
     with engine.begin() as conn:
-        conn.execute(schema.affiliate.insert(), [
-            {"program_id": program_id, "affiliate_id": a, "name": f"Affiliate {a}", "email": f"{a.lower()}@example.com",
-             "stripe_account_id": f"acct_{a}", "currency": currency, "imported_at": NOW}
-            for a in affiliate_ids
-        ])
+        conn.execute(
+            schema.affiliate.insert(),
+            [
+                {
+                    "program_id": program_id,
+                    "affiliate_id": a,
+                    "name": f"Affiliate {a}",
+                    "email": f"{a.lower()}@example.com",
+                    "stripe_account_id": f"acct_{a}",
+                    "currency": currency,
+                    "imported_at": NOW,
+                }
+                for a in affiliate_ids
+            ],
+        )
 
 
-def seed_commission(engine: sa.Engine, commission_id: str, order_id: str, amount_minor: int, currency: str = "usd",
-                    affiliate_id: str = "A1", earned_at: datetime = datetime(2026, 10, 5, 12, tzinfo=timezone.utc),
-                    program_id: str = DEFAULT_PROGRAM) -> None:
+def seed_commission(
+    engine: sa.Engine,
+    commission_id: str,
+    order_id: str,
+    amount_minor: int,
+    currency: str = "usd",
+    affiliate_id: str = "A1",
+    earned_at: datetime = datetime(2026, 10, 5, 12, tzinfo=UTC),
+    program_id: str = DEFAULT_PROGRAM,
+) -> None:
     with engine.begin() as conn:
-        conn.execute(schema.commission.insert().values(
-            program_id=program_id, commission_id=commission_id, affiliate_id=affiliate_id, order_id=order_id,
-            amount_minor=amount_minor, currency=currency, earned_at=earned_at, period=date(earned_at.year, earned_at.month, 1), imported_at=NOW))
+        conn.execute(
+            schema.commission.insert().values(
+                program_id=program_id,
+                commission_id=commission_id,
+                affiliate_id=affiliate_id,
+                order_id=order_id,
+                amount_minor=amount_minor,
+                currency=currency,
+                earned_at=earned_at,
+                period=date(earned_at.year, earned_at.month, 1),
+                imported_at=NOW,
+            )
+        )
 
 
 def finalize_period(engine: sa.Engine, period: date, program_id: str = DEFAULT_PROGRAM) -> None:
     with engine.begin() as conn:
-        conn.execute(schema.commission_period.insert().values(program_id=program_id, period=period, finalized_at=NOW,
-                                                              holding_days=0))
+        conn.execute(
+            schema.commission_period.insert().values(
+                program_id=program_id, period=period, finalized_at=NOW, holding_days=0
+            )
+        )
 
 
 def table_rows(engine: sa.Engine, table: sa.Table, *columns: str) -> list[tuple]:
     """Rows of `table` (only `columns`, else all but the program, surrogate keys, import times and the sharing
     flag), sorted."""
-    names = columns or [c.name for c in table.columns if c.name not in (
-        "program_id", "imported_at", "commission_pk", "event_pk", "allow_shared_destination")]
+    names = columns or [
+        c.name
+        for c in table.columns
+        if c.name not in ("program_id", "imported_at", "commission_pk", "event_pk", "allow_shared_destination")
+    ]
     with engine.connect() as conn:
         result = conn.execute(sa.select(*[table.c[n] for n in names]))
         return sorted(tuple(_utc(v) for v in row) for row in result)
@@ -88,7 +122,7 @@ def table_rows(engine: sa.Engine, table: sa.Table, *columns: str) -> list[tuple]
 def _utc(value):
     # SQLite hands back naive UTC datetimes, PostgreSQL aware ones: compare them as aware UTC.
     if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     return value

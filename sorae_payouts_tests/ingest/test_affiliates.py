@@ -18,29 +18,52 @@ A = ImportKind.AFFILIATES
 
 
 def test_new_affiliates_load_and_an_empty_stripe_account_means_not_onboarded(engine, tmp_path):
-    path = write_csv(tmp_path / "a.csv", AFFILIATE_HEADER, [
-        ["A1", "Ann", "ann@example.com", "acct_1Abc", "usd"],
-        ["A2", "Bo", "bo@example.com", "", "jpy"],
-    ])
+    path = write_csv(
+        tmp_path / "a.csv",
+        AFFILIATE_HEADER,
+        [
+            ["A1", "Ann", "ann@example.com", "acct_1Abc", "usd"],
+            ["A2", "Bo", "bo@example.com", "", "jpy"],
+        ],
+    )
     report = run_import(engine, A, path)
     assert (report.inserted, report.updated, report.already_present) == (2, 0, 0)
     assert table_rows(engine, schema.affiliate) == [
-        ("A1", "Ann", "ann@example.com", "acct_1Abc", "usd"), ("A2", "Bo", "bo@example.com", None, "jpy")]
+        ("A1", "Ann", "ann@example.com", "acct_1Abc", "usd"),
+        ("A2", "Bo", "bo@example.com", None, "jpy"),
+    ]
 
 
 def test_onboarding_and_email_changes_update_known_affiliates(engine, tmp_path):
-    run_import(engine, A, write_csv(tmp_path / "a.csv", AFFILIATE_HEADER, [
-        ["A1", "Ann", "ann@example.com", "", "usd"], ["A2", "Bo", "bo@example.com", "", "eur"]]))
+    run_import(
+        engine,
+        A,
+        write_csv(
+            tmp_path / "a.csv",
+            AFFILIATE_HEADER,
+            [["A1", "Ann", "ann@example.com", "", "usd"], ["A2", "Bo", "bo@example.com", "", "eur"]],
+        ),
+    )
     before = dict(table_rows(engine, schema.affiliate, "affiliate_id", "imported_at"))
-    report = run_import(engine, A, write_csv(tmp_path / "b.csv", AFFILIATE_HEADER, [
-        ["A1", "Ann", "ann@new.example.com", "acct_42", "usd"],  # onboarded, new email
-        ["A2", "Bo", "bo@example.com", "", "eur"],  # unchanged
-        ["A3", "Cy", "cy@example.com", "", "gbp"],  # new
-    ]))
+    report = run_import(
+        engine,
+        A,
+        write_csv(
+            tmp_path / "b.csv",
+            AFFILIATE_HEADER,
+            [
+                ["A1", "Ann", "ann@new.example.com", "acct_42", "usd"],  # onboarded, new email
+                ["A2", "Bo", "bo@example.com", "", "eur"],  # unchanged
+                ["A3", "Cy", "cy@example.com", "", "gbp"],  # new
+            ],
+        ),
+    )
     assert (report.inserted, report.updated, report.already_present, report.rejected_count) == (1, 1, 1, 0)
     assert table_rows(engine, schema.affiliate) == [
-        ("A1", "Ann", "ann@new.example.com", "acct_42", "usd"), ("A2", "Bo", "bo@example.com", None, "eur"),
-        ("A3", "Cy", "cy@example.com", None, "gbp")]
+        ("A1", "Ann", "ann@new.example.com", "acct_42", "usd"),
+        ("A2", "Bo", "bo@example.com", None, "eur"),
+        ("A3", "Cy", "cy@example.com", None, "gbp"),
+    ]
     after = dict(table_rows(engine, schema.affiliate, "affiliate_id", "imported_at"))
     assert after["A2"] == before["A2"] and after["A1"] > before["A1"]
 
@@ -81,13 +104,23 @@ def test_each_bad_affiliate_is_rejected_and_the_valid_ones_still_load(engine, tm
 def test_a_file_that_contradicts_itself_changes_nothing_for_that_affiliate(engine, tmp_path):
     first = [["A1", "Ann", "ann@example.com", "", "usd"]]
     run_import(engine, A, write_csv(tmp_path / "a.csv", AFFILIATE_HEADER, first))
-    report = run_import(engine, A, write_csv(tmp_path / "b.csv", AFFILIATE_HEADER, [
-        ["A1", "Ann", "ann@one.example.com", "", "usd"],
-        ["A2", "Bo", "bo@example.com", "", "usd"],
-        ["A1", "Ann", "ann@two.example.com", "", "usd"],
-    ]))
+    report = run_import(
+        engine,
+        A,
+        write_csv(
+            tmp_path / "b.csv",
+            AFFILIATE_HEADER,
+            [
+                ["A1", "Ann", "ann@one.example.com", "", "usd"],
+                ["A2", "Bo", "bo@example.com", "", "usd"],
+                ["A1", "Ann", "ann@two.example.com", "", "usd"],
+            ],
+        ),
+    )
     assert problems(report) == [(1, "affiliate_id"), (3, "affiliate_id")]
     assert "also in row 3;" in reason_of(report, 1, "affiliate_id")
     assert (report.inserted, report.updated) == (1, 0)
     assert table_rows(engine, schema.affiliate, "affiliate_id", "email") == [
-        ("A1", "ann@example.com"), ("A2", "bo@example.com")]
+        ("A1", "ann@example.com"),
+        ("A2", "bo@example.com"),
+    ]

@@ -10,10 +10,10 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sorae_payouts.core.money import exponent
 from sorae_payouts.ingest import ImportKind
 from sorae_payouts.ingest.checks import RowChecks
 from sorae_payouts.ledger import schema
-from sorae_payouts.core.money import exponent
 from sorae_payouts_tests.ingest.helpers import COMMISSION_HEADER, run_import, seed_affiliates, table_rows, write_csv
 
 CURRENCIES = ["usd", "eur", "jpy", "krw", "kwd", "bhd"]
@@ -71,8 +71,10 @@ def test_imported_amounts_are_stored_exactly(engine, tmp_path, values):
     if not table_rows(engine, schema.affiliate, "affiliate_id"):
         seed_affiliates(engine, "A1")
     batch = next(_ids)
-    rows = [[f"P{batch}-{i}", "A1", f"O{batch}-{i}", text, currency, "2026-10-05T12:00:00Z"]
-            for i, (currency, text) in enumerate(values)]
+    rows = [
+        [f"P{batch}-{i}", "A1", f"O{batch}-{i}", text, currency, "2026-10-05T12:00:00Z"]
+        for i, (currency, text) in enumerate(values)
+    ]
     report = run_import(engine, ImportKind.COMMISSIONS, write_csv(tmp_path / f"p{batch}.csv", COMMISSION_HEADER, rows))
     assert (report.inserted, report.rejected_count) == (len(values), 0)
     stored = dict(table_rows(engine, schema.commission, "commission_id", "amount_minor"))

@@ -31,7 +31,8 @@ def test_clean_import_exits_0_with_a_summary(engine, ledger_url, tmp_path):
 
 def test_rejected_rows_exit_2_and_are_listed(engine, ledger_url, tmp_path):
     rows = [["A1", "Ann", "ann@example.com", "", "usd"]] + [
-        [f"B{i}", "Bad", "no-at-sign", "", "usd"] for i in range(25)]
+        [f"B{i}", "Bad", "no-at-sign", "", "usd"] for i in range(25)
+    ]
     path = write_csv(tmp_path / "a.csv", AFFILIATE_HEADER, rows)
     result = invoke(ledger_url, "affiliates", str(path), "--chunk-rows", "7")
     assert result.exit_code == 2, result.output
@@ -52,8 +53,13 @@ def test_unreadable_file_exits_1_and_says_why(engine, ledger_url, tmp_path):
 def test_the_installed_command_runs_the_import(engine, ledger_url, tmp_path):
     path = write_csv(tmp_path / "c.csv", COMMISSION_HEADER, [["K1", "A9", "O1", "1.00", "usd", "2026-10-05T12:00:00Z"]])
     env = {**os.environ, "SORAE_DATABASE_URL": ledger_url}
-    result = subprocess.run([sys.executable, "-m", "sorae_payouts.cli.main", "import", "commissions", str(path)],
-                            env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "sorae_payouts.cli.main", "import", "commissions", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "unknown affiliate A9" in result.stdout
 
@@ -80,8 +86,11 @@ def test_an_unknown_or_disabled_program_fails_before_the_file_is_read(engine, le
 
 def test_an_explicit_program_rejects_rows_that_name_another(engine, ledger_url, tmp_path):
     add_program(engine, "acme", name="Acme", added_by="test", now=NOW)
-    path = write_csv(tmp_path / "a.csv", ["program_id", *AFFILIATE_HEADER], [
-        ["acme", "A1", "Ann", "ann@example.com", "", "usd"], ["default", "A2", "Bo", "bo@example.com", "", "usd"]])
+    path = write_csv(
+        tmp_path / "a.csv",
+        ["program_id", *AFFILIATE_HEADER],
+        [["acme", "A1", "Ann", "ann@example.com", "", "usd"], ["default", "A2", "Bo", "bo@example.com", "", "usd"]],
+    )
     result = invoke(ledger_url, "affiliates", str(path), "--program", "acme", "--json")
     assert result.exit_code == 2, result.output
     report = json.loads(result.output)

@@ -20,15 +20,19 @@ def split(data: bytes, fields: int, block: int, limit: int = 1 << 20, chunk_rows
     splitter.fields = fields
     records, problems = [], []
     for batch in splitter.batches(chunk_rows):
-        records += [(row, batch.data[batch.offsets[i]:batch.offsets[i + 1]])
-                    for i, row in enumerate(batch.row_no)]
+        records += [(row, batch.data[batch.offsets[i] : batch.offsets[i + 1]]) for i, row in enumerate(batch.row_no)]
         problems += [(p.row_no, p.reason) for p in batch.problems]
     return header, records, problems
 
 
 @settings(max_examples=150, deadline=None, derandomize=True, database=None)
-@given(rows=st.lists(st.lists(cells, min_size=3, max_size=3), max_size=12), block=st.integers(1, 64),
-       crlf=st.booleans(), blank_lines=st.booleans(), plain_rows=st.integers(0, 40))
+@given(
+    rows=st.lists(st.lists(cells, min_size=3, max_size=3), max_size=12),
+    block=st.integers(1, 64),
+    crlf=st.booleans(),
+    blank_lines=st.booleans(),
+    plain_rows=st.integers(0, 40),
+)
 def test_records_match_pythons_csv_reader_at_any_block_size(rows, block, crlf, blank_lines, plain_rows):
     ending = "\r\n" if crlf else "\n"
     if not crlf:  # with "\n" endings a CSV writer leaves a lone CR unquoted: a broken line (tested below)
@@ -52,14 +56,22 @@ def test_records_match_pythons_csv_reader_at_any_block_size(rows, block, crlf, b
 
 
 def test_problems_are_rows_of_their_own_and_reading_goes_on():
-    data = (b"a,b,c\n1,2,3\n4,\xff,6\n" + b"7," * 40 + b"\n8,9\n" + b'10,"x\ny",z\n11,12,13\n'
-            + b'14,"never closed\n15,16,17\n')
+    data = (
+        b"a,b,c\n1,2,3\n4,\xff,6\n"
+        + b"7," * 40
+        + b"\n8,9\n"
+        + b'10,"x\ny",z\n11,12,13\n'
+        + b'14,"never closed\n15,16,17\n'
+    )
     for block in (1, 5, 4096):
         header, records, problems = split(data, 3, block, limit=50)
         assert [row for row, _ in records] == [1, 5, 6]
         assert [(row, reason.split(":")[0].split(" (")[0]) for row, reason in problems] == [
-            (2, "not UTF-8 text"), (3, "line longer than the limit of 50 bytes"),
-            (4, "has 2 fields, the header has 3"), (7, "unclosed quote")]
+            (2, "not UTF-8 text"),
+            (3, "line longer than the limit of 50 bytes"),
+            (4, "has 2 fields, the header has 3"),
+            (7, "unclosed quote"),
+        ]
 
 
 def test_a_lone_carriage_return_rejects_its_row_instead_of_cutting_it(usd_affiliates, tmp_path):
@@ -67,9 +79,11 @@ def test_a_lone_carriage_return_rejects_its_row_instead_of_cutting_it(usd_affili
     from sorae_payouts_tests.ingest.helpers import run_import
 
     path = tmp_path / "c.csv"
-    path.write_bytes(b"commission_id,affiliate_id,order_id,amount,currency,earned_at\n"
-                     b"K1,A1,O1,1.00,usd,2026-10-05T12:00:00Z\n"
-                     b"K2,A1,O2\rK3,1.00,usd,2026-10-05T12:00:00Z\n")
+    path.write_bytes(
+        b"commission_id,affiliate_id,order_id,amount,currency,earned_at\n"
+        b"K1,A1,O1,1.00,usd,2026-10-05T12:00:00Z\n"
+        b"K2,A1,O2\rK3,1.00,usd,2026-10-05T12:00:00Z\n"
+    )
     report = run_import(usd_affiliates, ImportKind.COMMISSIONS, path)
     assert [(r.row, r.column) for r in report.rejected] == [(2, "(row)")]
     assert "carriage return outside quotes" in report.rejected[0].reason

@@ -72,31 +72,38 @@ def test_a_line_with_a_surplus_field_is_rejected_by_itself(usd_affiliates, tmp_p
 
 def test_csv_quirks_bom_header_case_quotes_blank_lines_and_padding(usd_affiliates, tmp_path):
     path = tmp_path / "c.csv"
-    path.write_bytes("\ufeffEARNED_AT, Commission_ID ,affiliate_id,order_id,amount,currency\r\n"
-                     '2026-10-05T12:00:00Z,"K,1",A1," O1 ", 12.34 ,usd\r\n'
-                     "\r\n"
-                     '2026-10-05T12:00:00Z,"K""2",A1,"O\n2",NA,usd\r\n'.encode())
+    path.write_bytes(
+        "\ufeffEARNED_AT, Commission_ID ,affiliate_id,order_id,amount,currency\r\n"
+        '2026-10-05T12:00:00Z,"K,1",A1," O1 ", 12.34 ,usd\r\n'
+        "\r\n"
+        '2026-10-05T12:00:00Z,"K""2",A1,"O\n2",NA,usd\r\n'.encode()
+    )
     report = run_import(usd_affiliates, C, path)
     assert [(r.row, r.column, r.value) for r in report.rejected] == [(2, "amount", "NA")]
     assert table_rows(usd_affiliates, schema.commission, "commission_id", "order_id", "amount_minor") == [
-        ("K,1", "O1", 1234)]
+        ("K,1", "O1", 1234)
+    ]
     assert pd.read_csv(report.rejects_path, skiprows=1, dtype=str)["commission_id"].tolist() == ['K"2']
 
 
 def test_parquet_with_strings_decimals_and_zoned_timestamps_loads(usd_affiliates, tmp_path):
-    table = pa.table({
-        "commission_id": ["K1", "K2", "K3"],
-        "affiliate_id": ["A1", "A1", None],
-        "order_id": ["O1", "O2", "O3"],
-        "amount": pa.array([Decimal("12.30"), Decimal("0.05"), Decimal("1.00")], pa.decimal128(10, 2)),
-        "currency": ["usd", "eur", "usd"],
-        "earned_at": pa.array([pd.Timestamp("2026-10-05 12:00", tz="UTC")] * 3, pa.timestamp("us", tz="UTC")),
-    })
+    table = pa.table(
+        {
+            "commission_id": ["K1", "K2", "K3"],
+            "affiliate_id": ["A1", "A1", None],
+            "order_id": ["O1", "O2", "O3"],
+            "amount": pa.array([Decimal("12.30"), Decimal("0.05"), Decimal("1.00")], pa.decimal128(10, 2)),
+            "currency": ["usd", "eur", "usd"],
+            "earned_at": pa.array([pd.Timestamp("2026-10-05 12:00", tz="UTC")] * 3, pa.timestamp("us", tz="UTC")),
+        }
+    )
     pq.write_table(table, tmp_path / "c.parquet", row_group_size=2)
     report = run_import(usd_affiliates, C, tmp_path / "c.parquet", chunk_rows=2)
     assert [(r.row, r.column) for r in report.rejected] == [(3, "affiliate_id")]
     assert table_rows(usd_affiliates, schema.commission, "commission_id", "amount_minor", "currency") == [
-        ("K1", 1230, "usd"), ("K2", 5, "eur")]
+        ("K1", 1230, "usd"),
+        ("K2", 5, "eur"),
+    ]
     assert estimate_rows(tmp_path / "c.parquet") == 3
 
 

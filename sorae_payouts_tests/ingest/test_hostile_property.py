@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,7 +18,7 @@ from sorae_payouts_tests.csv_cells import evaluable_cells
 from sorae_payouts_tests.ingest.helpers import COMMISSION_HEADER, run_import, seed_affiliates, table_rows
 
 LIMIT = 1024  # SORAE_MAX_LINE_BYTES for this test: long cells stay cheap
-NOW = datetime(2026, 11, 20, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
 _files = itertools.count()
 
 valid_rows = st.tuples(st.integers(1, 10**9), st.integers(0, 99), st.integers(0, 600 * 24 * 60))
@@ -38,10 +38,17 @@ def encode(fields: list[str]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(rows=st.lists(st.one_of(st.tuples(st.just("valid"), valid_rows), hostile_rows), min_size=1, max_size=20),
-       chunk_rows=st.integers(1, 7))
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    rows=st.lists(st.one_of(st.tuples(st.just("valid"), valid_rows), hostile_rows), min_size=1, max_size=20),
+    chunk_rows=st.integers(1, 7),
+)
 def test_hostile_rows_are_rejected_alone_and_valid_rows_load_once(engine, tmp_path, monkeypatch, rows, chunk_rows):
     monkeypatch.setenv("SORAE_MAX_LINE_BYTES", str(LIMIT))
     if not table_rows(engine, schema.affiliate, "affiliate_id"):
@@ -51,10 +58,20 @@ def test_hostile_rows_are_rejected_alone_and_valid_rows_load_once(engine, tmp_pa
     for i, (kind, value) in enumerate(rows):
         if kind == "valid":  # ids K<file>-<row> are unique across examples (the ledger is shared)
             whole, cents, minutes = value
-            earned = datetime(2025, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=minutes)
+            earned = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(minutes=minutes)
             expected[f"K{n}-{i}"] = whole * 100 + cents
-            lines.append(encode([f"K{n}-{i}", "A1", f"O{n}-{i}", f"{whole}.{cents:02d}", "usd",
-                                 earned.strftime("%Y-%m-%dT%H:%M:%SZ")]))
+            lines.append(
+                encode(
+                    [
+                        f"K{n}-{i}",
+                        "A1",
+                        f"O{n}-{i}",
+                        f"{whole}.{cents:02d}",
+                        "usd",
+                        earned.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    ]
+                )
+            )
         elif kind == "text":  # the affiliate never exists: whatever else the cells hold, the row is rejected
             lines.append(encode([f"X{n}-{i}", "ZZ" + value[0], *value[1:]]))
         elif kind == "bytes":
@@ -68,8 +85,11 @@ def test_hostile_rows_are_rejected_alone_and_valid_rows_load_once(engine, tmp_pa
     assert report.rows_read == len(rows)
     assert report.inserted == len(expected) and report.rejected_rows == len(rows) - len(expected)
     assert all(r.reason for r in report.rejected)
-    stored = {k: v for k, v in table_rows(engine, schema.commission, "commission_id", "amount_minor")
-              if k.startswith((f"K{n}-", f"X{n}-"))}
+    stored = {
+        k: v
+        for k, v in table_rows(engine, schema.commission, "commission_id", "amount_minor")
+        if k.startswith((f"K{n}-", f"X{n}-"))
+    }
     assert stored == expected
     if report.rejected_rows:
         assert evaluable_cells(rejects_path(path), numeric=("row",)) == []

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import stripe
@@ -20,12 +21,12 @@ STARTING_BALANCES = {"usd": 1_000_000, "eur": 50_000}
 
 
 def make_client(url: str, retries: int = 0, api_key: str = "sk_test_sandbox") -> stripe.StripeClient:
-    return stripe.StripeClient(api_key=api_key, base_addresses={"api": url},
-                               max_network_retries=retries)
+    return stripe.StripeClient(api_key=api_key, base_addresses={"api": url}, max_network_retries=retries)
 
 
-def raw_request(url: str, method: str = "GET", data: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+def raw_request(
+    url: str, method: str = "GET", data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], Any]:
     """A plain HTTP call (for what the SDK refuses to send, e.g. no API key at all)."""
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
@@ -59,6 +60,7 @@ def make_account(client) -> Callable[..., Any]:
         if transfers:
             params["capabilities"] = {"transfers": {"requested": True}}
         return client.v1.accounts.create(params=params)
+
     return _make
 
 

@@ -41,9 +41,11 @@ def test_unknown_account_is_a_403_account_invalid_like_stripe(client):
     # stripe-python 16 sets `code` only on InvalidRequestError/CardError: read it from the error object.
     assert err.http_status == 403 and err.error.code == "account_invalid" and err.error.type == "permission_error"
     assert err.error.param is None
-    assert re.fullmatch(r"The provided key 'sk_test_\*+dbox' does not have access to account 'acct_doesnotexist' "
-                        r"\(or that account does not exist\)\. Application access may have been revoked\.",
-                        err.user_message)
+    assert re.fullmatch(
+        r"The provided key 'sk_test_\*+dbox' does not have access to account 'acct_doesnotexist' "
+        r"\(or that account does not exist\)\. Application access may have been revoked\.",
+        err.user_message,
+    )
     assert err.request_id and err.request_id.startswith("req_")
 
 
@@ -69,8 +71,7 @@ def test_admin_readiness_changes_are_visible(client, sandbox, account):
     assert acct.capabilities.transfers == "inactive"
     assert "external_account" in acct.requirements.currently_due
 
-    sandbox.admin("POST", f"/_sandbox/accounts/{account.id}",
-                  {"transfers": "active", "payouts_enabled": False})
+    sandbox.admin("POST", f"/_sandbox/accounts/{account.id}", {"transfers": "active", "payouts_enabled": False})
     acct = client.v1.accounts.retrieve(account.id)
     assert acct.capabilities.transfers == "active" and acct.payouts_enabled is False
 
@@ -95,14 +96,12 @@ def test_authentication_is_required(sandbox):
         make_client(sandbox.url, api_key="sk_live_123456789abc").v1.balance.retrieve()
     assert info.value.http_status == 401
 
-    status, _, body = raw_request(sandbox.url + "/v1/balance",
-                                  headers={"Authorization": "Bearer sk_test_any"})
+    status, _, body = raw_request(sandbox.url + "/v1/balance", headers={"Authorization": "Bearer sk_test_any"})
     assert status == 200 and body["object"] == "balance"
 
 
 def test_unknown_url_and_unknown_parameter(client, sandbox):
-    status, _, body = raw_request(sandbox.url + "/v1/invoices",
-                                  headers={"Authorization": "Bearer sk_test_x"})
+    status, _, body = raw_request(sandbox.url + "/v1/invoices", headers={"Authorization": "Bearer sk_test_x"})
     assert status == 404 and "Unrecognized request URL" in body["error"]["message"]
     with pytest.raises(stripe.InvalidRequestError) as info:
         client.v1.accounts.create(params={"type": "express", "colour": "blue"})

@@ -14,13 +14,17 @@ from .conftest import STARTING_BALANCES, balance_of, make_client
 
 
 def _params(account, item="it_1", amount=250):
-    return {"amount": amount, "currency": "usd", "destination": account.id,
-            "transfer_group": "run_1", "metadata": {"item_id": item}}
+    return {
+        "amount": amount,
+        "currency": "usd",
+        "destination": account.id,
+        "transfer_group": "run_1",
+        "metadata": {"item_id": item},
+    }
 
 
 def test_drop_after_commit_transfer_exists_and_key_replays(client, sandbox, account):
-    sandbox.admin("POST", "/_sandbox/faults", {"mode": "drop_after_commit", "count": 1,
-                                               "path_prefix": "/v1/transfers"})
+    sandbox.admin("POST", "/_sandbox/faults", {"mode": "drop_after_commit", "count": 1, "path_prefix": "/v1/transfers"})
     with pytest.raises(stripe.APIConnectionError):
         client.v1.transfers.create(params=_params(account), options={"idempotency_key": "drop"})
     listed = client.v1.transfers.list(params={"transfer_group": "run_1"}).data
@@ -75,8 +79,7 @@ def test_429_storm_is_not_stored(client, sandbox, account):
 def test_seeded_faults_are_deterministic(client, sandbox, account):
     def run(tag):
         sandbox.admin("DELETE", "/_sandbox/faults")
-        sandbox.admin("POST", "/_sandbox/faults", {"mode": "error_500_before_commit",
-                                                   "probability": 0.5, "seed": 42})
+        sandbox.admin("POST", "/_sandbox/faults", {"mode": "error_500_before_commit", "probability": 0.5, "seed": 42})
         outcome = []
         for i in range(12):
             try:
@@ -91,8 +94,7 @@ def test_seeded_faults_are_deterministic(client, sandbox, account):
 
 
 def test_bad_fault_definitions_are_rejected(sandbox):
-    for bad in ({"mode": "explode"}, {"mode": "latency"}, {"mode": "error_500_after_commit",
-                                                           "probability": 2}):
+    for bad in ({"mode": "explode"}, {"mode": "latency"}, {"mode": "error_500_after_commit", "probability": 2}):
         with pytest.raises(RuntimeError, match="400"):
             sandbox.admin("POST", "/_sandbox/faults", bad)
 
@@ -113,15 +115,19 @@ def test_rate_limit_returns_429(tmp_path):
 
 
 def test_latency_overlaps_and_100_concurrent_transfers(tmp_path):
-    with SandboxServer(state_path=tmp_path / "c.sqlite3", latency_ms=150,
-                       balances={"usd": 10_000}) as server:
+    with SandboxServer(state_path=tmp_path / "c.sqlite3", latency_ms=150, balances={"usd": 10_000}) as server:
         client = make_client(server.url)
         acct = client.v1.accounts.create(params={"capabilities": {"transfers": {"requested": True}}})
         start = time.monotonic()
         with ThreadPoolExecutor(max_workers=100) as pool:
-            results = list(pool.map(lambda i: client.v1.transfers.create(
-                params=_params(acct, item=f"it_{i}", amount=100),
-                options={"idempotency_key": f"k{i}"}), range(100)))
+            results = list(
+                pool.map(
+                    lambda i: client.v1.transfers.create(
+                        params=_params(acct, item=f"it_{i}", amount=100), options={"idempotency_key": f"k{i}"}
+                    ),
+                    range(100),
+                )
+            )
         elapsed = time.monotonic() - start
         assert len({t.id for t in results}) == 100
         # Serialized sleeping would take 15 s; overlapping sleeps keep it near one latency.

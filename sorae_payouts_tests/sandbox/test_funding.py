@@ -26,26 +26,44 @@ def platform_b(sandbox):
 
 @pytest.fixture
 def b_account(platform_b):
-    return platform_b.v1.accounts.create(params={"type": "express",
-                                                 "capabilities": {"transfers": {"requested": True}}})
+    return platform_b.v1.accounts.create(params={"type": "express", "capabilities": {"transfers": {"requested": True}}})
 
 
 def test_a_charge_succeeds_and_its_funds_are_pending_until_available_on(sandbox, client):
-    charge = client.v1.charges.create(params={
-        "amount": 10_000, "currency": "USD", "source": "tok_visa", "description": "funding program p1",
-        "metadata": {"program_id": "p1"}}, options={"idempotency_key": "fund-p1-1"})
+    charge = client.v1.charges.create(
+        params={
+            "amount": 10_000,
+            "currency": "USD",
+            "source": "tok_visa",
+            "description": "funding program p1",
+            "metadata": {"program_id": "p1"},
+        },
+        options={"idempotency_key": "fund-p1-1"},
+    )
     assert isinstance(charge, stripe.Charge) and re.fullmatch(r"ch_[A-Za-z0-9]{24}", charge.id)
     assert (charge.status, charge.paid, charge.captured) == ("succeeded", True, True)
-    assert (charge.amount, charge.amount_captured, charge.amount_refunded, charge.currency) == (10_000, 10_000, 0, "usd")
+    assert (charge.amount, charge.amount_captured, charge.amount_refunded, charge.currency) == (
+        10_000,
+        10_000,
+        0,
+        "usd",
+    )
     assert charge.description == "funding program p1" and charge.metadata["program_id"] == "p1"
     assert charge.balance_transaction.startswith("txn_") and charge.livemode is False
     assert charge.payment_method_details.card.last4 == "4242" and charge.refunds.data == []
     fetched = client.v1.charges.retrieve(charge.id)
     assert fetched.to_dict() == charge.to_dict()
     assert [c.id for c in client.v1.charges.list().data] == [charge.id]
-    replay = client.v1.charges.create(params={
-        "amount": 10_000, "currency": "USD", "source": "tok_visa", "description": "funding program p1",
-        "metadata": {"program_id": "p1"}}, options={"idempotency_key": "fund-p1-1"})
+    replay = client.v1.charges.create(
+        params={
+            "amount": 10_000,
+            "currency": "USD",
+            "source": "tok_visa",
+            "description": "funding program p1",
+            "metadata": {"program_id": "p1"},
+        },
+        options={"idempotency_key": "fund-p1-1"},
+    )
     assert replay.id == charge.id and replay.last_response.headers["Idempotent-Replayed"] == "true"
     # Stripe keeps card funds pending (2 days here): available is unchanged, pending holds the charge.
     assert balance_of(client, "usd") == STARTING_BALANCES["usd"] and _pending(client, "usd") == 10_000
@@ -58,19 +76,26 @@ def test_a_charge_succeeds_and_its_funds_are_pending_until_available_on(sandbox,
 def test_bypass_pending_token_and_top_ups_are_available_at_once(client, platform_b):
     charge = platform_b.v1.charges.create(params={"amount": 700, "currency": "eur", "source": "tok_bypassPending"})
     assert charge.payment_method_details.card.last4 == "0077"
-    topup = platform_b.v1.topups.create(params={"amount": 5_000, "currency": "usd",
-                                                "description": "program p2 funding", "metadata": {"p": "2"}})
+    topup = platform_b.v1.topups.create(
+        params={"amount": 5_000, "currency": "usd", "description": "program p2 funding", "metadata": {"p": "2"}}
+    )
     assert isinstance(topup, stripe.Topup) and re.fullmatch(r"tu_[A-Za-z0-9]{24}", topup.id)
-    assert (topup.status, topup.amount, topup.currency, topup.description) == ("succeeded", 5_000, "usd",
-                                                                               "program p2 funding")
+    assert (topup.status, topup.amount, topup.currency, topup.description) == (
+        "succeeded",
+        5_000,
+        "usd",
+        "program p2 funding",
+    )
     assert topup.balance_transaction.startswith("txn_") and topup.expected_availability_date == topup.created
     assert platform_b.v1.topups.retrieve(topup.id).to_dict() == topup.to_dict()
     assert [t.id for t in platform_b.v1.topups.list().data] == [topup.id]
     assert balance_of(platform_b, "usd") == 5_000 and balance_of(platform_b, "eur") == 700
     assert _pending(platform_b, "usd") == _pending(platform_b, "eur") == 0
     # Another platform's charge or top-up does not exist for this key.
-    for call, kind, obj_id in ((client.v1.charges.retrieve, "charge", charge.id),
-                               (client.v1.topups.retrieve, "topup", topup.id)):
+    for call, kind, obj_id in (
+        (client.v1.charges.retrieve, "charge", charge.id),
+        (client.v1.topups.retrieve, "topup", topup.id),
+    ):
         with pytest.raises(stripe.InvalidRequestError) as info:
             call(obj_id)
         assert info.value.http_status == 404 and info.value.code == "resource_missing"
@@ -78,13 +103,20 @@ def test_bypass_pending_token_and_top_ups_are_available_at_once(client, platform
     assert client.v1.charges.list().data == [] and balance_of(client, "usd") == STARTING_BALANCES["usd"]
 
 
-@pytest.mark.parametrize("params, status, code, param", [
-    ({"amount": 100, "currency": "usd"}, 400, "parameter_missing", "source"),
-    ({"amount": 100, "currency": "usd", "source": "tok_unknown"}, 400, "resource_missing", "source"),
-    ({"amount": 0, "currency": "usd", "source": "tok_visa"}, 400, "amount_too_small", "amount"),
-    ({"amount": 100, "currency": "usd", "source": "tok_visa", "capture": False}, 400,
-     "parameter_invalid_boolean", "capture"),
-])
+@pytest.mark.parametrize(
+    "params, status, code, param",
+    [
+        ({"amount": 100, "currency": "usd"}, 400, "parameter_missing", "source"),
+        ({"amount": 100, "currency": "usd", "source": "tok_unknown"}, 400, "resource_missing", "source"),
+        ({"amount": 0, "currency": "usd", "source": "tok_visa"}, 400, "amount_too_small", "amount"),
+        (
+            {"amount": 100, "currency": "usd", "source": "tok_visa", "capture": False},
+            400,
+            "parameter_invalid_boolean",
+            "capture",
+        ),
+    ],
+)
 def test_charge_refusals(client, params, status, code, param):
     with pytest.raises(stripe.InvalidRequestError) as info:
         client.v1.charges.create(params=params)
@@ -105,17 +137,25 @@ def test_a_transfer_draws_from_its_charge_even_with_nothing_available(platform_b
     with pytest.raises(stripe.InvalidRequestError) as info:  # 600 + 500 > 1000: the second is refused
         platform_b.v1.transfers.create(params={**params, "amount": 500}, options={"idempotency_key": "t2"})
     err = info.value
-    assert (err.http_status, err.error.type, err.code, err.param) == (400, "invalid_request_error", "amount_too_large",
-                                                                      "source_transaction")
-    assert err.user_message == (f"Insufficient funds in source transaction {charge.id}: transfers from it already "
-                                "total 600 usd of its 1000 usd; this transfer of 500 usd would exceed it.")
+    assert (err.http_status, err.error.type, err.code, err.param) == (
+        400,
+        "invalid_request_error",
+        "amount_too_large",
+        "source_transaction",
+    )
+    assert err.user_message == (
+        f"Insufficient funds in source transaction {charge.id}: transfers from it already "
+        "total 600 usd of its 1000 usd; this transfer of 500 usd would exceed it."
+    )
     with pytest.raises(stripe.InvalidRequestError) as info:  # executed, so stored under its key and replayed
         platform_b.v1.transfers.create(params={**params, "amount": 500}, options={"idempotency_key": "t2"})
     assert info.value.headers["Idempotent-Replayed"] == "true" and info.value.code == "amount_too_large"
     last = platform_b.v1.transfers.create(params={**params, "amount": 400}, options={"idempotency_key": "t3"})
     assert _pending(platform_b, "usd") == 0 and balance_of(platform_b, "usd") == 0
-    assert {t.id: t.source_transaction for t in platform_b.v1.transfers.list(params={"transfer_group": "g"}).data} \
-        == {first.id: charge.id, last.id: charge.id}
+    assert {t.id: t.source_transaction for t in platform_b.v1.transfers.list(params={"transfer_group": "g"}).data} == {
+        first.id: charge.id,
+        last.id: charge.id,
+    }
 
     # A reversal gives its money to the available balance, not back to the charge (gross amounts count).
     platform_b.v1.transfers.reversals.create(first.id, params={"amount": 100})
@@ -128,21 +168,31 @@ def test_a_transfer_draws_from_its_charge_even_with_nothing_available(platform_b
 def test_source_transaction_must_be_this_platforms_charge_in_the_transfer_currency(client, platform_b, b_account):
     charge = platform_b.v1.charges.create(params={"amount": 1_000, "currency": "usd", "source": "tok_visa"})
     with pytest.raises(stripe.InvalidRequestError) as info:
-        platform_b.v1.transfers.create(params={"amount": 100, "currency": "eur", "destination": b_account.id,
-                                               "source_transaction": charge.id})
+        platform_b.v1.transfers.create(
+            params={"amount": 100, "currency": "eur", "destination": b_account.id, "source_transaction": charge.id}
+        )
     err = info.value
-    assert (err.http_status, err.error.type, err.code, err.param) == (400, "invalid_request_error", None,
-                                                                      "source_transaction")
-    assert err.user_message == ("The currency of source_transaction's balance transaction (usd) must be the same "
-                                "as the transfer currency (eur)")
+    assert (err.http_status, err.error.type, err.code, err.param) == (
+        400,
+        "invalid_request_error",
+        None,
+        "source_transaction",
+    )
+    assert err.user_message == (
+        "The currency of source_transaction's balance transaction (usd) must be the same as the transfer currency (eur)"
+    )
 
     a_charge = client.v1.charges.create(params={"amount": 1_000, "currency": "usd", "source": "tok_visa"})
     for unknown in (a_charge.id, "ch_doesnotexist"):  # another platform's charge, or none at all
         with pytest.raises(stripe.InvalidRequestError) as info:
-            platform_b.v1.transfers.create(params={"amount": 100, "currency": "usd", "destination": b_account.id,
-                                                   "source_transaction": unknown})
-        assert (info.value.http_status, info.value.code, info.value.param) == (400, "resource_missing",
-                                                                               "source_transaction")
+            platform_b.v1.transfers.create(
+                params={"amount": 100, "currency": "usd", "destination": b_account.id, "source_transaction": unknown}
+            )
+        assert (info.value.http_status, info.value.code, info.value.param) == (
+            400,
+            "resource_missing",
+            "source_transaction",
+        )
         assert info.value.user_message == f"No such charge: '{unknown}'"
     assert _pending(platform_b, "usd") == 1_000 and platform_b.v1.transfers.list().data == []
 
@@ -154,11 +204,13 @@ def test_once_available_a_charges_funds_are_the_balances(sandbox, platform_b, b_
     platform_b.v1.transfers.create(params={"amount": 800, "currency": "usd", "destination": b_account.id})
     # The charge still allows 1000, but its money is in the available balance, and 800 of it left.
     with pytest.raises(stripe.InvalidRequestError) as info:
-        platform_b.v1.transfers.create(params={"amount": 500, "currency": "usd", "destination": b_account.id,
-                                               "source_transaction": charge.id})
+        platform_b.v1.transfers.create(
+            params={"amount": 500, "currency": "usd", "destination": b_account.id, "source_transaction": charge.id}
+        )
     assert info.value.code == "balance_insufficient"
-    platform_b.v1.transfers.create(params={"amount": 200, "currency": "usd", "destination": b_account.id,
-                                           "source_transaction": charge.id})
+    platform_b.v1.transfers.create(
+        params={"amount": 200, "currency": "usd", "destination": b_account.id, "source_transaction": charge.id}
+    )
     assert balance_of(platform_b, "usd") == 0
 
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from sorae_payouts.stripe_gateway import (ChargeRecord, Disposition, GatewayConfig, StripeGateway, TopupRecord,
-                                          TransferRequest)
+from sorae_payouts.stripe_gateway import (
+    ChargeRecord,
+    Disposition,
+    GatewayConfig,
+    StripeGateway,
+    TopupRecord,
+    TransferRequest,
+)
 
 from .conftest import make_client
 
@@ -25,8 +31,15 @@ def b(sandbox):
 
 
 def _request(destination: str, amount: int, currency: str = "usd", source: str | None = None) -> TransferRequest:
-    return TransferRequest(amount, currency, destination, "program_b_2024_06", "commissions", {"item": str(amount)},
-                           source_transaction=source)
+    return TransferRequest(
+        amount,
+        currency,
+        destination,
+        "program_b_2024_06",
+        "commissions",
+        {"item": str(amount)},
+        source_transaction=source,
+    )
 
 
 def test_transfers_paid_from_a_charge_and_its_refusals(b):
@@ -54,8 +67,11 @@ def test_transfers_paid_from_a_charge_and_its_refusals(b):
     assert plain.disposition is Disposition.POSTED and plain.transfer.source_transaction is None
     of_charge = list(gateway.transfers("program_b_2024_06", source_transaction=charge.id))
     assert sorted(t.amount_minor for t in of_charge) == [300, 700]
-    assert {t.transfer_id for t in gateway.transfers("program_b_2024_06")} \
-        == {paid.transfer.transfer_id, rest.transfer.transfer_id, plain.transfer.transfer_id}
+    assert {t.transfer_id for t in gateway.transfers("program_b_2024_06")} == {
+        paid.transfer.transfer_id,
+        rest.transfer.transfer_id,
+        plain.transfer.transfer_id,
+    }
     assert list(gateway.transfers("program_b_2024_06", source_transaction=other.id)) == []
 
 

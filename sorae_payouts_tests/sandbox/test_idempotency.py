@@ -12,16 +12,19 @@ from .conftest import STARTING_BALANCES, balance_of, raw_request
 
 
 def _transfer_params(account, amount=700, item="it_1"):
-    return {"amount": amount, "currency": "usd", "destination": account.id,
-            "transfer_group": "payout_1", "metadata": {"item_id": item}}
+    return {
+        "amount": amount,
+        "currency": "usd",
+        "destination": account.id,
+        "transfer_group": "payout_1",
+        "metadata": {"item_id": item},
+    }
 
 
 def test_same_key_same_params_replays_without_executing(client, account):
-    first = client.v1.transfers.create(params=_transfer_params(account),
-                                       options={"idempotency_key": "pay-it_1"})
+    first = client.v1.transfers.create(params=_transfer_params(account), options={"idempotency_key": "pay-it_1"})
     assert first.last_response.headers.get("Idempotent-Replayed") is None
-    second = client.v1.transfers.create(params=_transfer_params(account),
-                                        options={"idempotency_key": "pay-it_1"})
+    second = client.v1.transfers.create(params=_transfer_params(account), options={"idempotency_key": "pay-it_1"})
     assert second.id == first.id and second.created == first.created
     assert second.last_response.headers["Idempotent-Replayed"] == "true"
     assert second.last_response.headers["Original-Request"] == first.last_response.request_id
@@ -33,8 +36,7 @@ def test_same_key_same_params_replays_without_executing(client, account):
 def test_same_key_different_params_is_idempotency_error(client, account):
     client.v1.transfers.create(params=_transfer_params(account), options={"idempotency_key": "k"})
     with pytest.raises(stripe.IdempotencyError) as info:
-        client.v1.transfers.create(params=_transfer_params(account, amount=701),
-                                   options={"idempotency_key": "k"})
+        client.v1.transfers.create(params=_transfer_params(account, amount=701), options={"idempotency_key": "k"})
     assert info.value.http_status == 400 and info.value.error.type == "idempotency_error"
     # A key is scoped to its endpoint too.
     with pytest.raises(stripe.IdempotencyError):
@@ -43,13 +45,13 @@ def test_same_key_different_params_is_idempotency_error(client, account):
 
 
 def test_concurrent_duplicate_gets_409(client, sandbox, account):
-    sandbox.admin("POST", "/_sandbox/faults", {"mode": "latency", "latency_ms": 1000, "count": 1,
-                                               "path_prefix": "/v1/transfers"})
+    sandbox.admin(
+        "POST", "/_sandbox/faults", {"mode": "latency", "latency_ms": 1000, "count": 1, "path_prefix": "/v1/transfers"}
+    )
     result = {}
 
     def first():
-        result["tr"] = client.v1.transfers.create(params=_transfer_params(account),
-                                                  options={"idempotency_key": "dup"})
+        result["tr"] = client.v1.transfers.create(params=_transfer_params(account), options={"idempotency_key": "dup"})
 
     thread = threading.Thread(target=first)
     thread.start()
@@ -59,31 +61,26 @@ def test_concurrent_duplicate_gets_409(client, sandbox, account):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     with pytest.raises(stripe.APIError) as info:
-        client.v1.transfers.create(params=_transfer_params(account),
-                                   options={"idempotency_key": "dup"})
+        client.v1.transfers.create(params=_transfer_params(account), options={"idempotency_key": "dup"})
     assert info.value.http_status == 409
     assert info.value.error.code == "idempotency_key_in_use"
     thread.join()
     assert result["tr"].id.startswith("tr_")
-    replay = client.v1.transfers.create(params=_transfer_params(account),
-                                        options={"idempotency_key": "dup"})
+    replay = client.v1.transfers.create(params=_transfer_params(account), options={"idempotency_key": "dup"})
     assert replay.id == result["tr"].id
     assert len(client.v1.transfers.list().data) == 1
     assert sandbox.admin("GET", "/_sandbox/stats")["idempotency_conflicts"] == 1
 
 
 def test_key_expires_after_24_hours_of_sandbox_clock(client, sandbox, account):
-    first = client.v1.transfers.create(params=_transfer_params(account),
-                                       options={"idempotency_key": "old"})
+    first = client.v1.transfers.create(params=_transfer_params(account), options={"idempotency_key": "old"})
     clock = sandbox.admin("POST", "/_sandbox/clock/advance", {"seconds": 23 * 3600})
     assert clock["offset_seconds"] == 23 * 3600
-    still = client.v1.transfers.create(params=_transfer_params(account),
-                                       options={"idempotency_key": "old"})
+    still = client.v1.transfers.create(params=_transfer_params(account), options={"idempotency_key": "old"})
     assert still.id == first.id and still.last_response.headers["Idempotent-Replayed"] == "true"
 
     sandbox.admin("POST", "/_sandbox/clock/advance", {"seconds": 3600})
-    fresh = client.v1.transfers.create(params=_transfer_params(account),
-                                       options={"idempotency_key": "old"})
+    fresh = client.v1.transfers.create(params=_transfer_params(account), options={"idempotency_key": "old"})
     assert fresh.id != first.id  # a NEW transfer, as on real Stripe: the ledger must guard
     assert fresh.last_response.headers.get("Idempotent-Replayed") is None
     assert fresh.created >= first.created + 24 * 3600
@@ -93,11 +90,11 @@ def test_key_expires_after_24_hours_of_sandbox_clock(client, sandbox, account):
 
 def test_validation_errors_are_not_stored(client, account):
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.transfers.create(params={"currency": "usd", "destination": account.id},
-                                   options={"idempotency_key": "fixme"})
+        client.v1.transfers.create(
+            params={"currency": "usd", "destination": account.id}, options={"idempotency_key": "fixme"}
+        )
     assert info.value.code == "parameter_missing"
-    tr = client.v1.transfers.create(params=_transfer_params(account),
-                                    options={"idempotency_key": "fixme"})
+    tr = client.v1.transfers.create(params=_transfer_params(account), options={"idempotency_key": "fixme"})
     assert tr.last_response.headers.get("Idempotent-Replayed") is None
     assert tr.amount == 700
 
@@ -118,13 +115,11 @@ def test_business_errors_are_stored_and_replayed(client, sandbox, account):
 def test_stored_500_is_replayed(client, sandbox, account):
     sandbox.admin("POST", "/_sandbox/faults", {"mode": "error_500_after_commit", "count": 1})
     with pytest.raises(stripe.APIError) as info:
-        client.v1.transfers.create(params=_transfer_params(account),
-                                   options={"idempotency_key": "boom"})
+        client.v1.transfers.create(params=_transfer_params(account), options={"idempotency_key": "boom"})
     assert info.value.http_status == 500 and info.value.error.type == "api_error"
     assert info.value.headers["Stripe-Should-Retry"] == "false"
     with pytest.raises(stripe.APIError) as info:
-        client.v1.transfers.create(params=_transfer_params(account),
-                                   options={"idempotency_key": "boom"})
+        client.v1.transfers.create(params=_transfer_params(account), options={"idempotency_key": "boom"})
     assert info.value.http_status == 500
     assert info.value.headers["Idempotent-Replayed"] == "true"
     # The money did move: only the transfer list tells.
@@ -135,8 +130,7 @@ def test_stored_500_is_replayed(client, sandbox, account):
 
 def test_post_without_key_from_raw_http_just_executes(sandbox, client, account):
     body = f"amount=5&currency=usd&destination={account.id}&metadata[item_id]=raw".encode()
-    headers = {"Authorization": "Bearer sk_test_x",
-               "Content-Type": "application/x-www-form-urlencoded"}
+    headers = {"Authorization": "Bearer sk_test_x", "Content-Type": "application/x-www-form-urlencoded"}
     s1, h1, b1 = raw_request(sandbox.url + "/v1/transfers", "POST", body, headers)
     s2, h2, b2 = raw_request(sandbox.url + "/v1/transfers", "POST", body, headers)
     assert s1 == s2 == 200 and b1["id"] != b2["id"] and b1["metadata"] == {"item_id": "raw"}

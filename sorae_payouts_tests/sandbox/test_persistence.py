@@ -53,14 +53,26 @@ def test_temporary_state_without_path():
 def test_command_line_entry_point(tmp_path):
     state = tmp_path / "cli.sqlite3"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sorae_sandbox", "--port", "0", "--state", str(state),
-         "--balance", "usd=1234", "--balance", "EUR=5"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "sorae_sandbox",
+            "--port",
+            "0",
+            "--state",
+            str(state),
+            "--balance",
+            "usd=1234",
+            "--balance",
+            "EUR=5",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         url = line.split("listening on ")[1].split()[0]
-        status, _, body = raw_request(url + "/v1/balance",
-                                      headers={"Authorization": "Bearer sk_test_cli"})
+        status, _, body = raw_request(url + "/v1/balance", headers={"Authorization": "Bearer sk_test_cli"})
         assert status == 200
         assert {b["currency"]: b["amount"] for b in body["available"]} == {"eur": 5, "usd": 1234}
     finally:
@@ -71,10 +83,15 @@ def test_command_line_entry_point(tmp_path):
 
 
 def test_form_decoding_of_bracket_keys():
-    decoded = decode_form("amount=5&metadata[item_id]=x&metadata[run]=&"
-                          "capabilities[transfers][requested]=true&expand[0]=a&expand[1]=b")
-    assert decoded == {"amount": "5", "metadata": {"item_id": "x", "run": ""},
-                       "capabilities": {"transfers": {"requested": "true"}}, "expand": ["a", "b"]}
+    decoded = decode_form(
+        "amount=5&metadata[item_id]=x&metadata[run]=&capabilities[transfers][requested]=true&expand[0]=a&expand[1]=b"
+    )
+    assert decoded == {
+        "amount": "5",
+        "metadata": {"item_id": "x", "run": ""},
+        "capabilities": {"transfers": {"requested": "true"}},
+        "expand": ["a", "b"],
+    }
 
 
 # The schema of state files written before the sandbox served several platform accounts.
@@ -98,23 +115,53 @@ CREATE INDEX idempotency_created ON idempotency (created_at);
 
 def test_a_state_file_from_before_platforms_becomes_the_default_platform(state_path):
     now = int(time.time())
-    acct = accounts.build({"type": "express", "country": "US", "email": None, "capabilities": ["transfers"],
-                           "metadata": {}, "business_type": None, "default_currency": "usd"}, now)
+    acct = accounts.build(
+        {
+            "type": "express",
+            "country": "US",
+            "email": None,
+            "capabilities": ["transfers"],
+            "metadata": {},
+            "business_type": None,
+            "default_currency": "usd",
+        },
+        now,
+    )
     params = {"amount": "900", "currency": "usd", "destination": acct["id"], "transfer_group": "g"}
-    transfer = {"id": "tr_old0000000000000000001", "object": "transfer", "amount": 900, "amount_reversed": 0,
-                "balance_transaction": "txn_old", "created": now, "currency": "usd", "description": None,
-                "destination": acct["id"], "destination_payment": "py_old", "livemode": False, "metadata": {},
-                "reversed": False, "source_transaction": None, "source_type": "card", "transfer_group": "g"}
+    transfer = {
+        "id": "tr_old0000000000000000001",
+        "object": "transfer",
+        "amount": 900,
+        "amount_reversed": 0,
+        "balance_transaction": "txn_old",
+        "created": now,
+        "currency": "usd",
+        "description": None,
+        "destination": acct["id"],
+        "destination_payment": "py_old",
+        "livemode": False,
+        "metadata": {},
+        "reversed": False,
+        "source_transaction": None,
+        "source_type": "card",
+        "transfer_group": "g",
+    }
     conn = sqlite3.connect(state_path)
     conn.executescript(SINGLE_PLATFORM_SCHEMA)
-    conn.executemany("INSERT INTO meta VALUES (?, ?)", [("platform_account", "acct_OldPlatform000001"),
-                                                        ("platform_created", str(now - 100))])
+    conn.executemany(
+        "INSERT INTO meta VALUES (?, ?)",
+        [("platform_account", "acct_OldPlatform000001"), ("platform_created", str(now - 100))],
+    )
     conn.execute("INSERT INTO balances VALUES ('usd', 99100)")
     conn.execute("INSERT INTO accounts (id, data) VALUES (?, ?)", (acct["id"], json.dumps(acct)))
-    conn.execute("INSERT INTO transfers (id, destination, transfer_group, data) VALUES (?, ?, 'g', ?)",
-                 (transfer["id"], acct["id"], json.dumps(transfer)))
-    conn.execute("INSERT INTO idempotency VALUES ('old-key', ?, 200, ?, '{}', 'req_old', ?)",
-                 (fingerprint("POST", "/v1/transfers", params), json.dumps(transfer), now))
+    conn.execute(
+        "INSERT INTO transfers (id, destination, transfer_group, data) VALUES (?, ?, 'g', ?)",
+        (transfer["id"], acct["id"], json.dumps(transfer)),
+    )
+    conn.execute(
+        "INSERT INTO idempotency VALUES ('old-key', ?, 200, ?, '{}', 'req_old', ?)",
+        (fingerprint("POST", "/v1/transfers", params), json.dumps(transfer), now),
+    )
     conn.commit()
     conn.close()
 
@@ -125,8 +172,10 @@ def test_a_state_file_from_before_platforms_becomes_the_default_platform(state_p
         assert balance_of(client, "usd") == 99_100  # kept, not re-seeded
         assert balance_of(client, "eur") == STARTING_BALANCES["eur"]  # a currency the file did not have
         assert [t.id for t in client.v1.transfers.list(params={"transfer_group": "g"}).data] == [transfer["id"]]
-        replay = client.v1.transfers.create(params={"amount": 900, "currency": "usd", "destination": acct["id"],
-                                                    "transfer_group": "g"}, options={"idempotency_key": "old-key"})
+        replay = client.v1.transfers.create(
+            params={"amount": 900, "currency": "usd", "destination": acct["id"], "transfer_group": "g"},
+            options={"idempotency_key": "old-key"},
+        )
         assert replay.id == transfer["id"] and replay.last_response.headers["Idempotent-Replayed"] == "true"
         fresh = client.v1.transfers.create(params={"amount": 100, "currency": "usd", "destination": acct["id"]})
         assert fresh.source_transaction is None and balance_of(client, "usd") == 99_000
@@ -136,9 +185,24 @@ def test_a_state_file_from_before_platforms_becomes_the_default_platform(state_p
 
 def test_command_line_platform_options(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sorae_sandbox", "--port", "0", "--state", str(tmp_path / "p.sqlite3"),
-         "--balance", "usd=10", "--api-key", "sk_test_cli_default_1", "--platform", "sk_test_cli_platform_2:usd=77,EUR=3"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "sorae_sandbox",
+            "--port",
+            "0",
+            "--state",
+            str(tmp_path / "p.sqlite3"),
+            "--balance",
+            "usd=10",
+            "--api-key",
+            "sk_test_cli_default_1",
+            "--platform",
+            "sk_test_cli_platform_2:usd=77,EUR=3",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = proc.stdout.readline().split("listening on ")[1].split()[0]
 

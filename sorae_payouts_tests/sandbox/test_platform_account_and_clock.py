@@ -31,11 +31,14 @@ def test_platform_account_is_stable_per_state_and_answers_like_stripe(tmp_path):
 
 
 def test_clock_offset_option_and_pruning_of_keys_older_than_24h_on_the_sandbox_clock(tmp_path):
-    with SandboxServer(state_path=tmp_path / "s.sqlite3", clock_offset_seconds=25 * 3600,
-                       balances={"usd": 10_000}) as server:
+    with SandboxServer(
+        state_path=tmp_path / "s.sqlite3", clock_offset_seconds=25 * 3600, balances={"usd": 10_000}
+    ) as server:
         assert server.admin("GET", "/_sandbox/clock")["offset_seconds"] == 25 * 3600
         client = _client(server)
-        dest = client.v1.accounts.create(params={"type": "express", "capabilities": {"transfers": {"requested": True}}}).id
+        dest = client.v1.accounts.create(
+            params={"type": "express", "capabilities": {"transfers": {"requested": True}}}
+        ).id
         params = {"amount": 100, "currency": "usd", "destination": dest}
         first = client.v1.transfers.create(params=params, options={"idempotency_key": "k1"})
         replay = client.v1.transfers.create(params=params, options={"idempotency_key": "k1"})

@@ -25,7 +25,9 @@ def test_each_platform_has_its_own_account_id_balance_and_connected_accounts(san
     b = make_client(sandbox.url, api_key=KEY_B)
     a_id = client.v1.accounts.retrieve_current().id
     assert b.v1.accounts.retrieve_current().id == b_id != a_id
-    assert balance_of(client, "usd") == STARTING_BALANCES["usd"] and balance_of(client, "eur") == STARTING_BALANCES["eur"]
+    assert (
+        balance_of(client, "usd") == STARTING_BALANCES["usd"] and balance_of(client, "eur") == STARTING_BALANCES["eur"]
+    )
     assert {x.currency: x.amount for x in b.v1.balance.retrieve().available} == {"usd": 7_000}
 
     a_acct, b_acct = _connected(client), _connected(b)
@@ -35,17 +37,20 @@ def test_each_platform_has_its_own_account_id_balance_and_connected_accounts(san
     with pytest.raises(stripe.PermissionError) as info:
         b.v1.accounts.retrieve(a_acct.id)
     assert info.value.http_status == 403 and info.value.error.code == "account_invalid"
-    assert re.fullmatch(rf"The provided key 'sk_test_\*+0001' does not have access to account '{a_acct.id}' "
-                        r"\(or that account does not exist\)\. Application access may have been revoked\.",
-                        info.value.user_message)
+    assert re.fullmatch(
+        rf"The provided key 'sk_test_\*+0001' does not have access to account '{a_acct.id}' "
+        r"\(or that account does not exist\)\. Application access may have been revoked\.",
+        info.value.user_message,
+    )
     with pytest.raises(stripe.InvalidRequestError) as info:
         b.v1.transfers.create(params={"amount": 100, "currency": "usd", "destination": a_acct.id})
     assert (info.value.http_status, info.value.code, info.value.param) == (400, "resource_missing", "destination")
     assert info.value.user_message == f"No such destination: '{a_acct.id}'"
     assert balance_of(b, "usd") == 7_000  # nothing moved
 
-    tr = client.v1.transfers.create(params={"amount": 250, "currency": "usd", "destination": a_acct.id,
-                                            "transfer_group": "g"})
+    tr = client.v1.transfers.create(
+        params={"amount": 250, "currency": "usd", "destination": a_acct.id, "transfer_group": "g"}
+    )
     with pytest.raises(stripe.InvalidRequestError) as info:
         b.v1.transfers.retrieve(tr.id)
     assert info.value.http_status == 404 and info.value.code == "resource_missing"
@@ -63,18 +68,26 @@ def test_the_same_idempotency_key_under_two_platforms_is_two_requests(sandbox, c
     sandbox.add_platform(KEY_B, {"usd": 1_000})
     b = make_client(sandbox.url, api_key=KEY_B)
     a_acct, b_acct = _connected(client), _connected(b)
-    a_first = client.v1.transfers.create(params={"amount": 300, "currency": "usd", "destination": a_acct.id},
-                                         options={"idempotency_key": "month-2024-06-aff_1"})
+    a_first = client.v1.transfers.create(
+        params={"amount": 300, "currency": "usd", "destination": a_acct.id},
+        options={"idempotency_key": "month-2024-06-aff_1"},
+    )
     # Other parameters under the same key: on another platform it is a new request, not idempotency_error.
-    b_first = b.v1.transfers.create(params={"amount": 400, "currency": "usd", "destination": b_acct.id},
-                                    options={"idempotency_key": "month-2024-06-aff_1"})
+    b_first = b.v1.transfers.create(
+        params={"amount": 400, "currency": "usd", "destination": b_acct.id},
+        options={"idempotency_key": "month-2024-06-aff_1"},
+    )
     assert b_first.id != a_first.id and b_first.last_response.headers.get("Idempotent-Replayed") is None
-    b_again = b.v1.transfers.create(params={"amount": 400, "currency": "usd", "destination": b_acct.id},
-                                    options={"idempotency_key": "month-2024-06-aff_1"})
+    b_again = b.v1.transfers.create(
+        params={"amount": 400, "currency": "usd", "destination": b_acct.id},
+        options={"idempotency_key": "month-2024-06-aff_1"},
+    )
     assert b_again.id == b_first.id and b_again.last_response.headers["Idempotent-Replayed"] == "true"
     with pytest.raises(stripe.IdempotencyError):  # within one platform the key still binds its parameters
-        client.v1.transfers.create(params={"amount": 400, "currency": "usd", "destination": a_acct.id},
-                                   options={"idempotency_key": "month-2024-06-aff_1"})
+        client.v1.transfers.create(
+            params={"amount": 400, "currency": "usd", "destination": a_acct.id},
+            options={"idempotency_key": "month-2024-06-aff_1"},
+        )
     assert balance_of(client, "usd") == STARTING_BALANCES["usd"] - 300 and balance_of(b, "usd") == 600
 
 
@@ -96,8 +109,9 @@ def test_each_platform_has_its_own_rate_limit_and_faults_can_target_one(tmp_path
         assert stats[a_id]["rate_limited"] == limited and stats[b_id]["rate_limited"] == 0
         assert stats[b_id]["v1_requests"] == 5 and 1 <= stats[b_id]["peak_requests_in_1s"] <= 5
 
-    with SandboxServer(state_path=tmp_path / "f.sqlite3", platforms={KEY_B: {"usd": 100}},
-                       balances={"usd": 100}) as server:
+    with SandboxServer(
+        state_path=tmp_path / "f.sqlite3", platforms={KEY_B: {"usd": 100}}, balances={"usd": 100}
+    ) as server:
         a, b = make_client(server.url), make_client(server.url, api_key=KEY_B)
         a_acct, b_acct = _connected(a), _connected(b)
         b_id = b.v1.accounts.retrieve_current().id
@@ -122,8 +136,9 @@ def test_keys_of_a_closed_sandbox_and_unknown_keys_answer_401_like_stripe(tmp_pa
         err = info.value
         assert err.http_status == 401 and err.error.type == "invalid_request_error"
         assert err.user_message == "Invalid API Key provided: sk_test_**************9999"
-        status, headers, body = raw_request(server.url + "/v1/account",
-                                            headers={"Authorization": "Bearer sk_test_somebody_else_9999"})
+        status, headers, body = raw_request(
+            server.url + "/v1/account", headers={"Authorization": "Bearer sk_test_somebody_else_9999"}
+        )
         assert status == 401 and headers["Request-Id"].startswith("req_") and "somebody" not in json.dumps(body)
 
 
@@ -152,8 +167,13 @@ def test_admin_platform_endpoint_is_idempotent_per_key_and_never_echoes_keys(san
     sandbox.admin("POST", "/_sandbox/balance", {"currency": "usd", "amount": 50, "platform": created["id"]})
     assert balance_of(make_client(sandbox.url, api_key=KEY_B), "usd") == 150
     assert balance_of(make_client(sandbox.url), "usd") == STARTING_BALANCES["usd"]
-    for bad in ({}, {"api_key": "pk_test_publishable_key"}, {"api_key": "sk_test_x"},
-                {"api_key": KEY_C, "balances": {"usd": -1}}, {"api_key": KEY_C, "colour": "red"}):
+    for bad in (
+        {},
+        {"api_key": "pk_test_publishable_key"},
+        {"api_key": "sk_test_x"},
+        {"api_key": KEY_C, "balances": {"usd": -1}},
+        {"api_key": KEY_C, "colour": "red"},
+    ):
         with pytest.raises(RuntimeError, match="400"):
             sandbox.admin("POST", "/_sandbox/platforms", bad)
     with pytest.raises(RuntimeError, match="404"):
@@ -188,5 +208,7 @@ def test_a_start_up_that_fails_registers_no_key(tmp_path):
     with SandboxServer(state_path=state, api_keys=[KEY_C]) as server:
         with pytest.raises(stripe.AuthenticationError):  # the refused start-up registered nothing
             make_client(server.url, api_key="sk_test_platform_a_0000").v1.balance.retrieve()
-        assert make_client(server.url, api_key=KEY_C).v1.accounts.retrieve_current().id \
+        assert (
+            make_client(server.url, api_key=KEY_C).v1.accounts.retrieve_current().id
             != make_client(server.url, api_key=KEY_B).v1.accounts.retrieve_current().id
+        )

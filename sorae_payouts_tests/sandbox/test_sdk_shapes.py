@@ -8,8 +8,12 @@ import stripe
 
 # Declared by the SDK, deliberately absent from the sandbox (the engine reads none of them).
 OMITTED = {
-    "Account": {"company", "individual",  # only for custom accounts, which Sorae does not create
-                "deleted", "groups"},     # only on a deleted account / platform groups (not modelled)
+    "Account": {
+        "company",
+        "individual",  # only for custom accounts, which Sorae does not create
+        "deleted",
+        "groups",
+    },  # only on a deleted account / platform groups (not modelled)
     "Balance": {"instant_available", "issuing", "refund_and_dispute_prefunding"},  # features not modelled
     "Transfer": set(),
     "TransferReversal": set(),
@@ -57,18 +61,46 @@ def test_objects_of_every_endpoint_used_have_the_sdks_fields(client, account):
     assert set(balance.pending[0].to_dict()) == declared(stripe.Balance.Pending)  # the charge's funds
 
 
-@pytest.mark.parametrize("call, error_class, status, error_type, code", [
-    (lambda c: c.v1.accounts.retrieve("acct_unknown"), stripe.PermissionError, 403, "permission_error",
-     "account_invalid"),
-    (lambda c: c.v1.transfers.retrieve("tr_unknown"), stripe.InvalidRequestError, 404, "invalid_request_error",
-     "resource_missing"),
-    (lambda c: c.v1.transfers.create(params={"amount": 1, "currency": "usd", "destination": "acct_unknown"}),
-     stripe.InvalidRequestError, 400, "invalid_request_error", "resource_missing"),
-    (lambda c: c.v1.charges.retrieve("ch_unknown"), stripe.InvalidRequestError, 404, "invalid_request_error",
-     "resource_missing"),
-    (lambda c: c.v1.topups.retrieve("tu_unknown"), stripe.InvalidRequestError, 404, "invalid_request_error",
-     "resource_missing"),
-])
+@pytest.mark.parametrize(
+    "call, error_class, status, error_type, code",
+    [
+        (
+            lambda c: c.v1.accounts.retrieve("acct_unknown"),
+            stripe.PermissionError,
+            403,
+            "permission_error",
+            "account_invalid",
+        ),
+        (
+            lambda c: c.v1.transfers.retrieve("tr_unknown"),
+            stripe.InvalidRequestError,
+            404,
+            "invalid_request_error",
+            "resource_missing",
+        ),
+        (
+            lambda c: c.v1.transfers.create(params={"amount": 1, "currency": "usd", "destination": "acct_unknown"}),
+            stripe.InvalidRequestError,
+            400,
+            "invalid_request_error",
+            "resource_missing",
+        ),
+        (
+            lambda c: c.v1.charges.retrieve("ch_unknown"),
+            stripe.InvalidRequestError,
+            404,
+            "invalid_request_error",
+            "resource_missing",
+        ),
+        (
+            lambda c: c.v1.topups.retrieve("tu_unknown"),
+            stripe.InvalidRequestError,
+            404,
+            "invalid_request_error",
+            "resource_missing",
+        ),
+    ],
+)
 def test_errors_raise_the_sdks_classes_with_stripes_error_object(client, call, error_class, status, error_type, code):
     with pytest.raises(error_class) as info:
         call(client)

@@ -9,10 +9,16 @@ from .conftest import STARTING_BALANCES, balance_of
 
 
 def test_create_transfer_debits_balance(client, account):
-    tr = client.v1.transfers.create(params={
-        "amount": 1500, "currency": "usd", "destination": account.id,
-        "transfer_group": "payout_2024_06", "description": "June commissions",
-        "metadata": {"item_id": "it_1", "run": "r1"}})
+    tr = client.v1.transfers.create(
+        params={
+            "amount": 1500,
+            "currency": "usd",
+            "destination": account.id,
+            "transfer_group": "payout_2024_06",
+            "description": "June commissions",
+            "metadata": {"item_id": "it_1", "run": "r1"},
+        }
+    )
     assert isinstance(tr, stripe.Transfer)
     assert tr.id.startswith("tr_") and tr.amount == 1500 and tr.currency == "usd"
     assert tr.destination == account.id and tr.transfer_group == "payout_2024_06"
@@ -29,41 +35,39 @@ def test_create_transfer_debits_balance(client, account):
 
 
 def test_currency_is_normalised_and_balances_are_per_currency(client, account):
-    tr = client.v1.transfers.create(params={"amount": 50_000, "currency": "EUR",
-                                            "destination": account.id})
+    tr = client.v1.transfers.create(params={"amount": 50_000, "currency": "EUR", "destination": account.id})
     assert tr.currency == "eur"
     assert balance_of(client, "eur") == 0
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.transfers.create(params={"amount": 1, "currency": "eur",
-                                           "destination": account.id})
+        client.v1.transfers.create(params={"amount": 1, "currency": "eur", "destination": account.id})
     assert info.value.code == "balance_insufficient" and info.value.http_status == 400
     with pytest.raises(stripe.InvalidRequestError) as info:  # no gbp balance at all
-        client.v1.transfers.create(params={"amount": 1, "currency": "gbp",
-                                           "destination": account.id})
+        client.v1.transfers.create(params={"amount": 1, "currency": "gbp", "destination": account.id})
     assert info.value.code == "balance_insufficient"
 
 
 def test_balance_insufficient_then_top_up(client, sandbox, account):
     too_much = STARTING_BALANCES["usd"] + 1
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.transfers.create(params={"amount": too_much, "currency": "usd",
-                                           "destination": account.id})
+        client.v1.transfers.create(params={"amount": too_much, "currency": "usd", "destination": account.id})
     assert info.value.code == "balance_insufficient"
     assert balance_of(client, "usd") == STARTING_BALANCES["usd"]
     assert client.v1.transfers.list().data == []
     sandbox.admin("POST", "/_sandbox/balance", {"currency": "usd", "amount": 1})
-    tr = client.v1.transfers.create(params={"amount": too_much, "currency": "usd",
-                                            "destination": account.id})
+    tr = client.v1.transfers.create(params={"amount": too_much, "currency": "usd", "destination": account.id})
     assert tr.amount == too_much and balance_of(client, "usd") == 0
 
 
-@pytest.mark.parametrize("params,code,param", [
-    ({"currency": "usd"}, "parameter_missing", "amount"),
-    ({"amount": "12.5", "currency": "usd"}, "parameter_invalid_integer", "amount"),
-    ({"amount": 0, "currency": "usd"}, "amount_too_small", "amount"),
-    ({"amount": 100}, "parameter_missing", "currency"),
-    ({"amount": 100, "currency": "dollars"}, "invalid_currency", "currency"),
-])
+@pytest.mark.parametrize(
+    "params,code,param",
+    [
+        ({"currency": "usd"}, "parameter_missing", "amount"),
+        ({"amount": "12.5", "currency": "usd"}, "parameter_invalid_integer", "amount"),
+        ({"amount": 0, "currency": "usd"}, "amount_too_small", "amount"),
+        ({"amount": 100}, "parameter_missing", "currency"),
+        ({"amount": 100, "currency": "dollars"}, "invalid_currency", "currency"),
+    ],
+)
 def test_validation_errors(client, account, params, code, param):
     with pytest.raises(stripe.InvalidRequestError) as info:
         client.v1.transfers.create(params={"destination": account.id, **params})
@@ -77,32 +81,29 @@ def test_destination_errors(client, sandbox, make_account, account):
     assert info.value.code == "parameter_missing" and info.value.param == "destination"
 
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.transfers.create(params={"amount": 100, "currency": "usd",
-                                           "destination": "acct_unknown"})
+        client.v1.transfers.create(params={"amount": 100, "currency": "usd", "destination": "acct_unknown"})
     assert info.value.http_status == 400
     assert info.value.code == "resource_missing" and info.value.param == "destination"
 
     no_caps = make_account(transfers=False)
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.transfers.create(params={"amount": 100, "currency": "usd",
-                                           "destination": no_caps.id})
+        client.v1.transfers.create(params={"amount": 100, "currency": "usd", "destination": no_caps.id})
     assert info.value.code == "insufficient_capabilities_for_transfer"
 
     sandbox.admin("POST", f"/_sandbox/accounts/{account.id}", {"transfers": "pending"})
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.transfers.create(params={"amount": 100, "currency": "usd",
-                                           "destination": account.id})
+        client.v1.transfers.create(params={"amount": 100, "currency": "usd", "destination": account.id})
     assert info.value.code == "insufficient_capabilities_for_transfer"
 
     sandbox.admin("POST", f"/_sandbox/accounts/{account.id}", {"transfers": "active", "invalid": True})
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.transfers.create(params={"amount": 100, "currency": "usd",
-                                           "destination": account.id})
+        client.v1.transfers.create(params={"amount": 100, "currency": "usd", "destination": account.id})
     assert info.value.code == "account_invalid"
 
     sandbox.admin("POST", f"/_sandbox/accounts/{account.id}", {"invalid": False})
-    assert client.v1.transfers.create(params={"amount": 100, "currency": "usd",
-                                              "destination": account.id}).amount == 100
+    assert (
+        client.v1.transfers.create(params={"amount": 100, "currency": "usd", "destination": account.id}).amount == 100
+    )
     assert balance_of(client, "usd") == STARTING_BALANCES["usd"] - 100
 
     with pytest.raises(stripe.InvalidRequestError) as info:
@@ -116,9 +117,17 @@ def test_list_filters_and_pagination(client, make_account):
     for i in range(7):
         dest = a if i % 2 == 0 else b
         group = "g1" if i < 4 else "g2"
-        made.append(client.v1.transfers.create(params={
-            "amount": 100 + i, "currency": "usd", "destination": dest.id,
-            "transfer_group": group, "metadata": {"i": str(i)}}))
+        made.append(
+            client.v1.transfers.create(
+                params={
+                    "amount": 100 + i,
+                    "currency": "usd",
+                    "destination": dest.id,
+                    "transfer_group": group,
+                    "metadata": {"i": str(i)},
+                }
+            )
+        )
     newest_first = [t.id for t in reversed(made)]
 
     page = client.v1.transfers.list()
@@ -149,8 +158,7 @@ def test_list_filters_and_pagination(client, make_account):
 
 
 def test_reversals(client, account):
-    tr = client.v1.transfers.create(params={"amount": 1000, "currency": "usd",
-                                            "destination": account.id})
+    tr = client.v1.transfers.create(params={"amount": 1000, "currency": "usd", "destination": account.id})
     before = balance_of(client, "usd")
     rev = client.v1.transfers.reversals.create(tr.id, params={"amount": 300})
     assert isinstance(rev, stripe.TransferReversal)

@@ -65,8 +65,9 @@ def _free_port() -> int:
 
 
 def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    response = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": query, "variables": variables or {}},
-                             timeout=30)
+    response = requests.post(
+        f"http://127.0.0.1:{port}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
+    )
     response.raise_for_status()
     return response.json()["data"]
 
@@ -111,24 +112,43 @@ def test_operator_month_in_the_browser(ledger_url, tmp_path):
     prefix = "postgres_" if ledger_url.startswith("postgresql") else "sqlite_"
     env = {k: v for k, v in os.environ.items() if k not in ("STRIPE_API_KEY", "STRIPE_API_BASE", "DAGSTER_HOME")}
     env.update(SORAE_DATABASE_URL=ledger_url, SORAE_DATA_DIR=str(tmp_path / "data"), SORAE_OPERATOR="browser test")
-    demo = subprocess.run([str(BIN / "sorae-payouts"), "demo", "--month", "2026-08", "--affiliates", "40",
-                           "--commissions", "400"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    demo = subprocess.run(
+        [str(BIN / "sorae-payouts"), "demo", "--month", "2026-08", "--affiliates", "40", "--commissions", "400"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "Warning" not in demo.stdout + demo.stderr  # the CLI is quiet
     engine = create_ledger_engine(ledger_url)
-    items = _rows(engine, "SELECT status, carry_reason, stripe_account_id FROM payout_item WHERE batch_id = 'payout_acme_2026-08'")
+    items = _rows(
+        engine, "SELECT status, carry_reason, stripe_account_id FROM payout_item WHERE batch_id = 'payout_acme_2026-08'"
+    )
     carried = [r for r in items if r.status == "carried_forward"]
-    posted_ids = {r[0] for r in _rows(engine, "SELECT a.stripe_transfer_id FROM transfer_attempt a JOIN payout_item i "
-                                             "USING (payout_item_id) WHERE a.state = 'posted' "
-                                             "AND i.batch_id = 'payout_acme_2026-08'")}
+    posted_ids = {
+        r[0]
+        for r in _rows(
+            engine,
+            "SELECT a.stripe_transfer_id FROM transfer_attempt a JOIN payout_item i "
+            "USING (payout_item_id) WHERE a.state = 'posted' "
+            "AND i.batch_id = 'payout_acme_2026-08'",
+        )
+    }
     assert carried and posted_ids
 
     print(f"demo done after {time.monotonic() - started:.0f} s")
     port = _free_port()
-    server = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1",
-                               "-p", str(port)], cwd=tmp_path,
-                              env={**env, "DAGSTER_HOME": str(tmp_path / "data" / "dagster_home")},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    server = subprocess.Popen(
+        [str(BIN / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+        cwd=tmp_path,
+        env={**env, "DAGSTER_HOME": str(tmp_path / "data" / "dagster_home")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -146,11 +166,14 @@ def test_operator_month_in_the_browser(ledger_url, tmp_path):
             # The UI's first-visit "join the community" dialog (CommunityNux.tsx) is dismissed in storage.
             page.add_init_script("window.localStorage.setItem('communityNux', 'true')")
             screen = Screen(page, f"http://127.0.0.1:{port}")
-            for step in (lambda: _runs_under_their_job(screen, prefix), lambda: _lineage(screen, prefix),
-                         lambda: _manifest_partition(screen, prefix, len(items), carried),
-                         lambda: _checks_passed(screen, prefix),
-                         lambda: _transfers_with_links(screen, prefix, posted_ids),
-                         lambda: _backfill_from_the_ui(screen, prefix, port, engine, _program_keys(tmp_path))):
+            for step in (
+                lambda: _runs_under_their_job(screen, prefix),
+                lambda: _lineage(screen, prefix),
+                lambda: _manifest_partition(screen, prefix, len(items), carried),
+                lambda: _checks_passed(screen, prefix),
+                lambda: _transfers_with_links(screen, prefix, posted_ids),
+                lambda: _backfill_from_the_ui(screen, prefix, port, engine, _program_keys(tmp_path)),
+            ):
                 step()
                 print(f"{time.monotonic() - started:.0f} s")
             browser.close()
@@ -249,12 +272,19 @@ def _backfill_from_the_ui(screen: Screen, prefix: str, port: int, engine, progra
     assert status == "COMPLETED_SUCCESS"
     runs = _graphql(port, BACKFILL_RUNS, {"id": backfills[0]["id"]})["partitionBackfillOrError"]["runs"]
     assert len(runs) == 1  # both months in one run, oldest first
-    batches = _rows(engine, "SELECT batch_id, built_at FROM payout_batch WHERE period > :p AND program_id = 'acme' "
-                            "ORDER BY built_at", p=date(2026, 8, 1))
+    batches = _rows(
+        engine,
+        "SELECT batch_id, built_at FROM payout_batch WHERE period > :p AND program_id = 'acme' ORDER BY built_at",
+        p=date(2026, 8, 1),
+    )
     assert [b.batch_id for b in batches] == ["payout_acme_2026-09", "payout_acme_2026-10"]  # built in month order
     carried_in = dict(_rows(engine, "SELECT batch_id, SUM(carried_in_minor) FROM payout_item GROUP BY batch_id"))
-    carried_out = dict(_rows(engine, "SELECT batch_id, SUM(amount_minor) FROM payout_item "
-                                     "WHERE status = 'carried_forward' GROUP BY batch_id"))
+    carried_out = dict(
+        _rows(
+            engine,
+            "SELECT batch_id, SUM(amount_minor) FROM payout_item WHERE status = 'carried_forward' GROUP BY batch_id",
+        )
+    )
     assert int(carried_in["payout_acme_2026-09"]) == int(carried_out["payout_acme_2026-08"])  # flowed in order
     assert int(carried_in["payout_acme_2026-10"]) == int(carried_out["payout_acme_2026-09"])
     screen.open(f"/runs/b/{backfills[0]['id']}", backfills[0]["id"])

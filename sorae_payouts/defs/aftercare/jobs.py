@@ -5,22 +5,21 @@ one, else `period` (+ `program`, default `default`) from the run config. Refresh
 (or one), each through its own paying account.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 from pydantic import Field
 
-from sorae_payouts.month_end.batches import BatchError
-from sorae_payouts.defs.lib.partitions import program_months
-from sorae_payouts.defs.lib.resources import LedgerResource, StripeResource
-from sorae_payouts.execution.pay_batch import ExecutionRefused
 from sorae_payouts.aftercare.reconcile import reconcile_batch
 from sorae_payouts.aftercare.refresh import refresh_batch, refreshable_periods
 from sorae_payouts.aftercare.retry import execute_retry, plan_retry
 from sorae_payouts.core.periods import parse_period
+from sorae_payouts.defs.lib.partitions import program_months
+from sorae_payouts.defs.lib.resources import LedgerResource, StripeResource
+from sorae_payouts.defs.lib.run_config import PERIOD_HELP, PROGRAM_HELP, program_month
+from sorae_payouts.execution.pay_batch import ExecutionRefused
+from sorae_payouts.month_end.batches import BatchError
 from sorae_payouts.registry.programs import get_program, list_programs
-from sorae_payouts.defs.lib.run_config import PERIOD_HELP, PROGRAM_HELP
-from sorae_payouts.defs.lib.run_config import program_month
 
 
 class RetryConfig(dg.Config):
@@ -32,8 +31,9 @@ class RetryConfig(dg.Config):
 
 
 @dg.op(pool="stripe_api")
-def retry_items_op(context: dg.OpExecutionContext, config: RetryConfig, ledger: LedgerResource,
-                   stripe: StripeResource) -> None:
+def retry_items_op(
+    context: dg.OpExecutionContext, config: RetryConfig, ledger: LedgerResource, stripe: StripeResource
+) -> None:
     """Give the chosen failed items a new attempt and send only them; refusals are logged."""
     try:
         pm = program_month(context, config.period, config.program)
@@ -41,27 +41,45 @@ def retry_items_op(context: dg.OpExecutionContext, config: RetryConfig, ledger: 
         raise dg.Failure(str(exc), allow_retries=False) from exc
     with ledger.engine.connect() as conn:  # the next keys name the paying account (GET /v1/account)
         gateway = stripe.program_gateway(get_program(conn, pm.program_id), ledger.engine)
-        plan = plan_retry(conn, pm.period, program_id=pm.program_id, item_ids=config.item_ids or None,
-                          error_code=config.error_code, paying_account=gateway.paying_account())
+        plan = plan_retry(
+            conn,
+            pm.period,
+            program_id=pm.program_id,
+            item_ids=config.item_ids or None,
+            error_code=config.error_code,
+            paying_account=gateway.paying_account(),
+        )
     for refused in plan.refused:
         context.log.warning(f"item {refused['payout_item_id']} refused: {refused['reason']}")
     for item in plan.retry:
-        context.log.info(f"{'would send' if config.dry_run else 'retrying'} item {item['payout_item_id']} "
-                         f"({item['affiliate_id']}, {item['amount_minor']} {item['currency']}) with key "
-                         f"{item['next_idempotency_key']}")
+        context.log.info(
+            f"{'would send' if config.dry_run else 'retrying'} item {item['payout_item_id']} "
+            f"({item['affiliate_id']}, {item['amount_minor']} {item['currency']}) with key "
+            f"{item['next_idempotency_key']}"
+        )
     if config.dry_run or not plan.retry:
         return
     try:
-        report = execute_retry(ledger.engine, gateway, plan, now=datetime.now(timezone.utc),
-                               settings=stripe.execution_settings(), announce=context.log.warning,
-                               requested_by=f"dagster run {context.run_id}")
+        report = execute_retry(
+            ledger.engine,
+            gateway,
+            plan,
+            now=datetime.now(UTC),
+            settings=stripe.execution_settings(),
+            announce=context.log.warning,
+            requested_by=f"dagster run {context.run_id}",
+        )
     except ExecutionRefused as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
-    context.log.info(f"{report.batch_id}: {report.outcome.count('posted')} posted, "
-                     f"{report.outcome.count('failed')} failed after retry")
+    context.log.info(
+        f"{report.batch_id}: {report.outcome.count('posted')} posted, "
+        f"{report.outcome.count('failed')} failed after retry"
+    )
 
 
-@dg.job(partitions_def=program_months, description="Retry failed items in isolation (same rules as `sorae-payouts retry`).")
+@dg.job(
+    partitions_def=program_months, description="Retry failed items in isolation (same rules as `sorae-payouts retry`)."
+)
 def retry_items_job():
     retry_items_op()
 
@@ -72,22 +90,36 @@ class RefreshConfig(dg.Config):
 
 
 @dg.op(pool="stripe_api")
-def refresh_payouts_op(context: dg.OpExecutionContext, config: RefreshConfig, ledger: LedgerResource,
-                       stripe: StripeResource) -> None:
+def refresh_payouts_op(
+    context: dg.OpExecutionContext, config: RefreshConfig, ledger: LedgerResource, stripe: StripeResource
+) -> None:
     """Resolve unknown outcomes, append reversal and account readiness changes, release holds; every
     program's batches through its own paying account. One program's refusal never stops the others."""
     with ledger.engine.connect() as conn:
         programs = [p for p in list_programs(conn) if config.program in (None, p.program_id)]
-        work = [(p, refreshable_periods(conn, parse_period(config.period) if config.period else None,
-                                        program_id=p.program_id)) for p in programs]
+        work = [
+            (
+                p,
+                refreshable_periods(
+                    conn, parse_period(config.period) if config.period else None, program_id=p.program_id
+                ),
+            )
+            for p in programs
+        ]
     drifted, refused = [], []
     for program, periods in work:
         for period in periods:
             try:
                 gateway = stripe.program_gateway(program, ledger.engine)  # one per paying account
-                report = refresh_batch(ledger.engine, gateway, period, program_id=program.program_id,
-                                       settings=stripe.execution_settings(), announce=context.log.warning)
-            except Exception as exc:  # noqa: BLE001 - reported below; the other programs go on
+                report = refresh_batch(
+                    ledger.engine,
+                    gateway,
+                    period,
+                    program_id=program.program_id,
+                    settings=stripe.execution_settings(),
+                    announce=context.log.warning,
+                )
+            except Exception as exc:
                 context.log.error(f"{program.program_id} {period:%Y-%m}: {exc}")
                 refused.append(f"{program.program_id} {period:%Y-%m}: {exc}")
                 continue
@@ -98,8 +130,11 @@ def refresh_payouts_op(context: dg.OpExecutionContext, config: RefreshConfig, le
             (context.log.info if reconciled.passed else context.log.error)(f"{report.batch_id}: {reconciled.summary}")
             if not reconciled.passed:
                 drifted.append(report.batch_id)
-    problems = ([f"ledger and Stripe disagree for {', '.join(drifted)}: run `sorae-payouts reconcile` for the "
-                 "details"] if drifted else []) + refused
+    problems = (
+        [f"ledger and Stripe disagree for {', '.join(drifted)}: run `sorae-payouts reconcile` for the details"]
+        if drifted
+        else []
+    ) + refused
     if problems:
         raise dg.Failure("; ".join(problems), allow_retries=False)
 

@@ -9,21 +9,21 @@ for its partition and the others are paid. After each program's batch, its trans
 with Stripe and its reversed money accounted for (the two checks, per partition).
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from sorae_payouts.month_end.audit import reversals_are_accounted_per_program
-from sorae_payouts.defs.month_end.assets import GROUP, MANIFEST
-from sorae_payouts.defs.lib.checks import TRANSFERS, transfers_check_specs
+from sorae_payouts.aftercare.reconcile import reconcile_batch
+from sorae_payouts.aftercare.recovery import recover_negative_balances
+from sorae_payouts.core.heap import freeze_startup_heap
 from sorae_payouts.defs.execution.metadata import execution_metadata
+from sorae_payouts.defs.lib.checks import TRANSFERS, transfers_check_specs
 from sorae_payouts.defs.lib.partitions import ProgramMonth, program_months, requested
 from sorae_payouts.defs.lib.resources import LedgerResource, StripeResource
 from sorae_payouts.defs.lib.step_results import StepResults, Stopwatch
+from sorae_payouts.defs.month_end.assets import GROUP, MANIFEST
 from sorae_payouts.execution.pay_batch import ExecutionRefused, execute_batch
-from sorae_payouts.core.heap import freeze_startup_heap
-from sorae_payouts.aftercare.recovery import recover_negative_balances
-from sorae_payouts.aftercare.reconcile import reconcile_batch
+from sorae_payouts.month_end.audit import reversals_are_accounted
 from sorae_payouts.registry.paying_accounts import PayingAccountError
 from sorae_payouts.registry.programs import list_programs
 from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError
@@ -37,13 +37,26 @@ REFUSALS = (ExecutionRefused, GatewayConfigurationError, PayingAccountError)
 
 @dg.multi_asset(
     name="execute_transfers",
-    specs=[dg.AssetSpec(TRANSFERS, deps=[MANIFEST], partitions_def=program_months, group_name=GROUP,
-                        kinds={"stripe", "python"}, owners=["team:payments"], skippable=True, description=(
-        "The program's Stripe Connect transfers of the month: one per payable item of its APPROVED batch, "
-        "from the program's paying account. Only pending work is sent; posted and failed attempts are never "
-        "re-sent; each idempotency key is committed before Stripe is called, so re-materializing finishes a "
-        "batch without paying an item twice. Held items (accounts that cannot receive) stay pending."))],
-    check_specs=transfers_check_specs, can_subset=True, pool="stripe_api",
+    specs=[
+        dg.AssetSpec(
+            TRANSFERS,
+            deps=[MANIFEST],
+            partitions_def=program_months,
+            group_name=GROUP,
+            kinds={"stripe", "python"},
+            owners=["team:payments"],
+            skippable=True,
+            description=(
+                "The program's Stripe Connect transfers of the month: one per payable item of its APPROVED batch, "
+                "from the program's paying account. Only pending work is sent; posted and failed attempts are never "
+                "re-sent; each idempotency key is committed before Stripe is called, so re-materializing finishes a "
+                "batch without paying an item twice. Held items (accounts that cannot receive) stay pending."
+            ),
+        )
+    ],
+    check_specs=transfers_check_specs,
+    can_subset=True,
+    pool="stripe_api",
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
     # Safe because every item is idempotent on its own (claim -> call -> record): a retried step
     # resumes, it never re-sends a posted or failed attempt. Refusals are not retried.
@@ -79,7 +92,7 @@ class _Execution:
                     self._pay(pm, gateway)
             except REFUSALS as exc:
                 self.results.fail(pm, str(exc))
-            except Exception as exc:  # noqa: BLE001 - one program's error never stops the others
+            except Exception as exc:
                 self.context.log.exception(f"{pm}: {exc.__class__.__name__}")
                 self.results.fail(pm, f"{exc.__class__.__name__}: {exc}", retriable=True)
             if pm not in self.results.failed and self.check_names:
@@ -89,20 +102,28 @@ class _Execution:
         return self.stripe.program_gateway(program, self.ledger.engine)
 
     def _pay(self, pm: ProgramMonth, gateway) -> None:
-        report = execute_batch(self.ledger.engine, gateway, pm.period, program_id=pm.program_id,
-                               settings=self.stripe.execution_settings(), announce=self.context.log.warning)
+        report = execute_batch(
+            self.ledger.engine,
+            gateway,
+            pm.period,
+            program_id=pm.program_id,
+            settings=self.stripe.execution_settings(),
+            announce=self.context.log.warning,
+        )
         for anomaly in report.anomalies:
             self.context.log.error(f"{pm}: {anomaly}")
         # Under the batch's frozen `recover_by_reversal` policy, negative balances are recovered now (a
         # no-op under the default `carry`); its own keys make a re-materialization safe.
-        recovery = recover_negative_balances(self.ledger.engine, gateway, pm.period, program_id=pm.program_id,
-                                             now=datetime.now(timezone.utc))
+        recovery = recover_negative_balances(
+            self.ledger.engine, gateway, pm.period, program_id=pm.program_id, now=datetime.now(UTC)
+        )
         if recovery.requested or recovery.failed or recovery.unknown:
             self.context.log.info(f"{pm}: negative balance recovery: {recovery.as_json()}")
         self.context.log.info(f"{pm}: {report.batch_id} {report.outcome.status}, {report.sent} requests sent")
         with self.ledger.engine.connect() as conn:
-            meta = execution_metadata(conn, report, pm.program_id, gateway.paying_account(), gateway.test_mode,
-                                      full=self.results.single)
+            meta = execution_metadata(
+                conn, report, pm.program_id, gateway.paying_account(), gateway.test_mode, full=self.results.single
+            )
         self.results.materialize(TRANSFERS, pm, meta)
 
     def _check(self, pm: ProgramMonth, gateway) -> None:
@@ -112,5 +133,5 @@ class _Execution:
                 result = reconcile_batch(conn, gateway, pm.period, program_id=pm.program_id)
                 self.results.check(self.check_names["transfers_reconciled"], pm, result, watch.lap(), blocking=False)
             if "reversals_accounted" in self.check_names:
-                result = reversals_are_accounted_per_program(conn, pm.period, [pm.program_id])[pm.program_id]
+                result = reversals_are_accounted(conn, pm.period, [pm.program_id])[pm.program_id]
                 self.results.check(self.check_names["reversals_accounted"], pm, result, watch.lap(), blocking=False)

@@ -22,20 +22,29 @@ TRANSFERS = dg.AssetKey("executed_transfers")
 
 MANIFEST_CHECK_DESCRIPTIONS = {
     "money_is_conserved": "Per currency, items (payable + carried forward) == finalized commissions, adjustments "
-                          "and clawbacks of the month + balances carried in from the program's previous batch.",
+    "and clawbacks of the month + balances carried in from the program's previous batch.",
     "finalized_rows_unchanged": "The month's finalized commissions and adjustments still match their finalization "
-                                "snapshot, and every item's earned amount still matches them.",
+    "snapshot, and every item's earned amount still matches them.",
     "one_item_per_affiliate_currency": "No affiliate has two payout items for one currency in the program's batch.",
 }
-manifest_check_specs = [dg.AssetCheckSpec(name, asset=MANIFEST, blocking=True, description=text,
-                                          partitions_def=program_months)
-                        for name, text in MANIFEST_CHECK_DESCRIPTIONS.items()]
+manifest_check_specs = [
+    dg.AssetCheckSpec(name, asset=MANIFEST, blocking=True, description=text, partitions_def=program_months)
+    for name, text in MANIFEST_CHECK_DESCRIPTIONS.items()
+]
 
 transfers_check_specs = [
-    dg.AssetCheckSpec("transfers_reconciled", asset=TRANSFERS, partitions_def=program_months,
-                      description="The batch's transfers at Stripe (transfer group, on the program's paying account) "
-                                  "match the ledger's posted attempts: same ids, amounts and count."),
-    dg.AssetCheckSpec("reversals_accounted", asset=TRANSFERS, partitions_def=program_months,
-                      description="Per currency: posted - reversed = net paid, and every reversed cent is pending a "
-                                  "decision, owed again or written off."),
+    dg.AssetCheckSpec(
+        "transfers_reconciled",
+        asset=TRANSFERS,
+        partitions_def=program_months,
+        description="The batch's transfers at Stripe (transfer group, on the program's paying account) "
+        "match the ledger's posted attempts: same ids, amounts and count.",
+    ),
+    dg.AssetCheckSpec(
+        "reversals_accounted",
+        asset=TRANSFERS,
+        partitions_def=program_months,
+        description="Per currency: posted - reversed = net paid, and every reversed cent is pending a "
+        "decision, owed again or written off.",
+    ),
 ]

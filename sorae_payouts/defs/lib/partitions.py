@@ -57,9 +57,12 @@ def partition_key(period: date | str, program_id: str) -> dg.MultiPartitionKey:
 
 
 def parse_partition(key: str) -> ProgramMonth:
-    """"2026-10-01|acme" (or a MultiPartitionKey) -> ProgramMonth(2026-10-01, "acme")."""
-    dims = key.keys_by_dimension if isinstance(key, dg.MultiPartitionKey) else \
-        program_months.get_partition_key_from_str(key).keys_by_dimension
+    """ "2026-10-01|acme" (or a MultiPartitionKey) -> ProgramMonth(2026-10-01, "acme")."""
+    dims = (
+        key.keys_by_dimension
+        if isinstance(key, dg.MultiPartitionKey)
+        else program_months.get_partition_key_from_str(key).keys_by_dimension
+    )
     return ProgramMonth(parse_period(dims[MONTH]), dims[PROGRAM])
 
 
@@ -75,8 +78,9 @@ def requested(context) -> list[ProgramMonth]:
     backfill reports success). Verified; test_dagster_month_end holds it."""
     tags = context.run.tags
     if RANGE_START in tags and RANGE_END in tags:
-        keys = program_months.get_partition_keys_in_range(dg.PartitionKeyRange(tags[RANGE_START], tags[RANGE_END]),
-                                                          dynamic_partitions_store=context.instance)
+        keys = program_months.get_partition_keys_in_range(
+            dg.PartitionKeyRange(tags[RANGE_START], tags[RANGE_END]), dynamic_partitions_store=context.instance
+        )
     else:
         keys = context.partition_keys
     return sorted(parse_partition(key) for key in keys)

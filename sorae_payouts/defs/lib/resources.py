@@ -9,10 +9,14 @@ import sqlalchemy as sa
 from pydantic import PrivateAttr
 
 from sorae_payouts.execution.pay_batch import ExecutionSettings
-from sorae_payouts.month_end.finalize import DEFAULT_HOLDING_DAYS
 from sorae_payouts.ledger.database import create_ledger_engine, database_url, redact
-from sorae_payouts.month_end.manifest import (DEFAULT_DUAL_APPROVAL_OVER, DEFAULT_MINIMUM_PAYOUT, NEGATIVE_BALANCE_CARRY,
-                                     PayoutPolicy)
+from sorae_payouts.month_end.finalize import DEFAULT_HOLDING_DAYS
+from sorae_payouts.month_end.manifest import (
+    DEFAULT_DUAL_APPROVAL_OVER,
+    DEFAULT_MINIMUM_PAYOUT,
+    NEGATIVE_BALANCE_CARRY,
+    PayoutPolicy,
+)
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 
 
@@ -83,8 +87,13 @@ class StripeResource(dg.ConfigurableResource):
     _gateways: dict = PrivateAttr(default_factory=dict)
 
     def gateway_config(self, api_key: str | None = None) -> GatewayConfig:
-        return GatewayConfig(api_key or self.api_key, self.api_base, self.max_network_retries, self.timeout_seconds,
-                             self.rate_limit_per_second)
+        return GatewayConfig(
+            api_key or self.api_key,
+            self.api_base,
+            self.max_network_retries,
+            self.timeout_seconds,
+            self.rate_limit_per_second,
+        )
 
     def gateway(self) -> StripeGateway:
         """The platform account's gateway (STRIPE_API_KEY), with the in-process limiter."""
@@ -118,7 +127,10 @@ def stripe_from_environment() -> StripeResource:
     from sorae_payouts.registry.paying_accounts import shares_rate_limit
 
     optional = {"api_base": dg.EnvVar("STRIPE_API_BASE")} if os.environ.get("STRIPE_API_BASE") else {}
-    return StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY"),
-                          rate_limit_per_second=float(os.environ.get("SORAE_STRIPE_RATE_LIMIT", "20")),
-                          shared_rate_limit=shares_rate_limit(),
-                          workers=int(os.environ.get("SORAE_STRIPE_WORKERS", "16")), **optional)
+    return StripeResource(
+        api_key=dg.EnvVar("STRIPE_API_KEY"),
+        rate_limit_per_second=float(os.environ.get("SORAE_STRIPE_RATE_LIMIT", "20")),
+        shared_rate_limit=shares_rate_limit(),
+        workers=int(os.environ.get("SORAE_STRIPE_WORKERS", "16")),
+        **optional,
+    )

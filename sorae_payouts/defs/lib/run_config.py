@@ -1,13 +1,10 @@
 """What an operator job acts on: the run's program-month partition, else the period and program in its
 run config (the launchpad's fields), with the same rules as the CLI's arguments."""
 
-
 from sorae_payouts.core.periods import parse_period
 from sorae_payouts.defs.lib.partitions import ProgramMonth, parse_partition
 from sorae_payouts.month_end.batches import BatchError
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
-
-
 
 PERIOD_HELP = "YYYY-MM; empty: the run's partition"
 

@@ -22,14 +22,16 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from sorae_payouts.month_end.audit import AuditResult
 from sorae_payouts.defs.lib import metadata as md
 from sorae_payouts.defs.lib.partitions import ProgramMonth
+from sorae_payouts.month_end.audit import AuditResult
 
 
 def check_metadata(result: AuditResult, seconds: float, *, rows: bool = True) -> dict:
     """Summary and time; the rows (per currency, or the offending ones) unless `rows` is False."""
-    columns = {k: ("int" if isinstance(v, int) else "string") for k, v in (result.rows[0].items() if result.rows else [])}
+    columns = {
+        k: ("int" if isinstance(v, int) else "string") for k, v in (result.rows[0].items() if result.rows else [])
+    }
     meta = {"summary": result.summary, "seconds": round(seconds, 3)}
     if result.rows and rows:
         meta["rows"] = md.table(result.rows, columns)
@@ -61,8 +63,9 @@ class StepResults:
     def materialize(self, asset_key: dg.AssetKey, pm: ProgramMonth, metadata: dict) -> None:
         self.materialized.setdefault(asset_key, {})[pm] = metadata
 
-    def check(self, check_key: dg.AssetCheckKey, pm: ProgramMonth, result: AuditResult, seconds: float,
-              blocking: bool) -> None:
+    def check(
+        self, check_key: dg.AssetCheckKey, pm: ProgramMonth, result: AuditResult, seconds: float, blocking: bool
+    ) -> None:
         self.checks.append((check_key, pm, result, seconds, blocking))
 
     def events(self, asset_order: Sequence[dg.AssetKey]) -> Iterator:
@@ -70,18 +73,32 @@ class StepResults:
         as_outputs = self.single and not self.failed
         for asset_key in asset_order:
             for pm, meta in self.materialized.get(asset_key, {}).items():
-                yield (dg.MaterializeResult(asset_key=asset_key, metadata=meta) if as_outputs else
-                       dg.AssetMaterialization(asset_key=asset_key, partition=str(pm.key), metadata=meta))
+                yield (
+                    dg.MaterializeResult(asset_key=asset_key, metadata=meta)
+                    if as_outputs
+                    else dg.AssetMaterialization(asset_key=asset_key, partition=str(pm.key), metadata=meta)
+                )
         for check_key, pm, result, seconds, blocking in self.checks:
             # Over many partitions, a passing check keeps its summary only (thousands of evaluations).
             meta = check_metadata(result, seconds, rows=self.single or not result.passed)
             if as_outputs:
-                yield dg.AssetCheckResult(asset_key=check_key.asset_key, check_name=check_key.name,
-                                          passed=result.passed, metadata=meta, severity=dg.AssetCheckSeverity.ERROR)
+                yield dg.AssetCheckResult(
+                    asset_key=check_key.asset_key,
+                    check_name=check_key.name,
+                    passed=result.passed,
+                    metadata=meta,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                )
             else:
-                yield dg.AssetCheckEvaluation(asset_key=check_key.asset_key, check_name=check_key.name,
-                                              passed=result.passed, metadata=meta, partition=str(pm.key),
-                                              severity=dg.AssetCheckSeverity.ERROR, blocking=blocking)
+                yield dg.AssetCheckEvaluation(
+                    asset_key=check_key.asset_key,
+                    check_name=check_key.name,
+                    passed=result.passed,
+                    metadata=meta,
+                    partition=str(pm.key),
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    blocking=blocking,
+                )
 
     def failure(self) -> dg.Failure | None:
         """The step's failure naming every failed partition, or None. Refusals are not retried."""
@@ -89,9 +106,12 @@ class StepResults:
             return None
         done = sum(len(v) for v in self.materialized.values())
         lines = [f"{pm}: {why}" for pm, why in sorted(self.failed.items())]
-        head = (f"{lines[0]}" if self.single else
-                f"{len(self.failed)} of {len(self.partitions)} program-months failed "
-                f"({done} materializations recorded for the others):\n" + "\n".join(lines))
+        head = (
+            f"{lines[0]}"
+            if self.single
+            else f"{len(self.failed)} of {len(self.partitions)} program-months failed "
+            f"({done} materializations recorded for the others):\n" + "\n".join(lines)
+        )
         return dg.Failure(head, allow_retries=self.retriable)
 
 

@@ -18,7 +18,7 @@ class PayingAccounts:
         self.stripe, self._ids = stripe, {}
 
     @classmethod
-    def from_environment(cls) -> "PayingAccounts":
+    def from_environment(cls) -> PayingAccounts:
         from sorae_payouts.defs.lib.resources import StripeResource
 
         key = os.environ.get("STRIPE_API_KEY")
@@ -29,7 +29,7 @@ class PayingAccounts:
         if ref not in self._ids:
             try:
                 self._ids[ref] = self.stripe.program_gateway(program, None).paying_account() if self.stripe else ref
-            except Exception:  # noqa: BLE001 - the run itself reports an unusable account; the tag falls back
+            except Exception:
                 self._ids[ref] = ref
         return self._ids[ref]
 

@@ -1,26 +1,28 @@
 """Approving a reviewed batch from the Dagster UI (launchpad config), with the CLI's rules."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 from pydantic import Field
-from sorae_payouts.month_end.batches import BatchError
-from sorae_payouts.defs.lib.resources import LedgerResource
-from sorae_payouts.registry.operators import OperatorError
+
 from sorae_payouts.core.origin import Origin
-from sorae_payouts.defs.lib.tags import TAG_OPERATOR
-from sorae_payouts.defs.lib.run_config import PERIOD_HELP, PROGRAM_HELP
 from sorae_payouts.defs.lib.manifest_views import approvals_observation
-from sorae_payouts.month_end.approvals import approve_batch
-from sorae_payouts.registry.operators import normalize_identity
-from sorae_payouts.defs.lib.run_config import program_month
 from sorae_payouts.defs.lib.partitions import program_months
+from sorae_payouts.defs.lib.resources import LedgerResource
+from sorae_payouts.defs.lib.run_config import PERIOD_HELP, PROGRAM_HELP, program_month
+from sorae_payouts.defs.lib.tags import TAG_OPERATOR
+from sorae_payouts.month_end.approvals import approve_batch
+from sorae_payouts.month_end.batches import BatchError
+from sorae_payouts.registry.operators import OperatorError, normalize_identity
+
 
 class ApprovalConfig(dg.Config):
     period: str | None = Field(default=None, description=PERIOD_HELP)
     program: str | None = Field(default=None, description=PROGRAM_HELP)
-    approved_by: str | None = Field(default=None, description=f"Your operator identity (or the run tag "
-                                                               f"`{TAG_OPERATOR}`); must be registered and active")
+    approved_by: str | None = Field(
+        default=None,
+        description=f"Your operator identity (or the run tag `{TAG_OPERATOR}`); must be registered and active",
+    )
     manifest_hash: str = Field(description="The manifest hash you reviewed (at least 12 hex characters)")
 
 
@@ -42,18 +44,29 @@ def approve_batch_op(context: dg.OpExecutionContext, config: ApprovalConfig, led
     try:
         pm = program_month(context, config.period, config.program)
         operator = approving_operator(config, context.run.tags)
-        approval = approve_batch(ledger.engine, pm.period, approved_by=operator, now=datetime.now(timezone.utc),
-                                 expected_hash=config.manifest_hash, origin=Origin.here(dagster_run_id=context.run_id),
-                                 program_id=pm.program_id)
+        approval = approve_batch(
+            ledger.engine,
+            pm.period,
+            approved_by=operator,
+            now=datetime.now(UTC),
+            expected_hash=config.manifest_hash,
+            origin=Origin.here(dagster_run_id=context.run_id),
+            program_id=pm.program_id,
+        )
     except (BatchError, OperatorError, ValueError) as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
-    context.log.info(f"{approval.batch.batch_id}: {len(approval.approvers)}/{approval.required} approvals, "
-                     f"status {approval.batch.status}")
+    context.log.info(
+        f"{approval.batch.batch_id}: {len(approval.approvers)}/{approval.required} approvals, "
+        f"status {approval.batch.status}"
+    )
     # Shown on the program-month's payout_manifest partition (Events), next to the manifest it approves.
     context.log_event(approvals_observation(ledger, approval.batch, pm.program_id))
 
 
-@dg.job(partitions_def=program_months, description="Approve a reviewed payout batch as a registered operator (same rules as "
-                    "`sorae-payouts batch approve`; operator from run config or the sorae/operator tag).")
+@dg.job(
+    partitions_def=program_months,
+    description="Approve a reviewed payout batch as a registered operator (same rules as "
+    "`sorae-payouts batch approve`; operator from run config or the sorae/operator tag).",
+)
 def approve_batch_job():
     approve_batch_op()

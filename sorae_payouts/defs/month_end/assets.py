@@ -13,44 +13,71 @@ see docs/architecture.md). Selecting only payout_manifest rebuilds drafts; selec
 evaluates them.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from sorae_payouts.month_end.audit import manifest_checks_per_program
+from sorae_payouts.core.periods import period_key
 from sorae_payouts.defs.lib.checks import MANIFEST, manifest_check_specs
-from sorae_payouts.defs.month_end.metadata import (CSV_PARTITIONS_MAX, finalize_metadata, full_manifest_metadata,
-                                                   manifest_metadata, with_manifest_csv)
 from sorae_payouts.defs.lib.partitions import ProgramMonth, by_month, program_months, requested
 from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings
 from sorae_payouts.defs.lib.step_results import StepResults, Stopwatch
+from sorae_payouts.defs.month_end.metadata import (
+    CSV_PARTITIONS_MAX,
+    finalize_metadata,
+    full_manifest_metadata,
+    manifest_metadata,
+    with_manifest_csv,
+)
+from sorae_payouts.month_end.audit import manifest_checks
 from sorae_payouts.month_end.finalize import finalize_programs
 from sorae_payouts.month_end.manifest_build import build_manifests
 from sorae_payouts.month_end.month_order import month_order_refusals
-from sorae_payouts.core.periods import period_key
 from sorae_payouts.registry.programs import list_programs
 
 GROUP = "payouts"
 FINALIZED = dg.AssetKey("finalized_commissions")
 MONTH_END_BACKFILL = dg.BackfillPolicy.single_run()
-_COMMON = dict(partitions_def=program_months, group_name=GROUP, kinds={"python", "sql"}, owners=["team:payments"],
-               code_version="2", skippable=True)
+_COMMON = dict(
+    partitions_def=program_months,
+    group_name=GROUP,
+    kinds={"python", "sql"},
+    owners=["team:payments"],
+    code_version="2",
+    skippable=True,
+)
 
 month_end_specs = [
-    dg.AssetSpec(FINALIZED, **_COMMON, description=(
-        "The program's commissions of the month, adjusted by order events and locked. Once the month has "
-        "ended and the program's holding window for late reversals has passed, cancellations and reversals "
-        "are applied and the month is finalized: its commissions become immutable (enforced by the ledger); "
-        "later events become clawbacks netted against a later payout. Re-materializing changes nothing.")),
-    dg.AssetSpec(MANIFEST, deps=[FINALIZED], **_COMMON, description=(
-        "The program's payout batch of the month: one item per affiliate and currency, to be reviewed and "
-        "approved. Earnings plus the balance carried from the program's previous batch; amounts under the "
-        "minimum and negative balances carry forward. A rebuildable draft until approved, then frozen.")),
+    dg.AssetSpec(
+        FINALIZED,
+        **_COMMON,
+        description=(
+            "The program's commissions of the month, adjusted by order events and locked. Once the month has "
+            "ended and the program's holding window for late reversals has passed, cancellations and reversals "
+            "are applied and the month is finalized: its commissions become immutable (enforced by the ledger); "
+            "later events become clawbacks netted against a later payout. Re-materializing changes nothing."
+        ),
+    ),
+    dg.AssetSpec(
+        MANIFEST,
+        deps=[FINALIZED],
+        **_COMMON,
+        description=(
+            "The program's payout batch of the month: one item per affiliate and currency, to be reviewed and "
+            "approved. Earnings plus the balance carried from the program's previous batch; amounts under the "
+            "minimum and negative balances carry forward. A rebuildable draft until approved, then frozen."
+        ),
+    ),
 ]
 
 
-@dg.multi_asset(name="month_end", specs=month_end_specs, check_specs=manifest_check_specs, can_subset=True,
-                backfill_policy=MONTH_END_BACKFILL)
+@dg.multi_asset(
+    name="month_end",
+    specs=month_end_specs,
+    check_specs=manifest_check_specs,
+    can_subset=True,
+    backfill_policy=MONTH_END_BACKFILL,
+)
 def month_end(context: dg.AssetExecutionContext, ledger: LedgerResource, payout_settings: PayoutSettings):
     """Finalize, build and check every program-month of the run (see the module docstring)."""
     results = StepResults(requested(context))
@@ -65,7 +92,7 @@ class _MonthEnd:
         self.context, self.ledger, self.settings, self.results = context, ledger, settings, results
         self.selected = context.selected_asset_keys
         self.check_keys = sorted(context.selected_asset_check_keys, key=lambda k: k.name)
-        self.now = datetime.now(timezone.utc)
+        self.now = datetime.now(UTC)
         self.built: dict[ProgramMonth, object] = {}
         self.blocked: dict[str, str] = {}  # program -> its month whose blocking check failed in this run
 
@@ -104,15 +131,20 @@ class _MonthEnd:
         for pm in self.results.partitions:
             program = programs.get(pm.program_id)
             if program is None:
-                self.results.fail(pm, f"unknown program {pm.program_id!r}: no such program in the ledger "
-                                      "(`sorae-payouts programs add` registers one)")
+                self.results.fail(
+                    pm,
+                    f"unknown program {pm.program_id!r}: no such program in the ledger "
+                    "(`sorae-payouts programs add` registers one)",
+                )
             elif program.status != "active":
                 self.results.skip(pm, f"program {pm.program_id} is {program.status}")
             else:
                 admitted.append(pm)
         if self.results.skipped:
-            self.context.log.warning(f"skipped {len(self.results.skipped)} program-months of disabled programs: "
-                                     + ", ".join(str(pm) for pm in list(self.results.skipped)[:20]))
+            self.context.log.warning(
+                f"skipped {len(self.results.skipped)} program-months of disabled programs: "
+                + ", ".join(str(pm) for pm in list(self.results.skipped)[:20])
+            )
         return admitted
 
     def _refuse_out_of_order(self, admitted: list[ProgramMonth]) -> None:
@@ -131,17 +163,21 @@ class _MonthEnd:
 
     def _finalize(self, period, ids: list[str]) -> list[str]:
         watch = Stopwatch()
-        outcomes = finalize_programs(self.ledger.engine, period, ids, now=self.now,
-                                     holding_days=self.settings.holding_days)
+        outcomes = finalize_programs(
+            self.ledger.engine, period, ids, now=self.now, holding_days=self.settings.holding_days
+        )
         seconds = watch.lap()
         for program_id, why in outcomes.refused.items():
             self.results.fail(ProgramMonth(period, program_id), why)
         for program_id, report in outcomes.reports.items():
-            self.results.materialize(FINALIZED, ProgramMonth(period, program_id),
-                                     finalize_metadata(report, program_id, seconds, len(ids)))
+            self.results.materialize(
+                FINALIZED, ProgramMonth(period, program_id), finalize_metadata(report, program_id, seconds, len(ids))
+            )
         already = sum(1 for r in outcomes.reports.values() if r.already_finalized)
-        self.context.log.info(f"{period_key(period)}: {len(outcomes.reports)} programs finalized ({already} already), "
-                              f"{len(outcomes.refused)} refused, in {seconds} s")
+        self.context.log.info(
+            f"{period_key(period)}: {len(outcomes.reports)} programs finalized ({already} already), "
+            f"{len(outcomes.refused)} refused, in {seconds} s"
+        )
         return [p for p in ids if p in outcomes.reports]
 
     def _build(self, period, ids: list[str]) -> list[str]:
@@ -154,14 +190,16 @@ class _MonthEnd:
             pm = ProgramMonth(period, program_id)
             self.built[pm] = report
             self.results.materialize(MANIFEST, pm, manifest_metadata(report, program_id, seconds, len(ids)))
-        self.context.log.info(f"{period_key(period)}: {len(outcomes.reports)} manifests built, "
-                              f"{len(outcomes.refused)} refused, in {seconds} s")
+        self.context.log.info(
+            f"{period_key(period)}: {len(outcomes.reports)} manifests built, "
+            f"{len(outcomes.refused)} refused, in {seconds} s"
+        )
         return [p for p in ids if p in outcomes.reports]
 
     def _check(self, period, ids: list[str]) -> None:
         watch = Stopwatch()
         with self.ledger.engine.connect() as conn:
-            by_program = manifest_checks_per_program(conn, period, ids)
+            by_program = manifest_checks(conn, period, ids)
         seconds = watch.lap()
         failed = 0
         for program_id, by_name in by_program.items():
@@ -173,7 +211,8 @@ class _MonthEnd:
                 self.results.check(key, ProgramMonth(period, program_id), result, seconds, blocking=True)
         (self.context.log.error if failed else self.context.log.info)(
             f"{period_key(period)}: {len(self.check_keys)} checks x {len(by_program)} programs, {failed} failed, "
-            f"in {seconds} s")
+            f"in {seconds} s"
+        )
 
     def _views(self) -> None:
         """The item pages for a one-partition run; the CSV files while the run is small."""

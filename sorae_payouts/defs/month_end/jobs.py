@@ -12,4 +12,3 @@ month_end_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,  # one step: no subprocess per step needed
     run_tags={"sorae/job": "month_end_job"},
 )
-

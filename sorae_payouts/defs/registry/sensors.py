@@ -2,9 +2,11 @@
 so adding a program needs no code change and no deploy."""
 
 import dagster as dg
+
+from sorae_payouts.defs.lib.partitions import PROGRAM, program_partitions
 from sorae_payouts.defs.lib.resources import LedgerResource
 from sorae_payouts.registry.programs import list_programs
-from sorae_payouts.defs.lib.partitions import PROGRAM, program_partitions
+
 
 def missing_program_keys(context, ledger: LedgerResource) -> list[str]:
     with ledger.engine.connect() as conn:
@@ -13,8 +15,11 @@ def missing_program_keys(context, ledger: LedgerResource) -> list[str]:
     return [p for p in registered if p not in known]
 
 
-@dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Add the `program` partition key of every program registered in the ledger.")
+@dg.sensor(
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Add the `program` partition key of every program registered in the ledger.",
+)
 def program_partitions_sensor(context: dg.SensorEvaluationContext, ledger: LedgerResource):
     missing = missing_program_keys(context, ledger)
     if not missing:

@@ -19,7 +19,8 @@ def _program_column() -> sa.Column:
 def new_tables() -> list[sa.Table]:
     m = sa.MetaData()
     program = sa.Table(
-        "program", m,
+        "program",
+        m,
         sa.Column(P, ID, primary_key=True),
         sa.Column("name", sa.Text, nullable=False),
         # NULL: Sorae's platform account (STRIPE_API_KEY). Else a reference to the merchant's own key:
@@ -30,11 +31,14 @@ def new_tables() -> list[sa.Table]:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("created_by", sa.Text, nullable=False),
         sa.CheckConstraint("status IN ('active', 'disabled')", name="ck_program_status"),
-        sa.CheckConstraint("paying_account_ref IS NULL OR paying_account_ref LIKE 'env:%' "
-                           "OR paying_account_ref LIKE 'secrets:%'", name="ck_program_paying_account_ref"),
+        sa.CheckConstraint(
+            "paying_account_ref IS NULL OR paying_account_ref LIKE 'env:%' OR paying_account_ref LIKE 'secrets:%'",
+            name="ck_program_paying_account_ref",
+        ),
     )
     sa.Table(
-        "program_event", m,
+        "program_event",
+        m,
         sa.Column("event_pk", PK, primary_key=True, autoincrement=True),
         sa.Column(P, ID, sa.ForeignKey("program.program_id", name="fk_program_event_program"), nullable=False),
         sa.Column("event", sa.String(16), nullable=False),
@@ -47,7 +51,8 @@ def new_tables() -> list[sa.Table]:
         sa.Index("ix_program_event_program", P, "recorded_at"),
     )
     sa.Table(
-        "program_funding", m,
+        "program_funding",
+        m,
         sa.Column("funding_pk", PK, primary_key=True, autoincrement=True),
         sa.Column(P, ID, sa.ForeignKey("program.program_id", name="fk_program_funding_program"), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
@@ -71,7 +76,9 @@ def rebuilt_tables() -> list[sa.Table]:
     m = sa.MetaData()
     sa.Table("program", m, sa.Column(P, ID, primary_key=True))  # referenced only
     affiliate = sa.Table(
-        "affiliate", m, _program_column(),
+        "affiliate",
+        m,
+        _program_column(),
         sa.Column("affiliate_id", ID, nullable=False),
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("email", sa.Text, nullable=False),
@@ -83,7 +90,8 @@ def rebuilt_tables() -> list[sa.Table]:
         sa.ForeignKeyConstraint([P], ["program.program_id"], name="fk_affiliate_program"),
     )
     commission = sa.Table(
-        "commission", m,
+        "commission",
+        m,
         sa.Column("commission_pk", PK, primary_key=True, autoincrement=True),
         _program_column(),
         sa.Column("commission_id", ID, nullable=False),
@@ -100,7 +108,8 @@ def rebuilt_tables() -> list[sa.Table]:
         sa.Index("ix_commission_affiliate_period", P, "affiliate_id", "period", "currency", "amount_minor"),
     )
     order_event = sa.Table(
-        "order_event", m,
+        "order_event",
+        m,
         sa.Column("event_pk", PK, primary_key=True, autoincrement=True),
         _program_column(),
         sa.Column("event_id", ID, nullable=False),
@@ -113,11 +122,15 @@ def rebuilt_tables() -> list[sa.Table]:
         sa.UniqueConstraint(P, "event_id", name="uq_order_event_program_event"),
         sa.Index("ix_order_event_order_id", "order_id"),
         sa.CheckConstraint("kind IN ('cancellation', 'reversal', 'partial_reversal')", name="ck_order_event_kind"),
-        sa.CheckConstraint("(kind = 'partial_reversal') = (amount_minor IS NOT NULL AND amount_minor > 0)",
-                           name="ck_order_event_partial_amount"),
+        sa.CheckConstraint(
+            "(kind = 'partial_reversal') = (amount_minor IS NOT NULL AND amount_minor > 0)",
+            name="ck_order_event_partial_amount",
+        ),
     )
     period = sa.Table(
-        "commission_period", m, _program_column(),
+        "commission_period",
+        m,
+        _program_column(),
         sa.Column("period", sa.Date, nullable=False),
         sa.Column("status", sa.String(16), nullable=False, server_default="finalized"),
         sa.Column("finalized_at", TS, nullable=False),
@@ -126,7 +139,9 @@ def rebuilt_tables() -> list[sa.Table]:
         sa.ForeignKeyConstraint([P], ["program.program_id"], name="fk_commission_period_program"),
     )
     snapshot = sa.Table(
-        "period_snapshot", m, _program_column(),
+        "period_snapshot",
+        m,
+        _program_column(),
         sa.Column("period", sa.Date, nullable=False),
         sa.Column("currency", CUR, nullable=False),
         sa.Column("commission_count", sa.BigInteger, nullable=False),
@@ -135,11 +150,15 @@ def rebuilt_tables() -> list[sa.Table]:
         sa.Column("in_period_adjustments_minor", sa.BigInteger, nullable=False),
         sa.Column("clawbacks_minor", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint(P, "period", "currency", name="pk_period_snapshot"),
-        sa.ForeignKeyConstraint([P, "period"], ["commission_period.program_id", "commission_period.period"],
-                                name="fk_period_snapshot_period"),
+        sa.ForeignKeyConstraint(
+            [P, "period"],
+            ["commission_period.program_id", "commission_period.period"],
+            name="fk_period_snapshot_period",
+        ),
     )
     adjustment = sa.Table(
-        "commission_adjustment", m,
+        "commission_adjustment",
+        m,
         sa.Column("adjustment_pk", PK, primary_key=True, autoincrement=True),
         _program_column(),
         sa.Column("commission_pk", sa.BigInteger, sa.ForeignKey("commission.commission_pk"), nullable=False),
@@ -152,14 +171,19 @@ def rebuilt_tables() -> list[sa.Table]:
         sa.Column("created_at", TS, nullable=False),
         sa.UniqueConstraint("commission_pk", "event_id", name="uq_adjustment_commission_event"),
         sa.CheckConstraint("kind IN ('in_period', 'clawback')", name="ck_adjustment_kind"),
-        sa.ForeignKeyConstraint([P, "event_id"], ["order_event.program_id", "order_event.event_id"],
-                                name="fk_adjustment_event"),
-        sa.ForeignKeyConstraint([P, "booked_period"], ["commission_period.program_id", "commission_period.period"],
-                                name="fk_adjustment_booked_period"),
+        sa.ForeignKeyConstraint(
+            [P, "event_id"], ["order_event.program_id", "order_event.event_id"], name="fk_adjustment_event"
+        ),
+        sa.ForeignKeyConstraint(
+            [P, "booked_period"],
+            ["commission_period.program_id", "commission_period.period"],
+            name="fk_adjustment_booked_period",
+        ),
         sa.Index("ix_adjustment_booked", "booked_period", P, "affiliate_id", "currency"),
     )
     batch = sa.Table(
-        "payout_batch", m,
+        "payout_batch",
+        m,
         sa.Column("batch_id", ID, primary_key=True),
         _program_column(),
         sa.Column("period", sa.Date, nullable=False),
@@ -172,13 +196,18 @@ def rebuilt_tables() -> list[sa.Table]:
         sa.Column("approved_at", TS),
         sa.Column("approved_by", sa.Text),
         sa.UniqueConstraint(P, "period", name="uq_payout_batch_program_period"),
-        sa.ForeignKeyConstraint([P, "period"], ["commission_period.program_id", "commission_period.period"],
-                                name="fk_payout_batch_period"),
-        sa.CheckConstraint("status IN ('draft', 'approved', 'executing', 'completed', 'partially_completed', "
-                           "'completed_with_exceptions')", name="ck_payout_batch_status"),
+        sa.ForeignKeyConstraint(
+            [P, "period"], ["commission_period.program_id", "commission_period.period"], name="fk_payout_batch_period"
+        ),
+        sa.CheckConstraint(
+            "status IN ('draft', 'approved', 'executing', 'completed', 'partially_completed', "
+            "'completed_with_exceptions')",
+            name="ck_payout_batch_status",
+        ),
     )
     item = sa.Table(
-        "payout_item", m,
+        "payout_item",
+        m,
         sa.Column("payout_item_id", PK, primary_key=True, autoincrement=True),
         _program_column(),
         sa.Column("batch_id", ID, sa.ForeignKey("payout_batch.batch_id"), nullable=False),
@@ -195,8 +224,9 @@ def rebuilt_tables() -> list[sa.Table]:
         sa.Column("status_updated_at", TS),
         sa.Column("reversed_minor", sa.BigInteger, nullable=False, server_default="0"),
         sa.UniqueConstraint("batch_id", "affiliate_id", "currency", name="uq_payout_item_affiliate_currency"),
-        sa.ForeignKeyConstraint([P, "affiliate_id"], ["affiliate.program_id", "affiliate.affiliate_id"],
-                                name="fk_payout_item_affiliate"),
+        sa.ForeignKeyConstraint(
+            [P, "affiliate_id"], ["affiliate.program_id", "affiliate.affiliate_id"], name="fk_payout_item_affiliate"
+        ),
         sa.Index("ix_payout_item_affiliate", P, "affiliate_id", "currency"),
         sa.CheckConstraint("amount_minor = period_amount_minor + carried_in_minor", name="ck_payout_item_sum"),
         sa.CheckConstraint("carry_reason IS NULL OR status = 'carried_forward'", name="ck_payout_item_carry_reason"),
@@ -205,14 +235,24 @@ def rebuilt_tables() -> list[sa.Table]:
 
 
 def _add_program(table: str) -> list[str]:
-    return [f"ALTER TABLE {table} ADD COLUMN program_id VARCHAR(64) NOT NULL DEFAULT 'default'",
-            f"ALTER TABLE {table} ALTER COLUMN program_id DROP DEFAULT"]
+    return [
+        f"ALTER TABLE {table} ADD COLUMN program_id VARCHAR(64) NOT NULL DEFAULT 'default'",
+        f"ALTER TABLE {table} ALTER COLUMN program_id DROP DEFAULT",
+    ]
 
 
 def postgresql_alterations() -> list[str]:
     """In place: columns added (existing rows -> 'default'), keys re-declared with the program."""
-    tables = ("affiliate", "commission", "order_event", "commission_period", "period_snapshot",
-              "commission_adjustment", "payout_batch", "payout_item")
+    tables = (
+        "affiliate",
+        "commission",
+        "order_event",
+        "commission_period",
+        "period_snapshot",
+        "commission_adjustment",
+        "payout_batch",
+        "payout_item",
+    )
     return [
         *[s for t in tables for s in _add_program(t)],
         # The references that point at keys about to change go first.
@@ -223,7 +263,8 @@ def postgresql_alterations() -> list[str]:
         "ALTER TABLE payout_batch DROP CONSTRAINT payout_batch_period_fkey",
         "ALTER TABLE affiliate DROP CONSTRAINT affiliate_pkey",
         "ALTER TABLE affiliate ADD CONSTRAINT pk_affiliate PRIMARY KEY (program_id, affiliate_id)",
-        "ALTER TABLE affiliate ADD CONSTRAINT fk_affiliate_program FOREIGN KEY (program_id) REFERENCES program (program_id)",
+        "ALTER TABLE affiliate ADD CONSTRAINT fk_affiliate_program FOREIGN KEY (program_id) REFERENCES program "
+        "(program_id)",
         "ALTER TABLE commission DROP CONSTRAINT commission_commission_id_key",
         "ALTER TABLE commission ADD CONSTRAINT uq_commission_program_commission UNIQUE (program_id, commission_id)",
         "DROP INDEX ix_commission_period",
@@ -246,7 +287,8 @@ def postgresql_alterations() -> list[str]:
         "ALTER TABLE commission_adjustment ADD CONSTRAINT fk_adjustment_booked_period FOREIGN KEY "
         "(program_id, booked_period) REFERENCES commission_period (program_id, period)",
         "DROP INDEX ix_adjustment_booked",
-        "CREATE INDEX ix_adjustment_booked ON commission_adjustment (booked_period, program_id, affiliate_id, currency)",
+        "CREATE INDEX ix_adjustment_booked ON commission_adjustment (booked_period, program_id, affiliate_id, "
+        "currency)",
         "ALTER TABLE payout_batch DROP CONSTRAINT payout_batch_period_key",
         "ALTER TABLE payout_batch ADD CONSTRAINT uq_payout_batch_program_period UNIQUE (program_id, period)",
         "ALTER TABLE payout_batch ADD CONSTRAINT fk_payout_batch_period FOREIGN KEY (program_id, period) "

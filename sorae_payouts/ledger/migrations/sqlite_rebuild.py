@@ -18,7 +18,7 @@ in place): SQLite's documented procedure (https://www.sqlite.org/lang_altertable
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import sqlalchemy as sa
 from alembic import op
@@ -44,9 +44,12 @@ def capture_triggers(tables: Iterable[str]) -> list[tuple[str, str]]:
     """(name, SQL) of every trigger on these tables, before they are rebuilt."""
     names = tuple(tables)
     marks = ", ".join("?" for _ in names)
-    return [tuple(r) for r in op.get_bind().exec_driver_sql(
-        f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ({marks}) ORDER BY name",
-        names)]
+    return [
+        tuple(r)
+        for r in op.get_bind().exec_driver_sql(
+            f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ({marks}) ORDER BY name", names
+        )
+    ]
 
 
 def recreate_triggers(captured: list[tuple[str, str]], replaced: set[str]) -> None:
@@ -64,8 +67,8 @@ def rebuild(table: sa.Table, copy_columns: dict[str, str]) -> None:
     bind = op.get_bind()
     new_name = f"{table.name}__new"
     for (index_name,) in bind.exec_driver_sql(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
-            (table.name,)).fetchall():
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table.name,)
+    ).fetchall():
         bind.exec_driver_sql(f'DROP INDEX "{index_name}"')
     staging = table.to_metadata(sa.MetaData(), name=new_name)
     for index in list(staging.indexes):

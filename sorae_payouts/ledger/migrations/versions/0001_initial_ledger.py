@@ -8,8 +8,8 @@ Create Date: 2026-11-25
 Frozen history: this file never imports the live schema; later changes are new revisions.
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0001"
 down_revision = None
@@ -129,7 +129,9 @@ def upgrade() -> None:
         sa.Column("carry_reason", sa.String(24)),
         sa.UniqueConstraint("batch_id", "affiliate_id", "currency", name="uq_payout_item_affiliate_currency"),
         sa.CheckConstraint("amount_minor = period_amount_minor + carried_in_minor", name="ck_payout_item_sum"),
-        sa.CheckConstraint("(status = 'carried_forward') = (carry_reason IS NOT NULL)", name="ck_payout_item_carry_reason"),
+        sa.CheckConstraint(
+            "(status = 'carried_forward') = (carry_reason IS NOT NULL)", name="ck_payout_item_carry_reason"
+        ),
     )
     op.create_table(
         "transfer_attempt",
@@ -163,17 +165,43 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER IF EXISTS {name}" + ("" if _sqlite() else f" ON {table}"))
         if not _sqlite():
             op.execute(f"DROP FUNCTION IF EXISTS {name}()")
-    for table in ("transfer_attempt", "payout_item", "payout_batch", "commission_adjustment", "period_snapshot",
-                  "commission_period", "order_event", "commission", "affiliate"):
+    for table in (
+        "transfer_attempt",
+        "payout_item",
+        "payout_batch",
+        "commission_adjustment",
+        "period_snapshot",
+        "commission_period",
+        "order_event",
+        "commission",
+        "affiliate",
+    ):
         op.drop_table(table)
 
 
 _FINALIZED = "EXISTS (SELECT 1 FROM commission_period p WHERE p.period = {row}.period)"
 _BATCH_FROZEN = "EXISTS (SELECT 1 FROM payout_batch b WHERE b.batch_id = {row}.batch_id AND b.status <> 'draft')"
-_ITEM_FROZEN_COLUMNS = ("batch_id", "affiliate_id", "currency", "stripe_account_id", "commission_count",
-                        "period_amount_minor", "carried_in_minor", "amount_minor", "carry_reason")
-_BATCH_FROZEN_COLUMNS = ("batch_id", "period", "manifest_hash", "item_count", "created_at", "built_at",
-                         "approved_at", "approved_by")
+_ITEM_FROZEN_COLUMNS = (
+    "batch_id",
+    "affiliate_id",
+    "currency",
+    "stripe_account_id",
+    "commission_count",
+    "period_amount_minor",
+    "carried_in_minor",
+    "amount_minor",
+    "carry_reason",
+)
+_BATCH_FROZEN_COLUMNS = (
+    "batch_id",
+    "period",
+    "manifest_hash",
+    "item_count",
+    "created_at",
+    "built_at",
+    "approved_at",
+    "approved_by",
+)
 
 
 def _changed(columns: tuple[str, ...]) -> str:
@@ -183,41 +211,103 @@ def _changed(columns: tuple[str, ...]) -> str:
 # Checks on inserted commissions, `{row}` being the inserted row: per row on SQLite, per statement over
 # the transition table on PostgreSQL (a million-row import pays one set-based check, not a million).
 INSERT_SET_GUARDS = [
-    ("guard_commission_insert", "commission", "period", _FINALIZED,
-     "commission belongs to a finalized period and is immutable"),
-    ("guard_commission_affiliate", "commission", "affiliate_id",
-     "NOT EXISTS (SELECT 1 FROM affiliate a WHERE a.affiliate_id = {row}.affiliate_id)",
-     "commission names an unknown affiliate"),
+    (
+        "guard_commission_insert",
+        "commission",
+        "period",
+        _FINALIZED,
+        "commission belongs to a finalized period and is immutable",
+    ),
+    (
+        "guard_commission_affiliate",
+        "commission",
+        "affiliate_id",
+        "NOT EXISTS (SELECT 1 FROM affiliate a WHERE a.affiliate_id = {row}.affiliate_id)",
+        "commission names an unknown affiliate",
+    ),
 ]
 
 # (trigger name, table, event, condition using OLD/NEW, message). Same SQL on SQLite and PostgreSQL.
 GUARDS = [
-    *[(f"guard_commission_{ev.lower()}", "commission", ev, _FINALIZED.format(row=row),
-       "commission belongs to a finalized period and is immutable")
-      for ev, row in (("UPDATE", "OLD"), ("DELETE", "OLD"))],
-    ("guard_affiliate_delete", "affiliate", "DELETE", "1 = 1", "affiliates are never deleted (commissions refer to them)"),
-    ("guard_affiliate_update", "affiliate", "UPDATE", "NEW.affiliate_id IS DISTINCT FROM OLD.affiliate_id",
-     "an affiliate id never changes (commissions refer to it)"),
-    *[(f"guard_{table}_{ev.lower()}", table, ev, "1 = 1", f"{table} rows are append-only")
-      for table in ("order_event", "commission_period", "period_snapshot", "commission_adjustment")
-      for ev in ("UPDATE", "DELETE")],
-    ("guard_payout_batch_update", "payout_batch", "UPDATE",
-     f"OLD.status <> 'draft' AND ({_changed(_BATCH_FROZEN_COLUMNS)} OR NEW.status = 'draft'"
-     " OR CAST(NEW.policy AS TEXT) IS DISTINCT FROM CAST(OLD.policy AS TEXT))",
-     "approved payout batch manifest is immutable"),
-    ("guard_payout_batch_delete", "payout_batch", "DELETE", "OLD.status <> 'draft'",
-     "approved payout batch manifest is immutable"),
-    ("guard_payout_item_insert", "payout_item", "INSERT", _BATCH_FROZEN.format(row="NEW"),
-     "approved payout batch manifest is immutable"),
-    ("guard_payout_item_update", "payout_item", "UPDATE",
-     f"{_BATCH_FROZEN.format(row='OLD')} AND {_changed(_ITEM_FROZEN_COLUMNS)}",
-     "approved payout batch manifest is immutable"),
-    ("guard_payout_item_delete", "payout_item", "DELETE", _BATCH_FROZEN.format(row="OLD"),
-     "approved payout batch manifest is immutable"),
-    ("guard_transfer_attempt_update", "transfer_attempt", "UPDATE", "OLD.state IN ('posted', 'failed')",
-     "terminal transfer attempt is immutable"),
-    ("guard_transfer_attempt_delete", "transfer_attempt", "DELETE", "OLD.state IN ('posted', 'failed')",
-     "terminal transfer attempt is immutable"),
+    *[
+        (
+            f"guard_commission_{ev.lower()}",
+            "commission",
+            ev,
+            _FINALIZED.format(row=row),
+            "commission belongs to a finalized period and is immutable",
+        )
+        for ev, row in (("UPDATE", "OLD"), ("DELETE", "OLD"))
+    ],
+    (
+        "guard_affiliate_delete",
+        "affiliate",
+        "DELETE",
+        "1 = 1",
+        "affiliates are never deleted (commissions refer to them)",
+    ),
+    (
+        "guard_affiliate_update",
+        "affiliate",
+        "UPDATE",
+        "NEW.affiliate_id IS DISTINCT FROM OLD.affiliate_id",
+        "an affiliate id never changes (commissions refer to it)",
+    ),
+    *[
+        (f"guard_{table}_{ev.lower()}", table, ev, "1 = 1", f"{table} rows are append-only")
+        for table in ("order_event", "commission_period", "period_snapshot", "commission_adjustment")
+        for ev in ("UPDATE", "DELETE")
+    ],
+    (
+        "guard_payout_batch_update",
+        "payout_batch",
+        "UPDATE",
+        f"OLD.status <> 'draft' AND ({_changed(_BATCH_FROZEN_COLUMNS)} OR NEW.status = 'draft'"
+        " OR CAST(NEW.policy AS TEXT) IS DISTINCT FROM CAST(OLD.policy AS TEXT))",
+        "approved payout batch manifest is immutable",
+    ),
+    (
+        "guard_payout_batch_delete",
+        "payout_batch",
+        "DELETE",
+        "OLD.status <> 'draft'",
+        "approved payout batch manifest is immutable",
+    ),
+    (
+        "guard_payout_item_insert",
+        "payout_item",
+        "INSERT",
+        _BATCH_FROZEN.format(row="NEW"),
+        "approved payout batch manifest is immutable",
+    ),
+    (
+        "guard_payout_item_update",
+        "payout_item",
+        "UPDATE",
+        f"{_BATCH_FROZEN.format(row='OLD')} AND {_changed(_ITEM_FROZEN_COLUMNS)}",
+        "approved payout batch manifest is immutable",
+    ),
+    (
+        "guard_payout_item_delete",
+        "payout_item",
+        "DELETE",
+        _BATCH_FROZEN.format(row="OLD"),
+        "approved payout batch manifest is immutable",
+    ),
+    (
+        "guard_transfer_attempt_update",
+        "transfer_attempt",
+        "UPDATE",
+        "OLD.state IN ('posted', 'failed')",
+        "terminal transfer attempt is immutable",
+    ),
+    (
+        "guard_transfer_attempt_delete",
+        "transfer_attempt",
+        "DELETE",
+        "OLD.state IN ('posted', 'failed')",
+        "terminal transfer attempt is immutable",
+    ),
 ]
 
 
@@ -251,5 +341,7 @@ def _create_insert_set_guard(name: str, table: str, column: str, template: str, 
         f"IF EXISTS (SELECT 1 FROM (SELECT DISTINCT {column} FROM inserted) n WHERE {template.format(row='n')}) THEN "
         f"RAISE EXCEPTION 'sorae ledger: {message}' USING ERRCODE = 'P0001'; END IF; RETURN NULL; END $$"
     )
-    op.execute(f"CREATE TRIGGER {name} AFTER INSERT ON {table} REFERENCING NEW TABLE AS inserted "
-               f"FOR EACH STATEMENT EXECUTE FUNCTION {name}()")
+    op.execute(
+        f"CREATE TRIGGER {name} AFTER INSERT ON {table} REFERENCING NEW TABLE AS inserted "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {name}()"
+    )

@@ -10,8 +10,8 @@ History is appended, never overwritten: an item's status changes are copied by a
 and DELETE in the database.
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0003"
 down_revision = "0002"
@@ -46,8 +46,9 @@ def upgrade() -> None:
     op.create_table(
         "transfer_status_event",
         sa.Column("event_pk", PK, primary_key=True, autoincrement=True),
-        sa.Column("attempt_pk", sa.BigInteger, sa.ForeignKey("transfer_attempt.attempt_pk"), nullable=False,
-                  index=True),
+        sa.Column(
+            "attempt_pk", sa.BigInteger, sa.ForeignKey("transfer_attempt.attempt_pk"), nullable=False, index=True
+        ),
         sa.Column("stripe_transfer_id", sa.String(64), nullable=False),
         sa.Column("reversed", sa.Boolean, nullable=False),
         sa.Column("amount_reversed_minor", sa.BigInteger, nullable=False),
@@ -69,27 +70,40 @@ def upgrade() -> None:
             name = f"guard_{table}_{event.lower()}"
             message = f"sorae ledger: {table} rows are append-only"
             if sqlite:
-                op.execute(f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW "
-                           f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+                op.execute(
+                    f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW "
+                    f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+                )
             else:
-                op.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                           f"RAISE EXCEPTION '{message}' USING ERRCODE = 'P0001'; END $$")
+                op.execute(
+                    f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    f"RAISE EXCEPTION '{message}' USING ERRCODE = 'P0001'; END $$"
+                )
                 op.execute(f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()")
     # Every status change of an item is recorded by the database itself, whatever code makes it.
     now = "CURRENT_TIMESTAMP" if not sqlite else "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
-    insert = ("INSERT INTO payout_item_status_event (payout_item_id, old_status, new_status, hold_reason, recorded_at) "
-              f"VALUES (NEW.payout_item_id, {{old}}, NEW.status, NEW.hold_reason, {now})")
+    insert = (
+        "INSERT INTO payout_item_status_event (payout_item_id, old_status, new_status, hold_reason, recorded_at) "
+        f"VALUES (NEW.payout_item_id, {{old}}, NEW.status, NEW.hold_reason, {now})"
+    )
     # Only changes: an item's first status is on the item itself (and manifests insert 50k items at once).
     if sqlite:
-        op.execute("CREATE TRIGGER history_payout_item_update AFTER UPDATE ON payout_item FOR EACH ROW "
-                   "WHEN NEW.status IS NOT OLD.status OR NEW.hold_reason IS NOT OLD.hold_reason "
-                   f"BEGIN {insert.format(old='OLD.status')}; END")
+        op.execute(
+            "CREATE TRIGGER history_payout_item_update AFTER UPDATE ON payout_item FOR EACH ROW "
+            "WHEN NEW.status IS NOT OLD.status OR NEW.hold_reason IS NOT OLD.hold_reason "
+            f"BEGIN {insert.format(old='OLD.status')}; END"
+        )
     else:
-        op.execute("CREATE FUNCTION history_payout_item() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                   + insert.format(old="OLD.status") + "; RETURN NEW; END $$")
-        op.execute("CREATE TRIGGER history_payout_item AFTER UPDATE ON payout_item FOR EACH ROW "
-                   "WHEN (NEW.status IS DISTINCT FROM OLD.status OR NEW.hold_reason IS DISTINCT FROM OLD.hold_reason) "
-                   "EXECUTE FUNCTION history_payout_item()")
+        op.execute(
+            "CREATE FUNCTION history_payout_item() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            + insert.format(old="OLD.status")
+            + "; RETURN NEW; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER history_payout_item AFTER UPDATE ON payout_item FOR EACH ROW "
+            "WHEN (NEW.status IS DISTINCT FROM OLD.status OR NEW.hold_reason IS DISTINCT FROM OLD.hold_reason) "
+            "EXECUTE FUNCTION history_payout_item()"
+        )
 
 
 def downgrade() -> None:

@@ -43,7 +43,7 @@ depends_on = None
 # The minimum payout that applied to the item: the per-currency minimum, else the policy default.
 _MINIMUM = {
     "sqlite": "json_extract(b.policy, '$.minimum_minor.' || i.currency), "
-              "json_extract(b.policy, '$.default_minimum_minor')",
+    "json_extract(b.policy, '$.default_minimum_minor')",
     "postgresql": "b.policy -> 'minimum_minor' ->> i.currency, b.policy ->> 'default_minimum_minor'",
 }
 

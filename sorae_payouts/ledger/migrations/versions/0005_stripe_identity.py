@@ -13,8 +13,8 @@ operators must look at: adopted or blocked items, a re-sent key Stripe executed 
 does not match its attempt, a second transfer for a paid item.
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0005"
 down_revision = "0004"
@@ -45,13 +45,18 @@ def upgrade() -> None:
         name = f"guard_execution_anomaly_{event.lower()}"
         message = "sorae ledger: execution_anomaly rows are append-only"
         if sqlite:
-            op.execute(f"CREATE TRIGGER {name} BEFORE {event} ON execution_anomaly FOR EACH ROW "
-                       f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+            op.execute(
+                f"CREATE TRIGGER {name} BEFORE {event} ON execution_anomaly FOR EACH ROW "
+                f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+            )
         else:
-            op.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                       f"RAISE EXCEPTION '{message}' USING ERRCODE = 'P0001'; END $$")
-            op.execute(f"CREATE TRIGGER {name} BEFORE {event} ON execution_anomaly FOR EACH ROW "
-                       f"EXECUTE FUNCTION {name}()")
+            op.execute(
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"RAISE EXCEPTION '{message}' USING ERRCODE = 'P0001'; END $$"
+            )
+            op.execute(
+                f"CREATE TRIGGER {name} BEFORE {event} ON execution_anomaly FOR EACH ROW EXECUTE FUNCTION {name}()"
+            )
 
 
 def downgrade() -> None:

@@ -11,8 +11,8 @@ copy-paste error or a fraud attempt. An affiliate explicitly marked `allow_share
 paid anyway. Existing affiliates default to false, which holds shared destinations from now on.
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0007"
 down_revision = "0006"
@@ -23,8 +23,9 @@ depends_on = None
 def upgrade() -> None:
     # A plain ADD COLUMN with a constant default: no table rebuild on SQLite, no rewrite on PostgreSQL,
     # and the affiliate triggers of 0001 keep working untouched.
-    op.add_column("affiliate", sa.Column("allow_shared_destination", sa.Boolean, nullable=False,
-                                         server_default=sa.false()))
+    op.add_column(
+        "affiliate", sa.Column("allow_shared_destination", sa.Boolean, nullable=False, server_default=sa.false())
+    )
 
 
 def downgrade() -> None:

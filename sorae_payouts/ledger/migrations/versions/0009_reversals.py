@@ -18,11 +18,11 @@ Create Date: 2026-11-26
   index on `commission (affiliate_id, period, currency)` serves one affiliate's history.
 """
 
-from alembic import op
-import sqlalchemy as sa
-
 import importlib.util
 from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0009"
 down_revision = "0008"
@@ -34,32 +34,68 @@ TS = sa.DateTime(timezone=True)
 
 _BATCH_DRAFT = "EXISTS (SELECT 1 FROM payout_batch b WHERE b.batch_id = {row}.batch_id AND b.status = 'draft')"
 GUARDS = [
-    ("guard_payout_item_reversed", "payout_item", "UPDATE",
-     "NEW.reversed_minor < OLD.reversed_minor OR NEW.reversed_minor < 0 OR NEW.reversed_minor > NEW.amount_minor",
-     "a reversed amount only grows, up to the item amount"),
-    *[(f"guard_reversal_decision_{ev.lower()}", "reversal_decision", ev, "1 = 1",
-       "reversal_decision rows are append-only") for ev in ("UPDATE", "DELETE")],
-    ("guard_reversal_decision_insert", "reversal_decision", "INSERT",
-     "NEW.amount_minor + COALESCE((SELECT SUM(d.amount_minor) FROM reversal_decision d "
-     "WHERE d.payout_item_id = NEW.payout_item_id), 0) > "
-     "(SELECT i.reversed_minor FROM payout_item i WHERE i.payout_item_id = NEW.payout_item_id)",
-     "a decision cannot exceed the reversed amount still pending"),
+    (
+        "guard_payout_item_reversed",
+        "payout_item",
+        "UPDATE",
+        "NEW.reversed_minor < OLD.reversed_minor OR NEW.reversed_minor < 0 OR NEW.reversed_minor > NEW.amount_minor",
+        "a reversed amount only grows, up to the item amount",
+    ),
+    *[
+        (
+            f"guard_reversal_decision_{ev.lower()}",
+            "reversal_decision",
+            ev,
+            "1 = 1",
+            "reversal_decision rows are append-only",
+        )
+        for ev in ("UPDATE", "DELETE")
+    ],
+    (
+        "guard_reversal_decision_insert",
+        "reversal_decision",
+        "INSERT",
+        "NEW.amount_minor + COALESCE((SELECT SUM(d.amount_minor) FROM reversal_decision d "
+        "WHERE d.payout_item_id = NEW.payout_item_id), 0) > "
+        "(SELECT i.reversed_minor FROM payout_item i WHERE i.payout_item_id = NEW.payout_item_id)",
+        "a decision cannot exceed the reversed amount still pending",
+    ),
     ("guard_owed_again_carry_update", "owed_again_carry", "UPDATE", "1 = 1", "owed_again_carry rows are immutable"),
-    ("guard_owed_again_carry_insert", "owed_again_carry", "INSERT", f"NOT {_BATCH_DRAFT.format(row='NEW')}",
-     "owed-again money is carried only into a draft batch"),
-    ("guard_owed_again_carry_delete", "owed_again_carry", "DELETE", f"NOT {_BATCH_DRAFT.format(row='OLD')}",
-     "approved payout batch manifest is immutable"),
-    ("guard_transfer_reversal_request_update", "transfer_reversal_request", "UPDATE",
-     "OLD.state IN ('succeeded', 'failed')", "terminal reversal request is immutable"),
-    ("guard_transfer_reversal_request_delete", "transfer_reversal_request", "DELETE", "1 = 1",
-     "reversal requests are never deleted"),
+    (
+        "guard_owed_again_carry_insert",
+        "owed_again_carry",
+        "INSERT",
+        f"NOT {_BATCH_DRAFT.format(row='NEW')}",
+        "owed-again money is carried only into a draft batch",
+    ),
+    (
+        "guard_owed_again_carry_delete",
+        "owed_again_carry",
+        "DELETE",
+        f"NOT {_BATCH_DRAFT.format(row='OLD')}",
+        "approved payout batch manifest is immutable",
+    ),
+    (
+        "guard_transfer_reversal_request_update",
+        "transfer_reversal_request",
+        "UPDATE",
+        "OLD.state IN ('succeeded', 'failed')",
+        "terminal reversal request is immutable",
+    ),
+    (
+        "guard_transfer_reversal_request_delete",
+        "transfer_reversal_request",
+        "DELETE",
+        "1 = 1",
+        "reversal requests are never deleted",
+    ),
 ]
 
 
 # The minimum payout that applied to the item (as in 0004): the per-currency minimum, else the default.
 MINIMUM = {
     "sqlite": "json_extract(b.policy, '$.minimum_minor.' || i.currency), "
-              "json_extract(b.policy, '$.default_minimum_minor')",
+    "json_extract(b.policy, '$.default_minimum_minor')",
     "postgresql": "b.policy -> 'minimum_minor' ->> i.currency, b.policy ->> 'default_minimum_minor'",
 }
 
@@ -136,12 +172,16 @@ def _sqlite() -> bool:
 def _create_guard(name: str, table: str, event: str, condition: str, message: str) -> None:
     """Same shape as revision 0001's guards (PostgreSQL forbids sub-queries in a trigger's WHEN)."""
     if _sqlite():
-        op.execute(f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW WHEN {condition} "
-                   f"BEGIN SELECT RAISE(ABORT, 'sorae ledger: {message}'); END")
+        op.execute(
+            f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW WHEN {condition} "
+            f"BEGIN SELECT RAISE(ABORT, 'sorae ledger: {message}'); END"
+        )
         return
-    op.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-               f"IF {condition} THEN RAISE EXCEPTION 'sorae ledger: {message}' USING ERRCODE = 'P0001'; END IF; "
-               "IF TG_OP = 'DELETE' THEN RETURN OLD; END IF; RETURN NEW; END $$")
+    op.execute(
+        f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF {condition} THEN RAISE EXCEPTION 'sorae ledger: {message}' USING ERRCODE = 'P0001'; END IF; "
+        "IF TG_OP = 'DELETE' THEN RETURN OLD; END IF; RETURN NEW; END $$"
+    )
     op.execute(f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()")
 
 
@@ -152,8 +192,9 @@ def upgrade() -> None:
         "reversal_decision",
         sa.Column("decision_pk", PK, primary_key=True, autoincrement=True),
         sa.Column("program_id", sa.String(64), nullable=False),
-        sa.Column("payout_item_id", sa.BigInteger, sa.ForeignKey("payout_item.payout_item_id"), nullable=False,
-                  index=True),
+        sa.Column(
+            "payout_item_id", sa.BigInteger, sa.ForeignKey("payout_item.payout_item_id"), nullable=False, index=True
+        ),
         sa.Column("affiliate_id", sa.String(64), nullable=False),
         sa.Column("currency", sa.String(3), nullable=False),
         sa.Column("amount_minor", sa.BigInteger, nullable=False),
@@ -193,8 +234,9 @@ def upgrade() -> None:
         sa.Column("error_message", sa.Text),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False),
-        sa.UniqueConstraint("program_id", "period", "affiliate_id", "currency", "sequence",
-                            name="uq_transfer_reversal_request_sequence"),
+        sa.UniqueConstraint(
+            "program_id", "period", "affiliate_id", "currency", "sequence", name="uq_transfer_reversal_request_sequence"
+        ),
         sa.CheckConstraint("state IN ('processing', 'succeeded', 'failed')", name="ck_transfer_reversal_request_state"),
         sa.CheckConstraint("amount_minor > 0", name="ck_transfer_reversal_request_amount"),
     )
@@ -203,7 +245,9 @@ def upgrade() -> None:
     # The portal's history: one affiliate's commissions per month without touching other affiliates.
     # Covering (amount included): the per-month sums read the index only. Adjustments are served by
     # ix_adjustment_booked (booked_period, affiliate_id, currency) already.
-    op.create_index("ix_commission_affiliate_period", "commission", ["affiliate_id", "period", "currency", "amount_minor"])
+    op.create_index(
+        "ix_commission_affiliate_period", "commission", ["affiliate_id", "period", "currency", "amount_minor"]
+    )
     op.execute("DROP VIEW IF EXISTS affiliate_payout_history")
     op.execute(VIEW_SQL.format(minimum=MINIMUM[op.get_bind().dialect.name]))
 

@@ -16,16 +16,23 @@ down_revision = "0009"
 branch_labels = None
 depends_on = None
 
-LATER_TABLES = ("payout_item_retry", "payout_item_carry", "reversal_decision", "owed_again_carry",
-                "transfer_reversal_request")
+LATER_TABLES = (
+    "payout_item_retry",
+    "payout_item_carry",
+    "reversal_decision",
+    "owed_again_carry",
+    "transfer_reversal_request",
+)
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         return
     for table in LATER_TABLES:
-        op.execute(f"CREATE TRIGGER guard_{table}_truncate BEFORE TRUNCATE ON {table} "
-                   "FOR EACH STATEMENT EXECUTE FUNCTION guard_truncate()")
+        op.execute(
+            f"CREATE TRIGGER guard_{table}_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION guard_truncate()"
+        )
 
 
 def downgrade() -> None:

@@ -16,8 +16,8 @@ ledger tables of 0006/0010; the application role still gets only SELECT, INSERT,
 (`ledger/privileges.py`).
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0011"
 down_revision = "0010"

@@ -51,8 +51,7 @@ def upgrade() -> None:
         _upgrade_sqlite()
     else:
         _upgrade_postgresql()
-    op.add_column("transfer_attempt", sa.Column(PROGRAM, sa.String(64), nullable=False,
-                                                server_default=DEFAULT_PROGRAM))
+    op.add_column("transfer_attempt", sa.Column(PROGRAM, sa.String(64), nullable=False, server_default=DEFAULT_PROGRAM))
     op.add_column("transfer_attempt", sa.Column("source_transaction", sa.String(64)))
     op.create_index("ix_transfer_attempt_source_transaction", "transfer_attempt", ["source_transaction"])
     for guard in guards.program_guards():
@@ -61,18 +60,28 @@ def upgrade() -> None:
     op.execute(guards.view_sql(op.get_bind().dialect.name))
     if not _sqlite():
         for table in ("program", "program_event", "program_funding"):
-            op.execute(f"CREATE TRIGGER guard_{table}_truncate BEFORE TRUNCATE ON {table} "
-                       "FOR EACH STATEMENT EXECUTE FUNCTION guard_truncate()")
+            op.execute(
+                f"CREATE TRIGGER guard_{table}_truncate BEFORE TRUNCATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION guard_truncate()"
+            )
 
 
 def _create_program_tables() -> None:
     for table in spec.new_tables():
         table.create(op.get_bind())
-    op.execute(sa.text("INSERT INTO program (program_id, name, paying_account_ref, policy, status, created_at, "
-                       "created_by) VALUES ('default', 'Default program', NULL, '{}', 'active', "
-                       "CURRENT_TIMESTAMP, 'migration 0012')"))
-    op.execute(sa.text("INSERT INTO program_event (program_id, event, change, recorded_by, recorded_at) "
-                       "VALUES ('default', 'added', '{}', 'migration 0012', CURRENT_TIMESTAMP)"))
+    op.execute(
+        sa.text(
+            "INSERT INTO program (program_id, name, paying_account_ref, policy, status, created_at, "
+            "created_by) VALUES ('default', 'Default program', NULL, '{}', 'active', "
+            "CURRENT_TIMESTAMP, 'migration 0012')"
+        )
+    )
+    op.execute(
+        sa.text(
+            "INSERT INTO program_event (program_id, event, change, recorded_by, recorded_at) "
+            "VALUES ('default', 'added', '{}', 'migration 0012', CURRENT_TIMESTAMP)"
+        )
+    )
 
 
 def _upgrade_sqlite() -> None:
@@ -85,7 +94,9 @@ def _upgrade_sqlite() -> None:
         old_columns = {r[1] for r in bind.exec_driver_sql(f'PRAGMA table_info("{table.name}")')}
         copy = {c.name: (c.name if c.name in old_columns else f"'{DEFAULT_PROGRAM}'") for c in table.columns}
         sqlite_rebuild.rebuild(table, copy)
-    sqlite_rebuild.recreate_triggers(captured, replaced={g[0] for g in [*guards.replaced_guards(), *guards.replaced_insert_set_guards()]})
+    sqlite_rebuild.recreate_triggers(
+        captured, replaced={g[0] for g in [*guards.replaced_guards(), *guards.replaced_insert_set_guards()]}
+    )
     for guard in guards.replaced_guards():
         guards.create_guard(op, True, *guard)
     for guard in guards.replaced_insert_set_guards():
@@ -108,5 +119,7 @@ def _upgrade_postgresql() -> None:
 
 
 def downgrade() -> None:
-    raise RuntimeError("revision 0012 (programs) cannot be downgraded: restore the backup taken before "
-                       "upgrading (every row now belongs to a program)")
+    raise RuntimeError(
+        "revision 0012 (programs) cannot be downgraded: restore the backup taken before "
+        "upgrading (every row now belongs to a program)"
+    )

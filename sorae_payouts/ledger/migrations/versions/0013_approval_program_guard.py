@@ -23,8 +23,9 @@ branch_labels = None
 depends_on = None
 
 NAME = "guard_batch_approval_program"
-CONDITION = ("NOT EXISTS (SELECT 1 FROM payout_batch b WHERE b.batch_id = NEW.batch_id "
-             "AND b.program_id = NEW.program_id)")
+CONDITION = (
+    "NOT EXISTS (SELECT 1 FROM payout_batch b WHERE b.batch_id = NEW.batch_id AND b.program_id = NEW.program_id)"
+)
 MESSAGE = "an approval belongs to the program of its batch"
 
 
