@@ -2,7 +2,7 @@
 
 Run by `refresh` after it has recorded account readiness:
 - a `failed` item whose latest error is one a fix on the affiliate's side clears
-  (`dispositions.CLEARED_BY_ACCOUNT_FIX`) and whose connected account is ready again is reopened with a
+  (`error_codes.CLEARED_BY_ACCOUNT_FIX`) and whose connected account is ready again is reopened with a
   retry record by `refresh` and sent with a NEW attempt number (a new idempotency key: the failed
   attempt is stored at Stripe under the old one);
 - a held item whose hold refresh has just released is sent as it is (its first attempt).
@@ -19,10 +19,11 @@ import sqlalchemy as sa
 
 from sorae_payouts.aftercare.retry import reopen_failed
 from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch
+from sorae_payouts.ledger.item_states import ItemStatus
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 from sorae_payouts.stripe_gateway import StripeGateway
-from sorae_payouts.stripe_gateway.dispositions import CLEARED_BY_ACCOUNT_FIX
+from sorae_payouts.stripe_gateway.error_codes import CLEARED_BY_ACCOUNT_FIX
 
 _FAILED_CLEARABLE = """
 SELECT i.payout_item_id, i.stripe_account_id, a.error_code FROM payout_item i
@@ -79,4 +80,4 @@ def reattempt_cleared(
         statuses = conn.execute(
             text("SELECT payout_item_id, status FROM payout_item WHERE batch_id = :b"), {"b": batch_id}
         ).all()
-    return len(wanted), sum(1 for i, s in statuses if int(i) in wanted and s == "posted")
+    return len(wanted), sum(1 for i, s in statuses if int(i) in wanted and s == ItemStatus.POSTED)

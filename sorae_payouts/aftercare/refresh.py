@@ -26,6 +26,7 @@ from sorae_payouts.aftercare.pay_cleared import reattempt_cleared
 from sorae_payouts.aftercare.reversals import ReversalState, record_reversal
 from sorae_payouts.execution.identity import transfer_group
 from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch, utcnow
+from sorae_payouts.ledger.item_states import ItemStatus
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.month_end.batches import list_batches, load_batch
 from sorae_payouts.registry.paying_accounts import require_program_gateway
@@ -95,7 +96,7 @@ def refresh_batch(
             period,
             program_id=program_id,
             settings=settings,
-            only=lambda item: item.status == "processing",
+            only=lambda item: item.status == ItemStatus.PROCESSING,
             announce=announce,
         )
     with engine.connect() as conn:

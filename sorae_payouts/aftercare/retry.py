@@ -20,6 +20,7 @@ from sorae_payouts.execution.identity import PaymentIdentity, idempotency_key
 from sorae_payouts.execution.outcomes import item_outcomes
 from sorae_payouts.execution.pay_batch import ExecutionRefused, ExecutionReport, ExecutionSettings, execute_batch
 from sorae_payouts.execution.preflight import disabled_program
+from sorae_payouts.ledger.item_states import ItemStatus
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.month_end.batches import load_batch
 from sorae_payouts.registry.paying_accounts import require_live_payouts_allowed_for
@@ -27,14 +28,14 @@ from sorae_payouts.registry.programs import DEFAULT_PROGRAM, get_program
 from sorae_payouts.stripe_gateway import LivePayoutsRefused, StripeGateway
 
 _REFUSALS = {
-    "posted": "already paid (transfer {transfer}); an item is never paid twice",
-    "processing": "outcome of attempt {attempt} is unknown: run `refresh` to resolve it, never a new key",
-    "pending": "already pending: the next execution sends it",
-    "carried_forward": "not payable in this batch ({carry}): its balance carries forward",
-    "blocked": "blocked ({hold}): an operator must resolve it first",
-    "partially_reversed": "paid (transfer {transfer}), then partly reversed at Stripe: decide the reversed amount "
-    "with `reversals resolve --owe-again|--write-off`, never a retry",
-    "reversed": "paid (transfer {transfer}), then reversed at Stripe: decide the reversed amount with "
+    ItemStatus.POSTED: "already paid (transfer {transfer}); an item is never paid twice",
+    ItemStatus.PROCESSING: "outcome of attempt {attempt} is unknown: run `refresh` to resolve it, never a new key",
+    ItemStatus.PENDING: "already pending: the next execution sends it",
+    ItemStatus.CARRIED_FORWARD: "not payable in this batch ({carry}): its balance carries forward",
+    ItemStatus.BLOCKED: "blocked ({hold}): an operator must resolve it first",
+    ItemStatus.PARTIALLY_REVERSED: "paid (transfer {transfer}), then partly reversed at Stripe: decide the reversed "
+    "amount with `reversals resolve --owe-again|--write-off`, never a retry",
+    ItemStatus.REVERSED: "paid (transfer {transfer}), then reversed at Stripe: decide the reversed amount with "
     "`reversals resolve --owe-again|--write-off`, never a retry",
 }
 
@@ -72,14 +73,14 @@ def plan_retry(
         chosen = (
             (item["payout_item_id"] in wanted)
             if wanted
-            else (item["status"] == "failed" and (error_code is None or item["error_code"] == error_code))
+            else (item["status"] == ItemStatus.FAILED and (error_code is None or item["error_code"] == error_code))
         )
         if wanted and error_code and item["error_code"] != error_code:
             chosen = False
         if not chosen:
             continue
         seen.add(item["payout_item_id"])
-        if item["status"] != "failed":
+        if item["status"] != ItemStatus.FAILED:
             reason = _REFUSALS.get(item["status"], "status {status}: nothing to retry").format(
                 transfer=item["stripe_transfer_id"],
                 attempt=item["attempt_number"],
@@ -146,7 +147,7 @@ def reopen_failed(
             or conn.execute(
                 text("SELECT status FROM payout_item WHERE payout_item_id = :i"), {"i": item_id}
             ).scalar_one()
-            != "failed"
+            != ItemStatus.FAILED
         ):
             continue
         conn.execute(

@@ -22,6 +22,7 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
+from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.core.periods import period_key
 from sorae_payouts.ledger.sql import as_date, as_utc, text
@@ -30,7 +31,7 @@ from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 OWE_AGAIN, WRITE_OFF = "owe_again", "write_off"
 
 
-class ReversalError(Exception):
+class ReversalError(PayoutRefused):
     """The reversal decision is refused; the message says why."""
 
 

@@ -255,23 +255,18 @@ def approve_command(
     """Approve a draft batch as a registered operator (large batches need two different operators).
     Records who, when and from where (host, OS user). Once fully approved, the manifest is frozen and
     can be executed."""
-    from sorae_payouts.registry.programs import ProgramError
 
     engine = create_ledger_engine()
-    try:
-        with engine.connect() as conn:
-            program_id = program_option.resolve_program(conn, program, _period(period))
-        approval = approve_batch(
-            engine,
-            _period(period),
-            approved_by=by,
-            now=datetime.now(UTC),
-            expected_hash=manifest_hash,
-            program_id=program_id,
-        )
-    except (BatchError, ProgramError) as exc:
-        console.print(f"[red]refused:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    with engine.connect() as conn:
+        program_id = program_option.resolve_program(conn, program, _period(period))
+    approval = approve_batch(
+        engine,
+        _period(period),
+        approved_by=by,
+        now=datetime.now(UTC),
+        expected_hash=manifest_hash,
+        program_id=program_id,
+    )
     batch = approval.batch
     if not approval.complete:
         console.print(

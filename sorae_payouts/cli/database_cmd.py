@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from sorae_payouts.ledger.database import create_ledger_engine, current_revision, migration_url, redact, upgrade
-from sorae_payouts.ledger.privileges import APP_TABLE_PRIVILEGES, PrivilegeError, grant_app_role
+from sorae_payouts.ledger.privileges import APP_TABLE_PRIVILEGES, grant_app_role
 
 app = typer.Typer(help="Ledger database schema.", no_args_is_help=True)
 console = Console()
@@ -32,11 +32,7 @@ def upgrade_command(
     upgrade(engine)
     console.print(f"ledger at {redact(url)} is at revision {current_revision(engine)}")
     if app_role:
-        try:
-            grant_app_role(engine, app_role, password=os.environ.get("SORAE_APP_ROLE_PASSWORD") or None)
-        except PrivilegeError as exc:
-            console.print(f"[red]refused:[/red] {exc}")
-            raise typer.Exit(1) from exc
+        grant_app_role(engine, app_role, password=os.environ.get("SORAE_APP_ROLE_PASSWORD") or None)
         console.print(
             f"role {app_role} has {APP_TABLE_PRIVILEGES} on the ledger tables (no TRUNCATE, no DDL, owns nothing)"
         )

@@ -53,6 +53,8 @@ def build_app(only: str | None = None):
     """The Typer app with every command, or only `only` (and its group's extra sub-commands)."""
     import typer
 
+    from sorae_payouts.cli.refusals import refusals_exit
+
     app = typer.Typer(help=HELP, no_args_is_help=True)
 
     @app.callback()
@@ -67,9 +69,12 @@ def build_app(only: str | None = None):
             for (group, sub), (sub_module, sub_attribute) in GROUP_COMMANDS.items():
                 if group == name and sub not in {c.name for c in target.registered_commands}:
                     target.command(sub)(getattr(import_module(f"sorae_payouts.cli.{sub_module}"), sub_attribute))
+            for registered in target.registered_commands:  # every refusal caught once (cli/refusals.py)
+                if not getattr(registered.callback, "__wrapped__", None):
+                    registered.callback = refusals_exit(registered.callback)
             app.add_typer(target, name=name)
         else:
-            app.command(name)(target)
+            app.command(name)(refusals_exit(target))
     return app
 
 

@@ -15,14 +15,15 @@ from sorae_payouts.aftercare.reconcile import reconcile_batch
 from sorae_payouts.aftercare.refresh import refresh_batch, refreshable_periods
 from sorae_payouts.aftercare.retry import execute_retry, plan_retry
 from sorae_payouts.cli import program_option
+from sorae_payouts.cli.refusals import refusals_exit
 from sorae_payouts.cli.tables import outcome_json, outcome_table
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.core.periods import parse_period
 from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.pay_batch import ExecutionRefused, utcnow
 from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts.month_end.batches import BatchError, load_batch
-from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, StripeGateway, config_from_environment
+from sorae_payouts.month_end.batches import load_batch
+from sorae_payouts.stripe_gateway.gateway import StripeGateway, config_from_environment
 
 console = Console()
 
@@ -30,27 +31,18 @@ console = Console()
 def _gateway(engine, program_id: str) -> StripeGateway:
     """The gateway of the account that pays the program (the platform key or its own key), on the
     account's rate schedule in the command's ledger."""
-    from sorae_payouts.registry.paying_accounts import PayingAccountError, program_gateway
+    from sorae_payouts.registry.paying_accounts import program_gateway
     from sorae_payouts.registry.programs import get_program
 
-    try:
-        with engine.connect() as conn:
-            program = get_program(conn, program_id)
-        return program_gateway(config_from_environment(), program, engine=engine)  # the account's shared limit
-    except (GatewayConfigurationError, PayingAccountError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+    with engine.connect() as conn:
+        program = get_program(conn, program_id)
+    return program_gateway(config_from_environment(), program, engine=engine)  # the account's shared limit
 
 
 def _program(engine, program: str | None, period: str | None) -> str:
-    from sorae_payouts.registry.programs import ProgramError
 
     with engine.connect() as conn:
-        try:
-            return program_option.resolve_program(conn, program, parse_period(period) if period else None)
-        except ProgramError as exc:
-            console.print(f"[red]{exc}[/red]", highlight=False)
-            raise typer.Exit(1) from exc
+        return program_option.resolve_program(conn, program, parse_period(period) if period else None)
 
 
 def _announce(message: str) -> None:
@@ -73,19 +65,15 @@ def retry(
     program_id = _program(engine, program, period)
     # The next keys name the paying account: ask Stripe when a key is configured (a dry run works without).
     gateway = _gateway(engine, program_id) if (os.environ.get("STRIPE_API_KEY") or not dry_run) else None
-    try:
-        with engine.connect() as conn:
-            plan = plan_retry(
-                conn,
-                parse_period(period),
-                program_id=program_id,
-                item_ids=item or None,
-                error_code=error_code,
-                paying_account=gateway.paying_account() if gateway else None,
-            )
-    except (BatchError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+    with engine.connect() as conn:
+        plan = plan_retry(
+            conn,
+            parse_period(period),
+            program_id=program_id,
+            item_ids=item or None,
+            error_code=error_code,
+            paying_account=gateway.paying_account() if gateway else None,
+        )
     sends = [
         {
             "payout_item_id": i["payout_item_id"],
@@ -134,13 +122,9 @@ def retry(
         console.print(f"[yellow]refused[/yellow] item {refused['payout_item_id']}: {refused['reason']}")
     if dry_run or not sends:
         raise typer.Exit(1 if plan.refused and not sends else 0)
-    try:
-        report = execute_retry(
-            engine, gateway, plan, now=utcnow(), announce=_announce, requested_by=f"cli:{getpass.getuser()}"
-        )
-    except ExecutionRefused as exc:
-        console.print(f"[red]{exc}[/red] (the items stay pending)")
-        raise typer.Exit(1) from exc
+    report = execute_retry(
+        engine, gateway, plan, now=utcnow(), announce=_announce, requested_by=f"cli:{getpass.getuser()}"
+    )
     console.print(outcome_table(report.outcome))
 
 
@@ -176,11 +160,7 @@ def refresh(
         reports = []
         for program_id, p in work:
             gateway = gateways.get(program_id) or gateways.setdefault(program_id, _gateway(engine, program_id))
-            try:
-                reports.append(refresh_batch(engine, gateway, p, program_id=program_id, announce=_announce))
-            except ExecutionRefused as exc:
-                console.print(f"[red]{exc}[/red]")
-                raise typer.Exit(1) from exc
+            reports.append(refresh_batch(engine, gateway, p, program_id=program_id, announce=_announce))
             progress.advance(task)
     if as_json:
         typer.echo(json.dumps([r.as_json() for r in reports], indent=2))
@@ -243,6 +223,6 @@ def reconcile(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("retry")(retry)
-    app.command("refresh")(refresh)
-    app.command("reconcile")(reconcile)
+    """The three commands on another Typer app (tests), with the CLI's refusal handling."""
+    for name, command in (("retry", retry), ("refresh", refresh), ("reconcile", reconcile)):
+        app.command(name)(refusals_exit(command))

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from sorae_payouts.core.origin import Origin
 from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts.registry.operators import OperatorError, add_operator, list_operators, set_operator_status
-from sorae_payouts.registry.programs import DEFAULT_PROGRAM, ProgramError, require_active_program
+from sorae_payouts.registry.operators import add_operator, list_operators, set_operator_status
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM, require_active_program
 
 app = typer.Typer(
     help="Operators who may approve payout batches (registry with append-only history).", no_args_is_help=True
@@ -36,40 +36,32 @@ def add_command(
 ) -> None:
     """Register an operator (stored normalized: NFKC, case-folded, trimmed) for a program."""
     origin = Origin.here()
-    try:
-        engine = create_ledger_engine()
-        with engine.connect() as conn:
-            require_active_program(conn, program)
-        operator = add_operator(
-            engine,
-            identity,
-            display_name=name,
-            added_by=_actor(by, origin),
-            now=datetime.now(UTC),
-            origin=origin,
-            program_id=program,
-        )
-    except (OperatorError, ProgramError) as exc:
-        console.print(f"[red]refused:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    engine = create_ledger_engine()
+    with engine.connect() as conn:
+        require_active_program(conn, program)
+    operator = add_operator(
+        engine,
+        identity,
+        display_name=name,
+        added_by=_actor(by, origin),
+        now=datetime.now(UTC),
+        origin=origin,
+        program_id=program,
+    )
     console.print(f"registered operator [bold]{operator.operator_id}[/bold] ({operator.display_name})")
 
 
 def _set_status(identity: str, by: str | None, active: bool, program: str) -> None:
     origin = Origin.here()
-    try:
-        operator = set_operator_status(
-            create_ledger_engine(),
-            identity,
-            active=active,
-            changed_by=_actor(by, origin),
-            now=datetime.now(UTC),
-            origin=origin,
-            program_id=program,
-        )
-    except OperatorError as exc:
-        console.print(f"[red]refused:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    operator = set_operator_status(
+        create_ledger_engine(),
+        identity,
+        active=active,
+        changed_by=_actor(by, origin),
+        now=datetime.now(UTC),
+        origin=origin,
+        program_id=program,
+    )
     console.print(f"operator [bold]{operator.operator_id}[/bold] is now {operator.status}")
 
 

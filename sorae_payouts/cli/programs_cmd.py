@@ -19,7 +19,6 @@ from rich.table import Table
 from sorae_payouts.core.origin import Origin
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.registry.programs import (
-    ProgramError,
     add_program,
     get_program,
     list_programs,
@@ -72,11 +71,6 @@ def _policy(minimum, dual_approval_over, holding_days, negative_balance, first_p
     return policy
 
 
-def _refused(exc: Exception) -> typer.Exit:
-    console.print(f"[red]refused:[/red] {exc}", highlight=False)
-    return typer.Exit(1)
-
-
 @app.command("add")
 def add_command(
     program_id: str = typer.Argument(..., help="Short id: lowercase letters, digits, '-' or '_'."),
@@ -92,19 +86,16 @@ def add_command(
     """Register a program. Its partitions appear in Dagster at the next sensor tick."""
     origin = Origin.here()
     policy = _policy(minimum, dual_approval_over, holding_days, negative_balance, first_period)
-    try:
-        program = add_program(
-            create_ledger_engine(),
-            program_id,
-            name=name,
-            paying_account_ref=pays,
-            policy=policy,
-            added_by=_actor(by, origin),
-            now=datetime.now(UTC),
-            origin=origin,
-        )
-    except ProgramError as exc:
-        raise _refused(exc) from exc
+    program = add_program(
+        create_ledger_engine(),
+        program_id,
+        name=name,
+        paying_account_ref=pays,
+        policy=policy,
+        added_by=_actor(by, origin),
+        now=datetime.now(UTC),
+        origin=origin,
+    )
     console.print(
         f"registered program [bold]{program.program_id}[/bold] ({program.name}), pays from "
         f"{program.paying_account_ref or 'the platform account'}",
@@ -133,36 +124,30 @@ def update_command(
     origin = Origin.here()
     changes = _policy(minimum, dual_approval_over, holding_days, negative_balance, first_period)
     options = {"paying_account_ref": pays} if pays is not None else {}
-    try:
-        program = update_program(
-            create_ledger_engine(),
-            program_id,
-            name=name,
-            policy_changes=changes,
-            policy_removals=tuple(unset or ()),
-            changed_by=_actor(by, origin),
-            now=datetime.now(UTC),
-            origin=origin,
-            **options,
-        )
-    except ProgramError as exc:
-        raise _refused(exc) from exc
+    program = update_program(
+        create_ledger_engine(),
+        program_id,
+        name=name,
+        policy_changes=changes,
+        policy_removals=tuple(unset or ()),
+        changed_by=_actor(by, origin),
+        now=datetime.now(UTC),
+        origin=origin,
+        **options,
+    )
     console.print(f"program [bold]{program.program_id}[/bold] updated", highlight=False)
 
 
 def _set_status(program_id: str, by: str | None, active: bool) -> None:
     origin = Origin.here()
-    try:
-        program = set_program_status(
-            create_ledger_engine(),
-            program_id,
-            active=active,
-            changed_by=_actor(by, origin),
-            now=datetime.now(UTC),
-            origin=origin,
-        )
-    except ProgramError as exc:
-        raise _refused(exc) from exc
+    program = set_program_status(
+        create_ledger_engine(),
+        program_id,
+        active=active,
+        changed_by=_actor(by, origin),
+        now=datetime.now(UTC),
+        origin=origin,
+    )
     console.print(f"program [bold]{program.program_id}[/bold] is now {program.status}", highlight=False)
 
 
@@ -207,10 +192,7 @@ def show_command(
     from sorae_payouts.registry.operators import list_operators
 
     with create_ledger_engine().connect() as conn:
-        try:
-            program = get_program(conn, program_id)
-        except ProgramError as exc:
-            raise _refused(exc) from exc
+        program = get_program(conn, program_id)
         operators = [o.as_json() for o in list_operators(conn, program_id)]
         funding = _funding(conn, program_id)
         history = program_history(conn, program_id)
@@ -239,27 +221,24 @@ def fund_command(
 ) -> None:
     """Record money that funds a program on the shared platform account. Amount and currency are read
     from Stripe, never typed; a charge named here is also the transfers' `source_transaction`."""
-    from sorae_payouts.registry.funding import FundingError, record_funding
-    from sorae_payouts.registry.paying_accounts import PayingAccountError, program_gateway
-    from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, config_from_environment
+    from sorae_payouts.registry.funding import record_funding
+    from sorae_payouts.registry.paying_accounts import program_gateway
+    from sorae_payouts.stripe_gateway.gateway import config_from_environment
 
     if bool(charge) == bool(topup):
         raise typer.BadParameter("give exactly one of --charge or --topup")
     origin = Origin.here()
     engine = create_ledger_engine()
-    try:
-        with engine.connect() as conn:
-            gateway = program_gateway(config_from_environment(), get_program(conn, program_id), engine=engine)
-        funding = record_funding(
-            engine,
-            gateway,
-            program_id,
-            charge_id=charge,
-            topup_id=topup,
-            recorded_by=_actor(by, origin),
-            now=datetime.now(UTC),
-            note=note,
-        )
-    except (ProgramError, FundingError, PayingAccountError, GatewayConfigurationError) as exc:
-        raise _refused(exc) from exc
+    with engine.connect() as conn:
+        gateway = program_gateway(config_from_environment(), get_program(conn, program_id), engine=engine)
+    funding = record_funding(
+        engine,
+        gateway,
+        program_id,
+        charge_id=charge,
+        topup_id=topup,
+        recorded_by=_actor(by, origin),
+        now=datetime.now(UTC),
+        note=note,
+    )
     console.print(f"program [bold]{program_id}[/bold] funded: {funding}", highlight=False)

@@ -10,12 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from sorae_payouts.aftercare.recovery import recover_negative_balances
-from sorae_payouts.aftercare.reversals import OWE_AGAIN, WRITE_OFF, ReversalError, resolve_reversal, reversed_items
+from sorae_payouts.aftercare.reversals import OWE_AGAIN, WRITE_OFF, resolve_reversal, reversed_items
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.core.periods import parse_period, period_key
 from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts.month_end.batches import BatchError
-from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError, config_from_environment
+from sorae_payouts.stripe_gateway.gateway import config_from_environment
 
 app = typer.Typer(
     help="Reversed transfers: list them, decide what they mean (owed again or written off).", no_args_is_help=True
@@ -94,18 +93,14 @@ def resolve_command(
     if owe_again == write_off:
         console.print("[red]refused:[/red] choose exactly one of --owe-again or --write-off")
         raise typer.Exit(2)
-    try:
-        decision = resolve_reversal(
-            create_ledger_engine(),
-            item_id,
-            OWE_AGAIN if owe_again else WRITE_OFF,
-            decided_by=by,
-            reason=reason,
-            now=datetime.now(UTC),
-        )
-    except ReversalError as exc:
-        console.print(f"[red]refused:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    decision = resolve_reversal(
+        create_ledger_engine(),
+        item_id,
+        OWE_AGAIN if owe_again else WRITE_OFF,
+        decided_by=by,
+        reason=reason,
+        now=datetime.now(UTC),
+    )
     item = decision.item
     if as_json:
         typer.echo(
@@ -143,20 +138,14 @@ def recover_command(
     """Under the batch's `recover_by_reversal` policy, reverse transfers up to each negative balance
     (also done after execution by the executed_transfers asset). Safe to run again."""
     from sorae_payouts.cli.program_option import resolve_program
-    from sorae_payouts.registry.paying_accounts import PayingAccountError, program_gateway
-    from sorae_payouts.registry.programs import ProgramError, get_program
+    from sorae_payouts.registry.paying_accounts import program_gateway
+    from sorae_payouts.registry.programs import get_program
 
     engine = create_ledger_engine()
-    try:
-        with engine.connect() as conn:
-            program_id = resolve_program(conn, program, _period(period))
-            gateway = program_gateway(config_from_environment(), get_program(conn, program_id), engine=engine)
-        report = recover_negative_balances(
-            engine, gateway, _period(period), now=datetime.now(UTC), program_id=program_id
-        )
-    except (GatewayConfigurationError, BatchError, ProgramError, PayingAccountError) as exc:
-        console.print(f"[red]refused:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    with engine.connect() as conn:
+        program_id = resolve_program(conn, program, _period(period))
+        gateway = program_gateway(config_from_environment(), get_program(conn, program_id), engine=engine)
+    report = recover_negative_balances(engine, gateway, _period(period), now=datetime.now(UTC), program_id=program_id)
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2))
         return

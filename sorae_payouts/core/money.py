@@ -15,6 +15,8 @@ import re
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from sorae_payouts.core.errors import InvalidValue
+
 if TYPE_CHECKING:  # pandas costs ~0.5 s to import: only the column-wise parser needs it
     import pandas as pd
 
@@ -68,7 +70,7 @@ MAX_WHOLE_DIGITS = 15
 _AMOUNT_RE = re.compile(_AMOUNT_PATTERN)
 
 
-class MoneyError(ValueError):
+class MoneyError(InvalidValue):
     """An amount or currency that cannot be represented exactly."""
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from datetime import UTC, date, datetime, timedelta
 
+from sorae_payouts.core.errors import InvalidValue
+
 DEFAULT_FIRST_PERIOD = "2025-01"
 
 
@@ -19,11 +21,11 @@ def parse_period(text: str) -> date:
         or len(parts[0]) != 4
         or len(parts[1]) != 2
     ):
-        raise ValueError(f"period {text!r} must look like 2026-10 or 2026-10-01")
+        raise InvalidValue(f"period {text!r} must look like 2026-10 or 2026-10-01")
     try:
         return date(int(parts[0]), int(parts[1]), 1)
     except ValueError:
-        raise ValueError(f"period {text!r} must look like 2026-10 or 2026-10-01") from None
+        raise InvalidValue(f"period {text!r} must look like 2026-10 or 2026-10-01") from None
 
 
 def period_of(moment: datetime) -> date:
@@ -59,4 +61,4 @@ def first_period() -> date:
     try:
         return parse_period(raw)
     except ValueError:
-        raise ValueError(f"SORAE_FIRST_PERIOD={raw!r} must be a month like 2025-01") from None
+        raise InvalidValue(f"SORAE_FIRST_PERIOD={raw!r} must be a month like 2025-01") from None

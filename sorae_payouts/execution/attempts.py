@@ -36,6 +36,7 @@ from sorae_payouts.execution.identity import (
     is_legacy_key,
     key_basis_json,
 )
+from sorae_payouts.ledger.item_states import AttemptState, ItemStatus
 from sorae_payouts.ledger.sql import as_utc, text
 from sorae_payouts.stripe_gateway import Disposition, TransferOutcome, TransferRecord
 
@@ -150,7 +151,7 @@ def claim(
     is no longer pending, or it already has a posted attempt (an item is never paid twice, even if its
     status was edited back to pending)."""
     with engine.begin() as conn:
-        if item.status == "processing":
+        if item.status == ItemStatus.PROCESSING:
             return open_attempt(conn, item.payout_item_id)
         charge, hold_reason = source(conn, item) if source else (None, None)
         if hold_reason is not None:
@@ -188,9 +189,9 @@ def claim(
 
 # disposition -> (attempt state, item status); None keeps the attempt processing.
 _TRANSITIONS = {
-    Disposition.POSTED: ("posted", "posted"),
-    Disposition.FAILED: ("failed", "failed"),
-    Disposition.FAILED_RETRYABLE: ("failed", "pending"),
+    Disposition.POSTED: (AttemptState.POSTED, ItemStatus.POSTED),
+    Disposition.FAILED: (AttemptState.FAILED, ItemStatus.FAILED),
+    Disposition.FAILED_RETRYABLE: (AttemptState.FAILED, ItemStatus.PENDING),
     Disposition.RETRY_SAME_KEY: None,
     Disposition.UNKNOWN: None,
     Disposition.KEY_REFUSED: None,  # the executor resolves it by lookup: `adopt`-like record or `block`
@@ -241,7 +242,11 @@ def record(
         )
         if updated.rowcount != 1:
             return False
-        hold = f"{error.code}: will be retried with a new attempt in a later run" if item_status == "pending" else None
+        hold = (
+            f"{error.code}: will be retried with a new attempt in a later run"
+            if item_status == ItemStatus.PENDING
+            else None
+        )
         conn.execute(
             text(
                 "UPDATE payout_item SET status = :st, hold_reason = :h, status_updated_at = :now "

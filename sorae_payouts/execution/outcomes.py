@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from sorae_payouts.ledger.item_states import HELD, ItemStatus
 from sorae_payouts.ledger.sql import text
 
 _ITEM_OUTCOMES = """
@@ -29,7 +30,7 @@ ORDER BY i.payout_item_id
 
 
 def display_status(status: str, hold_reason: str | None) -> str:
-    return "held" if status == "pending" and hold_reason else status
+    return HELD if status == ItemStatus.PENDING and hold_reason else status
 
 
 def item_outcomes(conn: sa.Connection, batch_id: str, *, payable_only: bool = False) -> Iterator[dict]:
@@ -77,7 +78,7 @@ def batch_outcome(conn: sa.Connection, batch_id: str) -> BatchOutcome:
         {"b": batch_id},
     ).all()
     for currency, item_status, held, count, amount in rows:
-        key = (currency, "held" if item_status == "pending" and held else item_status)
+        key = (currency, HELD if item_status == ItemStatus.PENDING and held else item_status)
         total = outcome.totals.setdefault(key, [0, 0])
         total[0] += int(count)
         total[1] += int(amount)

@@ -35,6 +35,7 @@ from sorae_payouts.execution.outcomes import batch_outcome
 from sorae_payouts.execution.pay_items import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
 from sorae_payouts.execution.preflight import ExecutionRefused, FundingShortfall, disabled_program
 from sorae_payouts.execution.stripe_scan import scan_transfer_group
+from sorae_payouts.ledger.item_states import ItemStatus
 from sorae_payouts.month_end.approvals import ApprovalMissing, verify_batch_approvals
 from sorae_payouts.month_end.batches import load_batch, settle_batch_status
 from sorae_payouts.registry import funding
@@ -143,7 +144,7 @@ def _enabled_work(program: Program, items: list[attempts.WorkItem]) -> list[atte
     books learn what Stripe did with them."""
     if program.status == "active":
         return items
-    resumed = [i for i in items if i.status != "pending"]
+    resumed = [i for i in items if i.status != ItemStatus.PENDING]
     if len(resumed) < len(items) and not resumed:
         raise disabled_program(program.program_id, f"its {len(items)} pending item(s) are not sent")
     return resumed

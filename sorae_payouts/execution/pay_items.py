@@ -28,9 +28,11 @@ from sorae_payouts.execution.identity import (
 from sorae_payouts.execution.outcomes import BatchOutcome
 from sorae_payouts.execution.preflight import hold_unready, require_money
 from sorae_payouts.execution.stripe_scan import after_refused_key, differences, find_transfer
+from sorae_payouts.ledger.item_states import ItemStatus
 from sorae_payouts.registry import funding
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 from sorae_payouts.stripe_gateway import Disposition, TransferOutcome, TransferRecord, TransferRequest
+from sorae_payouts.stripe_gateway.error_codes import stops_currency
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,7 @@ class ExecutionRun:
             self.report.anomalies.append(anomaly)
 
     def _process(self, item: attempts.WorkItem) -> None:
-        if item.currency in self.exhausted_currencies and item.status == "pending":
+        if item.currency in self.exhausted_currencies and item.status == ItemStatus.PENDING:
             attempts.hold(
                 self.engine, {item.payout_item_id: "platform balance ran out during this run"}, now=self.clock()
             )
@@ -201,7 +203,7 @@ class ExecutionRun:
             elif outcome.disposition is Disposition.POSTED:
                 self._check_matches(attempt, outcome.transfer)
                 note = self._check_replay(attempt, outcome)
-            elif outcome.error and outcome.error.code == "balance_insufficient":
+            elif outcome.error and stops_currency(outcome.error.code):
                 self.exhausted_currencies.add(item.currency)
             attempts.record(self.engine, attempt, outcome, now=self.clock(), note=note)
             return

@@ -18,16 +18,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
+from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.execution import attempts
 from sorae_payouts.execution.shared_destinations import shared_destination_holds
+from sorae_payouts.ledger.item_states import ItemStatus
 from sorae_payouts.registry.funding import funding_shortfalls
 from sorae_payouts.stripe_gateway import StripeGateway
 from sorae_payouts.stripe_gateway.gateway import LIST_PAGE_SIZE
 from sorae_payouts.stripe_gateway.readiness import AccountReadiness
 
 
-class ExecutionRefused(Exception):
+class ExecutionRefused(PayoutRefused):
     """Nothing was sent: the batch may not be executed now. The message says why."""
 
 
@@ -69,7 +71,7 @@ def hold_unready(
     """Hold reasons of the pending items that cannot be sent now (not written: the caller holds them)."""
     with engine.connect() as conn:  # one account, one affiliate (unless allowed to share)
         shared = shared_destination_holds(conn, batch_id, items)
-    pending = [i for i in items if i.status == "pending" and i.payout_item_id not in shared]
+    pending = [i for i in items if i.status == ItemStatus.PENDING and i.payout_item_id not in shared]
     destinations = sorted({i.destination for i in pending})
     readiness = _listed_readiness(gateway, destinations) if len(destinations) > account_list_threshold else {}
     unlisted = [d for d in destinations if d not in readiness]
@@ -121,7 +123,7 @@ def require_money(
     """Refuse the run (nothing sent) when the money for its pending items is not there."""
     needed: dict[str, int] = {}
     for item in sendable:
-        if item.status == "pending":
+        if item.status == ItemStatus.PENDING:
             needed[item.currency] = needed.get(item.currency, 0) + item.amount_minor
     if not needed:
         return

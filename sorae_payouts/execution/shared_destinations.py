@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
+from sorae_payouts.ledger.item_states import ItemStatus
 from sorae_payouts.ledger.sql import text
 
 HOLD_CODE = "shared_destination"
@@ -28,7 +29,7 @@ _PROGRAM = "(SELECT b.program_id FROM payout_batch b WHERE b.batch_id = :b)"
 
 def shared_destination_holds(conn: sa.Connection, batch_id: str, items: Iterable) -> dict[int, str]:
     """Hold reasons (payout_item_id -> reason) for the pending `items` whose destination is shared."""
-    pending = [i for i in items if i.status == "pending" and i.destination]
+    pending = [i for i in items if i.status == ItemStatus.PENDING and i.destination]
     if not pending:
         return {}
     users: dict[str, set[str]] = defaultdict(set)

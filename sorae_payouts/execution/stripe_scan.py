@@ -24,6 +24,7 @@ from sorae_payouts.core.money import format_minor
 from sorae_payouts.execution import attempts
 from sorae_payouts.execution.anomalies import Anomaly
 from sorae_payouts.execution.identity import PaymentIdentity, transfer_identity
+from sorae_payouts.ledger.item_states import ItemStatus
 from sorae_payouts.ledger.sql import text
 from sorae_payouts.stripe_gateway import Disposition, StripeGateway, TransferOutcome, TransferRecord
 
@@ -104,7 +105,7 @@ def scan_transfer_group(
             items[(r[1], r[2])] = _Item(work, r[5], r[6])
         known = {r[0] for r in conn.execute(text(_KNOWN), {"b": batch_id})}
     for item in items.values():
-        if item.posted_transfer and item.status in ("pending", "processing"):
+        if item.posted_transfer and item.status in (ItemStatus.PENDING, ItemStatus.PROCESSING):
             result.settled.add(item.work.payout_item_id)
             result.anomalies.append(
                 Anomaly(
@@ -167,9 +168,9 @@ def _settle_item(
 ) -> None:
     work = item.work
     item_id = work.payout_item_id
-    if item.status == "blocked" and not item.posted_transfer:
+    if item.status == ItemStatus.BLOCKED and not item.posted_transfer:
         return  # already parked for an operator, with its anomaly recorded when it was blocked
-    if item.posted_transfer or item.status not in ("pending", "processing"):
+    if item.posted_transfer or item.status not in (ItemStatus.PENDING, ItemStatus.PROCESSING):
         kind = "second_transfer_for_item" if item.posted_transfer else "transfer_for_unpayable_item"
         for t in found:
             result.anomalies.append(
@@ -185,7 +186,7 @@ def _settle_item(
         return
     result.settled.add(item_id)
     with engine.connect() as conn:
-        attempt = attempts.open_attempt(conn, item_id) if item.status == "processing" else None
+        attempt = attempts.open_attempt(conn, item_id) if item.status == ItemStatus.PROCESSING else None
     matching = [
         t
         for t in found

@@ -16,6 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
 
+from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 
@@ -69,12 +70,12 @@ class ImportReport:
 MAX_REJECTS_IN_MEMORY = 1000
 
 
-class UnreadableFileError(Exception):
+class UnreadableFileError(PayoutRefused):
     """The file cannot be read at all (not CSV/Parquet, wrong columns, broken encoding or quoting).
     Nothing from it was loaded; the message says why."""
 
 
-class ImportAbortedError(RuntimeError):
+class ImportAbortedError(PayoutRefused, RuntimeError):
     """The load could not complete: the database refused it part-way (constraint, trigger, lost
     connection, lock timeout) or the rejects file could not be written. The import ran in one
     transaction, so nothing from the file was loaded; the message says why."""

@@ -15,6 +15,7 @@ import re
 
 import sqlalchemy as sa
 
+from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.ledger.schema import OPERATIONAL_TABLES
 
 APP_TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
@@ -23,7 +24,7 @@ APP_NO_DELETE_TABLES = tuple(sorted(OPERATIONAL_TABLES))
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
-class PrivilegeError(Exception):
+class PrivilegeError(PayoutRefused):
     """The app role cannot be set up as asked; the message says why."""
 
 

@@ -11,13 +11,14 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
+from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.core.periods import period_key
 from sorae_payouts.ledger.sql import as_date, as_utc, text
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 
-class BatchError(Exception):
+class BatchError(PayoutRefused):
     """The batch operation is refused; the message says why."""
 
 

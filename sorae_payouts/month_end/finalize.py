@@ -31,6 +31,7 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
+from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.periods import finalizable_at, period_key
 from sorae_payouts.ledger import schema
 from sorae_payouts.ledger.sql import (
@@ -54,7 +55,7 @@ DEFAULT_HOLDING_DAYS = 3
 CHECKSUM_SQL = "SUM((amount_minor % 1000003) * (commission_pk % 997 + 1))"
 
 
-class FinalizeError(Exception):
+class FinalizeError(PayoutRefused):
     """The period cannot be finalized now; the message says why and what to do."""
 
 

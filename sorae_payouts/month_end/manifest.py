@@ -31,8 +31,10 @@ from datetime import date
 
 import sqlalchemy as sa
 
+from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.money import parse_minor
 from sorae_payouts.core.periods import period_key
+from sorae_payouts.ledger.item_states import ItemStatus
 from sorae_payouts.ledger.sql import as_date, set_text, text
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM, Program
 
@@ -43,7 +45,7 @@ NEGATIVE_BALANCE_CARRY, NEGATIVE_BALANCE_RECOVER = "carry", "recover_by_reversal
 NEGATIVE_BALANCE_POLICIES = (NEGATIVE_BALANCE_CARRY, NEGATIVE_BALANCE_RECOVER)
 
 
-class ManifestError(Exception):
+class ManifestError(PayoutRefused):
     """The manifest cannot be built now; the message says why and what to do."""
 
 
@@ -237,7 +239,7 @@ def manifest_reports(
     ):
         t = totals[batch_id].setdefault(currency, CurrencyTotals(currency))
         t.carried_in_minor += int(carried_in)
-        if status == "carried_forward":
+        if status == ItemStatus.CARRIED_FORWARD:
             t.carried_count, t.carried_minor = t.carried_count + count, t.carried_minor + int(amount)
         else:
             t.pending_count, t.pending_minor = t.pending_count + count, t.pending_minor + int(amount)

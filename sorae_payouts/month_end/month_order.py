@@ -16,13 +16,14 @@ from datetime import date
 
 import sqlalchemy as sa
 
+from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.periods import first_period, next_period, period_key
 from sorae_payouts.ledger.sql import as_date, set_text, text
 from sorae_payouts.month_end.program_sets import unique_ids
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM, Program, first_period_of
 
 
-class MonthOrderError(Exception):
+class MonthOrderError(PayoutRefused):
     """Running the requested months now would break carried balances; the message says what to run."""
 
 

@@ -27,8 +27,10 @@ import sqlalchemy as sa
 
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.core.periods import period_key
+from sorae_payouts.ledger.item_states import HELD, PAID, AttemptState, ItemStatus
 from sorae_payouts.ledger.sql import as_date
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
+from sorae_payouts.stripe_gateway.error_codes import ERROR_CODES
 
 VIEW = "affiliate_payout_history"
 
@@ -47,60 +49,31 @@ _PROGRAM_HISTORY = sa.text(_COLUMNS + " AND program_id = :program_id" + _ORDER).
 
 # Item status (plus hold) -> (stable code for programs, words for the affiliate).
 STATUS_WORDS = {
-    "posted": ("paid", "Paid"),
-    "processing": ("sending", "Sending"),
-    "pending": ("scheduled", "Scheduled"),
-    "held": ("on_hold", "On hold"),
-    "carried_forward": ("carried_forward", "Carried to next month"),
-    "failed": ("failed", "Payment failed"),
-    "blocked": ("in_review", "In review"),
+    ItemStatus.POSTED: ("paid", "Paid"),
+    ItemStatus.PROCESSING: ("sending", "Sending"),
+    ItemStatus.PENDING: ("scheduled", "Scheduled"),
+    HELD: ("on_hold", "On hold"),
+    ItemStatus.CARRIED_FORWARD: (ItemStatus.CARRIED_FORWARD, "Carried to next month"),
+    ItemStatus.FAILED: (ItemStatus.FAILED, "Payment failed"),
+    ItemStatus.BLOCKED: ("in_review", "In review"),
 }
 # The merchant named for the default program (the name the history used before programs existed);
 # other programs are named by their program's name.
 DEFAULT_MERCHANT_NAME = "Sorae"
 _UNKNOWN_STATUS = ("in_review", "In review")
 
-_FIX_ACCOUNT = "we will send the payment once it is fixed."
-# Stripe error codes (see stripe_gateway.dispositions) -> what the affiliate should know or do.
-ERROR_WORDS = {
-    "account_invalid": "Your payout account could not accept this payment. Please check the details of your "
-    "payout account; " + _FIX_ACCOUNT,
-    "insufficient_capabilities_for_transfer": "Your payout account is not yet set up to receive transfers. Please "
-    "finish the verification steps of your payout account; " + _FIX_ACCOUNT,
-    "transfers_not_allowed": "Transfers to your payout account are not allowed at the moment. Please contact "
-    "support so we can help you receive this payment.",
-    "resource_missing": "We could not find your payout account. Please reconnect your payout account; " + _FIX_ACCOUNT,
-    "balance_insufficient": "A temporary delay on our side held this payment. It will be sent automatically in a "
-    "later payout run; no action is needed.",
-    "amount_too_small": "This amount is too small to send as a transfer. Our support team will follow up.",
-    # Stripe refused to draw more than the program's funding charge holds (`source_transaction`): the
-    # merchant's money, not the affiliate's account, is the matter.
-    "amount_too_large": "We could not send this payment from the program's funds yet. Our team has been notified "
-    "and will follow up; your balance is safe.",
-    # A hold (`funding.HOLD_CODE`): the program's recorded funding cannot pay this item yet.
+# Stripe error codes -> what the affiliate should know or do: the words live in the one table of error
+# codes (`stripe_gateway.error_codes.ERROR_CODES`), beside their disposition and the operator's next step.
+ERROR_WORDS = {c: e.affiliate_words for c, e in ERROR_CODES.items() if e.affiliate_words} | {
+    # A hold (`funding.HOLD_CODE`), not a Stripe error: the program's recorded funding cannot pay this item yet.
     "insufficient_program_funds": "This payment is scheduled and waits for the program's funds. It will be sent in "
     "a later payout run; no action is needed.",
 }
-# Failures a fix on the affiliate's side clears (re-attempted automatically once the account is
-# ready again): code -> (what happened, what lets us retry), for
-# "Payment failed: <what happened>; we will retry automatically once <fix>."
-FAILURE_FIX = {
-    "account_invalid": (
-        "your payout account could not accept this payment",
-        "the details of your payout account are corrected",
-    ),
-    "insufficient_capabilities_for_transfer": (
-        "your payout account is not yet set up to receive transfers",
-        "you finish the verification steps of your payout account",
-    ),
-    "transfers_not_allowed": (
-        "transfers to your payout account are not allowed at the moment",
-        "transfers are enabled on your payout account again (contact support if you need help)",
-    ),
-}
-# Keep FAILURE_FIX to exactly the codes `refresh` re-attempts by itself
-# (`stripe_gateway.dispositions.CLEARED_BY_ACCOUNT_FIX`; a test holds them equal): the history never
-# promises an automatic retry the engine does not make. Other codes use ERROR_WORDS.
+# Failures a fix on the affiliate's side clears, as (what happened, what lets us retry), for
+# "Payment failed: <what happened>; we will retry automatically once <fix>.": exactly the codes `refresh`
+# re-attempts by itself (the same table's `account_fix`), so the history never promises a retry the
+# engine does not make. Other codes use ERROR_WORDS.
+FAILURE_FIX = {c: e.account_fix for c, e in ERROR_CODES.items() if e.account_fix}
 GENERIC_FAILURE = (
     "We could not complete this payment. Our team has been notified and will follow up; your balance is safe."
 )
@@ -231,10 +204,10 @@ def _merchant_names(conn: sa.Connection, program_ids: set[str]) -> dict[str, str
 
 def _entry(row, merchant_name: str) -> HistoryEntry:
     currency = row["currency"]
-    held = row["item_status"] == "pending" and bool(row["hold_reason"])
-    status_code, status = STATUS_WORDS.get("held" if held else row["item_status"], _UNKNOWN_STATUS)
+    held = row["item_status"] == ItemStatus.PENDING and bool(row["hold_reason"])
+    status_code, status = STATUS_WORDS.get(HELD if held else row["item_status"], _UNKNOWN_STATUS)
     amount, minimum = int(row["amount_minor"]), _int_or_none(row["minimum_minor"])
-    paid = row["item_status"] in ("posted", "partially_reversed", "reversed") and row["attempt_state"] == "posted"
+    paid = row["item_status"] in PAID and row["attempt_state"] == AttemptState.POSTED
     carried_to = as_date(row["next_batch_period"]) if row["next_batch_period"] else None
     if status_code == "carried_forward" and carried_to:
         status = f"Carried to {period_key(carried_to)}"

@@ -34,6 +34,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.ledger.sql import as_utc, text
 from sorae_payouts.registry.paying_accounts import describe_paying_account, require_program_gateway
@@ -44,7 +45,7 @@ HOLD_CODE = "insufficient_program_funds"
 CHARGE, TOPUP = "charge", "topup"
 
 
-class FundingError(Exception):
+class FundingError(PayoutRefused):
     """The funding record is refused; the message says why."""
 
 

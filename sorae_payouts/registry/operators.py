@@ -16,12 +16,13 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.origin import Origin
 from sorae_payouts.ledger.sql import as_utc, text
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 
-class OperatorError(Exception):
+class OperatorError(PayoutRefused):
     """The operator operation is refused; the message says why."""
 
 

@@ -21,6 +21,7 @@ import json
 import os
 import re
 
+from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.registry.programs import Program
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 from sorae_payouts.stripe_gateway.live import require_live_payouts_allowed
@@ -33,7 +34,7 @@ PLATFORM = "platform"
 _API_KEY = re.compile(r"(sk|rk)_(test|live)_\S+")
 
 
-class PayingAccountError(Exception):
+class PayingAccountError(PayoutRefused):
     """The program's paying account cannot be used; the message names the reference, never a key."""
 
 

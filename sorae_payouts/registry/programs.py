@@ -25,6 +25,7 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
+from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.ledger.sql import as_utc, set_text, text
 
 DEFAULT_PROGRAM = "default"
@@ -44,7 +45,7 @@ _SECRETS_REF = re.compile(r"secrets:[A-Za-z0-9_.-]{1,128}")
 _LOOKS_LIKE_KEY = re.compile(r"(sk|rk|pk)_(live|test)_", re.IGNORECASE)
 
 
-class ProgramError(Exception):
+class ProgramError(PayoutRefused):
     """The program operation is refused; the message says why."""
 
 

@@ -6,7 +6,7 @@
 """
 
 from sorae_payouts.stripe_gateway.charges import ChargeRecord, TopupRecord
-from sorae_payouts.stripe_gateway.dispositions import Disposition, classify
+from sorae_payouts.stripe_gateway.error_codes import Disposition, classify
 from sorae_payouts.stripe_gateway.gateway import (
     AccountReadiness,
     GatewayConfig,

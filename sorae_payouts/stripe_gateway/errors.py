@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sorae_payouts.core.errors import PayoutRefused
 
-class GatewayConfigurationError(Exception):
+
+class GatewayConfigurationError(PayoutRefused):
     """Stripe refused our credentials or configuration: stop, nothing can succeed."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import stripe
 
 from sorae_payouts.stripe_gateway.charges import FundingLookups
-from sorae_payouts.stripe_gateway.dispositions import ClassifiedError, Disposition, classify
+from sorae_payouts.stripe_gateway.error_codes import ClassifiedError, Disposition, classify
 from sorae_payouts.stripe_gateway.errors import GatewayConfigurationError
 from sorae_payouts.stripe_gateway.live import (
     LivePayoutsRefused,

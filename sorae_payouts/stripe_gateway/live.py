@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 
+from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.money import format_minor
 
 LIVE_PAYOUTS_SETTING = "SORAE_LIVE_PAYOUTS"
 LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
 
 
-class LivePayoutsRefused(Exception):
+class LivePayoutsRefused(PayoutRefused):
     """A live key without the explicit setting: nothing was sent."""
 
 

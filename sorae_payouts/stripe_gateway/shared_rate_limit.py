@@ -35,6 +35,8 @@ import time
 
 import sqlalchemy as sa
 
+from sorae_payouts.core.errors import PayoutRefused
+
 DEFAULT_MARGIN_SECONDS = 0.03
 # After this many abandoned slots in a row (a process the OS keeps starving), take the late slot rather
 # than burn the account's budget or hang: the one case where a start may be later than margin / 2.
@@ -66,7 +68,7 @@ RETURNING last_slot_us - reserved_at_us
 """
 
 
-class SharedRateLimiterError(Exception):
+class SharedRateLimiterError(PayoutRefused):
     """The schedule could not be reserved; the message says why and what to check."""
 
 

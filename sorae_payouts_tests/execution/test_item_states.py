@@ -169,6 +169,6 @@ def test_a_batch_with_exceptions_never_shows_completed(engine, sandbox, stripe_c
 
 def test_history_promises_an_automatic_retry_only_for_what_refresh_retries():
     from sorae_payouts.portal.history import FAILURE_FIX
-    from sorae_payouts.stripe_gateway.dispositions import CLEARED_BY_ACCOUNT_FIX
+    from sorae_payouts.stripe_gateway.error_codes import CLEARED_BY_ACCOUNT_FIX
 
     assert set(FAILURE_FIX) == set(CLEARED_BY_ACCOUNT_FIX)

@@ -149,7 +149,7 @@ def test_retry_with_a_live_key_refuses_before_any_item_moves(engine, live_sandbo
     from sorae_payouts.execution.identity import PaymentIdentity
     from sorae_payouts.execution.pay_batch import utcnow
     from sorae_payouts.stripe_gateway import Disposition, TransferOutcome
-    from sorae_payouts.stripe_gateway.dispositions import ClassifiedError
+    from sorae_payouts.stripe_gateway.error_codes import ClassifiedError
 
     monkeypatch.delenv("SORAE_LIVE_PAYOUTS", raising=False)
     seed_batch(engine, _sdk(live_sandbox), {"alice": 5_000})

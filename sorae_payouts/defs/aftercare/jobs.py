@@ -15,10 +15,10 @@ from sorae_payouts.aftercare.refresh import refresh_batch, refreshable_periods
 from sorae_payouts.aftercare.retry import execute_retry, plan_retry
 from sorae_payouts.core.periods import parse_period
 from sorae_payouts.defs.lib.partitions import program_months
+from sorae_payouts.defs.lib.refusals import refusal_fails_the_step
 from sorae_payouts.defs.lib.resources import LedgerResource, StripeResource
 from sorae_payouts.defs.lib.run_config import PERIOD_HELP, PROGRAM_HELP, program_month
-from sorae_payouts.execution.pay_batch import ExecutionRefused
-from sorae_payouts.month_end.batches import BatchError
+from sorae_payouts.ledger.item_states import ItemStatus
 from sorae_payouts.registry.programs import get_program, list_programs
 
 
@@ -35,10 +35,8 @@ def retry_items_op(
     context: dg.OpExecutionContext, config: RetryConfig, ledger: LedgerResource, stripe: StripeResource
 ) -> None:
     """Give the chosen failed items a new attempt and send only them; refusals are logged."""
-    try:
+    with refusal_fails_the_step():
         pm = program_month(context, config.period, config.program)
-    except (BatchError, ValueError) as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
     with ledger.engine.connect() as conn:  # the next keys name the paying account (GET /v1/account)
         gateway = stripe.program_gateway(get_program(conn, pm.program_id), ledger.engine)
         plan = plan_retry(
@@ -59,7 +57,7 @@ def retry_items_op(
         )
     if config.dry_run or not plan.retry:
         return
-    try:
+    with refusal_fails_the_step():
         report = execute_retry(
             ledger.engine,
             gateway,
@@ -69,11 +67,9 @@ def retry_items_op(
             announce=context.log.warning,
             requested_by=f"dagster run {context.run_id}",
         )
-    except ExecutionRefused as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
     context.log.info(
-        f"{report.batch_id}: {report.outcome.count('posted')} posted, "
-        f"{report.outcome.count('failed')} failed after retry"
+        f"{report.batch_id}: {report.outcome.count(ItemStatus.POSTED)} posted, "
+        f"{report.outcome.count(ItemStatus.FAILED)} failed after retry"
     )
 
 

@@ -9,12 +9,12 @@ import dagster as dg
 from pydantic import Field
 
 from sorae_payouts.aftercare.recovery import recover_negative_balances
-from sorae_payouts.aftercare.reversals import ReversalError, resolve_reversal
+from sorae_payouts.aftercare.reversals import resolve_reversal
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.defs.lib.partitions import program_months
+from sorae_payouts.defs.lib.refusals import refusal_fails_the_step
 from sorae_payouts.defs.lib.resources import LedgerResource, StripeResource
 from sorae_payouts.defs.lib.run_config import program_month
-from sorae_payouts.month_end.batches import BatchError
 from sorae_payouts.registry.programs import get_program
 
 
@@ -30,7 +30,7 @@ class ResolveReversalConfig(dg.Config):
 @dg.op
 def resolve_reversal_op(context: dg.OpExecutionContext, config: ResolveReversalConfig, ledger: LedgerResource) -> None:
     """Append the decision about an item's pending reversed amount; never edits the reversed month."""
-    try:
+    with refusal_fails_the_step():
         decision = resolve_reversal(
             ledger.engine,
             config.item_id,
@@ -39,8 +39,6 @@ def resolve_reversal_op(context: dg.OpExecutionContext, config: ResolveReversalC
             reason=config.reason,
             now=datetime.now(UTC),
         )
-    except ReversalError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
     item = decision.item
     context.log.info(
         f"item {item.payout_item_id} ({item.affiliate_id}): {format_minor(decision.amount_minor, item.currency)} "
@@ -66,15 +64,13 @@ def recover_negative_balances_op(
     context: dg.OpExecutionContext, config: RecoverConfig, ledger: LedgerResource, stripe: StripeResource
 ) -> None:
     """Under the batch's `recover_by_reversal` policy, reverse transfers up to each negative balance."""
-    try:
+    with refusal_fails_the_step():
         pm = program_month(context, config.period, config.program)
         with ledger.engine.connect() as conn:
             gateway = stripe.program_gateway(get_program(conn, pm.program_id), ledger.engine)
         report = recover_negative_balances(
             ledger.engine, gateway, pm.period, program_id=pm.program_id, now=datetime.now(UTC)
         )
-    except (BatchError, ValueError) as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
     context.log.info(f"recovery {report.as_json()}")
     if report.failed:
         raise dg.Failure(f"{len(report.failed)} reversal(s) refused by Stripe: {report.failed}", allow_retries=False)

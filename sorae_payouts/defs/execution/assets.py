@@ -15,6 +15,7 @@ import dagster as dg
 
 from sorae_payouts.aftercare.reconcile import reconcile_batch
 from sorae_payouts.aftercare.recovery import recover_negative_balances
+from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.heap import freeze_startup_heap
 from sorae_payouts.defs.execution.metadata import execution_metadata
 from sorae_payouts.defs.lib.checks import TRANSFERS, transfers_check_specs
@@ -22,17 +23,13 @@ from sorae_payouts.defs.lib.partitions import ProgramMonth, program_months, requ
 from sorae_payouts.defs.lib.resources import LedgerResource, StripeResource
 from sorae_payouts.defs.lib.step_results import StepResults, Stopwatch
 from sorae_payouts.defs.month_end.assets import GROUP, MANIFEST
-from sorae_payouts.execution.pay_batch import ExecutionRefused, execute_batch
+from sorae_payouts.execution.pay_batch import execute_batch
 from sorae_payouts.month_end.audit import reversals_are_accounted
-from sorae_payouts.registry.paying_accounts import PayingAccountError
 from sorae_payouts.registry.programs import list_programs
-from sorae_payouts.stripe_gateway.gateway import GatewayConfigurationError
 
 # Not single_run on purpose: a different policy from the month-end assets keeps the backfill daemon
 # from putting execution in the same run as the manifest it would have to wait for (approval).
 MAX_PARTITIONS_PER_RUN = 100
-# Refusals name their reason (the paying-account errors name the reference, never a key); not retried.
-REFUSALS = (ExecutionRefused, GatewayConfigurationError, PayingAccountError)
 
 
 @dg.multi_asset(
@@ -90,7 +87,7 @@ class _Execution:
                 gateway = self._gateway(program)
                 if self.pay:
                     self._pay(pm, gateway)
-            except REFUSALS as exc:
+            except PayoutRefused as exc:  # its reason, never retried (core/errors.py)
                 self.results.fail(pm, str(exc))
             except Exception as exc:
                 self.context.log.exception(f"{pm}: {exc.__class__.__name__}")

@@ -12,6 +12,7 @@ from sorae_payouts.defs.lib import metadata as md
 from sorae_payouts.defs.lib.manifest_views import MAX_PAGES, PAGE_ROWS, markdown_items
 from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.outcomes import item_outcomes
+from sorae_payouts.ledger.item_states import HELD, ItemStatus
 from sorae_payouts.stripe_gateway import dashboard_url
 
 ITEM_TABLE_ROWS = 500
@@ -36,7 +37,7 @@ _ITEM_COLUMNS = {
     "reversal_pending": "string",
     "dashboard": "string",
 }
-_OUTCOMES = ("posted", "failed", "held", "processing", "pending", "blocked")
+_OUTCOMES = (ItemStatus.POSTED, ItemStatus.FAILED, HELD, ItemStatus.PROCESSING, ItemStatus.PENDING, ItemStatus.BLOCKED)
 
 
 def execution_metadata(conn, report, program_id: str, paying_account: str, test_mode: bool, *, full: bool) -> dict:
@@ -48,7 +49,7 @@ def execution_metadata(conn, report, program_id: str, paying_account: str, test_
         for (c, o), (n, a) in sorted(outcome.totals.items())
     ]
     pending = [i for i in items if i["reversal_pending_minor"]]
-    attention = [i for i in items if i["outcome"] != "posted" or i["reversal_pending_minor"]]
+    attention = [i for i in items if i["outcome"] != ItemStatus.POSTED or i["reversal_pending_minor"]]
     shown = attention[: PAGE_ROWS if full else ATTENTION_ROWS_MANY]
     counts = ", ".join(f"{outcome.count(o)} {o}" for o in _OUTCOMES)
     meta = {
@@ -62,14 +63,14 @@ def execution_metadata(conn, report, program_id: str, paying_account: str, test_
         "program": program_id,
         "paying_account": paying_account,
         "batch_status": outcome.status,
-        **{o: outcome.count(o) for o in ("posted", "failed", "held", "processing")},
+        **{str(o): outcome.count(o) for o in (ItemStatus.POSTED, ItemStatus.FAILED, HELD, ItemStatus.PROCESSING)},
         "reversed": sum(1 for i in items if i["reversed_minor"]),
         # Reversed money waiting for an operator's decision (`sorae-payouts reversals resolve`).
         "reversal_pending": len(pending),
         "requests_sent": report.sent,
         "resolved_by_lookup": report.resolved_by_lookup,
         "adopted_from_stripe": report.adopted,
-        "blocked": outcome.count("blocked"),
+        str(ItemStatus.BLOCKED): outcome.count(ItemStatus.BLOCKED),
         "group_list_requests": report.group_list_requests,
         "anomalies": md.table(
             [{k: a[k] for k in _ANOMALY_COLUMNS} for a in anomalies[-ITEM_TABLE_ROWS:]], _ANOMALY_COLUMNS

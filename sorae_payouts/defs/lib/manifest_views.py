@@ -19,13 +19,20 @@ import sqlalchemy as sa
 from sorae_payouts.core.money import format_minor, to_decimal
 from sorae_payouts.core.stripe_links import account_url, transfer_url
 from sorae_payouts.execution.outcomes import item_outcomes
+from sorae_payouts.ledger.item_states import HELD, ItemStatus
 from sorae_payouts.ledger.sql import text
 
 PAGE_ROWS = 1_000
 MAX_PAGES = 20  # 20,000 items inline; bigger manifests: the CSV file (the metadata says so)
 DECISION_ROWS = 1_000
 # Items an operator must look at before approving or after paying, most urgent first.
-DECISION_ORDER = {"blocked": 0, "failed": 1, "processing": 2, "held": 3, "carried_forward": 4}
+DECISION_ORDER = {
+    ItemStatus.BLOCKED: 0,
+    ItemStatus.FAILED: 1,
+    ItemStatus.PROCESSING: 2,
+    HELD: 3,
+    ItemStatus.CARRIED_FORWARD: 4,
+}
 CSV_COLUMNS = [
     "payout_item_id",
     "affiliate_id",

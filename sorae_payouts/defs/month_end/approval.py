@@ -8,12 +8,13 @@ from pydantic import Field
 from sorae_payouts.core.origin import Origin
 from sorae_payouts.defs.lib.manifest_views import approvals_observation
 from sorae_payouts.defs.lib.partitions import program_months
+from sorae_payouts.defs.lib.refusals import refusal_fails_the_step
 from sorae_payouts.defs.lib.resources import LedgerResource
 from sorae_payouts.defs.lib.run_config import PERIOD_HELP, PROGRAM_HELP, program_month
 from sorae_payouts.defs.lib.tags import TAG_OPERATOR
 from sorae_payouts.month_end.approvals import approve_batch
 from sorae_payouts.month_end.batches import BatchError
-from sorae_payouts.registry.operators import OperatorError, normalize_identity
+from sorae_payouts.registry.operators import normalize_identity
 
 
 class ApprovalConfig(dg.Config):
@@ -41,7 +42,7 @@ def approving_operator(config: ApprovalConfig, tags: dict[str, str]) -> str:
 @dg.op
 def approve_batch_op(context: dg.OpExecutionContext, config: ApprovalConfig, ledger: LedgerResource) -> None:
     """Record an approval of the period's draft batch (two operators above the policy's amount)."""
-    try:
+    with refusal_fails_the_step():
         pm = program_month(context, config.period, config.program)
         operator = approving_operator(config, context.run.tags)
         approval = approve_batch(
@@ -53,8 +54,6 @@ def approve_batch_op(context: dg.OpExecutionContext, config: ApprovalConfig, led
             origin=Origin.here(dagster_run_id=context.run_id),
             program_id=pm.program_id,
         )
-    except (BatchError, OperatorError, ValueError) as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
     context.log.info(
         f"{approval.batch.batch_id}: {len(approval.approvers)}/{approval.required} approvals, "
         f"status {approval.batch.status}"

@@ -1,4 +1,5 @@
-"""The disposition table: what each Stripe error means for an attempt, from real SDK exceptions."""
+"""The one table of Stripe error codes: what each means for an attempt (from real SDK exceptions), for the
+operator (the runbook table is generated from it) and for the affiliate."""
 
 from __future__ import annotations
 
@@ -71,3 +72,38 @@ def test_a_refusal_because_of_the_source_charge_is_final(code, message):
     result = classify(error)
     assert result.disposition is Disposition.FAILED and result.code == (code or "http_400")
     assert result.message == message
+
+
+def test_the_runbook_table_is_the_code_table():
+    """docs/operations.md shows exactly the rows of error_codes.ERROR_CODES (generated, never edited by hand)."""
+    from pathlib import Path
+
+    from sorae_payouts.stripe_gateway.error_codes import runbook_table
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    table = doc.split("<!-- error-codes:begin -->\n", 1)[1].split("<!-- error-codes:end -->", 1)[0]
+    assert table == runbook_table()
+
+
+def test_every_code_has_the_words_its_disposition_needs():
+    """A failure the affiliate can fix names the fix; every code an affiliate may see as a failure has words;
+    an automatic re-attempt is promised only where the engine makes one."""
+    from sorae_payouts.portal.history import ERROR_WORDS, FAILURE_FIX
+    from sorae_payouts.stripe_gateway.error_codes import CLEARED_BY_ACCOUNT_FIX, ERROR_CODES
+
+    for code, entry in ERROR_CODES.items():
+        assert entry.meaning and entry.next_step, code
+        if entry.account_fix:
+            assert entry.disposition is Disposition.FAILED, code
+        if entry.disposition in (Disposition.FAILED, Disposition.FAILED_RETRYABLE) and not code.startswith(
+            "parameter_"
+        ):
+            assert code in ERROR_WORDS, f"{code}: the affiliate's history would show generic words"
+    assert set(FAILURE_FIX) == set(CLEARED_BY_ACCOUNT_FIX)
+
+
+def test_only_the_balance_code_stops_a_currency():
+    from sorae_payouts.stripe_gateway.error_codes import stops_currency
+
+    assert stops_currency("balance_insufficient")
+    assert not stops_currency("account_invalid") and not stops_currency(None) and not stops_currency("new_code")
