@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sorae_payouts.cli import program_option
+from sorae_payouts.cli.refusals import RefusingTyper
 from sorae_payouts.cli.tables import missing_batch_message, outcome_table
 from sorae_payouts.core.csv_safe import SafeDictWriter
 from sorae_payouts.core.money import format_minor, to_decimal
@@ -24,7 +25,7 @@ from sorae_payouts.month_end.approvals import MIN_HASH_PREFIX, approve_batch
 from sorae_payouts.month_end.batches import BatchError, list_batches, load_batch
 from sorae_payouts.month_end.manifest import owed_again_lines
 
-app = typer.Typer(help="Review, export and approve payout batches.", no_args_is_help=True)
+app = RefusingTyper(help="Review, export and approve payout batches.", no_args_is_help=True)
 console = Console()
 PREVIEW_ROWS = 50
 # Columns of the export this program computes as numbers: written as numbers (negatives stay numeric).

@@ -7,10 +7,11 @@ import os
 import typer
 from rich.console import Console
 
+from sorae_payouts.cli.refusals import RefusingTyper
 from sorae_payouts.ledger.database import create_ledger_engine, current_revision, migration_url, redact, upgrade
 from sorae_payouts.ledger.privileges import APP_TABLE_PRIVILEGES, grant_app_role
 
-app = typer.Typer(help="Ledger database schema.", no_args_is_help=True)
+app = RefusingTyper(help="Ledger database schema.", no_args_is_help=True)
 console = Console()
 
 

@@ -35,6 +35,7 @@ from sorae_payouts.month_end.batches import BatchError, load_batch
 from sorae_payouts.month_end.finalize import DEFAULT_HOLDING_DAYS
 from sorae_payouts.month_end.manifest import batch_id_for
 from sorae_payouts.registry.operators import ensure_operator
+from sorae_payouts.registry.programs import get_program
 from sorae_payouts.stripe_gateway import demo_refusal
 
 console = Console()
@@ -163,11 +164,11 @@ def _import_program(engine, demo, month: str, affiliates: int, commissions: int)
 
 
 def _approve_and_fund(engine, month: str, now: datetime) -> None:
-    from sorae_payouts.registry.paying_accounts import program_gateway
-    from sorae_payouts.registry.programs import get_program
+    from sorae_payouts.registry.paying_accounts import ProgramGateways
     from sorae_payouts.stripe_gateway.gateway import config_from_environment
 
     period = parse_period(month)
+    gateways = ProgramGateways(config_from_environment())  # the demo's few requests: in-process limiter
     for demo in DEMO_PROGRAMS:
         try:  # demo only: in production the program's registered operators review and approve it
             with engine.connect() as conn:
@@ -189,7 +190,7 @@ def _approve_and_fund(engine, month: str, now: datetime) -> None:
         except BatchError as exc:
             console.print(f"{demo.program_id}: approval: {exc}")
         with engine.connect() as conn:
-            gateway = program_gateway(config_from_environment(), get_program(conn, demo.program_id))
+            gateway = gateways.for_program(get_program(conn, demo.program_id))
         charges = fund_demo_program(
             engine, _client(_key_of(demo)), gateway, demo, batch_id_for(period, demo.program_id), now=now
         )

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
+from sorae_payouts.cli.refusals import RefusingTyper
 from sorae_payouts.ingest import (
     ImportAbortedError,
     ImportKind,
@@ -38,7 +39,7 @@ from sorae_payouts.registry.programs import DEFAULT_PROGRAM, ProgramError, requi
 EXIT_LOADED, EXIT_NOTHING_LOADED, EXIT_REJECTS = 0, 1, 2
 REJECTS_SHOWN = 20
 
-app = typer.Typer(
+app = RefusingTyper(
     help="Import affiliates, commissions or order events (CSV or Parquet) into the ledger "
     "(SORAE_DATABASE_URL). Exit code 0: all rows loaded or already present; 2: some rows rejected "
     "(the valid ones loaded; see <file>.rejects.csv); 1: nothing loaded (unreadable file, unknown or disabled "

@@ -70,7 +70,7 @@ def build_app(only: str | None = None):
                 if group == name and sub not in {c.name for c in target.registered_commands}:
                     target.command(sub)(getattr(import_module(f"sorae_payouts.cli.{sub_module}"), sub_attribute))
             for registered in target.registered_commands:  # every refusal caught once (cli/refusals.py)
-                if not getattr(registered.callback, "__wrapped__", None):
+                if getattr(registered.callback, "__wrapped__", None) is None:  # RefusingTyper groups already are
                     registered.callback = refusals_exit(registered.callback)
             app.add_typer(target, name=name)
         else:

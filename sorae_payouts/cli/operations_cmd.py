@@ -1,4 +1,5 @@
-"""`sorae-payouts retry | refresh | reconcile`: operators' controls after execution."""
+"""`sorae-payouts retry | refresh | reconcile`: operators' controls after execution, on the use cases
+(`sorae_payouts/use_cases/`) the Dagster jobs run too."""
 
 from __future__ import annotations
 
@@ -11,36 +12,28 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sorae_payouts.aftercare.reconcile import reconcile_batch
-from sorae_payouts.aftercare.refresh import refresh_batch, refreshable_periods
-from sorae_payouts.aftercare.retry import execute_retry, plan_retry
 from sorae_payouts.cli import program_option
 from sorae_payouts.cli.refusals import refusals_exit
 from sorae_payouts.cli.tables import outcome_json, outcome_table
 from sorae_payouts.core.money import format_minor
-from sorae_payouts.core.periods import parse_period
+from sorae_payouts.core.periods import ProgramMonth, parse_period
 from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.pay_batch import ExecutionRefused, utcnow
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.month_end.batches import load_batch
-from sorae_payouts.stripe_gateway.gateway import StripeGateway, config_from_environment
+from sorae_payouts.registry.paying_accounts import ProgramGateways
+from sorae_payouts.stripe_gateway.gateway import config_from_environment
+from sorae_payouts.use_cases import aftercare, payouts
 
 console = Console()
 
 
-def _gateway(engine, program_id: str) -> StripeGateway:
-    """The gateway of the account that pays the program (the platform key or its own key), on the
-    account's rate schedule in the command's ledger."""
-    from sorae_payouts.registry.paying_accounts import program_gateway
-    from sorae_payouts.registry.programs import get_program
-
-    with engine.connect() as conn:
-        program = get_program(conn, program_id)
-    return program_gateway(config_from_environment(), program, engine=engine)  # the account's shared limit
+def _gateways(engine) -> ProgramGateways:
+    """Every program's gateway (the platform key or its own), on its account's rate schedule in this ledger."""
+    return ProgramGateways(config_from_environment(), engine)
 
 
 def _program(engine, program: str | None, period: str | None) -> str:
-
     with engine.connect() as conn:
         return program_option.resolve_program(conn, program, parse_period(period) if period else None)
 
@@ -64,16 +57,11 @@ def retry(
     engine = create_ledger_engine()
     program_id = _program(engine, program, period)
     # The next keys name the paying account: ask Stripe when a key is configured (a dry run works without).
-    gateway = _gateway(engine, program_id) if (os.environ.get("STRIPE_API_KEY") or not dry_run) else None
-    with engine.connect() as conn:
-        plan = plan_retry(
-            conn,
-            parse_period(period),
-            program_id=program_id,
-            item_ids=item or None,
-            error_code=error_code,
-            paying_account=gateway.paying_account() if gateway else None,
-        )
+    gateways = _gateways(engine) if (os.environ.get("STRIPE_API_KEY") or not dry_run) else None
+    request = payouts.plan_retry_of(
+        engine, gateways, parse_period(period), program_id, item_ids=item or None, error_code=error_code
+    )
+    plan = request.plan
     sends = [
         {
             "payout_item_id": i["payout_item_id"],
@@ -91,7 +79,7 @@ def retry(
         raise typer.Exit(1 if plan.refused and not sends else 0)
     if as_json:
         try:
-            report = execute_retry(engine, gateway or _gateway(engine, program_id), plan, now=utcnow())
+            report = payouts.send_retry(engine, request, now=utcnow(), requested_by=f"cli:{getpass.getuser()}")
         except ExecutionRefused as exc:
             typer.echo(json.dumps({"sent": sends, "refused": plan.refused, "error": str(exc)}, indent=2))
             raise typer.Exit(1) from exc
@@ -122,8 +110,8 @@ def retry(
         console.print(f"[yellow]refused[/yellow] item {refused['payout_item_id']}: {refused['reason']}")
     if dry_run or not sends:
         raise typer.Exit(1 if plan.refused and not sends else 0)
-    report = execute_retry(
-        engine, gateway, plan, now=utcnow(), announce=_announce, requested_by=f"cli:{getpass.getuser()}"
+    report = payouts.send_retry(
+        engine, request, now=utcnow(), announce=_announce, requested_by=f"cli:{getpass.getuser()}"
     )
     console.print(outcome_table(report.outcome))
 
@@ -135,19 +123,9 @@ def refresh(
 ) -> None:
     """Resolve unknown outcomes, record reversals and account readiness changes (appended history), for
     every executed batch of every program (or the one named), each through its paying account."""
-    from sorae_payouts.registry.programs import list_programs
-
     engine = create_ledger_engine()
     with engine.connect() as conn:
-        programs = (
-            [program_option.resolve_program(conn, program)] if program else [p.program_id for p in list_programs(conn)]
-        )
-        work = [
-            (program_id, p)
-            for program_id in programs
-            for p in refreshable_periods(conn, parse_period(period) if period else None, program_id=program_id)
-        ]
-    gateways: dict[str, StripeGateway] = {}
+        program_ids = [program_option.resolve_program(conn, program)] if program else None
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -156,14 +134,22 @@ def refresh(
         console=console,
         disable=as_json,
     ) as progress:
-        task = progress.add_task("refreshing batches", total=len(work))
-        reports = []
-        for program_id, p in work:
-            gateway = gateways.get(program_id) or gateways.setdefault(program_id, _gateway(engine, program_id))
-            reports.append(refresh_batch(engine, gateway, p, program_id=program_id, announce=_announce))
-            progress.advance(task)
+        task = progress.add_task("refreshing batches", total=None)
+        run = aftercare.refresh_programs(
+            engine,
+            _gateways(engine),
+            period=parse_period(period) if period else None,
+            program_ids=program_ids,
+            announce=_announce,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    reports = list(run.reports.values())
     if as_json:
         typer.echo(json.dumps([r.as_json() for r in reports], indent=2))
+        for pm, why in run.refused.items():  # the list stays the reports; refusals go to stderr
+            typer.echo(f"refused: {pm}: {why}", err=True)
+        if run.refused:
+            raise typer.Exit(1)
         return
     table = Table("batch", "resolved", "still unknown", "reversal changes", "account changes", "holds released")
     for r in reports:
@@ -176,6 +162,11 @@ def refresh(
             str(r.released_holds),
         )
     console.print(table)
+    # One program's refusal never stops the others; the exit code says some were refused.
+    for pm, why in run.refused.items():
+        console.print(f"[red]refused:[/red] {pm}: {why}", highlight=False)
+    if run.refused:
+        raise typer.Exit(1)
 
 
 def reconcile(
@@ -187,9 +178,8 @@ def reconcile(
     attempts; exit 1 on drift. Also lists the execution anomalies recorded for the batch."""
     engine = create_ledger_engine()
     program_id = _program(engine, program, period)
-    gateway = _gateway(engine, program_id)
+    result = aftercare.reconcile(engine, _gateways(engine), ProgramMonth(parse_period(period), program_id))
     with engine.connect() as conn:
-        result = reconcile_batch(conn, gateway, parse_period(period), program_id=program_id)
         anomalies = list_anomalies(conn, load_batch(conn, parse_period(period), program_id=program_id).batch_id)
     if as_json:
         typer.echo(

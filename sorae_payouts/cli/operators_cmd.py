@@ -9,12 +9,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sorae_payouts.cli.refusals import RefusingTyper
 from sorae_payouts.core.origin import Origin
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.registry.operators import add_operator, list_operators, set_operator_status
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM, require_active_program
 
-app = typer.Typer(
+app = RefusingTyper(
     help="Operators who may approve payout batches (registry with append-only history).", no_args_is_help=True
 )
 console = Console()

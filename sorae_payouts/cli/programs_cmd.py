@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sorae_payouts.cli.refusals import RefusingTyper
 from sorae_payouts.core.origin import Origin
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.registry.programs import (
@@ -27,7 +28,9 @@ from sorae_payouts.registry.programs import (
     update_program,
 )
 
-app = typer.Typer(help="Programs (one per merchant): who pays them, their policy, their funding.", no_args_is_help=True)
+app = RefusingTyper(
+    help="Programs (one per merchant): who pays them, their policy, their funding.", no_args_is_help=True
+)
 console = Console()
 
 _BY_HELP = "Who makes this change (recorded in the history); default: the OS user."
@@ -222,15 +225,14 @@ def fund_command(
     """Record money that funds a program on the shared platform account. Amount and currency are read
     from Stripe, never typed; a charge named here is also the transfers' `source_transaction`."""
     from sorae_payouts.registry.funding import record_funding
-    from sorae_payouts.registry.paying_accounts import program_gateway
+    from sorae_payouts.registry.paying_accounts import ProgramGateways
     from sorae_payouts.stripe_gateway.gateway import config_from_environment
 
     if bool(charge) == bool(topup):
         raise typer.BadParameter("give exactly one of --charge or --topup")
     origin = Origin.here()
     engine = create_ledger_engine()
-    with engine.connect() as conn:
-        gateway = program_gateway(config_from_environment(), get_program(conn, program_id), engine=engine)
+    gateway = ProgramGateways(config_from_environment(), engine).for_program_id(program_id)
     funding = record_funding(
         engine,
         gateway,

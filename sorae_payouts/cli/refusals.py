@@ -39,3 +39,17 @@ def refusals_exit(command: Callable) -> Callable:
             raise refused(exc, as_json=bool(kwargs.get("as_json"))) from exc
 
     return run
+
+
+class RefusingTyper(typer.Typer):
+    """A command group whose commands are wrapped by `refusals_exit` as they are registered, so the group
+    handles refusals the same way on its own (tests invoke groups directly) as inside the whole CLI."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+
+        def decorator(command: Callable) -> Callable:
+            register(refusals_exit(command))
+            return command
+
+        return decorator

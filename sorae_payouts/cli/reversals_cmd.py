@@ -9,14 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sorae_payouts.aftercare.recovery import recover_negative_balances
 from sorae_payouts.aftercare.reversals import OWE_AGAIN, WRITE_OFF, resolve_reversal, reversed_items
+from sorae_payouts.cli.refusals import RefusingTyper
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.core.periods import parse_period, period_key
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.stripe_gateway.gateway import config_from_environment
 
-app = typer.Typer(
+app = RefusingTyper(
     help="Reversed transfers: list them, decide what they mean (owed again or written off).", no_args_is_help=True
 )
 console = Console()
@@ -138,14 +138,15 @@ def recover_command(
     """Under the batch's `recover_by_reversal` policy, reverse transfers up to each negative balance
     (also done after execution by the executed_transfers asset). Safe to run again."""
     from sorae_payouts.cli.program_option import resolve_program
-    from sorae_payouts.registry.paying_accounts import program_gateway
-    from sorae_payouts.registry.programs import get_program
+    from sorae_payouts.core.periods import ProgramMonth
+    from sorae_payouts.registry.paying_accounts import ProgramGateways
+    from sorae_payouts.use_cases import aftercare
 
     engine = create_ledger_engine()
     with engine.connect() as conn:
         program_id = resolve_program(conn, program, _period(period))
-        gateway = program_gateway(config_from_environment(), get_program(conn, program_id), engine=engine)
-    report = recover_negative_balances(engine, gateway, _period(period), now=datetime.now(UTC), program_id=program_id)
+    gateways = ProgramGateways(config_from_environment(), engine)
+    report = aftercare.recover(engine, gateways, ProgramMonth(_period(period), program_id), now=datetime.now(UTC))
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2))
         return

@@ -15,11 +15,10 @@ from rich.console import Console
 
 from sorae_payouts.cli import program_option
 from sorae_payouts.cli.tables import missing_batch_message, outcome_json, outcome_table
-from sorae_payouts.core.periods import parse_period, period_key
+from sorae_payouts.core.periods import ProgramMonth, parse_period, period_key
 from sorae_payouts.ledger.database import create_ledger_engine
 from sorae_payouts.month_end.batches import BatchError, load_batch
 from sorae_payouts.month_end.manifest import batch_id_for
-from sorae_payouts.month_end.month_order import MonthOrderError, check_month_end_order
 
 console = Console()
 
@@ -106,25 +105,22 @@ def month_end(
     """Finalize the month and build its manifest (month_end_job, with the blocking checks): a draft to
     review and approve, per program. Refused before anything is written when months must be closed in
     another order (one program named), or per program in the run (every program)."""
-    from sorae_payouts.registry.programs import ProgramError, get_program, list_programs
+    from sorae_payouts.registry.programs import list_programs
+    from sorae_payouts.use_cases.month_end import admit_month_end
 
     month = _period(period)
     engine = create_ledger_engine()
     with engine.connect() as conn:
-        try:
-            programs = (
-                [get_program(conn, program).program_id]
-                if program
-                else [p.program_id for p in list_programs(conn, active_only=True)]
-            )
-            if len(programs) == 1:
-                check_month_end_order(conn, [month], program_id=programs[0])
-        except (MonthOrderError, ProgramError) as exc:
-            if as_json:
-                typer.echo(json.dumps({"run": None, "refused": str(exc)}, indent=2))
-            else:
-                console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from exc
+        programs = [program] if program else [p.program_id for p in list_programs(conn, active_only=True)]
+        if len(programs) == 1:  # one program: refused before launching (a run over many refuses per program)
+            admission = admit_month_end(conn, [ProgramMonth(month, programs[0])])
+            why = next(iter({**admission.refused, **admission.skipped}.values()), None)
+            if why is not None:
+                if as_json:
+                    typer.echo(json.dumps({"run": None, "refused": why}, indent=2))
+                else:
+                    console.print(f"[red]refused:[/red] {why}", highlight=False)
+                raise typer.Exit(1)
     tags = {"sorae/batch_id": batch_id_for(month, programs[0])} if len(programs) == 1 else {}
     run = _launch("month_end_job", month, tags, as_json, programs if len(programs) == 1 else None)
     _report(engine, month, run, as_json, programs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 
 from sorae_payouts.core.errors import InvalidValue
 
@@ -62,3 +63,13 @@ def first_period() -> date:
         return parse_period(raw)
     except ValueError:
         raise InvalidValue(f"SORAE_FIRST_PERIOD={raw!r} must be a month like 2025-01") from None
+
+
+class ProgramMonth(NamedTuple):
+    """A program's month: the unit of month end and execution (a Dagster partition is one)."""
+
+    period: date
+    program_id: str
+
+    def __str__(self) -> str:
+        return f"{period_key(self.period)} ({self.program_id})"

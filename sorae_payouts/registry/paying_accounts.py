@@ -20,9 +20,10 @@ import dataclasses
 import json
 import os
 import re
+import threading
 
 from sorae_payouts.core.errors import PayoutRefused
-from sorae_payouts.registry.programs import Program
+from sorae_payouts.registry.programs import Program, get_program
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 from sorae_payouts.stripe_gateway.live import require_live_payouts_allowed
 from sorae_payouts.stripe_gateway.rate_limit import RateLimiter
@@ -130,6 +131,38 @@ def program_gateway(
     if engine is not None and limiter is None and shares_rate_limit():
         gateway.share_rate_limit(engine)
     return gateway
+
+
+class ProgramGateways:
+    """ "The program, then its gateway", written once for the CLI, the Dagster resources and the demo.
+
+    `for_program(program)` is the gateway of the account that pays it: the platform key (`base`) or the key
+    behind its reference, resolved now. One gateway per key (one client, one GET /v1/account for its
+    paying account id), reused for every program paying from that key. Given the ledger's `engine`, each
+    gateway waits on its paying account's ledger-wide rate schedule (`shares_rate_limit`), so every
+    process paying from one account stays under its limit together. Thread-safe."""
+
+    def __init__(self, base: GatewayConfig, engine=None, *, shared_rate_limit: bool | None = None):
+        self.base, self.engine = base, engine
+        self.shared = (shares_rate_limit() if shared_rate_limit is None else shared_rate_limit) and engine is not None
+        self._by_key: dict[str, StripeGateway] = {}
+        self._lock = threading.Lock()
+
+    def for_program(self, program: Program) -> StripeGateway:
+        config = program_gateway_config(self.base, program)
+        with self._lock:
+            gateway = self._by_key.get(config.api_key)
+            if gateway is None:
+                gateway = StripeGateway(config)
+                if self.shared:
+                    gateway.share_rate_limit(self.engine)
+                self._by_key[config.api_key] = gateway
+        return gateway
+
+    def for_program_id(self, program_id: str) -> StripeGateway:
+        """The gateway of a registered program (ProgramError for an unknown one)."""
+        with self.engine.connect() as conn:
+            return self.for_program(get_program(conn, program_id))
 
 
 def require_program_gateway(program: Program, gateway: StripeGateway) -> None:

@@ -10,16 +10,13 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
-from sorae_payouts.aftercare.reconcile import reconcile_batch
-from sorae_payouts.aftercare.refresh import refresh_batch, refreshable_periods
-from sorae_payouts.aftercare.retry import execute_retry, plan_retry
 from sorae_payouts.core.periods import parse_period
 from sorae_payouts.defs.lib.partitions import program_months
 from sorae_payouts.defs.lib.refusals import refusal_fails_the_step
 from sorae_payouts.defs.lib.resources import LedgerResource, StripeResource
 from sorae_payouts.defs.lib.run_config import PERIOD_HELP, PROGRAM_HELP, program_month
 from sorae_payouts.ledger.item_states import ItemStatus
-from sorae_payouts.registry.programs import get_program, list_programs
+from sorae_payouts.use_cases import aftercare, payouts
 
 
 class RetryConfig(dg.Config):
@@ -37,16 +34,16 @@ def retry_items_op(
     """Give the chosen failed items a new attempt and send only them; refusals are logged."""
     with refusal_fails_the_step():
         pm = program_month(context, config.period, config.program)
-    with ledger.engine.connect() as conn:  # the next keys name the paying account (GET /v1/account)
-        gateway = stripe.program_gateway(get_program(conn, pm.program_id), ledger.engine)
-        plan = plan_retry(
-            conn,
+    with refusal_fails_the_step():  # the next keys name the paying account (GET /v1/account)
+        request = payouts.plan_retry_of(
+            ledger.engine,
+            stripe.gateways(ledger.engine),
             pm.period,
-            program_id=pm.program_id,
+            pm.program_id,
             item_ids=config.item_ids or None,
             error_code=config.error_code,
-            paying_account=gateway.paying_account(),
         )
+    plan = request.plan
     for refused in plan.refused:
         context.log.warning(f"item {refused['payout_item_id']} refused: {refused['reason']}")
     for item in plan.retry:
@@ -58,10 +55,9 @@ def retry_items_op(
     if config.dry_run or not plan.retry:
         return
     with refusal_fails_the_step():
-        report = execute_retry(
+        report = payouts.send_retry(
             ledger.engine,
-            gateway,
-            plan,
+            request,
             now=datetime.now(UTC),
             settings=stripe.execution_settings(),
             announce=context.log.warning,
@@ -91,46 +87,27 @@ def refresh_payouts_op(
 ) -> None:
     """Resolve unknown outcomes, append reversal and account readiness changes, release holds; every
     program's batches through its own paying account. One program's refusal never stops the others."""
-    with ledger.engine.connect() as conn:
-        programs = [p for p in list_programs(conn) if config.program in (None, p.program_id)]
-        work = [
-            (
-                p,
-                refreshable_periods(
-                    conn, parse_period(config.period) if config.period else None, program_id=p.program_id
-                ),
-            )
-            for p in programs
-        ]
-    drifted, refused = [], []
-    for program, periods in work:
-        for period in periods:
-            try:
-                gateway = stripe.program_gateway(program, ledger.engine)  # one per paying account
-                report = refresh_batch(
-                    ledger.engine,
-                    gateway,
-                    period,
-                    program_id=program.program_id,
-                    settings=stripe.execution_settings(),
-                    announce=context.log.warning,
-                )
-            except Exception as exc:
-                context.log.error(f"{program.program_id} {period:%Y-%m}: {exc}")
-                refused.append(f"{program.program_id} {period:%Y-%m}: {exc}")
-                continue
-            context.log.info(f"refreshed {report.as_json()}")
-            # Reconciliation after every refresh: the ledger must still match Stripe, or the run says so.
-            with ledger.engine.connect() as conn:
-                reconciled = reconcile_batch(conn, gateway, period, program_id=program.program_id)
-            (context.log.info if reconciled.passed else context.log.error)(f"{report.batch_id}: {reconciled.summary}")
-            if not reconciled.passed:
-                drifted.append(report.batch_id)
-    problems = (
-        [f"ledger and Stripe disagree for {', '.join(drifted)}: run `sorae-payouts reconcile` for the details"]
-        if drifted
-        else []
-    ) + refused
+    with refusal_fails_the_step():
+        period = parse_period(config.period) if config.period else None
+    run = aftercare.refresh_programs(
+        ledger.engine,
+        stripe.gateways(ledger.engine),
+        period=period,
+        program_ids=[config.program] if config.program else None,
+        settings=stripe.execution_settings(),
+        announce=context.log.warning,
+        reconcile=True,  # the ledger must still match Stripe after every refresh, or the run says so
+    )
+    for pm, report in run.reports.items():
+        context.log.info(f"refreshed {report.as_json()}")
+        reconciled = run.reconciled[pm]
+        (context.log.info if reconciled.passed else context.log.error)(f"{report.batch_id}: {reconciled.summary}")
+    for pm, why in run.refused.items():
+        context.log.error(f"{pm}: {why}")
+    problems = [f"{pm}: {why}" for pm, why in run.refused.items()]
+    if run.drifted:
+        drifted = ", ".join(run.reports[pm].batch_id for pm in run.drifted)
+        problems.insert(0, f"ledger and Stripe disagree for {drifted}: run `sorae-payouts reconcile` for the details")
     if problems:
         raise dg.Failure("; ".join(problems), allow_retries=False)
 

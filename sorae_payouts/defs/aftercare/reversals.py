@@ -8,14 +8,13 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from sorae_payouts.aftercare.recovery import recover_negative_balances
 from sorae_payouts.aftercare.reversals import resolve_reversal
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.defs.lib.partitions import program_months
 from sorae_payouts.defs.lib.refusals import refusal_fails_the_step
 from sorae_payouts.defs.lib.resources import LedgerResource, StripeResource
 from sorae_payouts.defs.lib.run_config import program_month
-from sorae_payouts.registry.programs import get_program
+from sorae_payouts.use_cases import aftercare
 
 
 class ResolveReversalConfig(dg.Config):
@@ -66,11 +65,7 @@ def recover_negative_balances_op(
     """Under the batch's `recover_by_reversal` policy, reverse transfers up to each negative balance."""
     with refusal_fails_the_step():
         pm = program_month(context, config.period, config.program)
-        with ledger.engine.connect() as conn:
-            gateway = stripe.program_gateway(get_program(conn, pm.program_id), ledger.engine)
-        report = recover_negative_balances(
-            ledger.engine, gateway, pm.period, program_id=pm.program_id, now=datetime.now(UTC)
-        )
+        report = aftercare.recover(ledger.engine, stripe.gateways(ledger.engine), pm, now=datetime.now(UTC))
     context.log.info(f"recovery {report.as_json()}")
     if report.failed:
         raise dg.Failure(f"{len(report.failed)} reversal(s) refused by Stripe: {report.failed}", allow_retries=False)

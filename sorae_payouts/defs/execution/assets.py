@@ -13,8 +13,6 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from sorae_payouts.aftercare.reconcile import reconcile_batch
-from sorae_payouts.aftercare.recovery import recover_negative_balances
 from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.heap import freeze_startup_heap
 from sorae_payouts.defs.execution.metadata import execution_metadata
@@ -23,9 +21,9 @@ from sorae_payouts.defs.lib.partitions import ProgramMonth, program_months, requ
 from sorae_payouts.defs.lib.resources import LedgerResource, StripeResource
 from sorae_payouts.defs.lib.step_results import StepResults, Stopwatch
 from sorae_payouts.defs.month_end.assets import GROUP, MANIFEST
-from sorae_payouts.execution.pay_batch import execute_batch
 from sorae_payouts.month_end.audit import reversals_are_accounted
-from sorae_payouts.registry.programs import list_programs
+from sorae_payouts.use_cases import aftercare
+from sorae_payouts.use_cases.payouts import pay_program_month
 
 # Not single_run on purpose: a different policy from the month-end assets keeps the backfill daemon
 # from putting execution in the same run as the manifest it would have to wait for (approval).
@@ -76,44 +74,32 @@ class _Execution:
         self.check_names = {k.name: k for k in context.selected_asset_check_keys}
 
     def run(self) -> None:
-        with self.ledger.engine.connect() as conn:
-            programs = {p.program_id: p for p in list_programs(conn)}
-        for pm in self.results.partitions:  # oldest month first
-            program, gateway = programs.get(pm.program_id), None
-            if program is None:
-                self.results.fail(pm, f"unknown program {pm.program_id!r}")
-                continue
+        gateways = self.stripe.gateways(self.ledger.engine)
+        for pm in self.results.partitions:  # oldest month first; one program's failure never stops the others
             try:
-                gateway = self._gateway(program)
                 if self.pay:
-                    self._pay(pm, gateway)
+                    self._pay(pm, gateways)
+                if self.check_names:
+                    self._check(pm, gateways)
             except PayoutRefused as exc:  # its reason, never retried (core/errors.py)
                 self.results.fail(pm, str(exc))
             except Exception as exc:
                 self.context.log.exception(f"{pm}: {exc.__class__.__name__}")
                 self.results.fail(pm, f"{exc.__class__.__name__}: {exc}", retriable=True)
-            if pm not in self.results.failed and self.check_names:
-                self._check(pm, gateway)
 
-    def _gateway(self, program):
-        return self.stripe.program_gateway(program, self.ledger.engine)
-
-    def _pay(self, pm: ProgramMonth, gateway) -> None:
-        report = execute_batch(
+    def _pay(self, pm: ProgramMonth, gateways) -> None:
+        payment = pay_program_month(
             self.ledger.engine,
-            gateway,
+            gateways,
             pm.period,
-            program_id=pm.program_id,
+            pm.program_id,
             settings=self.stripe.execution_settings(),
+            now=datetime.now(UTC),
             announce=self.context.log.warning,
         )
+        report, recovery, gateway = payment.report, payment.recovery, payment.gateway
         for anomaly in report.anomalies:
             self.context.log.error(f"{pm}: {anomaly}")
-        # Under the batch's frozen `recover_by_reversal` policy, negative balances are recovered now (a
-        # no-op under the default `carry`); its own keys make a re-materialization safe.
-        recovery = recover_negative_balances(
-            self.ledger.engine, gateway, pm.period, program_id=pm.program_id, now=datetime.now(UTC)
-        )
         if recovery.requested or recovery.failed or recovery.unknown:
             self.context.log.info(f"{pm}: negative balance recovery: {recovery.as_json()}")
         self.context.log.info(f"{pm}: {report.batch_id} {report.outcome.status}, {report.sent} requests sent")
@@ -123,12 +109,12 @@ class _Execution:
             )
         self.results.materialize(TRANSFERS, pm, meta)
 
-    def _check(self, pm: ProgramMonth, gateway) -> None:
+    def _check(self, pm: ProgramMonth, gateways) -> None:
         watch = Stopwatch()
+        if "transfers_reconciled" in self.check_names:
+            result = aftercare.reconcile(self.ledger.engine, gateways, pm)
+            self.results.check(self.check_names["transfers_reconciled"], pm, result, watch.lap(), blocking=False)
         with self.ledger.engine.connect() as conn:
-            if "transfers_reconciled" in self.check_names:
-                result = reconcile_batch(conn, gateway, pm.period, program_id=pm.program_id)
-                self.results.check(self.check_names["transfers_reconciled"], pm, result, watch.lap(), blocking=False)
             if "reversals_accounted" in self.check_names:
                 result = reversals_are_accounted(conn, pm.period, [pm.program_id])[pm.program_id]
                 self.results.check(self.check_names["reversals_accounted"], pm, result, watch.lap(), blocking=False)

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date
-from typing import NamedTuple
 
 import dagster as dg
 
-from sorae_payouts.core.periods import first_period, parse_period, period_key
+from sorae_payouts.core import periods
+from sorae_payouts.core.periods import first_period, parse_period
 
 MONTH, PROGRAM = "month", "program"
 
@@ -36,18 +36,14 @@ program_partitions = dg.DynamicPartitionsDefinition(name=PROGRAM)
 program_months = dg.MultiPartitionsDefinition({MONTH: monthly_partitions, PROGRAM: program_partitions})
 
 
-class ProgramMonth(NamedTuple):
-    """One partition: a program's month."""
+class ProgramMonth(periods.ProgramMonth):
+    """One partition: a program's month (the domain's `core.periods.ProgramMonth`, with its partition key)."""
 
-    period: date
-    program_id: str
+    __slots__ = ()
 
     @property
     def key(self) -> dg.MultiPartitionKey:
         return partition_key(self.period, self.program_id)
-
-    def __str__(self) -> str:
-        return f"{period_key(self.period)} ({self.program_id})"
 
 
 def partition_key(period: date | str, program_id: str) -> dg.MultiPartitionKey:

@@ -99,24 +99,22 @@ class StripeResource(dg.ConfigurableResource):
         """The platform account's gateway (STRIPE_API_KEY), with the in-process limiter."""
         return StripeGateway(self.gateway_config())
 
-    def program_gateway(self, program, engine: sa.Engine | None) -> StripeGateway:
-        """The gateway of the account that pays `program`: the platform's, or the merchant's own account
-        named by the program's reference (`paying_accounts`; the key is resolved here, at run time). One
-        gateway per paying account for this resource (one client, one GET /v1/account). Given the
-        ledger's `engine`, it waits on the account's ledger-wide rate schedule (`SharedRateLimiter`);
-        None only to learn the account id, never to pay."""
-        from sorae_payouts.registry.paying_accounts import program_gateway, resolve_api_key
+    def gateways(self, engine: sa.Engine | None):
+        """The run's `paying_accounts.ProgramGateways` for this ledger: one gateway per paying key (one
+        client, one GET /v1/account), waiting on the account's ledger-wide rate schedule unless
+        `shared_rate_limit` is off. Keys are resolved at run time, never stored in config."""
+        from sorae_payouts.registry.paying_accounts import ProgramGateways
 
-        key = resolve_api_key(program, self.api_key)
-        shared = engine if engine is not None and self.shared_rate_limit else None
-        cache_key = (key, id(shared))  # the schedule lives in that ledger: one gateway per key and ledger
-        cached = self._gateways.get(cache_key)
-        if cached is None:
-            cached = program_gateway(self.gateway_config(), program)
-            if shared is not None:
-                cached.share_rate_limit(shared)
-            self._gateways[cache_key] = cached
-        return cached
+        if id(engine) not in self._gateways:  # the schedule lives in that ledger: one set per ledger
+            self._gateways[id(engine)] = ProgramGateways(
+                self.gateway_config(), engine, shared_rate_limit=self.shared_rate_limit and engine is not None
+            )
+        return self._gateways[id(engine)]
+
+    def program_gateway(self, program, engine: sa.Engine | None) -> StripeGateway:
+        """The gateway of the account that pays `program` (see `gateways`); `engine` None only to learn the
+        account id, never to pay."""
+        return self.gateways(engine).for_program(program)
 
     def execution_settings(self) -> ExecutionSettings:
         return ExecutionSettings(workers=self.workers)

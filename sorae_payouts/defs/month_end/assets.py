@@ -32,8 +32,7 @@ from sorae_payouts.defs.month_end.metadata import (
 from sorae_payouts.month_end.audit import manifest_checks
 from sorae_payouts.month_end.finalize import finalize_programs
 from sorae_payouts.month_end.manifest_build import build_manifests
-from sorae_payouts.month_end.month_order import month_order_refusals
-from sorae_payouts.registry.programs import list_programs
+from sorae_payouts.use_cases.month_end import admit_month_end
 
 GROUP = "payouts"
 FINALIZED = dg.AssetKey("finalized_commissions")
@@ -98,8 +97,6 @@ class _MonthEnd:
 
     def run(self) -> None:
         open_ = self._admit()
-        if self.selected:
-            self._refuse_out_of_order(open_)
         for period, program_ids in by_month(open_).items():  # oldest first: each month needs the previous one
             ids = [p for p in program_ids if self._may_go_on(ProgramMonth(period, p))]
             if FINALIZED in self.selected:
@@ -124,42 +121,20 @@ class _MonthEnd:
         return True
 
     def _admit(self) -> list[ProgramMonth]:
-        """Unknown programs fail; disabled ones are skipped (logged), the others go on."""
+        """The use case decides (`use_cases.month_end.admit_month_end`): unknown programs and months out of
+        order fail before anything is written, disabled programs are skipped (logged), the others go on."""
         with self.ledger.engine.connect() as conn:
-            programs = {p.program_id: p for p in list_programs(conn)}
-        admitted = []
-        for pm in self.results.partitions:
-            program = programs.get(pm.program_id)
-            if program is None:
-                self.results.fail(
-                    pm,
-                    f"unknown program {pm.program_id!r}: no such program in the ledger "
-                    "(`sorae-payouts programs add` registers one)",
-                )
-            elif program.status != "active":
-                self.results.skip(pm, f"program {pm.program_id} is {program.status}")
-            else:
-                admitted.append(pm)
-        if self.results.skipped:
+            admission = admit_month_end(conn, self.results.partitions, check_order=bool(self.selected))
+        for pm, why in admission.refused.items():
+            self.results.fail(ProgramMonth(*pm), why)
+        for pm, why in admission.skipped.items():
+            self.results.skip(ProgramMonth(*pm), why)
+        if admission.skipped:
             self.context.log.warning(
-                f"skipped {len(self.results.skipped)} program-months of disabled programs: "
-                + ", ".join(str(pm) for pm in list(self.results.skipped)[:20])
+                f"skipped {len(admission.skipped)} program-months of disabled programs: "
+                + ", ".join(str(pm) for pm in list(admission.skipped)[:20])
             )
-        return admitted
-
-    def _refuse_out_of_order(self, admitted: list[ProgramMonth]) -> None:
-        """Before anything is written: programs whose months cannot be closed now, in this order."""
-        months_of: dict[str, list] = {}
-        for pm in admitted:
-            months_of.setdefault(pm.program_id, []).append(pm.period)
-        groups: dict[tuple, list[str]] = {}
-        for program_id, months in months_of.items():
-            groups.setdefault(tuple(sorted(months)), []).append(program_id)
-        with self.ledger.engine.connect() as conn:
-            for months, ids in groups.items():
-                for program_id, why in month_order_refusals(conn, list(months), ids).items():
-                    for period in months:
-                        self.results.fail(ProgramMonth(period, program_id), why)
+        return [ProgramMonth(*pm) for pm in admission.admitted]
 
     def _finalize(self, period, ids: list[str]) -> list[str]:
         watch = Stopwatch()
