@@ -244,7 +244,7 @@ def record(
             return False
         hold = (
             f"{error.code}: will be retried with a new attempt in a later run"
-            if item_status == ItemStatus.PENDING
+            if item_status == ItemStatus.PENDING and error is not None
             else None
         )
         conn.execute(

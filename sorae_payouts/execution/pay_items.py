@@ -235,6 +235,7 @@ class ExecutionRun:
     def _check_replay(self, attempt: attempts.Attempt, outcome: TransferOutcome) -> str | None:
         """A re-sent key should be replayed; a fresh key replayed means another ledger sent it first."""
         transfer = outcome.transfer
+        assert transfer is not None, "a posted outcome carries its transfer"
         if attempt.resumed and not outcome.replayed:
             self._anomaly(
                 Anomaly(

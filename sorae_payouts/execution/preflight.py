@@ -78,7 +78,9 @@ def hold_unready(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="preflight") as pool:
         readiness.update(zip(unlisted, pool.map(gateway.account_readiness, unlisted), strict=False))
     return shared | {
-        i.payout_item_id: readiness[i.destination].hold_reason for i in pending if not readiness[i.destination].ready
+        i.payout_item_id: readiness[i.destination].hold_reason or "account not ready"
+        for i in pending
+        if not readiness[i.destination].ready
     }
 
 

@@ -207,8 +207,7 @@ def _settle_item(
         )
     if matching:
         chosen = matching[0]
-        ours = attempt is not None and chosen.metadata.get("attempt_number") == str(attempt.attempt_number)
-        if ours:
+        if attempt is not None and chosen.metadata.get("attempt_number") == str(attempt.attempt_number):
             attempts.record(engine, attempt, TransferOutcome(Disposition.POSTED, chosen), now=now)
             result.resolved += 1
             return

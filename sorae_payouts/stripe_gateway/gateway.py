@@ -18,6 +18,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import stripe
 
@@ -32,6 +33,10 @@ from sorae_payouts.stripe_gateway.live import (
 )
 from sorae_payouts.stripe_gateway.rate_limit import RateLimiter, TokenBucket
 from sorae_payouts.stripe_gateway.readiness import AccountReadiness, readiness_of
+
+if TYPE_CHECKING:  # the SDK's typed shapes, for the type checker only
+    from stripe._base_address import BaseAddresses
+    from stripe.params import TransferCreateParams
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,7 @@ class StripeGateway(FundingLookups):
         self.limiter: RateLimiter = limiter if limiter is not None else TokenBucket(config.rate_limit_per_second)
         self.request_counts: Counter[str] = Counter()
         self._count_lock = threading.Lock()
-        base = {"api": config.api_base} if config.api_base else None
+        base: BaseAddresses | None = {"api": config.api_base} if config.api_base else None
         self.client = stripe.StripeClient(
             config.api_key,
             base_addresses=base,
@@ -220,7 +225,9 @@ class StripeGateway(FundingLookups):
         if request.source_transaction is not None:
             params["source_transaction"] = request.source_transaction
         try:
-            transfer = self.client.v1.transfers.create(params=params, options={"idempotency_key": idempotency_key})
+            transfer = self.client.v1.transfers.create(
+                params=cast("TransferCreateParams", params), options={"idempotency_key": idempotency_key}
+            )
         except stripe.AuthenticationError as exc:
             raise GatewayConfigurationError("Stripe rejected the API key (401); check STRIPE_API_KEY") from exc
         except stripe.StripeError as exc:
