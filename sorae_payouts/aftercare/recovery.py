@@ -150,6 +150,9 @@ def recover_negative_balances(
     if batch.status == "draft":
         raise BatchError(f"batch {batch.batch_id} is a draft: negative balances are recovered once it is approved")
     require_program_gateway(program, gateway)
+    # The live-money rule before anything is stored: a refused run leaves no request to resume by mistake.
+    # (Every reversal request also passes the gateway's one live-money gate.)
+    gateway.require_live_payouts_allowed()
     identity = gateway.paying_account()  # keys name the paying Stripe account, never a ledger-local id
     _finish_open_requests(engine, gateway, period, program_id, report, now)
     with engine.connect() as conn:
@@ -177,7 +180,11 @@ def recover_negative_balances(
                 amount,
                 now,
                 program_id=program_id,
+                debt_minor=-debt["amount_minor"],
             )
+            if request is None:  # another recovery of this debt got there first: nothing left to ask
+                break
+            amount = request["amount_minor"]
             if not _send(engine, gateway, request, report, now):
                 break  # failed or unknown: never reverse another transfer of this affiliate on top of it
             remaining -= amount
@@ -196,9 +203,25 @@ def _store_request(
     now,
     *,
     program_id: str = DEFAULT_PROGRAM,
-) -> dict:
-    """Commit the request (and its key) before Stripe is called."""
+    debt_minor: int,
+) -> dict | None:
+    """Commit the request (and its key) before Stripe is called. Two recoveries of one debt at once queue
+    on the debt's item (PostgreSQL: FOR UPDATE; SQLite serializes writers) and the later one asks only what
+    the earlier left, or nothing (None); the database refuses more than the debt either way (0015)."""
     with engine.begin() as conn:
+        params = {"p": program_id, "a": affiliate, "c": currency, "period": period, "purpose": PURPOSE}
+        if conn.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    "SELECT i.payout_item_id FROM payout_item i JOIN payout_batch b ON b.batch_id = i.batch_id "
+                    "WHERE b.program_id = :p AND b.period = :period AND i.affiliate_id = :a AND i.currency = :c "
+                    "AND i.carry_reason = 'negative_balance' FOR UPDATE OF i"
+                ),
+                params,
+            )
+        amount = min(amount, debt_minor - int(conn.execute(text(_IN_FLIGHT), params).scalar_one()))
+        if amount <= 0:
+            return None
         sequence = int(
             conn.execute(
                 text(

@@ -206,6 +206,10 @@ def resolve_reversal(
     if decision == WRITE_OFF and not reason:
         raise ReversalError("a write-off needs a reason (--reason), kept with the decision")
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # two decisions at once queue here and the later sees the first
+            conn.execute(
+                text("SELECT payout_item_id FROM payout_item WHERE payout_item_id = :i FOR UPDATE"), {"i": item_id}
+            )
         found = reversed_items(conn, item_id=item_id)
         if not found:
             raise ReversalError(

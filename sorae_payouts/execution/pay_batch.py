@@ -39,6 +39,7 @@ from sorae_payouts.ledger.item_states import ItemStatus
 from sorae_payouts.month_end.approvals import ApprovalMissing, verify_batch_approvals
 from sorae_payouts.month_end.batches import load_batch, settle_batch_status
 from sorae_payouts.registry import funding
+from sorae_payouts.registry.account_facts import recorded_platform_account
 from sorae_payouts.registry.paying_accounts import (
     PayingAccountError,
     require_live_payouts_allowed_for,
@@ -79,11 +80,13 @@ def execute_batch(
     clock: Callable[[], datetime] = utcnow,
     only: Callable[[attempts.WorkItem], bool] | None = None,
     announce: Callable[[str], None] | None = None,
+    platform_account: str | None = None,
 ) -> ExecutionReport:
     """Send (or resolve) the pending and processing items of `program_id`'s batch for `period`, through
     `gateway` (built for the program's paying account: `paying_accounts.program_gateway`). `only`
     narrows the work, e.g. to the items an operator retries, or to unresolved attempts for a refresh.
-    `announce` receives what a live run says before it pays (default: a warning log)."""
+    `announce` receives what a live run says before it pays (default: a warning log). `platform_account`:
+    the platform key's account id (`ProgramGateways.platform_account`); default the one the ledger recorded."""
     settings = settings or ExecutionSettings()
     started = time.perf_counter()
     with engine.begin() as conn:
@@ -103,11 +106,11 @@ def execute_batch(
         items = _enabled_work(
             program, [i for i in attempts.work_items(conn, batch.batch_id) if only is None or only(i)]
         )
-        funded = funding.shares_platform_account(conn, program)
     report = ExecutionReport(batch.batch_id, period_key(period))
     if items:
         _authorize(gateway, program, batch.batch_id, items, report, announce)
         items = _scan(engine, gateway, batch, program_id, items, report, clock)
+    funded = bool(items) and _spends_own_funding(engine, gateway, program, platform_account)
     run = ExecutionRun(
         engine,
         gateway,
@@ -136,6 +139,17 @@ def execute_batch(
         report.outcome = batch_outcome(conn, batch.batch_id)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _spends_own_funding(engine, gateway: StripeGateway, program: Program, platform_account: str | None) -> bool:
+    """Whether the program pays from the shared platform balance and so may spend only its own funding
+    (`funding.shares_platform_account`), decided by the account its key belongs to, not by its label."""
+    account = gateway.paying_account()
+    with engine.connect() as conn:
+        platform = platform_account or recorded_platform_account(conn)
+        if platform is None and program.pays_from_platform:
+            platform = account  # the platform key itself pays this program
+        return funding.shares_platform_account(conn, program, program_account=account, platform_account=platform)
 
 
 def _enabled_work(program: Program, items: list[attempts.WorkItem]) -> list[attempts.WorkItem]:

@@ -41,6 +41,8 @@ program = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     # NULL: Sorae's platform account (STRIPE_API_KEY); else `env:VAR` or `secrets:<entry>`, never a key.
     sa.Column("paying_account_ref", sa.Text),
+    # The Stripe account id the program's key resolved to when first used (revision 0014): a fact, not a label.
+    sa.Column("paying_account_id", sa.String(64)),
     sa.Column("policy", sa.JSON, nullable=False),  # overrides of the deployment's policy
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
@@ -50,6 +52,16 @@ program = sa.Table(
         "paying_account_ref IS NULL OR paying_account_ref LIKE 'env:%' OR paying_account_ref LIKE 'secrets:%'",
         name="ck_program_paying_account_ref",
     ),
+)
+
+# One row: the account id of the deployment's platform key (STRIPE_API_KEY), recorded once (revision 0014).
+platform_account = sa.Table(
+    "platform_account",
+    metadata,
+    sa.Column("singleton", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("account_id", sa.String(64), nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.CheckConstraint("singleton = 1", name="ck_platform_account_singleton"),
 )
 
 program_event = sa.Table(

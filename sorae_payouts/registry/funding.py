@@ -37,7 +37,8 @@ import sqlalchemy as sa
 from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.ledger.sql import as_utc, text
-from sorae_payouts.registry.paying_accounts import describe_paying_account, require_program_gateway
+from sorae_payouts.registry.account_facts import describe_paying_account
+from sorae_payouts.registry.paying_accounts import require_program_gateway
 from sorae_payouts.registry.programs import Program, get_program
 from sorae_payouts.stripe_gateway import StripeGateway
 
@@ -217,21 +218,25 @@ def _from_stripe(gateway: StripeGateway, program: Program, kind: str, stripe_id:
     return amount, currency
 
 
-def shares_platform_account(conn: sa.Connection, program: Program) -> bool:
-    """True when the program pays from the platform account and another active program does too: then
-    it may spend only its own funding."""
-    if not program.pays_from_platform:
+def shares_platform_account(
+    conn: sa.Connection, program: Program, *, program_account: str, platform_account: str | None
+) -> bool:
+    """True when the program pays from the platform account (its key's account IS the platform's, whatever
+    its reference says) and the platform balance may hold other programs' money: another active program
+    pays from it, or another program (active or not) has funding recorded on it. Then it may spend only
+    its own funding. Disabling the others does not make their recorded money the program's."""
+    if platform_account is None or program_account != platform_account:
         return False
-    return (
-        conn.execute(
-            text(
-                "SELECT COUNT(*) FROM program WHERE status = 'active' AND paying_account_ref IS NULL "
-                "AND program_id <> :p"
-            ),
-            {"p": program.program_id},
-        ).scalar_one()
-        > 0
-    )
+    others = conn.execute(
+        text(
+            "SELECT COUNT(*) FROM program o WHERE o.program_id <> :p AND ("
+            "(o.status = 'active' AND (o.paying_account_ref IS NULL OR o.paying_account_id = :acct)) "
+            "OR EXISTS (SELECT 1 FROM program_funding f "
+            "WHERE f.program_id = o.program_id AND f.paying_account = :acct))"
+        ),
+        {"p": program.program_id, "acct": platform_account},
+    ).scalar_one()
+    return others > 0
 
 
 _FUNDED = "SELECT currency, SUM(amount_minor) FROM program_funding WHERE program_id = :p {where} GROUP BY currency"

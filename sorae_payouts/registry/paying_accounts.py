@@ -22,7 +22,11 @@ import os
 import re
 import threading
 
-from sorae_payouts.core.errors import PayoutRefused
+from sorae_payouts.registry.account_facts import (
+    PayingAccountError,
+    check_platform_account,
+    check_program_account,
+)
 from sorae_payouts.registry.programs import Program, get_program
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
 from sorae_payouts.stripe_gateway.live import require_live_payouts_allowed
@@ -30,18 +34,8 @@ from sorae_payouts.stripe_gateway.rate_limit import RateLimiter
 
 SECRETS_FILE_SETTING = "SORAE_SECRETS_FILE"
 SHARED_LIMIT_SETTING = "SORAE_STRIPE_SHARED_LIMIT"
-PLATFORM = "platform"
 # Secret and restricted keys, test or live: a publishable key (pk_) cannot create transfers.
 _API_KEY = re.compile(r"(sk|rk)_(test|live)_\S+")
-
-
-class PayingAccountError(PayoutRefused):
-    """The program's paying account cannot be used; the message names the reference, never a key."""
-
-
-def describe_paying_account(program: Program) -> str:
-    """What an operator may read: `platform` or the reference (`env:VAR`, `secrets:<entry>`)."""
-    return program.paying_account_ref or PLATFORM
 
 
 def resolve_api_key(program: Program, platform_api_key: str) -> str:
@@ -109,7 +103,9 @@ def _secrets_entry(program_id: str, ref: str, entry: str):
 def program_gateway_config(base: GatewayConfig, program: Program) -> GatewayConfig:
     """The platform's gateway config with the program's key: same API base, retries, timeout, limit."""
     key = resolve_api_key(program, base.api_key)
-    return base if key == base.api_key else dataclasses.replace(base, api_key=key)
+    if key == base.api_key:
+        return base
+    return dataclasses.replace(base, api_key=key, key_source=program.paying_account_ref or base.key_source)
 
 
 def shares_rate_limit() -> bool:
@@ -146,10 +142,30 @@ class ProgramGateways:
         self.base, self.engine = base, engine
         self.shared = (shares_rate_limit() if shared_rate_limit is None else shared_rate_limit) and engine is not None
         self._by_key: dict[str, StripeGateway] = {}
+        self._checked: set[tuple[str, str]] = set()  # (program, key) whose account was checked in this ledger
         self._lock = threading.Lock()
 
     def for_program(self, program: Program) -> StripeGateway:
+        """The program's gateway, once its key's account is checked against the one recorded for it (or
+        recorded, on its first use): a key of another account is refused (`account_facts`)."""
         config = program_gateway_config(self.base, program)
+        gateway = self._gateway(config)
+        if self.engine is not None and (program.program_id, config.api_key) not in self._checked:
+            check_program_account(self.engine, program, gateway.paying_account())
+            self._checked.add((program.program_id, config.api_key))
+            if config.api_key == self.base.api_key:  # the platform key itself: its account is the platform's
+                self.platform_account()
+        return gateway
+
+    def platform_account(self) -> str:
+        """The platform key's account id, checked against (or recorded as) this ledger's platform account."""
+        account = self._gateway(self.base).paying_account()
+        if self.engine is not None and ("", self.base.api_key) not in self._checked:
+            check_platform_account(self.engine, account)
+            self._checked.add(("", self.base.api_key))
+        return account
+
+    def _gateway(self, config: GatewayConfig) -> StripeGateway:
         with self._lock:
             gateway = self._by_key.get(config.api_key)
             if gateway is None:
@@ -162,7 +178,8 @@ class ProgramGateways:
     def for_program_id(self, program_id: str) -> StripeGateway:
         """The gateway of a registered program (ProgramError for an unknown one)."""
         with self.engine.connect() as conn:
-            return self.for_program(get_program(conn, program_id))
+            program = get_program(conn, program_id)
+        return self.for_program(program)  # outside the read: the account check may write (SQLite: one writer)
 
 
 def require_program_gateway(program: Program, gateway: StripeGateway) -> None:

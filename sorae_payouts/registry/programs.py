@@ -58,6 +58,8 @@ class Program:
     status: str = "active"
     created_at: datetime | None = None
     created_by: str | None = None
+    # The Stripe account its key resolved to when first used (`registry/account_facts`); None until then.
+    paying_account_id: str | None = None
 
     @property
     def pays_from_platform(self) -> bool:
@@ -126,11 +128,21 @@ def validate_policy(policy: dict) -> dict:
 def _program(row) -> Program:
     policy = row.policy if isinstance(row.policy, dict) else json.loads(row.policy or "{}")
     return Program(
-        row.program_id, row.name, row.paying_account_ref, policy, row.status, as_utc(row.created_at), row.created_by
+        row.program_id,
+        row.name,
+        row.paying_account_ref,
+        policy,
+        row.status,
+        as_utc(row.created_at),
+        row.created_by,
+        row.paying_account_id,
     )
 
 
-_SELECT = "SELECT program_id, name, paying_account_ref, policy, status, created_at, created_by FROM program"
+_SELECT = (
+    "SELECT program_id, name, paying_account_ref, policy, status, created_at, created_by, paying_account_id "
+    "FROM program"
+)
 
 
 def find_program(conn: sa.Connection, program_id: str) -> Program | None:
@@ -233,6 +245,8 @@ def update_program(
             if ref != current.paying_account_ref:
                 change["paying_account"] = [current.paying_account_ref or "platform", ref or "platform"]
                 values["paying_account_ref"] = ref
+                # Re-pointed by an operator: the account is learned again from the new key at its first use.
+                values["paying_account_id"] = None
         policy = {k: v for k, v in current.policy.items() if k not in policy_removals}
         policy.update(policy_changes or {})
         validate_policy(policy)
@@ -317,7 +331,8 @@ def load_programs(conn: sa.Connection, program_ids: Sequence[str]) -> dict[str, 
     """The registered programs of the set (one statement), by id."""
     rows = conn.execute(
         set_text(
-            "SELECT program_id, name, paying_account_ref, policy, status FROM program WHERE program_id IN :program_ids"
+            "SELECT program_id, name, paying_account_ref, policy, status, paying_account_id FROM program "
+            "WHERE program_id IN :program_ids"
         ),
         {"program_ids": list(program_ids)},
     )
@@ -328,6 +343,7 @@ def load_programs(conn: sa.Connection, program_ids: Sequence[str]) -> dict[str, 
             r.paying_account_ref,
             r.policy if isinstance(r.policy, dict) else json.loads(r.policy or "{}"),
             r.status,
+            paying_account_id=r.paying_account_id,
         )
         for r in rows
     }

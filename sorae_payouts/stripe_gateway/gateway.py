@@ -14,11 +14,13 @@ the live-money rule (`stripe_gateway.live`).
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
+from urllib.parse import urlsplit
 
 import stripe
 
@@ -46,6 +48,7 @@ class GatewayConfig:
     max_network_retries: int = 2
     timeout_seconds: float = 30.0
     rate_limit_per_second: float = 20.0
+    key_source: str = "STRIPE_API_KEY"  # where the key was read from (named in refusals, never the key)
 
     def __repr__(self) -> str:  # never print the key
         return f"GatewayConfig(api_base={self.api_base!r}, rate_limit_per_second={self.rate_limit_per_second})"
@@ -121,19 +124,47 @@ def _record(transfer) -> TransferRecord:
 LIST_PAGE_SIZE = 100  # objects per page of a Stripe list (its maximum): one request each
 
 
+# Every Stripe request that moves money: a transfer, its reversal, a payout, a refund, a top-up, a charge.
+# They all pass the one live-money gate (`StripeGateway._money_gate`), in the HTTP client every SDK call of
+# the gateway goes through, so a gateway method added later cannot move live money without it either
+# (test_live_money_gate.py enumerates the gateway's calls against this list).
+MONEY_MOVING_REQUESTS: tuple[tuple[str, re.Pattern], ...] = tuple(
+    ("post", re.compile(pattern))
+    for pattern in (
+        r"/v1/transfers",
+        r"/v1/transfers/[^/]+/reversals",
+        r"/v1/payouts",
+        r"/v1/refunds",
+        r"/v1/topups",
+        r"/v1/charges",
+        r"/v1/application_fees/[^/]+/refunds",
+    )
+)
+
+
+def moves_money(method: str, url: str) -> bool:
+    path = urlsplit(url).path
+    return any(method.lower() == m and pattern.fullmatch(path) for m, pattern in MONEY_MOVING_REQUESTS)
+
+
 class _RateLimitedRequestsClient(stripe.RequestsClient):
-    """The SDK's HTTP client, waiting on the gateway's limiter right before each network attempt.
+    """The SDK's HTTP client, waiting on the gateway's limiter right before each network attempt, and
+    the one live-money gate: a request that moves money is refused here, before the wire, unless the
+    gateway allows it (`money_gate`).
 
     Here rather than around the SDK call: the SDK's own retries (`max_network_retries`, on connection
     errors, 409 and 429) are requests Stripe counts against the account's limit, and they go through
     `request` one by one. It also leaves only the HTTP send between the reserved slot and the wire,
     not the SDK's encoding of the parameters: the slots' spacing is what reaches Stripe."""
 
-    def __init__(self, acquire, **kwargs):
+    def __init__(self, acquire, money_gate, **kwargs):
         super().__init__(**kwargs)
         self._acquire_slot = acquire
+        self._money_gate = money_gate
 
     def request(self, method, url, headers, post_data=None):
+        if moves_money(method, url):
+            self._money_gate(urlsplit(url).path)
         self._acquire_slot()
         return super().request(method, url, headers, post_data)
 
@@ -148,6 +179,7 @@ class StripeGateway(FundingLookups):
         self.config = config
         self.test_mode = config.api_key.startswith(("sk_test_", "rk_test_"))
         self.live = is_live_key(config.api_key)
+        self.key_source = config.key_source
         self._live_authorized = False
         self._paying_account: str | None = None
         self.limiter: RateLimiter = limiter if limiter is not None else TokenBucket(config.rate_limit_per_second)
@@ -158,7 +190,9 @@ class StripeGateway(FundingLookups):
             config.api_key,
             base_addresses=base,
             max_network_retries=config.max_network_retries,
-            http_client=_RateLimitedRequestsClient(lambda: self.limiter.acquire(), timeout=config.timeout_seconds),
+            http_client=_RateLimitedRequestsClient(
+                lambda: self.limiter.acquire(), self._money_gate, timeout=config.timeout_seconds
+            ),
         )
 
     def _acquire(self, kind: str) -> None:
@@ -198,7 +232,7 @@ class StripeGateway(FundingLookups):
 
     def require_live_payouts_allowed(self) -> None:
         """Raise `LivePayoutsRefused` for a live key without SORAE_LIVE_PAYOUTS=1 (no request made)."""
-        require_live_payouts_allowed(self.config.api_key)
+        require_live_payouts_allowed(self.config.api_key, self.key_source)
 
     def authorize_payouts(self, batch_id: str, totals: dict[str, tuple[int, int]]) -> str | None:
         """The live-money rule, before a run's first request: a live key refuses (`LivePayoutsRefused`)
@@ -209,10 +243,18 @@ class StripeGateway(FundingLookups):
         self._live_authorized = True
         return announcement
 
+    def _money_gate(self, path: str) -> None:
+        """The one live-money gate, for every request that moves money (`MONEY_MOVING_REQUESTS`): with a live
+        key, SORAE_LIVE_PAYOUTS=1 must be set, and a run must have announced what it pays
+        (`authorize_payouts`) before its first live transfer. Refuses before anything is sent."""
+        if not self.live:
+            return
+        require_live_payouts_allowed(self.config.api_key, self.key_source)
+        if path == "/v1/transfers" and not self._live_authorized:
+            raise LivePayoutsRefused("live transfer refused: the run did not pass authorize_payouts; nothing was sent")
+
     def create_transfer(self, request: TransferRequest, idempotency_key: str) -> TransferOutcome:
         """POST /v1/transfers with our idempotency key; errors become a classified outcome."""
-        if self.live and not self._live_authorized:
-            raise LivePayoutsRefused("live transfer refused: the run did not pass authorize_payouts; nothing was sent")
         self._acquire("transfers.create")
         params = {
             "amount": request.amount_minor,

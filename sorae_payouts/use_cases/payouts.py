@@ -38,7 +38,15 @@ def pay_program_month(
     then, under the batch's frozen `recover_by_reversal` policy, recover its negative balances (a no-op
     under `carry`; its own keys make a second run safe)."""
     gateway = gateways.for_program_id(program_id)
-    report = execute_batch(engine, gateway, period, program_id=program_id, settings=settings, announce=announce)
+    report = execute_batch(
+        engine,
+        gateway,
+        period,
+        program_id=program_id,
+        settings=settings,
+        announce=announce,
+        platform_account=gateways.platform_account(),
+    )
     recovery = recover_negative_balances(engine, gateway, period, program_id=program_id, now=now)
     return Payment(report, recovery, gateway)
 

@@ -237,7 +237,9 @@ def test_recovery_crash_after_the_stripe_call_resends_the_same_key_and_reverses_
     # The process dies between Stripe's answer and the outcome commit: request stored, reversal made.
     identity = gateway.paying_account()
     item_id = _item_id(engine, "payout_2026-10", "alice")
-    request = _store_request(engine, identity, NOV, "alice", "usd", item_id, oct_transfer.id, 6_000, LATER)
+    request = _store_request(
+        engine, identity, NOV, "alice", "usd", item_id, oct_transfer.id, 6_000, LATER, debt_minor=6_000
+    )
     assert gateway.reverse_transfer(
         oct_transfer.id, 6_000, request["idempotency_key"], reversal_metadata(request)
     ).reversal_id
