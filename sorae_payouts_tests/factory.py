@@ -32,12 +32,27 @@ def finalize_period(
     )
 
 
-def build_manifest(engine: sa.Engine, period: date, *, policy, now: datetime, program_id: str = DEFAULT_PROGRAM):
-    """One program's batch through `build_manifests` with a set of one, its refusal raised as ManifestError."""
+def stripe_says_unpaid(program_id, candidates, into):
+    """An answer to the month end's question "was this unpaid money paid at Stripe?" (`carry_check`) that
+    says no, for domain tests without a sandbox; tests of the question itself ask the sandbox
+    (`execution/test_money_once_owed.py`)."""
+    from sorae_payouts.month_end.carry_check import StripeAnswer
+
+    return StripeAnswer("acct_test", {c.payout_item_id: None for c in candidates}, [])
+
+
+def build_manifest(
+    engine: sa.Engine, period: date, *, policy, now: datetime, program_id: str = DEFAULT_PROGRAM, unpaid_check=None
+):
+    """One program's batch through `build_manifests` with a set of one, its refusal raised as ManifestError.
+    `unpaid_check`: how unpaid items of earlier months are confirmed unpaid at Stripe before they are carried
+    (`use_cases.month_end.unpaid_checker`); without it a build that would carry one is refused."""
     from sorae_payouts.month_end.manifest import ManifestError
     from sorae_payouts.month_end.manifest_build import build_manifests
 
-    return build_manifests(engine, period, [program_id], policy=policy, now=now).one(program_id, ManifestError)
+    return build_manifests(engine, period, [program_id], policy=policy, now=now, unpaid_check=unpaid_check).one(
+        program_id, ManifestError
+    )
 
 
 def add_program(

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sorae_payouts.core.money import MoneyError, exponent, format_minor, parse_minor, parse_minor_series
@@ -25,6 +25,7 @@ def amounts(draw):
     return text, currency
 
 
+@settings(deadline=None)  # a property, not a timing: the machine's load must not fail it
 @given(st.lists(amounts(), min_size=1, max_size=50))
 def test_series_and_scalar_match_decimal(values):
     texts, currencies = zip(*values, strict=False)

@@ -29,6 +29,7 @@ from sorae_payouts_tests.factory import (
     build_manifest,
     items,
     register_operators,
+    stripe_says_unpaid,
 )
 
 POLICY = PayoutPolicy.from_major({"usd": "50.00"}, {"usd": "100000.00"})
@@ -196,7 +197,7 @@ def test_unpaid_and_owed_again_money_stays_in_its_program(two_programs):
             earned_at=datetime(2026, 11, 3, tzinfo=UTC),
         )
     assert not finalize_programs(engine, NOV, BOTH, now=DEC, holding_days=3).refused
-    built = build_manifests(engine, NOV, BOTH, policy=POLICY, now=DEC)
+    built = build_manifests(engine, NOV, BOTH, policy=POLICY, now=DEC, unpaid_check=stripe_says_unpaid)
     acme, default = (
         items(engine, "payout_acme_2026-11")[("alice", "usd")],
         items(engine, "payout_2026-11")[("alice", "usd")],

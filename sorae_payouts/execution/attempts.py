@@ -63,6 +63,7 @@ class Attempt:
     created_at: datetime
     resumed: bool  # created by an earlier run, outcome not known
     source_transaction: str | None = None  # the charge the transfer draws on (fixed at claim)
+    sources: str | None = None  # JSON: what it pays besides its month (`sources.Sources`, fixed at claim)
 
     @property
     def legacy(self) -> bool:
@@ -96,14 +97,24 @@ SourceChooser = Callable[[sa.Connection, WorkItem], tuple[str | None, str | None
 
 _ATTEMPT_COLUMNS = (
     "attempt_pk, payout_item_id, attempt_number, idempotency_key, amount_minor, currency, "
-    "destination, created_at, source_transaction"
+    "destination, created_at, source_transaction, sources"
 )
 _NO_POSTED_ATTEMPT = "NOT EXISTS (SELECT 1 FROM transfer_attempt p WHERE p.payout_item_id = :i AND p.state = 'posted')"
 
 
 def _attempt(row, resumed: bool) -> Attempt:
     return Attempt(
-        int(row[0]), int(row[1]), int(row[2]), row[3], int(row[4]), row[5], row[6], as_utc(row[7]), resumed, row[8]
+        int(row[0]),
+        int(row[1]),
+        int(row[2]),
+        row[3],
+        int(row[4]),
+        row[5],
+        row[6],
+        as_utc(row[7]),
+        resumed,
+        row[8],
+        row[9],
     )
 
 
@@ -144,6 +155,7 @@ def claim(
     identity: PaymentIdentity,
     now: datetime,
     source: SourceChooser | None = None,
+    sources: str | None = None,
 ) -> Attempt | Held | None:
     """The attempt to send for `item`: its unresolved one, or a new one claimed atomically, drawn on
     the charge `source` chooses (in this transaction, so concurrent claims never overspend a charge).
@@ -164,10 +176,10 @@ def claim(
         row = conn.execute(
             text(
                 "INSERT INTO transfer_attempt (payout_item_id, program_id, attempt_number, idempotency_key, state, "
-                "amount_minor, currency, destination, source_transaction, created_at, updated_at, key_basis) "
+                "amount_minor, currency, destination, source_transaction, created_at, updated_at, key_basis, sources) "
                 "SELECT :i, CAST(:p AS VARCHAR(64)), n, CAST(:prefix AS TEXT) || CAST(n AS TEXT), 'processing', :a, "
                 ":c, "
-                ":d, CAST(:src AS VARCHAR(64)), :now, :now, CAST(:basis AS TEXT) FROM "
+                ":d, CAST(:src AS VARCHAR(64)), :now, :now, CAST(:basis AS TEXT), CAST(:sources AS TEXT) FROM "
                 "(SELECT COALESCE(MAX(attempt_number), 0) + 1 AS n FROM transfer_attempt WHERE payout_item_id = :i) "
                 "nxt "
                 f"RETURNING {_ATTEMPT_COLUMNS}"
@@ -182,6 +194,7 @@ def claim(
                 "src": charge,
                 "now": now,
                 "basis": key_basis_json(paying_account, identity),
+                "sources": sources,
             },
         ).one()
         return _attempt(row, resumed=False)

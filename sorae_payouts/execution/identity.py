@@ -111,10 +111,14 @@ def transfer_group(period: date, program_id: str = DEFAULT_PROGRAM) -> str:
     return f"payout_{_part(program_id)}_{period_key(period)}"
 
 
-def transfer_metadata(identity: PaymentIdentity, attempt_number: int, payout_item_id: int) -> dict[str, str]:
+def transfer_metadata(
+    identity: PaymentIdentity, attempt_number: int, payout_item_id: int, sources: dict[str, str] | None = None
+) -> dict[str, str]:
     """Metadata of a new transfer. Matching uses program, period, affiliate and currency; the payout
-    item id is only information for people (another ledger numbers its items differently)."""
+    item id is only information for people (another ledger numbers its items differently). `sources`: what
+    it pays besides its month (`sources.Sources.metadata`: `carried_from`, `owed_again_of`)."""
     return {
+        **(sources or {}),
         "program_id": identity.program_id,
         "period": identity.period,
         "affiliate_id": identity.affiliate_id,

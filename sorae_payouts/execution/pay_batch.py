@@ -29,11 +29,12 @@ import sqlalchemy as sa
 
 from sorae_payouts.core.periods import period_key
 from sorae_payouts.execution import attempts
-from sorae_payouts.execution.anomalies import record_anomalies
+from sorae_payouts.execution.anomalies import Anomaly, record_anomalies
 from sorae_payouts.execution.identity import transfer_group
 from sorae_payouts.execution.outcomes import batch_outcome
 from sorae_payouts.execution.pay_items import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
 from sorae_payouts.execution.preflight import ExecutionRefused, FundingShortfall, disabled_program
+from sorae_payouts.execution.sources import StripePayments, batch_sources
 from sorae_payouts.execution.stripe_scan import scan_transfer_group
 from sorae_payouts.ledger.item_states import ItemStatus
 from sorae_payouts.month_end.approvals import ApprovalMissing, verify_batch_approvals
@@ -110,6 +111,7 @@ def execute_batch(
     if items:
         _authorize(gateway, program, batch.batch_id, items, report, announce)
         items = _scan(engine, gateway, batch, program_id, items, report, clock)
+    items, sources = _check_sources(engine, gateway, batch, program_id, items, report, clock)
     funded = bool(items) and _spends_own_funding(engine, gateway, program, platform_account)
     run = ExecutionRun(
         engine,
@@ -122,6 +124,7 @@ def execute_batch(
         on_item_done,
         program_id,
         funded=funded,
+        sources=sources,
     )
     sendable = run.preflight(items) if items else []
     if sendable:
@@ -139,6 +142,33 @@ def execute_batch(
         report.outcome = batch_outcome(conn, batch.batch_id)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _check_sources(
+    engine, gateway: StripeGateway, batch, program_id: str, items: list[attempts.WorkItem], report, clock
+) -> tuple[list[attempts.WorkItem], dict]:
+    """Before money once owed elsewhere (carried from an unpaid month, owed again after a reversal) is
+    sent, Stripe is asked whether that money was paid already (`sources`): an item whose sources were paid
+    is blocked for an operator, with the transfer that paid them, and nothing is sent for it."""
+    with engine.connect() as conn:
+        sources = batch_sources(conn, batch.batch_id)
+    risky = [i for i in items if i.status == ItemStatus.PENDING and sources.get((i.affiliate_id, i.currency))]
+    if not risky:
+        return items, sources
+    payments = StripePayments(gateway, program_id)
+    blocked: set[int] = set()
+    for item in risky:
+        why = payments.already_paid(
+            item.affiliate_id, item.currency, sources[(item.affiliate_id, item.currency)], period=report.period_label
+        )
+        if why is not None and attempts.block(
+            engine, item.payout_item_id, why, now=clock(), error_code=why.split(":")[0]
+        ):
+            blocked.add(item.payout_item_id)
+            report.blocked[item.payout_item_id] = why
+            report.anomalies.append(Anomaly(why.split(":")[0], why, item.payout_item_id))
+    record_anomalies(engine, batch.batch_id, [a for a in report.anomalies if a.payout_item_id in blocked], now=clock())
+    return [i for i in items if i.payout_item_id not in blocked], sources
 
 
 def _spends_own_funding(engine, gateway: StripeGateway, program: Program, platform_account: str | None) -> bool:

@@ -27,6 +27,7 @@ from sorae_payouts.execution.identity import (
 )
 from sorae_payouts.execution.outcomes import BatchOutcome
 from sorae_payouts.execution.preflight import hold_unready, require_money
+from sorae_payouts.execution.sources import Sources
 from sorae_payouts.execution.stripe_scan import after_refused_key, differences, find_transfer
 from sorae_payouts.ledger.item_states import ItemStatus
 from sorae_payouts.registry import funding
@@ -82,8 +83,10 @@ class ExecutionRun:
         program_id: str = DEFAULT_PROGRAM,
         *,
         funded: bool = False,
+        sources: dict[tuple[str, str], Sources] | None = None,
     ):
         self.engine, self.gateway, self.settings = engine, gateway, settings
+        self.sources = sources or {}  # (affiliate, currency) -> what the item pays besides its month
         self.batch_id, self.period_label, self.program_id = batch_id, period_label, program_id
         self.group = transfer_group(parse_period(period_label), program_id)
         self.report, self.clock, self.on_item_done = report, clock, on_item_done
@@ -170,6 +173,7 @@ class ExecutionRun:
             identity=self.identity(item),
             now=self.clock(),
             source=self.source,
+            sources=self.sources.get((item.affiliate_id, item.currency), Sources()).to_json(),
         )
         if attempt is None:
             return  # claimed by a concurrent run, no longer pending, or already has a posted attempt
@@ -225,7 +229,12 @@ class ExecutionRun:
                 attempt.idempotency_key, self.identity(item), attempt.attempt_number, item.payout_item_id, self.batch_id
             )
         else:
-            metadata = transfer_metadata(self.identity(item), attempt.attempt_number, item.payout_item_id)
+            metadata = transfer_metadata(
+                self.identity(item),
+                attempt.attempt_number,
+                item.payout_item_id,
+                Sources.from_json(attempt.sources).metadata(),  # as claimed: a re-send sends the same
+            )
         # Only a transfer drawn on a charge sends `source_transaction` (the charge stored at claim).
         drawn = {"source_transaction": attempt.source_transaction} if attempt.source_transaction else {}
         return TransferRequest(

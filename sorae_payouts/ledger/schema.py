@@ -316,6 +316,8 @@ transfer_attempt = sa.Table(
     # (fixed at claim; the database refuses an attempt that would overspend the charge).
     sa.Column("program_id", ProgramId, nullable=False, server_default="default"),
     sa.Column("source_transaction", sa.String(64), index=True),
+    # What the transfer pays besides its month (revision 0016): JSON {"carried_from": [...], "owed_again_of": [...]}.
+    sa.Column("sources", sa.Text),
     sa.UniqueConstraint("payout_item_id", "attempt_number", name="uq_transfer_attempt_number"),
     sa.CheckConstraint("state IN ('processing', 'posted', 'failed')", name="ck_transfer_attempt_state"),
     sa.CheckConstraint("amount_minor > 0", name="ck_transfer_attempt_amount"),
@@ -503,6 +505,20 @@ owed_again_carry = sa.Table(
     sa.Column("affiliate_id", sa.String(64), nullable=False),
     sa.Column("currency", Currency, nullable=False),
     sa.Column("amount_minor", Money, nullable=False),
+)
+
+# Before an unpaid item is closed as carried, Stripe was asked whether its money was paid (revision 0016).
+payout_item_stripe_check = sa.Table(
+    "payout_item_stripe_check",
+    metadata,
+    sa.Column("check_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("program_id", ProgramId, sa.ForeignKey("program.program_id"), nullable=False),
+    sa.Column("payout_item_id", sa.BigInteger, sa.ForeignKey("payout_item.payout_item_id"), nullable=False, index=True),
+    sa.Column("latest_attempt_pk", sa.BigInteger),
+    sa.Column("paying_account", sa.String(64), nullable=False),
+    sa.Column("groups_scanned", sa.Text, nullable=False),
+    sa.Column("found_transfer_id", sa.String(64)),
+    sa.Column("checked_at", Timestamp, nullable=False),
 )
 
 # A reversal we ask Stripe for (negative-balance recovery): key committed before the call, outcome after.

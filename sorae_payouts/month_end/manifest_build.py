@@ -19,6 +19,7 @@ from sorae_payouts.core.periods import period_key
 from sorae_payouts.ledger import schema
 from sorae_payouts.ledger.sql import allow_large_sorts, as_date, set_text, values_cte
 from sorae_payouts.month_end.carry import CARRIED_UNPAID_SQL, close_unpaid_items_into
+from sorae_payouts.month_end.carry_check import UnpaidCheck, confirm_unpaid
 from sorae_payouts.month_end.manifest import (
     ManifestReport,
     PayoutPolicy,
@@ -121,6 +122,7 @@ def build_manifests(
     now: datetime,
     policies_by_program: Mapping[str, PayoutPolicy] | None = None,
     workers: int | None = None,
+    unpaid_check: UnpaidCheck | None = None,
 ) -> ProgramOutcomes[ManifestReport]:
     """Create (or rebuild, while draft) the period's batch of every program of the set. A program's
     policy is `policies_by_program[p]` if given, else `effective_policy(policy, program)`; it is frozen
@@ -131,16 +133,24 @@ def build_manifests(
     and at most MAX_PROGRAMS_PER_STATEMENT programs each), each built in its own transaction and
     connection, `workers` at the same time; programs are independent, so a
     slice commits or fails alone (a database error in one slice is raised after the others finished;
-    running the set again rebuilds their drafts unchanged)."""
+    running the set again rebuilds their drafts unchanged).
+
+    Unpaid items of earlier batches are carried only after Stripe confirms they were not paid
+    (`carry_check`, through `unpaid_check`); a program whose item Stripe says was paid, or that has
+    something to carry and no `unpaid_check`, is refused alone."""
     ids = unique_ids(program_ids)
+    not_confirmed = confirm_unpaid(engine, period, ids, unpaid_check)
+    ids = [p for p in ids if p not in not_confirmed]
     workers = parallel_workers(engine, ids) if workers is None else max(1, workers)
     slices = split_programs(ids, workers)
     build = lambda part: _build_slice(engine, period, part, policy, now, policies_by_program or {})  # noqa: E731
     if len(slices) <= 1:
-        return build(ids)
+        outcomes = build(ids)
+        outcomes.refused.update(not_confirmed)
+        return outcomes
     with ThreadPoolExecutor(min(workers, len(slices)), thread_name_prefix="build-manifests") as pool:
         parts = [pool.submit(build, part) for part in slices]
-    outcomes: ProgramOutcomes[ManifestReport] = ProgramOutcomes()
+    outcomes: ProgramOutcomes[ManifestReport] = ProgramOutcomes(refused=dict(not_confirmed))
     for part in parts:  # .result() raises a slice's error once every slice is done
         outcomes.reports.update(part.result().reports)
         outcomes.refused.update(part.result().refused)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import date
 
 import sqlalchemy as sa
 
 from sorae_payouts.core.periods import ProgramMonth
+from sorae_payouts.execution.sources import check_unpaid_items
+from sorae_payouts.month_end.carry_check import StripeAnswer, UnpaidCandidate, UnpaidCheck
 from sorae_payouts.month_end.month_order import month_order_refusals
+from sorae_payouts.registry.paying_accounts import ProgramGateways
 from sorae_payouts.registry.programs import list_programs
 
 
@@ -55,3 +59,15 @@ def admit_month_end(conn: sa.Connection, requested: Iterable[ProgramMonth], *, c
         else:
             admission.admitted.append(pm)
     return admission
+
+
+def unpaid_checker(gateways: ProgramGateways | Callable[[], ProgramGateways]) -> UnpaidCheck:
+    """The month end's question about unpaid items it would carry (`month_end.carry_check`), asked at Stripe
+    through each program's paying account (`execution.sources.check_unpaid_items`). `gateways` may be a
+    function that makes them: Stripe is configured only when a program has something to carry."""
+
+    def check(program_id: str, items: list[UnpaidCandidate], into: date) -> StripeAnswer:
+        made = gateways if isinstance(gateways, ProgramGateways) else gateways()
+        return check_unpaid_items(made.for_program_id(program_id), program_id, items, into)
+
+    return check

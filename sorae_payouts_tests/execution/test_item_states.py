@@ -14,6 +14,8 @@ from sorae_payouts.aftercare.refresh import refresh_batch
 from sorae_payouts.aftercare.retry import apply_retry, plan_retry
 from sorae_payouts.ledger import item_states
 from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.registry.paying_accounts import ProgramGateways
+from sorae_payouts.use_cases.month_end import unpaid_checker
 from sorae_payouts_tests.execution.conftest import assert_paid_exactly_once, make_gateway
 from sorae_payouts_tests.execution.conftest import item_states as states
 from sorae_payouts_tests.execution.test_operations import _attempts, _fail_one
@@ -113,8 +115,9 @@ def test_an_item_left_unpaid_at_next_month_end_is_carried_and_paid_once(engine, 
     add_commission(engine, "bob", 1_000, earned_at=datetime(2026, 11, 10, tzinfo=UTC))
     finalize_period(engine, NOV, now=DEC_NOW, holding_days=3)
     policy = PayoutPolicy.from_major({"usd": "1.00"})
-    build_manifest(engine, NOV, policy=policy, now=DEC_NOW)
-    build_manifest(engine, NOV, policy=policy, now=DEC_NOW)  # a rebuilt draft carries it exactly once
+    checker = unpaid_checker(ProgramGateways(make_gateway(sandbox).config, engine))  # Stripe: not paid
+    build_manifest(engine, NOV, policy=policy, now=DEC_NOW, unpaid_check=checker)
+    build_manifest(engine, NOV, policy=policy, now=DEC_NOW, unpaid_check=checker)  # a rebuilt draft carries it once
     with engine.connect() as conn:
         old = conn.execute(
             sa.text(

@@ -18,6 +18,7 @@ from sorae_payouts.month_end.manifest import (
     PayoutPolicy,
 )
 from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
+from sorae_payouts.stripe_gateway.errors import GatewayConfigurationError
 
 
 class LedgerResource(dg.ConfigurableResource):
@@ -77,7 +78,9 @@ class StripeResource(dg.ConfigurableResource):
     ledger by every run paying from the same account unless `shared_rate_limit` is off
     (SORAE_STRIPE_SHARED_LIMIT=0)."""
 
-    api_key: str
+    # None when STRIPE_API_KEY is not set: steps that never call Stripe (a month end with nothing to carry)
+    # still run; a gateway asked for then is refused with one line (GatewayConfigurationError).
+    api_key: str | None = None
     api_base: str | None = None
     max_network_retries: int = 2
     timeout_seconds: float = 30.0
@@ -87,6 +90,8 @@ class StripeResource(dg.ConfigurableResource):
     _gateways: dict = PrivateAttr(default_factory=dict)
 
     def gateway_config(self, api_key: str | None = None) -> GatewayConfig:
+        if not (api_key or self.api_key):
+            raise GatewayConfigurationError("STRIPE_API_KEY is not set: this step needs Stripe (set the platform key)")
         return GatewayConfig(
             api_key or self.api_key,
             self.api_base,
@@ -125,8 +130,9 @@ def stripe_from_environment() -> StripeResource:
     from sorae_payouts.registry.paying_accounts import shares_rate_limit
 
     optional = {"api_base": dg.EnvVar("STRIPE_API_BASE")} if os.environ.get("STRIPE_API_BASE") else {}
+    if os.environ.get("STRIPE_API_KEY"):  # resolved at run time (EnvVar), never written into run config
+        optional["api_key"] = dg.EnvVar("STRIPE_API_KEY")
     return StripeResource(
-        api_key=dg.EnvVar("STRIPE_API_KEY"),
         rate_limit_per_second=float(os.environ.get("SORAE_STRIPE_RATE_LIMIT", "20")),
         shared_rate_limit=shares_rate_limit(),
         workers=int(os.environ.get("SORAE_STRIPE_WORKERS", "16")),

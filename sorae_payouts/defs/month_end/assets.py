@@ -20,7 +20,7 @@ import dagster as dg
 from sorae_payouts.core.periods import period_key
 from sorae_payouts.defs.lib.checks import MANIFEST, manifest_check_specs
 from sorae_payouts.defs.lib.partitions import ProgramMonth, by_month, program_months, requested
-from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings
+from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings, StripeResource
 from sorae_payouts.defs.lib.step_results import StepResults, Stopwatch
 from sorae_payouts.defs.month_end.metadata import (
     CSV_PARTITIONS_MAX,
@@ -32,7 +32,7 @@ from sorae_payouts.defs.month_end.metadata import (
 from sorae_payouts.month_end.audit import manifest_checks
 from sorae_payouts.month_end.finalize import finalize_programs
 from sorae_payouts.month_end.manifest_build import build_manifests
-from sorae_payouts.use_cases.month_end import admit_month_end
+from sorae_payouts.use_cases.month_end import admit_month_end, unpaid_checker
 
 GROUP = "payouts"
 FINALIZED = dg.AssetKey("finalized_commissions")
@@ -77,18 +77,23 @@ month_end_specs = [
     can_subset=True,
     backfill_policy=MONTH_END_BACKFILL,
 )
-def month_end(context: dg.AssetExecutionContext, ledger: LedgerResource, payout_settings: PayoutSettings):
+def month_end(
+    context: dg.AssetExecutionContext, ledger: LedgerResource, payout_settings: PayoutSettings, stripe: StripeResource
+):
     """Finalize, build and check every program-month of the run (see the module docstring)."""
     results = StepResults(requested(context))
-    _MonthEnd(context, ledger, payout_settings, results).run()
+    _MonthEnd(context, ledger, payout_settings, results, stripe).run()
     yield from results.events([FINALIZED, MANIFEST])
     if (failure := results.failure()) is not None:
         raise failure
 
 
 class _MonthEnd:
-    def __init__(self, context, ledger: LedgerResource, settings: PayoutSettings, results: StepResults):
+    def __init__(
+        self, context, ledger: LedgerResource, settings: PayoutSettings, results: StepResults, stripe: StripeResource
+    ):
         self.context, self.ledger, self.settings, self.results = context, ledger, settings, results
+        self.stripe = stripe  # asked only when a program has unpaid items to carry (month_end/carry_check)
         self.selected = context.selected_asset_keys
         self.check_keys = sorted(context.selected_asset_check_keys, key=lambda k: k.name)
         self.now = datetime.now(UTC)
@@ -157,7 +162,14 @@ class _MonthEnd:
 
     def _build(self, period, ids: list[str]) -> list[str]:
         watch = Stopwatch()
-        outcomes = build_manifests(self.ledger.engine, period, ids, policy=self.settings.policy, now=self.now)
+        outcomes = build_manifests(
+            self.ledger.engine,
+            period,
+            ids,
+            policy=self.settings.policy,
+            now=self.now,
+            unpaid_check=unpaid_checker(lambda: self.stripe.gateways(self.ledger.engine)),
+        )
         seconds = watch.lap()
         for program_id, why in outcomes.refused.items():
             self.results.fail(ProgramMonth(period, program_id), why)

@@ -51,8 +51,7 @@ def _sqlite() -> bool:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("program") as batch:
-        batch.add_column(sa.Column("paying_account_id", sa.String(64)))
+    op.add_column("program", sa.Column("paying_account_id", sa.String(64)))  # ALTER TABLE ADD: triggers kept
     op.create_table(
         "platform_account",
         sa.Column("singleton", sa.Integer, primary_key=True, autoincrement=False),
@@ -75,5 +74,5 @@ def downgrade() -> None:
         if not _sqlite():
             op.execute(f"DROP FUNCTION IF EXISTS {name}()")
     op.drop_table("platform_account")
-    with op.batch_alter_table("program") as batch:
-        batch.drop_column("paying_account_id")
+    if not _sqlite():  # SQLite keeps the nullable column (its DROP COLUMN re-checks every foreign key)
+        op.drop_column("program", "paying_account_id")
