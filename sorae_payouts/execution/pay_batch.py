@@ -34,7 +34,7 @@ from sorae_payouts.execution.identity import transfer_group
 from sorae_payouts.execution.outcomes import batch_outcome
 from sorae_payouts.execution.pay_items import ExecutionReport, ExecutionRun, ExecutionSettings, utcnow
 from sorae_payouts.execution.preflight import ExecutionRefused, FundingShortfall, disabled_program
-from sorae_payouts.execution.sources import StripePayments, batch_sources
+from sorae_payouts.execution.sources import Sources, StripePayments, batch_sources
 from sorae_payouts.execution.stripe_scan import scan_transfer_group
 from sorae_payouts.ledger.item_states import ItemStatus
 from sorae_payouts.month_end.approvals import ApprovalMissing, verify_batch_approvals
@@ -147,26 +147,33 @@ def execute_batch(
 def _check_sources(
     engine, gateway: StripeGateway, batch, program_id: str, items: list[attempts.WorkItem], report, clock
 ) -> tuple[list[attempts.WorkItem], dict]:
-    """Before money once owed elsewhere (carried from an unpaid month, owed again after a reversal) is
-    sent, Stripe is asked whether that money was paid already (`sources`): an item whose sources were paid
-    is blocked for an operator, with the transfer that paid them, and nothing is sent for it."""
+    """Before money once owed elsewhere is sent, Stripe is asked whether it was paid already (`sources`):
+    an item whose month's money a later month's transfer carried and paid (another ledger, or this one
+    before a restore), or whose own sources (carried months, owed-again reversals) were paid, is blocked
+    for an operator with the transfer that paid it, and nothing is sent for it. The later months' transfer
+    groups are listed once per run (empty while the batch is the latest month's)."""
+    pending = [i for i in items if i.status == ItemStatus.PENDING]
     with engine.connect() as conn:
         sources = batch_sources(conn, batch.batch_id)
-    risky = [i for i in items if i.status == ItemStatus.PENDING and sources.get((i.affiliate_id, i.currency))]
-    if not risky:
+    if not pending:
         return items, sources
     payments = StripePayments(gateway, program_id)
+    through = period_key(clock().date())
     blocked: set[int] = set()
-    for item in risky:
+    for item in pending:
         why = payments.already_paid(
-            item.affiliate_id, item.currency, sources[(item.affiliate_id, item.currency)], period=report.period_label
+            item.affiliate_id,
+            item.currency,
+            sources.get((item.affiliate_id, item.currency), Sources()),
+            period=report.period_label,
+            through=max(through, report.period_label),
         )
-        if why is not None and attempts.block(
-            engine, item.payout_item_id, why, now=clock(), error_code=why.split(":")[0]
-        ):
+        code = why.split(":")[0] if why else ""
+        if why is not None and attempts.block(engine, item.payout_item_id, why, now=clock(), error_code=code):
             blocked.add(item.payout_item_id)
             report.blocked[item.payout_item_id] = why
-            report.anomalies.append(Anomaly(why.split(":")[0], why, item.payout_item_id))
+            report.anomalies.append(Anomaly(code, why, item.payout_item_id))
+    report.source_list_requests = len(payments.groups_scanned)
     record_anomalies(engine, batch.batch_id, [a for a in report.anomalies if a.payout_item_id in blocked], now=clock())
     return [i for i in items if i.payout_item_id not in blocked], sources
 

@@ -57,6 +57,7 @@ class ExecutionReport:
     resolved_by_lookup: int = 0
     adopted: int = 0
     group_list_requests: int = 0
+    source_list_requests: int = 0  # later months' groups listed for money carried forward (`sources`)
     anomalies: list[Anomaly] = field(default_factory=list)
     live_announcement: str | None = None
     outcome: BatchOutcome | None = None

@@ -147,6 +147,17 @@ class StripePayments:
                     return transfer
         return None
 
+    def carried_later(self, affiliate_id: str, currency: str, month: str, *, through: str) -> TransferRecord | None:
+        """A transfer of a month after `month`, up to `through`, that paid `month`'s money of this affiliate as
+        carried money (it names `month` in `carried_from`): another ledger, or this one before it was restored
+        or re-created, carried the month's unpaid item forward and paid it there."""
+        first = period_key(next_period(parse_period(month)))
+        for candidate in self._months(first, period_key(next_period(parse_period(through)))):
+            for transfer in self._month(candidate):
+                if self._of(transfer, affiliate_id, currency) and month in _listed(transfer.metadata, "carried_from"):
+                    return transfer
+        return None
+
     def paid_again(
         self, affiliate_id: str, currency: str, reversed_transfer: str, *, after: str, before: str
     ) -> TransferRecord | None:
@@ -161,8 +172,18 @@ class StripePayments:
                     return transfer
         return None
 
-    def already_paid(self, affiliate_id: str, currency: str, sources: Sources, *, period: str) -> str | None:
-        """Why the item of `period` must not pay its sources (a transfer found paying them), or None."""
+    def already_paid(
+        self, affiliate_id: str, currency: str, sources: Sources, *, period: str, through: str
+    ) -> str | None:
+        """Why the item of `period` must not be paid (a transfer found paying its money), or None: its own
+        month's money paid by a later month's carry (up to `through`, the current month), or one of its
+        sources paid already."""
+        later = self.carried_later(affiliate_id, currency, period, through=through)
+        if later is not None:
+            return (
+                f"carried_money_already_paid: this item's {period} money was carried forward and paid at Stripe by "
+                f"{later.transfer_id} ({later.metadata.get('period', '?')}); nothing sent, an operator decides"
+            )
         for month in sources.carried_from:
             found = self.paid_month(affiliate_id, currency, month, before=period)
             if found is not None:

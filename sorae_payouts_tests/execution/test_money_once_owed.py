@@ -13,8 +13,6 @@ in a later month, and every transfer names what it pays besides its month in its
 
 from __future__ import annotations
 
-import sqlite3
-import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -26,9 +24,9 @@ from sorae_payouts.execution.pay_batch import execute_batch
 from sorae_payouts.month_end.manifest import ManifestError, PayoutPolicy
 from sorae_payouts.registry.paying_accounts import ProgramGateways
 from sorae_payouts.use_cases.month_end import unpaid_checker
-from sorae_payouts_tests.conftest import _pg_admin
 from sorae_payouts_tests.execution.conftest import make_gateway, sandbox_transfers
 from sorae_payouts_tests.factory import add_affiliate, add_commission, approve, build_manifest, finalize_period
+from sorae_payouts_tests.ledger_backup import Backup
 
 SEP, OCT, NOV = (datetime(2026, m, 1, tzinfo=UTC).date() for m in (9, 10, 11))
 POLICY = PayoutPolicy.from_major({"usd": "1.00"})
@@ -48,32 +46,6 @@ def _earn(engine, affiliate, amount, month):
 def _paid_to(stripe_client, affiliate) -> list[int]:
     every = [t for m in ("2026-09", "2026-10", "2026-11") for t in sandbox_transfers(stripe_client, f"payout_{m}")]
     return sorted(t.amount - t.amount_reversed for t in every if t.metadata["affiliate_id"] == affiliate)
-
-
-class Backup:
-    """A whole copy of the ledger database, restorable later (what an operator's restore does)."""
-
-    def __init__(self, engine, ledger_url, tmp_path):
-        self.engine, self.url, self.tmp = engine, ledger_url, tmp_path
-        engine.dispose()
-        if engine.dialect.name == "sqlite":
-            self.copy = tmp_path / f"backup-{uuid.uuid4().hex[:6]}.sqlite3"
-            with sqlite3.connect(engine.url.database) as src, sqlite3.connect(self.copy) as dst:
-                src.backup(dst)
-        else:
-            self.copy = f"sorae_backup_{uuid.uuid4().hex[:12]}"
-            _pg_admin(f'CREATE DATABASE "{self.copy}" TEMPLATE "{engine.url.database}"')
-
-    def restore(self):
-        self.engine.dispose()
-        if self.engine.dialect.name == "sqlite":
-            with sqlite3.connect(self.copy) as src, sqlite3.connect(self.engine.url.database) as dst:
-                src.backup(dst)
-        else:
-            name = self.engine.url.database
-            _pg_admin(f'DROP DATABASE "{name}" WITH (FORCE)')
-            _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.copy}"')
-            _pg_admin(f'DROP DATABASE "{self.copy}"')
 
 
 def test_a_restored_backup_never_pays_a_carried_amount_twice(engine, ledger_url, sandbox, stripe_client, tmp_path):
