@@ -96,7 +96,9 @@ class SigningKey:
                 "keygen`); its content is not shown"
             ) from None
         if not isinstance(key, Ed25519PrivateKey):
-            raise KeyFormatError(f"{source} holds a private key that is not Ed25519; create one with `operators keygen`")
+            raise KeyFormatError(
+                f"{source} holds a private key that is not Ed25519; create one with `operators keygen`"
+            )
         return cls(key)
 
     def pem(self) -> bytes:

@@ -192,7 +192,8 @@ def guards(sqlite: bool) -> list[tuple[str, str, str, str, str]]:
     policy_value = "NEW.dual_approval_over_minor IS NOT DISTINCT FROM r.policy_value"
     policy_request = (
         "EXISTS (SELECT 1 FROM operator_request r JOIN operator_confirmation rc ON rc.request_pk = r.request_pk "
-        f"WHERE r.request_pk = NEW.request_pk AND r.program_id = NEW.program_id AND r.kind = 'policy' AND {policy_value})"
+        "WHERE r.request_pk = NEW.request_pk AND r.program_id = NEW.program_id AND r.kind = 'policy' "
+        f"AND {policy_value})"
     )
     latest_policy = (
         "(SELECT {value} FROM program_approval_policy p WHERE p.program_id = NEW.program_id "
@@ -325,10 +326,8 @@ PROGRAM_INSERT_TRIGGER = "program_initial_approval_policy"
 
 def create_program_insert_trigger(op, sqlite: bool) -> None:
     """Every new program's first `program_approval_policy` row, written by the database itself."""
-    values = (
-        f"NEW.program_id, {'' if sqlite else 'CAST('}{approval_part('NEW.policy', sqlite)}{'' if sqlite else ' AS text)'}"
-        ", NULL, NEW.created_at"
-    )
+    part = approval_part("NEW.policy", sqlite)
+    values = f"NEW.program_id, {part if sqlite else f'CAST({part} AS text)'}, NULL, NEW.created_at"
     insert = (
         "INSERT INTO program_approval_policy (program_id, dual_approval_over_minor, request_pk, recorded_at) "
         f"VALUES ({values})"

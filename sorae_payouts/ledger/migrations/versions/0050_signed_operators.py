@@ -30,11 +30,10 @@ executor verifies the signatures themselves before any money moves (`month_end.a
   still count (filled here; nothing may be added later).
 """
 
-import sqlalchemy as sa
 from alembic import op
 
-from sorae_payouts.ledger.migrations import revision_0050 as spec
 from sorae_payouts.ledger.migrations import revision_0012_guards as guards
+from sorae_payouts.ledger.migrations import revision_0050 as spec
 
 revision = "0050"
 down_revision = "0013"
@@ -52,9 +51,7 @@ def upgrade() -> None:
         table.create(op.get_bind())
     for table, column in spec.new_columns():
         op.add_column(table, column)
-    op.execute(
-        "INSERT INTO approval_legacy_batch (batch_id) SELECT batch_id FROM payout_batch WHERE status <> 'draft'"
-    )
+    op.execute("INSERT INTO approval_legacy_batch (batch_id) SELECT batch_id FROM payout_batch WHERE status <> 'draft'")
     op.execute(
         "INSERT INTO program_approval_policy (program_id, dual_approval_over_minor, request_pk, recorded_at) "
         f"SELECT program_id, {spec.approval_part('policy', sqlite)}, NULL, created_at FROM program"
