@@ -290,3 +290,14 @@ def decide_reversal(
     return resolve_reversal(
         engine, item_id, decision, program_id=program_id, key=operator_key(by, program_id), reason=reason, now=now
     )
+
+
+def use_operator_key(monkeypatch, tmp_path, name: str, program_id: str = DEFAULT_PROGRAM):
+    """Act as test operator `name` in CLI calls: their key in a 0600 file named by SORAE_OPERATOR_KEY."""
+    from sorae_payouts.registry.operator_keys import OPERATOR_KEY_SETTING, write_private_key
+
+    path = tmp_path / f"operator-key-{program_id}-{name.replace('@', '_')}.pem"
+    if not path.exists():
+        write_private_key(operator_key(name, program_id), path)
+    monkeypatch.setenv(OPERATOR_KEY_SETTING, str(path))
+    return path
