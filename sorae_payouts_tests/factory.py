@@ -155,6 +155,8 @@ def items(engine: sa.Engine, batch_id: str) -> dict[tuple[str, str], dict]:
 REGISTERED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
+# Registered with the first operators of every program the tests register operators in.
+BOOTSTRAPPED = ("tests", "tests-second")
 # Each test operator's private key, generated on first use (the person's own key, as `operators keygen`).
 _KEYS: dict[tuple[str, str], SigningKey] = {}
 
@@ -170,8 +172,8 @@ def register_operators(
     engine: sa.Engine, *names: str, program_id: str = DEFAULT_PROGRAM, now: datetime = REGISTERED_AT
 ) -> None:
     """Register (or re-enable) operators of the program with their keys, as operators do: the program's
-    first ones by the administrator's bootstrap; later ones by a request of an operator confirmed by
-    another (two registered, active operators whose keys the tests hold)."""
+    first ones (with the two standard test operators, BOOTSTRAPPED) by the administrator's bootstrap;
+    later ones by a request of an operator confirmed by another."""
     from sorae_payouts.registry.operator_changes import NewOperator, bootstrap_operators
     from sorae_payouts.registry.operators import list_operators, normalize_identity
 
@@ -183,8 +185,9 @@ def register_operators(
     to_enable = [n for n in wanted if n not in todo and current[n].status != "active"]
     if not todo and not to_enable:
         return
-    if not has_keys:
-        new = [NewOperator(n, operator_key(n, program_id).public_key) for n in todo + to_enable]
+    if not has_keys:  # the two standard test operators join the first ones: they request and confirm later ones
+        first = list(dict.fromkeys([*todo, *to_enable, *(n for n in BOOTSTRAPPED if n not in current)]))
+        new = [NewOperator(n, operator_key(n, program_id).public_key) for n in first]
         bootstrap_operators(engine, program_id, new, recorded_by="tests", now=now)
         return
     for name in todo:
