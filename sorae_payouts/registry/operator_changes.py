@@ -174,13 +174,11 @@ def bootstrap_operators(
                 )
                 _bootstrap_one(conn, program_id, new, identity, key_id, bootstrap_pk, recorded_by, now, origin)
             return [find_operator(conn, identity, program_id) for identity in identities]
-    except sa.exc.IntegrityError as exc:
-        if "operator_key" in str(exc.orig) or "uq_operator_key" in str(exc.orig):
-            raise OperatorError(f"a key is already registered in program {program_id} (one key, one person)") from None
-        raise
     except sa.exc.DBAPIError as exc:
         if "sorae ledger:" in str(exc.orig):
             raise _refused_by_database(exc) from None
+        if isinstance(exc, sa.exc.IntegrityError) and ("key_id" in str(exc.orig) or "uq_operator_key" in str(exc.orig)):
+            raise OperatorError(f"a key is already registered in program {program_id} (one key, one person)") from None
         raise
 
 
