@@ -174,7 +174,7 @@ def register_operators(
     """Register (or re-enable) operators of the program with their keys, as operators do: the program's
     first ones (with the two standard test operators, BOOTSTRAPPED) by the administrator's bootstrap;
     later ones by a request of an operator confirmed by another."""
-    from sorae_payouts.registry.operator_changes import NewOperator, bootstrap_operators
+    from sorae_payouts.registry.operator_bootstrap import NewOperator, bootstrap_operators
     from sorae_payouts.registry.operators import list_operators, normalize_identity
 
     with engine.connect() as conn:

@@ -152,7 +152,7 @@ def test_the_app_role_cannot_bootstrap_operators(owner_url, app_role, approved_l
     is the database owner's. An operator connected as the application's role (Dagster, their CLI) cannot
     use it to register a second identity of their own, nor attach a key to the owner's bootstrap."""
     from sorae_payouts.core.signing import SigningKey
-    from sorae_payouts.registry.operator_changes import NewOperator, bootstrap_operators
+    from sorae_payouts.registry.operator_bootstrap import NewOperator, bootstrap_operators
     from sorae_payouts.registry.operators import OperatorError
 
     second = SigningKey.generate()

@@ -24,9 +24,8 @@ from sorae_payouts.month_end.approvals import (
 )
 from sorae_payouts.month_end.batches import BatchError, load_batch
 from sorae_payouts.month_end.manifest import PayoutPolicy
+from sorae_payouts.registry.operator_bootstrap import NewOperator, bootstrap_operators
 from sorae_payouts.registry.operator_changes import (
-    NewOperator,
-    bootstrap_operators,
     confirm_request,
     request_change,
 )

@@ -23,10 +23,9 @@ from sorae_payouts.cli.programs_cmd import _amounts
 from sorae_payouts.cli.refusals import RefusingTyper
 from sorae_payouts.core.origin import Origin
 from sorae_payouts.ledger.database import create_ledger_engine, migration_url
+from sorae_payouts.registry.operator_bootstrap import NewOperator, bootstrap_operators
 from sorae_payouts.registry.operator_changes import (
-    NewOperator,
     Request,
-    bootstrap_operators,
     confirm_request,
     disable_operator,
     pending_requests,

@@ -14,7 +14,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from sorae_payouts.core.signing import SigningKey
-from sorae_payouts.registry.operator_changes import NewOperator, bootstrap_operators
+from sorae_payouts.registry.operator_bootstrap import NewOperator, bootstrap_operators
 from sorae_payouts.registry.operator_keys import load_operator_key, write_private_key
 from sorae_payouts.registry.operators import find_operator
 

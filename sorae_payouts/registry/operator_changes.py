@@ -1,10 +1,6 @@
 """Changing who may approve, and how many must: signed requests confirmed by a second operator.
 
-- `bootstrap_operators`: the deployment administrator registers a program's first operators in one
-  step, each with the public key the person generated themselves (`operators keygen`): the
-  administrator never holds a private key. Only the database owner may (PostgreSQL: the owner role;
-  the application's role is refused by the database); on SQLite, which has no roles, once per
-  program. A bootstrap names how many keys it registers and no key can join it later.
+- the program's first operators are registered by the administrator (`operator_bootstrap`).
 - `request_change` (add, enable, rename, rekey, policy): signed by an active operator of the
   program, recorded as pending; nothing changes yet.
 - `confirm_request`: a DIFFERENT active operator (not the requester, not the operator the change is
@@ -19,8 +15,6 @@ second identity with the same public key).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -28,13 +22,14 @@ import sqlalchemy as sa
 from sorae_payouts.core.origin import Origin
 from sorae_payouts.core.signing import KeyFormatError, SigningKey, key_id_of, verify
 from sorae_payouts.ledger import schema
-from sorae_payouts.ledger.sql import as_utc, text
+from sorae_payouts.ledger.sql import text
 from sorae_payouts.registry.operator_history import (
     CONFIRMATION,
     REQUEST,
     confirmation_fields,
     request_fields,
 )
+from sorae_payouts.registry.operator_requests import Request, load_request, pending_requests
 from sorae_payouts.registry.operators import (
     Operator,
     OperatorError,
@@ -45,77 +40,33 @@ from sorae_payouts.registry.operators import (
 )
 from sorae_payouts.registry.programs import get_program, set_approval_thresholds, validate_policy
 
+__all__ = [
+    "Request",
+    "canonical_thresholds",
+    "confirm_request",
+    "disable_operator",
+    "pending_requests",
+    "request_change",
+]
 KINDS_CONFIRMED = ("add", "enable", "rename", "rekey", "policy")
 
 
-@dataclass(frozen=True)
-class NewOperator:
-    identity: str
-    public_key: str
-    display_name: str | None = None
-
-
-@dataclass(frozen=True)
-class Request:
-    request_pk: int
-    program_id: str
-    kind: str
-    subject: str | None
-    display_name: str | None
-    key_id: str | None
-    public_key: str | None
-    policy_value: str | None
-    requested_by: str
-    requester_key_id: str
-    requested_at: datetime
-    signature: str
-    confirmed_by: str | None = None
-    confirmed_at: datetime | None = None
-
-    def describe(self) -> str:
-        what = {
-            "add": f"add {self.subject} ({self.display_name}) with key {str(self.key_id)[:16]}",
-            "enable": f"enable {self.subject}",
-            "rename": f"rename {self.subject} to {self.display_name!r}",
-            "rekey": f"re-key {self.subject} to key {str(self.key_id)[:16]}",
-            "disable": f"disable {self.subject}",
-            "policy": f"set the dual-approval thresholds to {self.policy_value or 'the deployment default'}",
-        }[self.kind]
-        return f"#{self.request_pk} {what}, requested by {self.requested_by} at {self.requested_at:%Y-%m-%d %H:%M} UTC"
-
-    def as_json(self) -> dict:
-        return {
-            "request_pk": self.request_pk,
-            "program_id": self.program_id,
-            "kind": self.kind,
-            "subject": self.subject,
-            "display_name": self.display_name,
-            "key_id": self.key_id,
-            "policy": json.loads(self.policy_value) if self.policy_value else None,
-            "requested_by": self.requested_by,
-            "requested_at": self.requested_at.isoformat(),
-            "confirmed_by": self.confirmed_by,
-            "confirmed_at": self.confirmed_at.isoformat() if self.confirmed_at else None,
-            "description": self.describe(),
-        }
-
-
-def _utc(now: datetime) -> datetime:
+def utc(now: datetime) -> datetime:
     return now.astimezone(UTC)
 
 
-def _origin_values(origin: Origin | None) -> dict:
+def origin_values(origin: Origin | None) -> dict:
     origin = origin or Origin.here()
     return {"host": origin.host, "os_user": origin.os_user, "dagster_run_id": origin.dagster_run_id}
 
 
-def _refused_by_database(exc: sa.exc.DBAPIError) -> OperatorError:
+def refused_by_database(exc: sa.exc.DBAPIError) -> OperatorError:
     message = str(exc.orig).split("\n")[0]
     reason = message.split("sorae ledger: ", 1)[-1] if "sorae ledger: " in message else message
     return OperatorError(f"refused by the ledger: {reason}")
 
 
-def _key_id(public_key: str) -> str:
+def checked_key_id(public_key: str) -> str:
     try:
         return key_id_of(public_key)
     except KeyFormatError as exc:
@@ -128,90 +79,6 @@ def canonical_thresholds(thresholds: dict | None) -> str | None:
         return None
     validate_policy({"dual_approval_over_minor": thresholds})
     return json.dumps({c: int(v) for c, v in thresholds.items()}, sort_keys=True, separators=(",", ":"))
-
-
-def bootstrap_operators(
-    engine: sa.Engine,
-    program_id: str,
-    operators: Sequence[NewOperator],
-    *,
-    recorded_by: str,
-    now: datetime,
-    origin: Origin | None = None,
-) -> list[Operator]:
-    """Register (or re-key and enable) operators without confirmation: the database owner's step."""
-    now = _utc(now)
-    if not operators:
-        raise OperatorError("a bootstrap names at least one operator")
-    identities = [normalize_identity(o.identity) for o in operators]
-    key_ids = [_key_id(o.public_key) for o in operators]
-    if len(set(identities)) != len(identities) or len(set(key_ids)) != len(key_ids):
-        raise OperatorError("each bootstrapped operator has their own identity and their own key")
-    try:
-        with engine.begin() as conn:
-            get_program(conn, program_id)
-            bootstrap_pk = conn.execute(
-                schema.operator_bootstrap.insert()
-                .values(
-                    program_id=program_id,
-                    operator_count=len(operators),
-                    recorded_by=recorded_by,
-                    recorded_at=now,
-                    **_origin_values(origin),
-                )
-                .returning(schema.operator_bootstrap.c.bootstrap_pk)
-            ).scalar_one()
-            for new, identity, key_id in zip(operators, identities, key_ids, strict=True):
-                conn.execute(
-                    schema.operator_key.insert().values(
-                        program_id=program_id,
-                        operator_id=identity,
-                        key_id=key_id,
-                        public_key=new.public_key.strip(),
-                        registered_at=now,
-                        bootstrap_pk=bootstrap_pk,
-                    )
-                )
-                _bootstrap_one(conn, program_id, new, identity, key_id, bootstrap_pk, recorded_by, now, origin)
-            return [find_operator(conn, identity, program_id) for identity in identities]
-    except sa.exc.DBAPIError as exc:
-        if "sorae ledger:" in str(exc.orig):
-            raise _refused_by_database(exc) from None
-        if isinstance(exc, sa.exc.IntegrityError) and ("key_id" in str(exc.orig) or "uq_operator_key" in str(exc.orig)):
-            raise OperatorError(f"a key is already registered in program {program_id} (one key, one person)") from None
-        raise
-
-
-def _bootstrap_one(conn, program_id, new: NewOperator, identity, key_id, bootstrap_pk, actor, now, origin) -> None:
-    current = find_operator(conn, identity, program_id)
-    name = (new.display_name or new.identity).strip()
-    if current is None:
-        conn.execute(
-            schema.operator.insert().values(
-                program_id=program_id,
-                operator_id=identity,
-                display_name=name,
-                status="active",
-                added_at=now,
-                added_by=actor,
-                key_id=key_id,
-                bootstrap_pk=bootstrap_pk,
-            )
-        )
-        record_event(conn, program_id, identity, "added", actor, now, origin)
-        return
-    conn.execute(
-        schema.operator.update()
-        .where(schema.operator.c.program_id == program_id, schema.operator.c.operator_id == identity)
-        .values(
-            key_id=key_id,
-            bootstrap_pk=bootstrap_pk,
-            status="active",
-            display_name=new.display_name.strip() if new.display_name else current.display_name,
-        )
-    )
-    if current.status != "active":
-        record_event(conn, program_id, identity, "enabled", actor, now, origin)
 
 
 def request_change(
@@ -231,7 +98,7 @@ def request_change(
     """Record a change signed by the key's operator, pending until another operator confirms it."""
     if kind not in KINDS_CONFIRMED:
         raise OperatorError(f"a request is one of {', '.join(KINDS_CONFIRMED)}, not {kind!r}")
-    now = _utc(now)
+    now = utc(now)
     with engine.begin() as conn:
         get_program(conn, program_id)
         requester = require_signer(conn, program_id, key, acting_as=acting_as)
@@ -241,12 +108,12 @@ def request_change(
         try:
             request_pk = conn.execute(
                 schema.operator_request.insert()
-                .values(program_id=program_id, signature=signature, **row, **_origin_values(origin))
+                .values(program_id=program_id, signature=signature, **row, **origin_values(origin))
                 .returning(schema.operator_request.c.request_pk)
             ).scalar_one()
         except sa.exc.DBAPIError as exc:
             if "sorae ledger:" in str(exc.orig):
-                raise _refused_by_database(exc) from None
+                raise refused_by_database(exc) from None
             raise
         return Request(int(request_pk), program_id, signature=signature, **row)
 
@@ -279,7 +146,7 @@ def _request_values(conn, program_id, kind, subject, display_name, public_key, t
             raise OperatorError("a rename needs a new display name (--name)")
         values["display_name"] = name
     if kind in ("add", "rekey"):
-        key_id = _key_id(public_key or "")
+        key_id = checked_key_id(public_key or "")
         used = conn.execute(
             text("SELECT operator_id FROM operator_key WHERE program_id = :p AND key_id = :k"),
             {"p": program_id, "k": key_id},
@@ -293,54 +160,6 @@ def _request_values(conn, program_id, kind, subject, display_name, public_key, t
     return values
 
 
-def _load_request(conn, program_id: str, request_pk: int) -> Request:
-    row = conn.execute(
-        text(
-            "SELECT r.request_pk, r.program_id, r.kind, r.subject, r.display_name, r.key_id, r.public_key, "
-            "r.policy_value, r.requested_by, r.requester_key_id, r.requested_at, r.signature, c.confirmed_by, "
-            "c.confirmed_at FROM operator_request r LEFT JOIN operator_confirmation c ON c.request_pk = r.request_pk "
-            "WHERE r.request_pk = :r"
-        ),
-        {"r": request_pk},
-    ).first()
-    if row is None or row.program_id != program_id:
-        raise OperatorError(f"program {program_id} has no registry request #{request_pk} (see `operators pending`)")
-    return _request(row)
-
-
-def _request(row) -> Request:
-    return Request(
-        int(row.request_pk),
-        row.program_id,
-        row.kind,
-        row.subject,
-        row.display_name,
-        row.key_id,
-        row.public_key,
-        row.policy_value,
-        row.requested_by,
-        row.requester_key_id,
-        as_utc(row.requested_at),
-        row.signature,
-        row.confirmed_by,
-        as_utc(row.confirmed_at) if row.confirmed_at else None,
-    )
-
-
-def pending_requests(conn: sa.Connection, program_id: str) -> list[Request]:
-    rows = conn.execute(
-        text(
-            "SELECT r.request_pk, r.program_id, r.kind, r.subject, r.display_name, r.key_id, r.public_key, "
-            "r.policy_value, r.requested_by, r.requester_key_id, r.requested_at, r.signature, "
-            "NULL AS confirmed_by, NULL AS confirmed_at FROM operator_request r WHERE r.program_id = :p "
-            "AND r.kind <> 'disable' AND NOT EXISTS (SELECT 1 FROM operator_confirmation c "
-            "WHERE c.request_pk = r.request_pk) ORDER BY r.request_pk"
-        ),
-        {"p": program_id},
-    )
-    return [_request(r) for r in rows]
-
-
 def confirm_request(
     engine: sa.Engine,
     program_id: str,
@@ -352,9 +171,9 @@ def confirm_request(
     origin: Origin | None = None,
 ) -> Request:
     """Confirm another operator's pending request with the key's operator's signature; it takes effect."""
-    now = _utc(now)
+    now = utc(now)
     with engine.begin() as conn:
-        request = _load_request(conn, program_id, request_pk)
+        request = load_request(conn, program_id, request_pk)
         confirmer = require_signer(conn, program_id, key, acting_as=acting_as)
         if request.confirmed_by is not None:
             raise OperatorError(f"request #{request_pk} was already confirmed by {request.confirmed_by}")
@@ -384,15 +203,15 @@ def confirm_request(
                     confirmer_key_id=key.key_id,
                     confirmed_at=now,
                     signature=key.sign(CONFIRMATION, fields),
-                    **_origin_values(origin),
+                    **origin_values(origin),
                 )
             )
             _apply(conn, request, f"{request.requested_by}, confirmed by {confirmer.operator_id}", now, origin)
         except sa.exc.DBAPIError as exc:
             if "sorae ledger:" in str(exc.orig):
-                raise _refused_by_database(exc) from None
+                raise refused_by_database(exc) from None
             raise
-        return _load_request(conn, program_id, request_pk)
+        return load_request(conn, program_id, request_pk)
 
 
 def _apply(conn, r: Request, actor: str, now: datetime, origin: Origin | None) -> None:
@@ -455,7 +274,7 @@ def disable_operator(
     origin: Origin | None = None,
 ) -> Operator:
     """Disable an operator at once (one operator's signed word: removing a voice never adds one)."""
-    now = _utc(now)
+    now = utc(now)
     identity = normalize_identity(subject)
     with engine.begin() as conn:
         actor = require_signer(conn, program_id, key, acting_as=acting_as)
@@ -480,7 +299,7 @@ def disable_operator(
                 program_id=program_id,
                 signature=key.sign(REQUEST, request_fields(program_id, _Row(row))),
                 **row,
-                **_origin_values(origin),
+                **origin_values(origin),
             )
         )
         conn.execute(
