@@ -217,3 +217,13 @@ def test_operators_cli_keygen_bootstrap_add_confirm_disable(engine, ledger_url, 
     use_operator_key(monkeypatch, tmp_path, "nobody")
     unknown = runner.invoke(app, ["batch", "approve", "2026-10", "--hash", whale_batch.manifest_hash])
     assert unknown.exit_code == 1 and "not the current key of an operator" in unknown.output
+
+
+def test_an_operator_added_by_confirmation_counts_even_at_the_bootstraps_instant(engine, whale_batch):
+    """The history orders a bootstrap before the requests its operators confirm at the same instant."""
+    register_operators(engine, "alice", "bob")
+    register_operators(engine, "carol")  # requested by one test operator, confirmed by another, same time
+    _approve(engine, "alice", whale_batch)
+    assert _approve(engine, "carol", whale_batch).complete
+    with engine.connect() as conn:
+        assert verify_batch_approvals(conn, load_batch(conn, OCT)) == ["alice", "carol"]

@@ -97,7 +97,10 @@ class RegistryHistory:
     @classmethod
     def load(cls, conn: sa.Connection, program_id: str) -> RegistryHistory:
         history = cls(program_id)
-        events: list[tuple] = []  # (time, order, pk, kind, payload)
+        # (time, order, pk, kind, row): at one instant, bootstraps come first (their operators may confirm
+        # requests at that very time), then confirmations in the order they were made, then disables
+        # (a voice taken away at an instant is away at that instant).
+        events: list[tuple] = []
         for k in conn.execute(
             text(
                 "SELECT key_pk, operator_id, key_id, public_key, registered_at FROM operator_key "
@@ -116,7 +119,7 @@ class RegistryHistory:
             ),
             {"p": program_id},
         ):
-            events.append((as_utc(r.confirmed_at), 0, int(r.request_pk), "confirmed", r))
+            events.append((as_utc(r.confirmed_at), 1, int(r.request_pk), "confirmed", r))
         for e in conn.execute(
             text(
                 "SELECT event_pk, operator_id, recorded_at FROM operator_event WHERE program_id = :p "
@@ -124,7 +127,7 @@ class RegistryHistory:
             ),
             {"p": program_id},
         ):
-            events.append((as_utc(e.recorded_at), 1, int(e.event_pk), "disabled", e))
+            events.append((as_utc(e.recorded_at), 2, int(e.event_pk), "disabled", e))
         for at, _, _, kind, row in sorted(events, key=lambda e: e[:3]):
             if kind == "bootstrap":
                 history._append(row.operator_id, Span(at, True, row.key_id, row.public_key))
