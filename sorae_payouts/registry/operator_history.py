@@ -113,13 +113,14 @@ class RegistryHistory:
             text(
                 "SELECT r.request_pk, r.kind, r.subject, r.display_name, r.key_id, r.public_key, r.policy_value, "
                 "r.requested_by, r.requester_key_id, r.requested_at, r.signature, c.confirmed_by, "
-                "c.confirmer_key_id, c.confirmed_at, c.signature AS confirmation_signature FROM operator_request r "
+                "c.confirmer_key_id, c.confirmed_at, c.signature AS confirmation_signature, c.confirmation_pk "
+                "FROM operator_request r "
                 "JOIN operator_confirmation c ON c.request_pk = r.request_pk "
                 "WHERE r.program_id = :p AND c.program_id = :p"
             ),
             {"p": program_id},
         ):
-            events.append((as_utc(r.confirmed_at), 1, int(r.request_pk), "confirmed", r))
+            events.append((as_utc(r.confirmed_at), 1, int(r.confirmation_pk), "confirmed", r))
         for e in conn.execute(
             text(
                 "SELECT event_pk, operator_id, recorded_at FROM operator_event WHERE program_id = :p "
