@@ -306,6 +306,10 @@ def record_signed_decision(
     reason = _checked(decision, reason)
     at = signed.decided_at.astimezone(UTC)
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # two decisions at once queue here and the later sees the first
+            conn.execute(
+                text("SELECT payout_item_id FROM payout_item WHERE payout_item_id = :i FOR UPDATE"), {"i": item_id}
+            )
         item = _pending_item(conn, item_id, program_id)
         operator = find_operator(conn, signed.operator, program_id)
         if operator is None or operator.status != "active" or operator.key_id is None:
