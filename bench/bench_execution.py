@@ -24,16 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import scratch_ledger
 
 from sorae_payouts.core.periods import parse_period
+from sorae_payouts.demo.operators import approve_with_generated_keys
 from sorae_payouts.execution import attempts
 from sorae_payouts.execution.identity import PaymentIdentity
 from sorae_payouts.execution.pay_batch import ExecutionSettings, execute_batch
 from sorae_payouts.ledger import schema
-from sorae_payouts.month_end.approvals import approve_batch
-from sorae_payouts.month_end.batches import load_batch
 from sorae_payouts.month_end.finalize import FinalizeError, finalize_programs
 from sorae_payouts.month_end.manifest import ManifestError, PayoutPolicy
 from sorae_payouts.month_end.manifest_build import build_manifests
-from sorae_payouts.registry.operators import ensure_operator
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 from sorae_payouts.stripe_gateway import Disposition, GatewayConfig, StripeGateway, TransferOutcome, TransferRecord
 from sorae_sandbox import SandboxServer
@@ -83,10 +81,7 @@ def seed(engine, accounts: list[str]) -> None:
     build_manifests(engine, PERIOD, [DEFAULT_PROGRAM], policy=PayoutPolicy.from_major({"usd": "1.00"}), now=NOW).one(
         DEFAULT_PROGRAM, ManifestError
     )
-    ensure_operator(engine, "bench", added_by="bench", now=NOW)
-    with engine.connect() as conn:
-        reviewed = load_batch(conn, PERIOD).manifest_hash
-    approve_batch(engine, PERIOD, approved_by="bench", now=NOW, expected_hash=reviewed)
+    approve_with_generated_keys(engine, PERIOD, program_id=DEFAULT_PROGRAM, now=NOW)  # signed, as operators do
 
 
 def make_accounts(state: Path, n: int) -> list[str]:

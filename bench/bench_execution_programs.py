@@ -92,12 +92,10 @@ def create_world(state: Path, args) -> dict:
 
 
 def seed_ledger(engine, world: dict, args) -> None:
-    from sorae_payouts.month_end.approvals import approve_batch
-    from sorae_payouts.month_end.batches import load_batch
+    from sorae_payouts.demo.operators import approve_with_generated_keys
     from sorae_payouts.month_end.finalize import FinalizeError, finalize_programs
     from sorae_payouts.month_end.manifest import ManifestError, PayoutPolicy
     from sorae_payouts.month_end.manifest_build import build_manifests
-    from sorae_payouts.registry.operators import ensure_operator
     from sorae_payouts.registry.programs import add_program
 
     for index, program in enumerate(program_ids(args.programs)):
@@ -140,10 +138,7 @@ def seed_ledger(engine, world: dict, args) -> None:
         build_manifests(
             engine, PERIOD, [program], policy=PayoutPolicy.from_major({"usd": "1.00"}, {"usd": "100000000"}), now=NOW
         ).one(program, ManifestError)
-        ensure_operator(engine, "bench", added_by="bench", now=NOW, program_id=program)
-        with engine.connect() as conn:
-            reviewed = load_batch(conn, PERIOD, program_id=program).manifest_hash
-        approve_batch(engine, PERIOD, approved_by="bench", now=NOW, expected_hash=reviewed, program_id=program)
+        approve_with_generated_keys(engine, PERIOD, program_id=program, now=NOW)  # signed, as operators do
 
 
 def record_charges(engine, world: dict, api_base: str) -> None:

@@ -25,11 +25,11 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import scratch_ledger
 
+from sorae_payouts.demo.operators import approve_with_generated_keys
 from sorae_payouts.ledger.sql import as_date
-from sorae_payouts.month_end.approvals import approve_batch
 from sorae_payouts.month_end.manifest import compute_manifest_hash
 from sorae_payouts.portal.history import affiliate_history
-from sorae_payouts.registry.operators import ensure_operator
+from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 MONTHS = 12
 POLICY = '{"minimum_minor": {"usd": 5000}, "default_minimum_minor": 1, "dual_approval_over_minor": {}}'
@@ -112,9 +112,8 @@ def generate(engine: sa.Engine, rows: int, affiliates: int) -> float:
                 {"h": digest, "n": count, "b": batch_id},
             )
             periods.append((period, digest))
-    ensure_operator(engine, "bench", added_by="bench", now=datetime(2000, 1, 1, tzinfo=UTC))
-    for period, digest in periods:
-        approve_batch(engine, period, approved_by="bench", now=datetime.now(UTC), expected_hash=digest)
+    for period, _digest in periods:  # signed approvals, as operators make them
+        approve_with_generated_keys(engine, period, program_id=DEFAULT_PROGRAM, now=datetime.now(UTC))
     with engine.begin() as conn:
         for status in ("processing", "posted"):
             conn.execute(sa.text(f"UPDATE payout_item SET status = '{status}'"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import threading
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -21,7 +22,7 @@ from datetime import UTC, date, datetime
 import sqlalchemy as sa
 import stripe
 
-from sorae_payouts.aftercare.reversals import ReversalError, resolve_reversal, reversed_items
+from sorae_payouts.aftercare.reversals import ReversalError, reversed_items
 from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.periods import period_key
 from sorae_payouts.execution.pay_batch import ExecutionSettings
@@ -33,7 +34,15 @@ from sorae_payouts.registry.paying_accounts import ProgramGateways
 from sorae_payouts.stripe_gateway import GatewayConfig
 from sorae_payouts.use_cases import aftercare, payouts
 from sorae_payouts.use_cases.month_end import unpaid_checker
-from sorae_payouts_tests.factory import add_affiliate, add_commission, add_event, add_program, approve
+from sorae_payouts_tests.factory import (
+    add_affiliate,
+    add_commission,
+    add_event,
+    add_program,
+    approve,
+    decide_reversal,
+    register_operators,
+)
 
 POLICY = PayoutPolicy.from_major({"usd": "20.00"}, {"usd": "100000.00"})
 
@@ -196,22 +205,29 @@ class Simulation:
         for item in pending:
             # The same reversal gets the same decision in every timeline (a restored ledger re-decides it).
             kind = ("owe_again", "write_off")[
-                hash((self.world.seed, item.program_id, item.affiliate_id, item.period)) % 2
+                zlib.crc32(f"{self.world.seed}/{item.program_id}/{item.affiliate_id}".encode()) % 2
             ]
             reason = "simulated" if kind == "write_off" else None
             results: list = []
+            register_operators(engine, "tests", "tests-second", program_id=item.program_id)
 
             def decide_once(who: str, item=item, kind=kind, reason=reason, results=results) -> None:
                 try:
                     results.append(
-                        resolve_reversal(
-                            engine, item.payout_item_id, kind, decided_by=who, reason=reason, now=_at(date.today())
+                        decide_reversal(
+                            engine,
+                            item.payout_item_id,
+                            kind,
+                            by=who,
+                            reason=reason,
+                            now=_at(date.today()),
+                            program_id=item.program_id,
                         )
                     )
                 except (ReversalError, sa.exc.DBAPIError):
                     results.append(None)
 
-            pair = [threading.Thread(target=decide_once, args=(who,)) for who in ("op-1", "op-2")]  # at once
+            pair = [threading.Thread(target=decide_once, args=(who,)) for who in ("tests", "tests-second")]  # at once
             for t in pair:
                 t.start()
             for t in pair:

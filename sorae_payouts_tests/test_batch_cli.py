@@ -19,13 +19,14 @@ from sorae_payouts_tests.factory import (
     build_manifest,
     finalize_period,
     register_operators,
+    use_operator_key,
 )
 
 runner = CliRunner()
 
 
 @pytest.fixture
-def built(engine, ledger_url, monkeypatch):
+def built(engine, ledger_url, monkeypatch, tmp_path):
     monkeypatch.setenv("SORAE_DATABASE_URL", ledger_url)
     add_affiliate(engine, "alice")
     add_affiliate(engine, "bob", account=None)
@@ -35,6 +36,7 @@ def built(engine, ledger_url, monkeypatch):
     add_commission(engine, "kenji", 500, currency="jpy")
     finalize_period(engine, OCT, now=NOW, holding_days=3)
     register_operators(engine, "ops")
+    use_operator_key(monkeypatch, tmp_path, "ops")  # the CLI signs with the key SORAE_OPERATOR_KEY names
     return build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "50.00", "jpy": "5000"}), now=NOW)
 
 
@@ -101,7 +103,7 @@ def test_unknown_period_is_a_clear_error(built):
     assert result.exit_code == 1 and "no payout batch for 2026-07" in result.output
 
 
-def test_large_batch_needs_two_different_approvers_and_a_rebuild_resets_them(engine, ledger_url, monkeypatch):
+def test_large_batch_needs_two_different_approvers_and_a_rebuild_resets_them(engine, ledger_url, monkeypatch, tmp_path):
     monkeypatch.setenv("SORAE_DATABASE_URL", ledger_url)
     add_affiliate(engine, "whale")
     add_commission(engine, "whale", 20_000_000)
@@ -109,6 +111,7 @@ def test_large_batch_needs_two_different_approvers_and_a_rebuild_resets_them(eng
     dual = PayoutPolicy.from_major({"usd": "50.00"}, {"usd": "100000.00"})
     old = build_manifest(engine, OCT, policy=dual, now=NOW).manifest_hash
     register_operators(engine, "ana", "ben")
+    use_operator_key(monkeypatch, tmp_path, "ana")
     first = _invoke("batch", "approve", "2026-10", "--by", "ana", "--hash", old)
     assert first.exit_code == 0 and "1 of 2 approvals" in first.output
     # The draft is rebuilt under another policy: the approval given to the old manifest no longer counts.
@@ -117,10 +120,15 @@ def test_large_batch_needs_two_different_approvers_and_a_rebuild_resets_them(eng
     )
     assert rebuilt.outcome == "rebuilt"
     new = rebuilt.manifest_hash[:12]
+    use_operator_key(monkeypatch, tmp_path, "ben")
     assert "1 of 2 approvals" in _invoke("batch", "approve", "2026-10", "--by", "ben", "--hash", new).output
     again = _invoke("batch", "approve", "2026-10", "--by", " BEN ", "--hash", new)
     assert again.exit_code == 1 and "someone else" in again.output
-    done = _invoke("batch", "approve", "2026-10", "--by", "ana", "--hash", new)
+    # Typing a colleague's name does not make you them: the key decides who approves.
+    posing = _invoke("batch", "approve", "2026-10", "--by", "ana", "--hash", new)
+    assert posing.exit_code == 1 and "--by names 'ana' but the key" in posing.output
+    use_operator_key(monkeypatch, tmp_path, "ana")
+    done = _invoke("batch", "approve", "2026-10", "--hash", new)
     assert done.exit_code == 0 and "approved" in done.output
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT approved_by FROM payout_batch")).scalar_one() == "ben, ana"

@@ -18,6 +18,7 @@ from sorae_payouts_tests.factory import (
     approve,
     build_manifest,
     finalize_period,
+    use_operator_key,
 )
 
 runner = CliRunner()
@@ -66,12 +67,13 @@ def test_show_needs_a_program_once_two_have_the_month(two_programs):
     assert unknown.exit_code == 1 and "unknown program" in unknown.output
 
 
-def test_approve_as_an_operator_of_the_batch_program_only(two_programs):
+def test_approve_as_an_operator_of_the_batch_program_only(two_programs, monkeypatch, tmp_path):
     default_hash = _json("batch", "show", "2026-10", "--json", "--program", "default")["batch"]["manifest_hash"]
+    use_operator_key(monkeypatch, tmp_path, "ops-acme", program_id="acme")  # acme's operator, acme's key
     refused = runner.invoke(
         build_app(), ["batch", "approve", "2026-10", "--program", "default", "--by", "ops-acme", "--hash", default_hash]
     )
-    assert refused.exit_code == 1 and "not a registered operator" in refused.output
+    assert refused.exit_code == 1 and "is not the current key of an operator of program default" in refused.output
 
 
 def test_export_names_the_program(two_programs, tmp_path):

@@ -145,3 +145,31 @@ def test_app_role_cannot_reset_a_posted_item(owner_url, app_role, approved_ledge
         _refused(engine, "UPDATE payout_item SET status = 'pending' WHERE status = 'posted'", "sorae ledger")
     finally:
         engine.dispose()
+
+
+def test_the_app_role_cannot_bootstrap_operators(owner_url, app_role, approved_ledger):
+    """Issue 16, defect 5: the bootstrap (operators registered without a second operator's confirmation)
+    is the database owner's. An operator connected as the application's role (Dagster, their CLI) cannot
+    use it to register a second identity of their own, nor attach a key to the owner's bootstrap."""
+    from sorae_payouts.core.signing import SigningKey
+    from sorae_payouts.registry.operator_bootstrap import NewOperator, bootstrap_operators
+    from sorae_payouts.registry.operators import OperatorError
+
+    second = SigningKey.generate()
+    engine = _as(owner_url, app_role)
+    try:
+        with pytest.raises(OperatorError, match="only by the database owner"):
+            bootstrap_operators(engine, "default", [NewOperator("ops2", second.public_key)], recorded_by="ops", now=NOW)
+        _refused(
+            engine,
+            "INSERT INTO operator_key (program_id, operator_id, key_id, public_key, registered_at, bootstrap_pk) "
+            f"SELECT 'default', 'ops2', '{second.key_id}', '{second.public_key}', now(), MAX(bootstrap_pk) "
+            "FROM operator_bootstrap",
+            "registered by a bootstrap of the database owner",
+        )
+    finally:
+        engine.dispose()
+    # The owner (the administrator, SORAE_MIGRATION_DATABASE_URL) may.
+    assert bootstrap_operators(
+        approved_ledger, "default", [NewOperator("ops2", second.public_key)], recorded_by="dba", now=NOW
+    )

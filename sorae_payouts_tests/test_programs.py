@@ -20,6 +20,7 @@ from sorae_payouts.registry.programs import (
     set_program_status,
     update_program,
 )
+from sorae_payouts_tests.factory import operator_key
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -153,11 +154,15 @@ def test_cli_add_list_show_update(engine, ledger_url, monkeypatch):
 
 def test_operators_are_registered_per_program(engine, ledger_url, monkeypatch):
     monkeypatch.setenv("SORAE_DATABASE_URL", ledger_url)
+    monkeypatch.delenv("SORAE_MIGRATION_DATABASE_URL", raising=False)
     add_program(engine, "acme", name="Acme", added_by="ops", now=NOW)
     runner = CliRunner()
-    assert runner.invoke(build_app(), ["operators", "add", "alice", "--program", "acme"]).exit_code == 0
+    public = operator_key("alice", "acme").public_key
+    bootstrap = ["operators", "bootstrap", "--program", "acme", "--operator", f"alice={public}"]
+    assert runner.invoke(build_app(), bootstrap).exit_code == 0
     acme = json.loads(runner.invoke(build_app(), ["operators", "list", "--program", "acme", "--json"]).stdout)
     default = json.loads(runner.invoke(build_app(), ["operators", "list", "--json"]).stdout)
-    assert [o["operator_id"] for o in acme] == ["alice"] and default == []
-    unknown = runner.invoke(build_app(), ["operators", "add", "bob", "--program", "nope"])
+    assert [(o["operator_id"], o["key_id"]) for o in acme] == [("alice", operator_key("alice", "acme").key_id)]
+    assert default == []
+    unknown = runner.invoke(build_app(), ["operators", "bootstrap", "--program", "nope", "--operator", f"bob={public}"])
     assert unknown.exit_code == 1 and "unknown program" in unknown.output

@@ -17,6 +17,7 @@ from sorae_payouts.month_end.finalize import finalize_programs
 from sorae_payouts.month_end.manifest import PayoutPolicy
 from sorae_payouts.month_end.manifest_build import build_manifests
 from sorae_payouts.portal.history import affiliate_history
+from sorae_payouts.registry.operator_changes import confirm_request, request_change
 from sorae_payouts.registry.programs import update_program
 from sorae_payouts_tests.factory import (
     NOV,
@@ -27,7 +28,9 @@ from sorae_payouts_tests.factory import (
     add_program,
     approve,
     build_manifest,
+    decide_reversal,
     items,
+    operator_key,
     register_operators,
     stripe_says_unpaid,
 )
@@ -59,8 +62,10 @@ def test_only_the_programs_operators_approve_and_each_approval_names_the_program
     engine, batch = two_programs, _acme_batch(two_programs)
     assert (batch.batch_id, batch.program_id) == ("payout_acme_2026-10", "acme")
     register_operators(engine, "ops")  # the default program's operator
-    with pytest.raises(BatchError, match="approval refused .*program acme.*not a registered operator"):
-        approve_batch(engine, OCT, approved_by="ops", now=NOW, expected_hash=batch.manifest_hash, program_id="acme")
+    with pytest.raises(BatchError, match="approval refused .*program acme.*not the current key of an operator"):
+        approve_batch(
+            engine, OCT, key=operator_key("ops"), now=NOW, expected_hash=batch.manifest_hash, program_id="acme"
+        )
     # Behind the code's back: an approval of acme's batch filed under the default program (where "ops" is
     # registered), explicitly or by leaving the column to its default. The database refuses both (0013).
     for filed_under in ({"program_id": "default"}, {}):
@@ -73,13 +78,19 @@ def test_only_the_programs_operators_approve_and_each_approval_names_the_program
                         approved_at=NOW,
                         manifest_hash=batch.manifest_hash,
                         operator_id="ops",
+                        key_id=operator_key("ops").key_id,
+                        signature="A" * 88,
                         **filed_under,
                     )
                 )
     register_operators(engine, "ann", "ben", program_id="acme")
-    first = approve_batch(engine, OCT, approved_by="ann", now=NOW, expected_hash=batch.manifest_hash, program_id="acme")
+    first = approve_batch(
+        engine, OCT, key=operator_key("ann", "acme"), now=NOW, expected_hash=batch.manifest_hash, program_id="acme"
+    )
     assert (first.complete, first.approvers, first.required) == (False, ["ann"], 2)
-    done = approve_batch(engine, OCT, approved_by="ben", now=NOW, expected_hash=batch.manifest_hash, program_id="acme")
+    done = approve_batch(
+        engine, OCT, key=operator_key("ben", "acme"), now=NOW, expected_hash=batch.manifest_hash, program_id="acme"
+    )
     assert done.complete and done.batch.approved_by == "ann, ben"
     with engine.connect() as conn:
         assert verify_batch_approvals(conn, load_batch(conn, OCT, program_id="acme")) == ["ann", "ben"]
@@ -91,8 +102,8 @@ def test_only_the_programs_operators_approve_and_each_approval_names_the_program
     # The default program's batch (60.00 usd, one approval) is approved by its own operator only.
     with engine.connect() as conn:
         reviewed = load_batch(conn, OCT).manifest_hash
-    with pytest.raises(BatchError, match="not a registered operator"):
-        approve_batch(engine, OCT, approved_by="ann", now=NOW, expected_hash=reviewed)
+    with pytest.raises(BatchError, match="not the current key of an operator of program default"):
+        approve_batch(engine, OCT, key=operator_key("ann", "acme"), now=NOW, expected_hash=reviewed)
     assert approve(engine, OCT, "ops").batch.approved_by == "ops"
 
 
@@ -103,13 +114,12 @@ def test_the_programs_policy_is_frozen_into_its_batch(two_programs):
     with engine.connect() as conn:
         assert load_batch(conn, OCT).policy["dual_approval_over_minor"] == {"usd": 10_000_000}
     assert approve(engine, OCT, "ann", "ben", program_id="acme").required == 2
-    update_program(
-        engine,
-        "acme",
-        changed_by="test",
-        now=NOW,
-        policy_changes={"dual_approval_over_minor": {"usd": 50_000_000}, "minimum_minor": {"usd": 20_000}},
+    # Thresholds change only by a policy request of one operator confirmed by another.
+    request = request_change(
+        engine, "acme", operator_key("ann", "acme"), "policy", thresholds={"usd": 50_000_000}, now=NOW
     )
+    confirm_request(engine, "acme", request.request_pk, operator_key("ben", "acme"), now=NOW)
+    update_program(engine, "acme", changed_by="test", now=NOW, policy_changes={"minimum_minor": {"usd": 20_000}})
     rebuilt = build_manifest(engine, OCT, policy=POLICY, now=NOW, program_id="acme")
     assert (rebuilt.outcome, rebuilt.manifest_hash) == ("frozen", batch.manifest_hash)
     update_program(engine, "acme", changed_by="test", now=NOW, policy_changes={"holding_days": 30})
@@ -165,19 +175,9 @@ def _pay_and_fail(engine, batch_id: str, affiliate: str, *, reverse_minor: int =
                 ),
                 {"m": reverse_minor, "i": item.payout_item_id},
             )
-            conn.execute(
-                schema.reversal_decision.insert().values(
-                    program_id=item.program_id,
-                    payout_item_id=item.payout_item_id,
-                    affiliate_id=affiliate,
-                    currency="usd",
-                    amount_minor=reverse_minor,
-                    decision="owe_again",
-                    decided_by="ops",
-                    decided_at=NOW,
-                )
-            )
         settle_batch_status(conn, batch_id)
+    if reverse_minor:  # an operator of the item's program decides, signing the decision
+        decide_reversal(engine, item.payout_item_id, "owe_again", by="ops", program_id=item.program_id)
     return item.payout_item_id
 
 

@@ -109,6 +109,11 @@ def test_previous_release_ledger_becomes_the_default_program(release_ledger):
         assert current_revision(engine) == head_revision()  # 0011 (rate schedule), 0012 (programs), 0013, ...
         after = _census(engine)
         assert after == before  # nothing lost, nothing changed: rows, money, the portal's history
+        from sorae_payouts.month_end.approvals import verify_batch_approvals
+        from sorae_payouts.month_end.batches import load_batch
+
+        with engine.connect() as conn:  # approved before signatures existed: its unsigned approval still counts
+            assert verify_batch_approvals(conn, load_batch(conn, OCT)) == ["demo-approver-1@sorae.example"]
         with engine.connect() as conn:
             for table in PROGRAM_TABLES:
                 programs = conn.execute(sa.text(f"SELECT DISTINCT program_id FROM {table}")).scalars().all()
@@ -160,10 +165,9 @@ def test_upgraded_ledger_pays_a_new_month(release_ledger, tmp_path):
     from sorae_payouts.month_end.approvals import approve_batch
     from sorae_payouts.month_end.batches import load_batch
     from sorae_payouts.month_end.manifest import PayoutPolicy
-    from sorae_payouts.registry.operators import ensure_operator
     from sorae_payouts.registry.programs import add_program
     from sorae_payouts.stripe_gateway import GatewayConfig, StripeGateway
-    from sorae_payouts_tests.factory import build_manifest, finalize_period
+    from sorae_payouts_tests.factory import build_manifest, finalize_period, operator_key, register_operators
     from sorae_sandbox import SandboxServer
 
     engine = create_ledger_engine(release_ledger)
@@ -214,9 +218,10 @@ def test_upgraded_ledger_pays_a_new_month(release_ledger, tmp_path):
             ).scalar_one()
             reviewed = load_batch(conn, NOV).manifest_hash
         assert carried_in > 0  # October's carried-forward balances, written by the previous release
+        # The release's operators have no key: the administrator bootstraps the approvers' keys.
+        register_operators(engine, "upgrade-approver-1", "upgrade-approver-2")
         for operator in ("upgrade-approver-1", "upgrade-approver-2"):
-            ensure_operator(engine, operator, added_by="tests", now=datetime(2000, 1, 1, tzinfo=UTC))
-            if approve_batch(engine, NOV, approved_by=operator, now=now, expected_hash=reviewed).complete:
+            if approve_batch(engine, NOV, key=operator_key(operator), now=now, expected_hash=reviewed).complete:
                 break
         gateway = StripeGateway(
             GatewayConfig(

@@ -7,7 +7,8 @@ The life of a reversed cent:
    `partially_reversed` | `reversed`, `partially_reversed` -> `reversed`): `record_reversal`.
 2. The reversed amount not yet decided is the item's *reversal pending* amount
    (`reversed_minor` - decisions). It is shown everywhere and never re-paid nor forgotten.
-3. An operator decides (`resolve_reversal`), appending a `reversal_decision`:
+3. An operator of the item's program decides (`resolve_reversal`), signing the decision with their own
+   key (`core.signing`; the operator is whoever holds the key), appending a `reversal_decision`:
    - `owe_again`: the amount flows into the affiliate's next built batch as carried-in
      (`manifest.owed_again_carries`), one line in that manifest says why;
    - `write_off`: closed, with the reason (required).
@@ -18,14 +19,16 @@ database refuses a decision larger than what is still pending.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
 from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.money import format_minor
 from sorae_payouts.core.periods import period_key
+from sorae_payouts.core.signing import SigningKey, signed_time, verify
 from sorae_payouts.ledger.sql import as_date, as_utc, text
+from sorae_payouts.registry.operators import OperatorError, find_operator, require_signer
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 OWE_AGAIN, WRITE_OFF = "owe_again", "write_off"
@@ -186,51 +189,154 @@ class Decision:
     carried_into: str  # where owed-again money goes: "the next batch built (YYYY-MM ...)" or "closed"
 
 
+DECISION = "reversal-decision"
+
+
+def decision_fields(item: ReversedItem, decision: str, amount_minor: int, reason, operator_id, key_id, at) -> dict:
+    """The signed content of an operator's decision: the item, its program, what and how much, who and when."""
+    return {
+        "program": item.program_id,
+        "payout_item_id": item.payout_item_id,
+        "decision": decision,
+        "amount_minor": int(amount_minor),
+        "currency": item.currency,
+        "reason": reason,
+        "operator": operator_id,
+        "key_id": key_id,
+        "decided_at": signed_time(at),
+    }
+
+
+@dataclass(frozen=True)
+class SignedDecision:
+    """A decision signed outside the engine (for the Dagster job): no secret, bound to one item and amount."""
+
+    operator: str
+    decided_at: datetime
+    amount_minor: int
+    signature: str
+
+    def as_run_config(self) -> dict:
+        return {
+            "operator": self.operator,
+            "decided_at": signed_time(self.decided_at),
+            "amount_minor": self.amount_minor,
+            "signature": self.signature,
+        }
+
+
+def _checked(decision: str, reason: str | None) -> str | None:
+    reason = (reason or "").strip() or None
+    if decision not in (OWE_AGAIN, WRITE_OFF):
+        raise ReversalError(f"decision must be {OWE_AGAIN} or {WRITE_OFF}, not {decision!r}")
+    if decision == WRITE_OFF and not reason:
+        raise ReversalError("a write-off needs a reason (--reason), kept with the decision")
+    return reason
+
+
+def _pending_item(conn: sa.Connection, item_id: int, program_id: str) -> ReversedItem:
+    found = reversed_items(conn, item_id=item_id)
+    if not found:
+        raise ReversalError(
+            f"item {item_id} has no reversed money (unknown item, or no reversal seen by "
+            "refresh yet: run `sorae-payouts refresh` first)"
+        )
+    item = found[0]
+    if item.program_id != program_id:
+        raise ReversalError(
+            f"item {item_id} is not an item of program {program_id}; a decision belongs to the operators of the "
+            "item's own program (`reversals list --program ...` shows each item's program)"
+        )
+    if item.pending_minor <= 0:
+        raise ReversalError(
+            f"item {item_id} has nothing pending: {format_minor(item.reversed_minor, item.currency)} "
+            f"reversed, {format_minor(item.owed_again_minor, item.currency)} owed again, "
+            f"{format_minor(item.written_off_minor, item.currency)} written off"
+        )
+    return item
+
+
+def sign_decision(
+    engine: sa.Engine,
+    item_id: int,
+    decision: str,
+    *,
+    program_id: str,
+    key: SigningKey,
+    reason: str | None,
+    now: datetime,
+    acting_as: str | None = None,
+) -> SignedDecision:
+    """The key's operator's signature of deciding the item's whole pending amount (recorded nowhere)."""
+    reason, now = _checked(decision, reason), now.astimezone(UTC)
+    with engine.connect() as conn:
+        item = _pending_item(conn, item_id, program_id)
+        try:
+            operator = require_signer(conn, program_id, key, acting_as=acting_as)
+        except OperatorError as exc:
+            raise ReversalError(f"decision refused: {exc}") from exc
+    fields = decision_fields(item, decision, item.pending_minor, reason, operator.operator_id, key.key_id, now)
+    return SignedDecision(operator.operator_id, now, item.pending_minor, key.sign(DECISION, fields))
+
+
 def resolve_reversal(
     engine: sa.Engine,
     item_id: int,
     decision: str,
     *,
-    decided_by: str,
+    program_id: str,
+    key: SigningKey,
     reason: str | None,
     now: datetime,
-    reversal_request_pk: int | None = None,
+    acting_as: str | None = None,
 ) -> Decision:
-    """Decide what the item's pending reversed amount means: owed again, or written off (with a reason).
-    Appends one `reversal_decision` for the whole pending amount."""
-    person, reason = decided_by.strip(), (reason or "").strip() or None
-    if decision not in (OWE_AGAIN, WRITE_OFF):
-        raise ReversalError(f"decision must be {OWE_AGAIN} or {WRITE_OFF}, not {decision!r}")
-    if not person:
-        raise ReversalError("a decision needs the operator's name (--by)")
-    if decision == WRITE_OFF and not reason:
-        raise ReversalError("a write-off needs a reason (--reason), kept with the decision")
+    """Decide, as the key's operator (an active operator of the item's program), what the item's pending
+    reversed amount means: owed again, or written off (with a reason). Appends one signed
+    `reversal_decision` for the whole pending amount."""
+    signed = sign_decision(
+        engine, item_id, decision, program_id=program_id, key=key, reason=reason, now=now, acting_as=acting_as
+    )
+    return record_signed_decision(engine, item_id, decision, signed, program_id=program_id, reason=reason)
+
+
+def record_signed_decision(
+    engine: sa.Engine, item_id: int, decision: str, signed: SignedDecision, *, program_id: str, reason: str | None
+) -> Decision:
+    """Record a decision signed with the operator's current key, for exactly the amount still pending."""
+    reason = _checked(decision, reason)
+    at = signed.decided_at.astimezone(UTC)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":  # two decisions at once queue here and the later sees the first
             conn.execute(
                 text("SELECT payout_item_id FROM payout_item WHERE payout_item_id = :i FOR UPDATE"), {"i": item_id}
             )
-        found = reversed_items(conn, item_id=item_id)
-        if not found:
+        item = _pending_item(conn, item_id, program_id)
+        operator = find_operator(conn, signed.operator, program_id)
+        if operator is None or operator.status != "active" or operator.key_id is None:
             raise ReversalError(
-                f"item {item_id} has no reversed money (unknown item, or no reversal seen by "
-                "refresh yet: run `sorae-payouts refresh` first)"
+                f"decision refused: {signed.operator!r} is not an active operator of program {program_id} with a key"
             )
-        item = found[0]
-        if item.pending_minor <= 0:
+        if signed.amount_minor != item.pending_minor:
             raise ReversalError(
-                f"item {item_id} has nothing pending: {format_minor(item.reversed_minor, item.currency)} "
-                f"reversed, {format_minor(item.owed_again_minor, item.currency)} owed again, "
-                f"{format_minor(item.written_off_minor, item.currency)} written off"
+                f"item {item_id}: the decision was signed for {format_minor(signed.amount_minor, item.currency)} "
+                f"but {format_minor(item.pending_minor, item.currency)} is pending now; sign it again"
+            )
+        public_key = conn.execute(
+            text("SELECT public_key FROM operator_key WHERE program_id = :p AND key_id = :k"),
+            {"p": program_id, "k": operator.key_id},
+        ).scalar_one()
+        fields = decision_fields(item, decision, item.pending_minor, reason, operator.operator_id, operator.key_id, at)
+        if not verify(public_key, DECISION, fields, signed.signature):
+            raise ReversalError(
+                f"decision refused: the signature is not {operator.operator_id}'s (current key "
+                f"{operator.key_id[:16]}) for this decision on item {item_id}"
             )
         decision_pk = conn.execute(
             text(
                 "INSERT INTO reversal_decision (program_id, payout_item_id, affiliate_id, currency, amount_minor, "
-                "decision, "
-                "decided_by, reason, reversal_request_pk, decided_at) VALUES (:p, :i, :a, :c, :m, :d, :by, :r, :rq, "
-                ":now) "
-                "RETURNING decision_pk"
-            ),
+                "decision, decided_by, reason, decided_at, operator_id, key_id, signature) "
+                "VALUES (:p, :i, :a, :c, :m, :d, :by, :r, :at, :by, :k, :sig) RETURNING decision_pk"
+            ).bindparams(sa.bindparam("at", type_=sa.DateTime(timezone=True))),
             {
                 "p": item.program_id,
                 "i": item_id,
@@ -238,14 +344,15 @@ def resolve_reversal(
                 "c": item.currency,
                 "m": item.pending_minor,
                 "d": decision,
-                "by": person,
+                "by": operator.operator_id,
                 "r": reason,
-                "rq": reversal_request_pk,
-                "now": now,
+                "at": at,
+                "k": operator.key_id,
+                "sig": signed.signature,
             },
         ).scalar_one()
         carried_into = _destination(conn, item) if decision == OWE_AGAIN else "closed (written off)"
-    return Decision(int(decision_pk), item, decision, item.pending_minor, person, reason, carried_into)
+    return Decision(int(decision_pk), item, decision, item.pending_minor, operator.operator_id, reason, carried_into)
 
 
 def _destination(conn: sa.Connection, item: ReversedItem) -> str:

@@ -21,7 +21,7 @@ from sorae_payouts.core.stripe_links import account_url, transfer_url
 from sorae_payouts.execution.anomalies import list_anomalies
 from sorae_payouts.execution.outcomes import batch_outcome, item_outcomes
 from sorae_payouts.ledger.database import create_ledger_engine
-from sorae_payouts.month_end.approvals import MIN_HASH_PREFIX, approve_batch
+from sorae_payouts.month_end.approvals import MIN_HASH_PREFIX
 from sorae_payouts.month_end.batches import BatchError, list_batches, load_batch
 from sorae_payouts.month_end.manifest import owed_again_lines
 
@@ -244,34 +244,43 @@ def export_command(
     )
 
 
-@app.command("approve")
-def approve_command(
-    period: str = typer.Argument(..., help="YYYY-MM"),
-    by: str = typer.Option(..., "--by", help="Your operator identity (see `operators list`)."),
-    manifest_hash: str = typer.Option(
-        ..., "--hash", help=f"The manifest hash you reviewed (at least {MIN_HASH_PREFIX} hex characters)."
-    ),
-    program: str = program_option.option(),
-) -> None:
-    """Approve a draft batch as a registered operator (large batches need two different operators).
-    Records who, when and from where (host, OS user). Once fully approved, the manifest is frozen and
-    can be executed."""
+_BY_HELP = "Optional check: who you are; refused unless it is the operator of the key in SORAE_OPERATOR_KEY."
+_HASH_HELP = f"The manifest hash you reviewed (at least {MIN_HASH_PREFIX} hex characters)."
+
+
+def _signed(period: str, program: str | None, manifest_hash: str, by: str | None):
+    from sorae_payouts.month_end.approvals import sign_approval
+    from sorae_payouts.registry.operator_keys import load_operator_key
 
     engine = create_ledger_engine()
     with engine.connect() as conn:
         program_id = program_option.resolve_program(conn, program, _period(period))
-    approval = approve_batch(
-        engine,
-        _period(period),
-        approved_by=by,
-        now=datetime.now(UTC),
-        expected_hash=manifest_hash,
-        program_id=program_id,
+    key = load_operator_key()
+    now = datetime.now(UTC)
+    signed = sign_approval(
+        engine, _period(period), key=key, now=now, expected_hash=manifest_hash, program_id=program_id, acting_as=by
     )
+    return engine, program_id, signed, now
+
+
+@app.command("approve")
+def approve_command(
+    period: str = typer.Argument(..., help="YYYY-MM"),
+    manifest_hash: str = typer.Option(..., "--hash", help=_HASH_HELP),
+    program: str = program_option.option(),
+    by: str = typer.Option(None, "--by", help=_BY_HELP),
+) -> None:
+    """Approve a draft batch as the operator whose key is in SORAE_OPERATOR_KEY: the approval is signed
+    with it (large batches need two different operators). Records who, when and from where (host, OS
+    user). Once fully approved, the manifest is frozen and can be executed."""
+    from sorae_payouts.month_end.approvals import record_signed_approval
+
+    engine, program_id, signed, now = _signed(period, program, manifest_hash, by)
+    approval = record_signed_approval(engine, _period(period), signed, now=now, program_id=program_id)
     batch = approval.batch
     if not approval.complete:
         console.print(
-            f"[yellow]approval recorded[/yellow] for {batch.batch_id} by {approval.approvers[-1]}: "
+            f"[yellow]approval recorded[/yellow] for {batch.batch_id} by {signed.operator}: "
             f"{len(approval.approvers)} of {approval.required} approvals (another operator must approve "
             f"hash {batch.manifest_hash[:16]})"
         )
@@ -280,3 +289,18 @@ def approve_command(
         f"[green]approved[/green] {batch.batch_id} by {batch.approved_by} at "
         f"{batch.approved_at:%Y-%m-%d %H:%M} UTC, manifest hash {batch.manifest_hash}"
     )
+
+
+@app.command("sign")
+def sign_command(
+    period: str = typer.Argument(..., help="YYYY-MM"),
+    manifest_hash: str = typer.Option(..., "--hash", help=_HASH_HELP),
+    program: str = program_option.option(),
+    by: str = typer.Option(None, "--by", help=_BY_HELP),
+) -> None:
+    """Sign your approval WITHOUT recording it: prints the run config of Dagster's approve_batch_job
+    (the webserver has no login: it records only approvals signed here). The signature is not a secret:
+    it approves this manifest hash of this batch and nothing else."""
+    _, program_id, signed, _ = _signed(period, program, manifest_hash, by)
+    config = {"period": period_key(_period(period)), "program": program_id, **signed.as_run_config()}
+    typer.echo(json.dumps({"ops": {"approve_batch_op": {"config": config}}}, indent=2))

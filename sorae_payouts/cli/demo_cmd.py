@@ -6,7 +6,8 @@ merchant that pays from its own Stripe account, registers the three demo program
 acme and bolt on the platform account, cobalt on its own), writes and imports each program's demo files
 (the same affiliate ids in all three, kept apart), creates their connected accounts on the account that
 pays them, runs the Dagster month-end job for each program's month (finalize + manifest + checks),
-approves each batch (demo only: in production a person reviews it), funds acme fully and bolt by half
+approves each batch with two demo operators whose keys it generates into data/demo-operator-keys (demo
+only: in production each person holds their own key and reviews the batch), funds acme fully and bolt by half
 with Stripe charges, runs the execution job for each program's month and prints each batch: acme and
 cobalt are paid, bolt is refused alone for lack of funds and nothing of it is sent. Runs land in a local
 Dagster home that `dagster dev` shares. Re-running it changes nothing that is already done.
@@ -23,18 +24,19 @@ import typer
 from rich.console import Console
 
 from sorae_payouts.cli.tables import outcome_table
+from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.periods import finalizable_at, parse_period
 from sorae_payouts.demo.accounts import ensure_demo_accounts
 from sorae_payouts.demo.data import write_demo_data
+from sorae_payouts.demo.operators import demo_operator_keys
 from sorae_payouts.demo.programs import COBALT_KEY_SETTING, DEMO_PROGRAMS, ensure_demo_programs, fund_demo_program
 from sorae_payouts.execution.outcomes import batch_outcome
 from sorae_payouts.ingest import ImportKind, import_file
 from sorae_payouts.ledger.database import create_ledger_engine, data_dir, database_url, redact, upgrade
 from sorae_payouts.month_end.approvals import approve_batch
-from sorae_payouts.month_end.batches import BatchError, load_batch
+from sorae_payouts.month_end.batches import load_batch
 from sorae_payouts.month_end.finalize import DEFAULT_HOLDING_DAYS
 from sorae_payouts.month_end.manifest import batch_id_for
-from sorae_payouts.registry.operators import ensure_operator
 from sorae_payouts.registry.programs import get_program
 from sorae_payouts.stripe_gateway import demo_refusal
 
@@ -100,7 +102,6 @@ def demo(
             sandbox.stop()
 
 
-DEMO_OPERATORS = ("demo-approver-1@sorae.example", "demo-approver-2@sorae.example")
 PROGRAM_IDS = [p.program_id for p in DEMO_PROGRAMS]
 
 
@@ -171,23 +172,16 @@ def _approve_and_fund(engine, month: str, now: datetime) -> None:
     gateways = ProgramGateways(config_from_environment())  # the demo's few requests: in-process limiter
     for demo in DEMO_PROGRAMS:
         try:  # demo only: in production the program's registered operators review and approve it
+            keys = demo_operator_keys(engine, demo.program_id, data_dir() / "demo-operator-keys", now=now)
             with engine.connect() as conn:
                 reviewed = load_batch(conn, period, program_id=demo.program_id).manifest_hash
-            for number, approver in enumerate(DEMO_OPERATORS, 1):
-                ensure_operator(
-                    engine,
-                    approver,
-                    added_by="demo",
-                    now=now,
-                    display_name=f"Demo approver {number}",
-                    program_id=demo.program_id,
-                )
+            for key in keys:
                 if approve_batch(
-                    engine, period, approved_by=approver, now=now, expected_hash=reviewed, program_id=demo.program_id
+                    engine, period, key=key, now=now, expected_hash=reviewed, program_id=demo.program_id
                 ).complete:
                     break
-            console.print(f"{demo.program_id}: batch approved (demo only)")
-        except BatchError as exc:
+            console.print(f"{demo.program_id}: batch approved (demo only, signed with the keys in data/)")
+        except PayoutRefused as exc:
             console.print(f"{demo.program_id}: approval: {exc}")
         with engine.connect() as conn:
             gateway = gateways.for_program(get_program(conn, demo.program_id))

@@ -76,8 +76,26 @@ def list_command(
     if waiting:
         console.print(
             f"{len(waiting)} item(s) await a decision: `sorae-payouts reversals resolve ITEM_ID "
-            "--owe-again|--write-off --by NAME [--reason TEXT]`"
+            "--owe-again|--write-off --program PROGRAM [--reason TEXT]` (signed with SORAE_OPERATOR_KEY)"
         )
+
+
+_BY_HELP = "Optional check: who you are; refused unless it is the operator of the key in SORAE_OPERATOR_KEY."
+_PROGRAM_HELP = "The item's program; optional while only one program is registered. An item of another is refused."
+
+
+def _decision(owe_again: bool, write_off: bool) -> str:
+    if owe_again == write_off:
+        console.print("[red]refused:[/red] choose exactly one of --owe-again or --write-off")
+        raise typer.Exit(2)
+    return OWE_AGAIN if owe_again else WRITE_OFF
+
+
+def _program_of(engine, program: str | None) -> str:
+    from sorae_payouts.cli.program_option import resolve_program
+
+    with engine.connect() as conn:
+        return resolve_program(conn, program)
 
 
 @app.command("resolve")
@@ -85,21 +103,26 @@ def resolve_command(
     item_id: int = typer.Argument(..., help="The payout item id (see `reversals list`)."),
     owe_again: bool = typer.Option(False, "--owe-again", help="Owed again: paid with the next batch."),
     write_off: bool = typer.Option(False, "--write-off", help="Written off: closed with the reason."),
-    by: str = typer.Option(..., "--by", help="Who decides (recorded with the decision)."),
     reason: str = typer.Option(None, "--reason", help="Why (required for --write-off)."),
+    program: str = typer.Option(None, "--program", help=_PROGRAM_HELP),
+    by: str = typer.Option(None, "--by", help=_BY_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Decide what an item's pending reversed amount means. Appends a decision; edits nothing."""
-    if owe_again == write_off:
-        console.print("[red]refused:[/red] choose exactly one of --owe-again or --write-off")
-        raise typer.Exit(2)
+    """Decide what an item's pending reversed amount means, as the operator of the item's program whose key
+    is in SORAE_OPERATOR_KEY (the decision is signed with it). Appends a decision; edits nothing."""
+    from sorae_payouts.registry.operator_keys import load_operator_key
+
+    decision_kind = _decision(owe_again, write_off)
+    engine = create_ledger_engine()
     decision = resolve_reversal(
-        create_ledger_engine(),
+        engine,
         item_id,
-        OWE_AGAIN if owe_again else WRITE_OFF,
-        decided_by=by,
+        decision_kind,
+        program_id=_program_of(engine, program),
+        key=load_operator_key(),
         reason=reason,
         now=datetime.now(UTC),
+        acting_as=by,
     )
     item = decision.item
     if as_json:
@@ -107,6 +130,7 @@ def resolve_command(
             json.dumps(
                 {
                     "decision_pk": decision.decision_pk,
+                    "program_id": item.program_id,
                     "payout_item_id": item.payout_item_id,
                     "decision": decision.decision,
                     "amount_minor": decision.amount_minor,
@@ -122,9 +146,46 @@ def resolve_command(
     words = "owed again" if decision.decision == OWE_AGAIN else "written off"
     console.print(
         f"[green]{words}[/green]: {format_minor(decision.amount_minor, item.currency)} of item "
-        f"{item.payout_item_id} ({item.affiliate_id}, {period_key(item.period)}), decided by "
-        f"{decision.decided_by}; goes to {decision.carried_into}"
+        f"{item.payout_item_id} ({item.affiliate_id}, {period_key(item.period)}, program {item.program_id}), "
+        f"decided by {decision.decided_by}; goes to {decision.carried_into}"
     )
+
+
+@app.command("sign")
+def sign_command(
+    item_id: int = typer.Argument(..., help="The payout item id (see `reversals list`)."),
+    owe_again: bool = typer.Option(False, "--owe-again"),
+    write_off: bool = typer.Option(False, "--write-off"),
+    reason: str = typer.Option(None, "--reason", help="Why (required for --write-off)."),
+    program: str = typer.Option(None, "--program", help=_PROGRAM_HELP),
+    by: str = typer.Option(None, "--by", help=_BY_HELP),
+) -> None:
+    """Sign a decision WITHOUT recording it: prints the run config of Dagster's resolve_reversal_job (the
+    webserver has no login: it records only decisions signed here; a signature is no secret)."""
+    from sorae_payouts.aftercare.reversals import sign_decision
+    from sorae_payouts.registry.operator_keys import load_operator_key
+
+    decision_kind = _decision(owe_again, write_off)
+    engine = create_ledger_engine()
+    program_id = _program_of(engine, program)
+    signed = sign_decision(
+        engine,
+        item_id,
+        decision_kind,
+        program_id=program_id,
+        key=load_operator_key(),
+        reason=reason,
+        now=datetime.now(UTC),
+        acting_as=by,
+    )
+    config = {
+        "item_id": item_id,
+        "program": program_id,
+        "decision": decision_kind,
+        "reason": reason,
+        **signed.as_run_config(),
+    }
+    typer.echo(json.dumps({"ops": {"resolve_reversal_op": {"config": config}}}, indent=2))
 
 
 @app.command("recover")

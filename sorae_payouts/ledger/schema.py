@@ -14,6 +14,9 @@ Record life cycles (the database enforces the immutable states with triggers, se
 - reversal_decision (0009): append-only operators' (or the recovery policy's) decisions on reversed money.
 - owed_again_carry (0009): the batch carrying an owed-again decision in; changeable only while draft.
 - transfer_reversal_request (0009): reversals we ask Stripe for; like transfer_attempt, key first.
+- operator_bootstrap, operator_key, operator_request, operator_confirmation, program_approval_policy,
+  approval_legacy_batch (0050): signed operators: keys, registry changes confirmed by a second operator,
+  the programs' approval thresholds; append-only (see registry/operator_changes.py).
 - stripe_rate_schedule (0011): operational state, not a money record: each paying account's next
   Stripe request slot, overwritten on every request.
 """
@@ -350,6 +353,9 @@ batch_approval = sa.Table(
     sa.Column("os_user", sa.Text),
     sa.Column("dagster_run_id", sa.Text),
     sa.Index("uq_batch_approval_operator", "batch_id", "manifest_hash", "operator_id", unique=True),
+    # revision 0050: the approver's key and signature of the approval statement (NULL only before 0050).
+    sa.Column("key_id", sa.String(64)),
+    sa.Column("signature", sa.Text),
 )
 
 # Written by a database trigger on every status (or hold reason) change of a payout item.
@@ -416,6 +422,10 @@ operator = sa.Table(
     sa.Column("added_by", sa.Text, nullable=False),
     sa.PrimaryKeyConstraint("program_id", "operator_id", name="pk_operator"),
     sa.CheckConstraint("status IN ('active', 'disabled')", name="ck_operator_status"),
+    # revision 0050: the current key, and the confirmed request or bootstrap behind the last change.
+    sa.Column("key_id", sa.String(64)),
+    sa.Column("request_pk", sa.BigInteger),
+    sa.Column("bootstrap_pk", sa.BigInteger),
 )
 
 operator_event = sa.Table(
@@ -494,6 +504,10 @@ reversal_decision = sa.Table(
     sa.CheckConstraint("amount_minor > 0", name="ck_reversal_decision_amount"),
     sa.CheckConstraint("decision IN ('owe_again', 'write_off')", name="ck_reversal_decision_kind"),
     sa.CheckConstraint("decision = 'owe_again' OR reason IS NOT NULL", name="ck_reversal_decision_reason"),
+    # revision 0050: the deciding operator, their key and signature (NULL for the recovery policy's).
+    sa.Column("operator_id", sa.Text),
+    sa.Column("key_id", sa.String(64)),
+    sa.Column("signature", sa.Text),
 )
 
 # Which batch carries an owed-again decision in; rows change only while that batch is a draft.
@@ -547,6 +561,107 @@ transfer_reversal_request = sa.Table(
     ),
     sa.CheckConstraint("state IN ('processing', 'succeeded', 'failed')", name="ck_transfer_reversal_request_state"),
     sa.CheckConstraint("amount_minor > 0", name="ck_transfer_reversal_request_amount"),
+)
+
+# --- signed operators (revision 0050): keys, confirmed registry changes, approval thresholds ----------
+
+KeyId = sa.String(64)  # SHA-256 hex of an Ed25519 public key
+_SIGNATURE_CHECK = "length(signature) = 88"  # base64 of a 64-byte Ed25519 signature
+
+# The database owner's registration of a program's first operators (PostgreSQL: the owner role only).
+operator_bootstrap = sa.Table(
+    "operator_bootstrap",
+    metadata,
+    sa.Column("bootstrap_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("program_id", ProgramId, sa.ForeignKey("program.program_id"), nullable=False),
+    sa.Column("operator_count", sa.Integer, nullable=False),
+    sa.Column("recorded_by", sa.Text, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.Column("host", sa.Text),
+    sa.Column("os_user", sa.Text),
+    sa.Column("dagster_run_id", sa.Text),
+    sa.CheckConstraint("operator_count > 0", name="ck_operator_bootstrap_count"),
+)
+
+# A registry or approval-policy change signed by an active operator; effective once confirmed.
+operator_request = sa.Table(
+    "operator_request",
+    metadata,
+    sa.Column("request_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("program_id", ProgramId, sa.ForeignKey("program.program_id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("subject", sa.Text),
+    sa.Column("display_name", sa.Text),
+    sa.Column("key_id", KeyId),
+    sa.Column("public_key", sa.Text),
+    sa.Column("policy_value", sa.Text),
+    sa.Column("requested_by", sa.Text, nullable=False),
+    sa.Column("requester_key_id", KeyId, nullable=False),
+    sa.Column("requested_at", Timestamp, nullable=False),
+    sa.Column("signature", sa.Text, nullable=False),
+    sa.Column("host", sa.Text),
+    sa.Column("os_user", sa.Text),
+    sa.Column("dagster_run_id", sa.Text),
+    sa.CheckConstraint(
+        "kind IN ('add', 'enable', 'rename', 'rekey', 'disable', 'policy')", name="ck_operator_request_kind"
+    ),
+    sa.CheckConstraint("(kind = 'policy') = (subject IS NULL)", name="ck_operator_request_subject"),
+    sa.CheckConstraint(_SIGNATURE_CHECK, name="ck_operator_request_signature"),
+    sa.Index("ix_operator_request_program", "program_id", "requested_at"),
+)
+
+# A second operator's signed confirmation of a request (one per request).
+operator_confirmation = sa.Table(
+    "operator_confirmation",
+    metadata,
+    sa.Column("confirmation_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("request_pk", sa.BigInteger, sa.ForeignKey("operator_request.request_pk"), nullable=False),
+    sa.Column("program_id", ProgramId, nullable=False),
+    sa.Column("confirmed_by", sa.Text, nullable=False),
+    sa.Column("confirmer_key_id", KeyId, nullable=False),
+    sa.Column("confirmed_at", Timestamp, nullable=False),
+    sa.Column("signature", sa.Text, nullable=False),
+    sa.Column("host", sa.Text),
+    sa.Column("os_user", sa.Text),
+    sa.Column("dagster_run_id", sa.Text),
+    sa.UniqueConstraint("request_pk", name="uq_operator_confirmation_request"),
+    sa.CheckConstraint(_SIGNATURE_CHECK, name="ck_operator_confirmation_signature"),
+)
+
+# Operators' public keys (one key, one identity within a program), each from a bootstrap or a request.
+operator_key = sa.Table(
+    "operator_key",
+    metadata,
+    sa.Column("key_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("program_id", ProgramId, nullable=False),
+    sa.Column("operator_id", sa.Text, nullable=False),
+    sa.Column("key_id", KeyId, nullable=False),
+    sa.Column("public_key", sa.Text, nullable=False),
+    sa.Column("registered_at", Timestamp, nullable=False),
+    sa.Column("bootstrap_pk", sa.BigInteger, sa.ForeignKey("operator_bootstrap.bootstrap_pk")),
+    sa.Column("request_pk", sa.BigInteger, sa.ForeignKey("operator_request.request_pk")),
+    sa.UniqueConstraint("program_id", "key_id", name="uq_operator_key_program_key"),
+    sa.CheckConstraint("(bootstrap_pk IS NULL) <> (request_pk IS NULL)", name="ck_operator_key_source"),
+    sa.Index("ix_operator_key_operator", "program_id", "operator_id"),
+)
+
+# A program's dual-approval thresholds over time: the first row at creation, later ones confirmed.
+program_approval_policy = sa.Table(
+    "program_approval_policy",
+    metadata,
+    sa.Column("policy_pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("program_id", ProgramId, sa.ForeignKey("program.program_id"), nullable=False),
+    sa.Column("dual_approval_over_minor", sa.Text),
+    sa.Column("request_pk", sa.BigInteger, sa.ForeignKey("operator_request.request_pk")),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.Index("ix_program_approval_policy_program", "program_id"),
+)
+
+# Batches approved before revision 0050: their unsigned approvals still count.
+approval_legacy_batch = sa.Table(
+    "approval_legacy_batch",
+    metadata,
+    sa.Column("batch_id", sa.String(64), sa.ForeignKey("payout_batch.batch_id"), primary_key=True),
 )
 
 # --- operational state (revision 0011): not a money record, no triggers ---------------------------------

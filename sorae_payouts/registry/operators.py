@@ -3,9 +3,15 @@
 An operator is one identity, whatever its spelling: `alice`, `ALICE`, ` Alice ` and the full-width
 `ａｌｉｃｅ` are the same person (Unicode NFKC, case-folded, trimmed, inner whitespace collapsed). An
 email is one identity as a whole (`alice@corp` is not `alice`; register the spelling people use).
-The registry lives in the ledger (`operator`, one row per identity with its current status) with an
-append-only history (`operator_event`: added / disabled / enabled, by whom, when, from where); the
-database refuses deleting operators and editing or deleting their history.
+The registry lives in the ledger (`operator`, one row per identity with its current status and key)
+with an append-only history (`operator_event`: added / disabled / enabled, by whom, when, from where);
+the database refuses deleting operators and editing or deleting their history.
+
+An operator acts by signing with their own key (`core.signing`, `operator_keys`): `require_signer`
+finds the operator from the key, never from a typed name. Registering, enabling, renaming and re-keying
+operators, and changing a program's approval thresholds, are requests confirmed by a second operator
+(`operator_changes`); what the signed history says is verified again before money moves
+(`operator_history`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import sqlalchemy as sa
 
 from sorae_payouts.core.errors import PayoutRefused
 from sorae_payouts.core.origin import Origin
+from sorae_payouts.core.signing import SigningKey
 from sorae_payouts.ledger.sql import as_utc, text
+from sorae_payouts.registry.operator_keys import OPERATOR_KEY_SETTING
 from sorae_payouts.registry.programs import DEFAULT_PROGRAM
 
 
@@ -44,6 +52,7 @@ class Operator:
     added_at: datetime
     added_by: str
     program_id: str = DEFAULT_PROGRAM
+    key_id: str | None = None  # the current signing key (None: registered before keys, cannot sign)
 
     def as_json(self) -> dict:
         return {
@@ -53,14 +62,17 @@ class Operator:
             "added_at": self.added_at.isoformat(),
             "added_by": self.added_by,
             "program_id": self.program_id,
+            "key_id": self.key_id,
         }
 
 
 def _operator(row) -> Operator:
-    return Operator(row.operator_id, row.display_name, row.status, as_utc(row.added_at), row.added_by, row.program_id)
+    return Operator(
+        row.operator_id, row.display_name, row.status, as_utc(row.added_at), row.added_by, row.program_id, row.key_id
+    )
 
 
-_SELECT = "SELECT operator_id, display_name, status, added_at, added_by, program_id FROM operator"
+_SELECT = "SELECT operator_id, display_name, status, added_at, added_by, program_id, key_id FROM operator"
 
 
 def find_operator(conn: sa.Connection, name: str, program_id: str = DEFAULT_PROGRAM) -> Operator | None:
@@ -78,89 +90,47 @@ def list_operators(conn: sa.Connection, program_id: str = DEFAULT_PROGRAM) -> li
 
 
 def require_active(conn: sa.Connection, name: str, program_id: str = DEFAULT_PROGRAM) -> Operator:
-    """The active registered operator behind `name`, or a refusal that says what to do."""
+    """The active registered operator behind `name` (not who is acting: see `require_signer`), or a refusal."""
     operator = find_operator(conn, name, program_id)
     if operator is None:
         raise OperatorError(
-            f"{name.strip()!r} is not a registered operator; an administrator registers people "
-            "with `sorae-payouts operators add`"
+            f"{name.strip()!r} is not a registered operator of program {program_id}; operators are "
+            "registered with `sorae-payouts operators add` (confirmed by a second operator)"
         )
     if operator.status != "active":
         raise OperatorError(f"operator {operator.operator_id!r} is {operator.status}")
     return operator
 
 
-def add_operator(
-    engine: sa.Engine,
-    name: str,
-    *,
-    display_name: str | None = None,
-    added_by: str,
-    now: datetime,
-    origin: Origin | None = None,
-    program_id: str = DEFAULT_PROGRAM,
-) -> Operator:
-    identity = normalize_identity(name)
-    actor = normalize_identity(added_by)
-    with engine.begin() as conn:
-        if find_operator(conn, identity, program_id) is not None:
-            raise OperatorError(f"operator {identity!r} is already registered (spellings are one identity)")
-        conn.execute(
-            text(
-                "INSERT INTO operator (program_id, operator_id, display_name, status, added_at, added_by) "
-                "VALUES (:p, :o, :d, 'active', :now, :by)"
-            ),
-            {"p": program_id, "o": identity, "d": (display_name or name).strip(), "now": now, "by": actor},
-        )
-        _record(conn, program_id, identity, "added", actor, now, origin)
-        return find_operator(conn, identity, program_id)
+def operator_for_key(conn: sa.Connection, program_id: str, key_id: str) -> Operator | None:
+    """The operator of the program whose CURRENT key is `key_id` (keys are unique within a program)."""
+    row = conn.execute(text(f"{_SELECT} WHERE program_id = :p AND key_id = :k"), {"p": program_id, "k": key_id}).first()
+    return _operator(row) if row else None
 
 
-def ensure_operator(
-    engine: sa.Engine,
-    name: str,
-    *,
-    added_by: str,
-    now: datetime,
-    display_name: str | None = None,
-    program_id: str = DEFAULT_PROGRAM,
-) -> Operator:
-    """The operator, registered (and active) if it was not: for demos and test set-ups."""
-    with engine.connect() as conn:
-        operator = find_operator(conn, name, program_id)
+def require_signer(conn: sa.Connection, program_id: str, key: SigningKey, *, acting_as: str | None = None) -> Operator:
+    """The active operator of the program holding `key` (their current key), or a refusal. `acting_as`,
+    when given (a `--by`), must name that same operator: a typed name never chooses who signs."""
+    operator = operator_for_key(conn, program_id, key.key_id)
     if operator is None:
-        return add_operator(engine, name, display_name=display_name, added_by=added_by, now=now, program_id=program_id)
+        raise OperatorError(
+            f"the key in {OPERATOR_KEY_SETTING} (key id {key.key_id[:16]}) is not the current key of an operator "
+            f"of program {program_id}; an operator gets a key with `sorae-payouts operators keygen` and is "
+            "registered by a confirmed `operators add` (or the administrator's `operators bootstrap`)"
+        )
     if operator.status != "active":
-        return set_operator_status(engine, name, active=True, changed_by=added_by, now=now, program_id=program_id)
+        raise OperatorError(f"operator {operator.operator_id!r} of program {program_id} is {operator.status}")
+    if acting_as is not None and acting_as.strip() and normalize_identity(acting_as) != operator.operator_id:
+        raise OperatorError(
+            f"--by names {acting_as.strip()!r} but the key in {OPERATOR_KEY_SETTING} is {operator.operator_id!r}'s; "
+            "an operator acts with their own key only"
+        )
     return operator
 
 
-def set_operator_status(
-    engine: sa.Engine,
-    name: str,
-    *,
-    active: bool,
-    changed_by: str,
-    now: datetime,
-    origin: Origin | None = None,
-    program_id: str = DEFAULT_PROGRAM,
-) -> Operator:
-    """Disable or re-enable an operator (never deleted: approvals refer to them)."""
-    identity = normalize_identity(name)
-    actor = normalize_identity(changed_by)
-    status, event = ("active", "enabled") if active else ("disabled", "disabled")
-    with engine.begin() as conn:
-        operator = find_operator(conn, identity, program_id)
-        if operator is None:
-            raise OperatorError(f"{identity!r} is not a registered operator")
-        if operator.status == status:
-            raise OperatorError(f"operator {identity!r} is already {status}")
-        conn.execute(
-            text("UPDATE operator SET status = :s WHERE program_id = :p AND operator_id = :o"),
-            {"s": status, "p": program_id, "o": identity},
-        )
-        _record(conn, program_id, identity, event, actor, now, origin)
-        return find_operator(conn, identity, program_id)
+def record_event(conn, program_id, identity, event, actor, now, origin: Origin | None) -> None:
+    """Append to the registry's history (`operator_event`: added / disabled / enabled)."""
+    _record(conn, program_id, identity, event, actor, now, origin)
 
 
 def _record(conn, program_id, identity, event, actor, now, origin: Origin | None) -> None:

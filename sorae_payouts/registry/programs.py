@@ -40,6 +40,8 @@ POLICY_KEYS = (
     "negative_balance",
     "first_period",
 )
+# Changed only through a confirmed policy request (registry/operator_changes.py; guarded by revision 0050).
+APPROVAL_POLICY_KEY = "dual_approval_over_minor"
 _ENV_REF = re.compile(r"env:[A-Za-z_][A-Za-z0-9_]{0,127}")
 _SECRETS_REF = re.compile(r"secrets:[A-Za-z0-9_.-]{1,128}")
 _LOOKS_LIKE_KEY = re.compile(r"(sk|rk|pk)_(live|test)_", re.IGNORECASE)
@@ -234,6 +236,12 @@ def update_program(
 ) -> Program:
     """Change a program's name, paying account or policy overrides; the change is appended to its
     history. Batches already built keep the policy they froze; the next build uses the new one."""
+    if APPROVAL_POLICY_KEY in (policy_changes or {}) or APPROVAL_POLICY_KEY in policy_removals:
+        raise ProgramError(
+            f"a program's dual-approval thresholds change only with a second operator's confirmation: "
+            f"`sorae-payouts operators request-policy --program {program_id} --dual-approval-over CUR=AMOUNT` "
+            "(or --unset), then another operator runs `operators confirm`"
+        )
     with engine.begin() as conn:
         current = get_program(conn, program_id)
         change: dict = {}
@@ -261,6 +269,24 @@ def update_program(
         )
         _record(conn, program_id, "updated", change, changed_by, now, origin)
         return get_program(conn, program_id)
+
+
+def set_approval_thresholds(
+    conn: sa.Connection, program_id: str, thresholds: dict | None, *, changed_by: str, now: datetime, origin=None
+) -> None:
+    """Write a CONFIRMED approval policy into the program's policy (the database refuses any other value
+    than the latest confirmed `program_approval_policy` row). None removes the program's override."""
+    current = get_program(conn, program_id)
+    policy = {k: v for k, v in current.policy.items() if k != APPROVAL_POLICY_KEY}
+    if thresholds is not None:
+        policy[APPROVAL_POLICY_KEY] = thresholds
+    validate_policy(policy)
+    conn.execute(
+        text("UPDATE program SET policy = :pol WHERE program_id = :p"),
+        {"pol": json.dumps(policy, sort_keys=True), "p": program_id},
+    )
+    change = {"policy": [current.policy, policy]}
+    _record(conn, program_id, "updated", change, changed_by, now, origin)
 
 
 def set_program_status(

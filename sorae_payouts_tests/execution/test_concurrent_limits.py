@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from sorae_payouts.aftercare.refresh import refresh_batch
-from sorae_payouts.aftercare.reversals import ReversalError, resolve_reversal
+from sorae_payouts.aftercare.reversals import ReversalError
 from sorae_payouts.execution import attempts
 from sorae_payouts.execution.identity import PaymentIdentity
 from sorae_payouts.execution.pay_batch import execute_batch
@@ -33,7 +33,18 @@ from sorae_payouts_tests.execution.conftest import (
     seed_batch,
     topup,
 )
-from sorae_payouts_tests.factory import NOV, NOW, OCT, add_event, build_manifest, finalize_period, items
+from sorae_payouts_tests.factory import (
+    NOV,
+    NOW,
+    OCT,
+    add_event,
+    build_manifest,
+    decide_reversal,
+    finalize_period,
+    items,
+    operator_key,
+    register_operators,
+)
 
 LATER = NOW.replace(year=2027, month=1, day=10)
 
@@ -93,10 +104,18 @@ def _decided(engine, item_id) -> int:
         )
 
 
+# An insider's row, in the shape the database accepts (an operator with a registered key, a signature of the
+# right length); whether the signature verifies is execution's business, the amount limit the database's.
 _DECISION = (
     "INSERT INTO reversal_decision (program_id, payout_item_id, affiliate_id, currency, amount_minor, decision, "
-    "decided_by, reason, decided_at) VALUES ('default', :i, 'alice', 'usd', 4000, 'owe_again', :by, NULL, :now)"
+    "decided_by, reason, decided_at, operator_id, key_id, signature) VALUES ('default', :i, 'alice', 'usd', 4000, "
+    "'owe_again', :by, NULL, :now, :by, :k, :sig)"
 )
+
+
+def _decision_row(engine, item_id: int, by: str) -> dict:
+    register_operators(engine, "tests", "tests-second")
+    return {"i": item_id, "by": by, "now": NOW, "k": operator_key(by).key_id, "sig": "A" * 88}
 
 
 def test_two_decisions_of_one_reversal_at_once_count_once(engine, sandbox, stripe_client):
@@ -104,11 +123,13 @@ def test_two_decisions_of_one_reversal_at_once_count_once(engine, sandbox, strip
     insert trigger's sum saw only committed rows), and November paid 40.00 too much."""
     item_id = _reversed_item(engine, sandbox, stripe_client)
 
+    row = _decision_row(engine, item_id, "tests")
+
     def first(conn):
-        conn.execute(sa.text(_DECISION), {"i": item_id, "by": "alice-op", "now": NOW})
+        conn.execute(sa.text(_DECISION), row)
 
     def second():
-        return resolve_reversal(engine, item_id, "owe_again", decided_by="bob-op", reason=None, now=NOW)
+        return decide_reversal(engine, item_id, "owe_again", by="tests-second", now=NOW)
 
     value, error = _second_try_while_first_is_open(engine, first, second)
     assert value is None and isinstance(error, ReversalError), (value, error)
@@ -119,12 +140,14 @@ def test_two_decisions_of_one_reversal_at_once_count_once(engine, sandbox, strip
 def test_an_insider_writing_two_decisions_at_once_is_refused_by_the_database(engine, sandbox, stripe_client):
     item_id = _reversed_item(engine, sandbox, stripe_client)
 
+    one, two = _decision_row(engine, item_id, "tests"), _decision_row(engine, item_id, "tests-second")
+
     def first(conn):
-        conn.execute(sa.text(_DECISION), {"i": item_id, "by": "insider-1", "now": NOW})
+        conn.execute(sa.text(_DECISION), one)
 
     def second():
         with engine.begin() as conn:
-            conn.execute(sa.text(_DECISION), {"i": item_id, "by": "insider-2", "now": NOW})
+            conn.execute(sa.text(_DECISION), two)
 
     _, error = _second_try_while_first_is_open(engine, first, second)
     assert isinstance(error, sa.exc.DBAPIError) and "cannot exceed the reversed amount" in str(error)
@@ -240,7 +263,7 @@ def test_two_recoveries_of_one_debt_at_once_never_reverse_more_than_it(engine, s
 
 def test_an_owed_again_amount_is_carried_once_even_by_two_builds_at_once(engine, sandbox, stripe_client):
     item_id = _reversed_item(engine, sandbox, stripe_client)
-    decision = resolve_reversal(engine, item_id, "owe_again", decided_by="ops", reason=None, now=NOW)
+    decision = decide_reversal(engine, item_id, "owe_again", now=NOW)
     finalize_period(engine, NOV, now=LATER, holding_days=0)
     build_manifest(engine, NOV, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=LATER)  # carries it once
     with engine.begin() as conn:  # the build's carry is undone here so the two inserts below race for it

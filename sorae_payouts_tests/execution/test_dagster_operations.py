@@ -6,9 +6,11 @@ from __future__ import annotations
 import dagster as dg
 import sqlalchemy as sa
 
+from sorae_payouts.core.periods import parse_period
 from sorae_payouts.definitions import defs
 from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings, StripeResource
 from sorae_payouts.execution.pay_batch import execute_batch
+from sorae_payouts.month_end.approvals import sign_approval
 from sorae_payouts.month_end.manifest import PayoutPolicy
 from sorae_payouts_tests.execution.conftest import (
     API_KEY,
@@ -28,6 +30,7 @@ from sorae_payouts_tests.factory import (
     approve,
     build_manifest,
     finalize_period,
+    operator_key,
     register_operators,
 )
 
@@ -52,10 +55,17 @@ def _run(job, ledger_url, sandbox, config=None, partition=None):
     )
 
 
-def _approval(period, by, manifest_hash):
-    return {
-        "ops": {"approve_batch_op": {"config": {"period": period, "approved_by": by, "manifest_hash": manifest_hash}}}
-    }
+def _approval(engine, period, by, reviewed, program_id="default", **config):
+    """The run config `batch sign` prints: `by`'s approval signed with their own key."""
+    signed = sign_approval(
+        engine,
+        parse_period(period),
+        key=operator_key(by, program_id),
+        now=NOW,
+        expected_hash=reviewed,
+        program_id=program_id,
+    )
+    return {"ops": {"approve_batch_op": {"config": {"period": period, **signed.as_run_config(), **config}}}}
 
 
 def test_approval_job_needs_two_people_above_the_policy_amount(engine, ledger_url, sandbox):
@@ -64,14 +74,18 @@ def test_approval_job_needs_two_people_above_the_policy_amount(engine, ledger_ur
     finalize_period(engine, OCT, now=NOW, holding_days=3)
     batch = build_manifest(engine, OCT, policy=PayoutPolicy.from_major({"usd": "50.00"}, {"usd": "100000.00"}), now=NOW)
     register_operators(engine, "ana", "ben")
-    assert _run("approve_batch_job", ledger_url, sandbox, _approval("2026-10", "ana", "0000")).success is False
-    assert _run("approve_batch_job", ledger_url, sandbox, _approval("2026-10", "ana", batch.manifest_hash[:12])).success
+    short = _approval(engine, "2026-10", "ana", batch.manifest_hash, manifest_hash=batch.manifest_hash[:12])
+    assert _run("approve_batch_job", ledger_url, sandbox, short).success is False
+    first = _approval(engine, "2026-10", "ana", batch.manifest_hash[:12])
+    assert _run("approve_batch_job", ledger_url, sandbox, first).success
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT status FROM payout_batch")).scalar_one() == "draft"
-    same_person = _run("approve_batch_job", ledger_url, sandbox, _approval("2026-10", "ana", batch.manifest_hash))
+    same_person = _run(
+        "approve_batch_job", ledger_url, sandbox, _approval(engine, "2026-10", "ana", batch.manifest_hash)
+    )
     assert not same_person.success
     assert "someone else" in same_person.get_step_failure_events()[0].event_specific_data.error.message
-    second = _run("approve_batch_job", ledger_url, sandbox, _approval("2026-10", "ben", batch.manifest_hash))
+    second = _run("approve_batch_job", ledger_url, sandbox, _approval(engine, "2026-10", "ben", batch.manifest_hash))
     assert second.success
     [observed] = [e.event_specific_data.asset_observation for e in second.all_events if e.is_asset_observation]
     assert observed.partition == "2026-10-01|default" and observed.metadata["batch_status"].value == "approved"
@@ -154,7 +168,8 @@ def test_approval_job_on_a_partition_takes_the_program_from_it(engine, ledger_ur
     register_operators(engine, "ana", program_id="acme")
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("program", ["default", "acme"])
-    config = {"ops": {"approve_batch_op": {"config": {"approved_by": "ana", "manifest_hash": batch.manifest_hash}}}}
+    config = _approval(engine, "2026-10", "ana", batch.manifest_hash, program_id="acme")
+    del config["ops"]["approve_batch_op"]["config"]["period"]  # the partition names the program-month
     result = defs.resolve_job_def("approve_batch_job").execute_in_process(
         run_config=config,
         partition_key="2026-10-01|acme",

@@ -3,15 +3,18 @@ columns) and the `reversals_accounted` check, on SQLite and PostgreSQL over the 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import dagster as dg
 import sqlalchemy as sa
 
 from sorae_payouts.aftercare.refresh import refresh_batch
+from sorae_payouts.aftercare.reversals import sign_decision
 from sorae_payouts.definitions import defs
 from sorae_payouts.defs.lib.resources import LedgerResource, PayoutSettings, StripeResource
 from sorae_payouts.execution.pay_batch import execute_batch
 from sorae_payouts_tests.execution.conftest import API_KEY, make_gateway, sandbox_transfers, seed_batch
-from sorae_payouts_tests.factory import OCT, items
+from sorae_payouts_tests.factory import OCT, items, operator_key, register_operators
 
 
 def _run(job, ledger_url, sandbox, config=None, partition=None):
@@ -27,14 +30,20 @@ def _run(job, ledger_url, sandbox, config=None, partition=None):
     )
 
 
-def _resolve(item_id, decision, reason=None):
-    return {
-        "ops": {
-            "resolve_reversal_op": {
-                "config": {"item_id": item_id, "decision": decision, "decided_by": "erin", "reason": reason}
-            }
-        }
-    }
+def _resolve(engine, item_id, decision, reason=None, *, signed_as=None, **overrides):
+    """The run config `reversals sign` prints: erin's decision signed with erin's key (`signed_as`: the
+    decision that was signed, when the config claims another)."""
+    register_operators(engine, "erin")
+    kind, why = signed_as or (decision, reason)
+    signed = sign_decision(
+        engine, item_id, kind, program_id="default", key=operator_key("erin"), reason=why, now=datetime.now(UTC)
+    )
+    config = {"item_id": item_id, "program": "default", "decision": decision, "reason": reason}
+    return {"ops": {"resolve_reversal_op": {"config": {**config, **signed.as_run_config(), **overrides}}}}
+
+
+def _failure(result) -> str:
+    return result.get_step_failure_events()[0].event_specific_data.error.message
 
 
 def test_resolve_job_and_check_after_a_reversal(engine, ledger_url, sandbox, stripe_client):
@@ -55,13 +64,27 @@ def test_resolve_job_and_check_after_a_reversal(engine, ledger_url, sandbox, str
     assert checks["reversals_accounted"].passed and checks["transfers_reconciled"].passed
     assert "await a decision" in checks["reversals_accounted"].metadata["summary"].value
 
-    assert not _run("resolve_reversal_job", ledger_url, sandbox, _resolve(item_id, "write_off")).success  # no reason
-    assert _run("resolve_reversal_job", ledger_url, sandbox, _resolve(item_id, "write_off", "chargeback")).success
+    no_reason = _resolve(engine, item_id, "write_off", signed_as=("owe_again", None))
+    assert not _run("resolve_reversal_job", ledger_url, sandbox, no_reason).success
+    # A typed name decides nothing: the signature must be the named operator's, for this very decision.
+    for forged in (
+        _resolve(engine, item_id, "write_off", "chargeback", operator="tests"),
+        _resolve(engine, item_id, "write_off", "chargeback", signature="A" * 88),
+        _resolve(engine, item_id, "write_off", "chargeback", signed_as=("owe_again", None)),
+    ):
+        refused = _run("resolve_reversal_job", ledger_url, sandbox, forged)
+        assert not refused.success and "the signature is not" in _failure(refused)
+    other = _run(
+        "resolve_reversal_job", ledger_url, sandbox, _resolve(engine, item_id, "write_off", "x", program="acme")
+    )
+    assert not other.success and "not an item of program acme" in _failure(other)
+    signed = _resolve(engine, item_id, "write_off", "chargeback")
+    assert _run("resolve_reversal_job", ledger_url, sandbox, signed).success
     with engine.connect() as conn:
         decision = conn.execute(
             sa.text("SELECT decision, amount_minor, decided_by, reason FROM reversal_decision")
         ).one()
     assert tuple(decision) == ("write_off", 1_000, "erin", "chargeback")
-    again = _run("resolve_reversal_job", ledger_url, sandbox, _resolve(item_id, "owe_again"))
+    again = _run("resolve_reversal_job", ledger_url, sandbox, signed)  # the same signed decision, replayed
     assert not again.success
     assert "nothing pending" in again.get_step_failure_events()[0].event_specific_data.error.message

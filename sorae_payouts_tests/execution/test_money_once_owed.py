@@ -19,13 +19,19 @@ import pytest
 import sqlalchemy as sa
 
 from sorae_payouts.aftercare.refresh import refresh_batch
-from sorae_payouts.aftercare.reversals import resolve_reversal
 from sorae_payouts.execution.pay_batch import execute_batch
 from sorae_payouts.month_end.manifest import ManifestError, PayoutPolicy
 from sorae_payouts.registry.paying_accounts import ProgramGateways
 from sorae_payouts.use_cases.month_end import unpaid_checker
 from sorae_payouts_tests.execution.conftest import make_gateway, sandbox_transfers
-from sorae_payouts_tests.factory import add_affiliate, add_commission, approve, build_manifest, finalize_period
+from sorae_payouts_tests.factory import (
+    add_affiliate,
+    add_commission,
+    approve,
+    build_manifest,
+    decide_reversal,
+    finalize_period,
+)
 from sorae_payouts_tests.ledger_backup import Backup
 
 SEP, OCT, NOV = (datetime(2026, m, 1, tzinfo=UTC).date() for m in (9, 10, 11))
@@ -136,7 +142,7 @@ def test_owed_again_money_is_never_paid_twice_after_a_restore(engine, ledger_url
         item = conn.execute(sa.text("SELECT payout_item_id FROM payout_item WHERE status <> 'posted'")).scalar_one()
     backup = Backup(engine, ledger_url, tmp_path)
 
-    resolve_reversal(engine, item, "owe_again", decided_by="ops", reason=None, now=datetime(2026, 11, 2, tzinfo=UTC))
+    decide_reversal(engine, item, "owe_again", now=datetime(2026, 11, 2, tzinfo=UTC))
     _earn(engine, "a1", 5_000, OCT)
     _close(engine, sandbox, OCT, datetime(2026, 11, 5, tzinfo=UTC))
     execute_batch(engine, gateway, OCT)
@@ -147,7 +153,7 @@ def test_owed_again_money_is_never_paid_twice_after_a_restore(engine, ledger_url
     _earn(engine, "a1", 5_000, OCT)
     _close(engine, sandbox, OCT, datetime(2026, 11, 5, tzinfo=UTC))  # without the decision: 50.00
     execute_batch(engine, gateway, OCT)  # Stripe holds October's 90.00 under its key: the item is blocked
-    resolve_reversal(engine, item, "owe_again", decided_by="ops", reason=None, now=datetime(2026, 12, 2, tzinfo=UTC))
+    decide_reversal(engine, item, "owe_again", now=datetime(2026, 12, 2, tzinfo=UTC))
     _earn(engine, "a1", 2_000, NOV)
     _close(engine, sandbox, NOV, datetime(2026, 12, 5, tzinfo=UTC))
     report = execute_batch(engine, gateway, NOV)

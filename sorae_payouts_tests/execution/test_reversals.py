@@ -20,7 +20,7 @@ from sorae_payouts.aftercare.recovery import (
 )
 from sorae_payouts.aftercare.refresh import refresh_batch
 from sorae_payouts.aftercare.retry import plan_retry
-from sorae_payouts.aftercare.reversals import ReversalError, resolve_reversal, reversed_items
+from sorae_payouts.aftercare.reversals import ReversalError, reversed_items
 from sorae_payouts.cli import batch_cmd, reversals_cmd
 from sorae_payouts.execution.pay_batch import execute_batch
 from sorae_payouts.month_end import audit
@@ -36,8 +36,11 @@ from sorae_payouts_tests.factory import (
     add_event,
     approve,
     build_manifest,
+    decide_reversal,
     finalize_period,
     items,
+    operator_key,
+    use_operator_key,
 )
 
 LATER = datetime(2027, 1, 10, tzinfo=UTC)
@@ -55,8 +58,9 @@ def _reverse(stripe_client, transfer_id, amount=None):
 
 
 @pytest.fixture
-def reversals_cli(ledger_url, sandbox, monkeypatch):
+def reversals_cli(ledger_url, sandbox, monkeypatch, tmp_path):
     monkeypatch.setenv("SORAE_DATABASE_URL", ledger_url)
+    use_operator_key(monkeypatch, tmp_path, "tests")  # an operator of the default program (seed_batch approves)
     monkeypatch.setenv("STRIPE_API_KEY", API_KEY)
     monkeypatch.setenv("STRIPE_API_BASE", sandbox.url)
     return lambda *args: runner.invoke(reversals_cmd.app, list(args))
@@ -113,15 +117,12 @@ def test_full_and_partial_reversal_decided_then_owed_again_into_next_month(
         ("bob", "reversal_pending", 2_500),
     }
 
-    refused = reversals_cli("resolve", str(bob), "--write-off", "--by", "carol")
+    refused = reversals_cli("resolve", str(bob), "--write-off")
     assert refused.exit_code == 1 and "reason" in refused.output
-    assert (
-        reversals_cli("resolve", str(alice), "--owe-again", "--by", "dave", "--reason", "account replaced").exit_code
-        == 0
-    )
-    assert reversals_cli("resolve", str(bob), "--write-off", "--by", "carol", "--reason", "refund fraud").exit_code == 0
+    assert reversals_cli("resolve", str(alice), "--owe-again", "--reason", "account replaced").exit_code == 0
+    assert reversals_cli("resolve", str(bob), "--write-off", "--reason", "refund fraud").exit_code == 0
     with pytest.raises(ReversalError, match="nothing pending"):
-        resolve_reversal(engine, alice, "write_off", decided_by="x", reason="y", now=LATER)
+        decide_reversal(engine, alice, "write_off", reason="y", now=LATER)
     with engine.connect() as conn, pytest.raises(sa.exc.DBAPIError, match="append-only"):
         conn.execute(sa.text("UPDATE reversal_decision SET amount_minor = 1"))
 
@@ -143,7 +144,7 @@ def test_full_and_partial_reversal_decided_then_owed_again_into_next_month(
     assert ("bob", "usd") not in nov
     with engine.connect() as conn:
         [line] = owed_again_lines(conn, "payout_2026-11")
-        assert line["affiliate_id"] == "alice" and "owed again" in line["why"] and "dave" in line["why"]
+        assert line["affiliate_id"] == "alice" and "owed again" in line["why"] and "tests" in line["why"]
         assert audit.money_is_conserved(conn, NOV, ["default"])["default"].passed
         assert audit.reversals_are_accounted(conn, OCT, ["default"])["default"].passed
     build_manifest(engine, NOV, policy=PayoutPolicy.from_major({"usd": "1.00"}), now=LATER)  # draft rebuild
@@ -312,7 +313,7 @@ def test_a_second_reversal_opens_a_new_pending_amount_and_decisions_never_exceed
     item_id = _item_id(engine, "payout_2026-10", "alice")
     _reverse(stripe_client, transfer.id, 1_000)
     refresh_batch(engine, gateway, OCT)
-    resolve_reversal(engine, item_id, "write_off", decided_by="ana", reason="refunded order", now=LATER)
+    decide_reversal(engine, item_id, "write_off", reason="refunded order", now=LATER)
     _reverse(stripe_client, transfer.id)  # the rest: 50.00
     refresh_batch(engine, gateway, OCT)
     with engine.connect() as conn:
@@ -327,14 +328,14 @@ def test_a_second_reversal_opens_a_new_pending_amount_and_decisions_never_exceed
         conn.execute(
             sa.text(
                 "INSERT INTO reversal_decision (program_id, payout_item_id, affiliate_id, currency, amount_minor, "
-                "decision, "
-                "decided_by, decided_at) VALUES ('default', :i, 'alice', 'usd', 5001, 'owe_again', 'x', :now)"
+                "decision, decided_by, decided_at, operator_id, key_id, signature) VALUES ('default', :i, 'alice', "
+                "'usd', 5001, 'owe_again', 'tests', :now, 'tests', :k, :sig)"
             ),
-            {"i": item_id, "now": LATER},
+            {"i": item_id, "now": LATER, "k": operator_key("tests").key_id, "sig": "A" * 88},
         )
     with engine.begin() as conn, pytest.raises(sa.exc.DBAPIError, match="only grows"):
         conn.execute(sa.text("UPDATE payout_item SET reversed_minor = 10 WHERE payout_item_id = :i"), {"i": item_id})
-    decision = resolve_reversal(engine, item_id, "owe_again", decided_by="ana", reason=None, now=LATER)
+    decision = decide_reversal(engine, item_id, "owe_again", now=LATER)
     assert decision.amount_minor == 5_000
     with engine.connect() as conn:
         assert audit.reversals_are_accounted(conn, OCT, ["default"])["default"].passed
