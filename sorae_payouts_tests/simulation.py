@@ -167,16 +167,18 @@ class Simulation:
         for t in threads:
             t.join()
         self.sandbox.admin("DELETE", "/_sandbox/faults")
-        with engine.connect() as conn:
-            self.world.faults_seen["answers_lost"] += conn.execute(
+        with engine.connect() as conn:  # answers still unknown after the run: refresh resolves them
+            self.world.faults_seen["answers_unknown_after_run"] += conn.execute(
                 sa.text("SELECT COUNT(*) FROM transfer_attempt WHERE state = 'processing'")
             ).scalar_one()
 
     def _pay_one(self, engine, gateways, month, program) -> None:
         try:
-            payouts.pay_program_month(
+            payment = payouts.pay_program_month(
                 engine, gateways, month, program, settings=ExecutionSettings(workers=4), now=_after(month)
             )
+            # Answers lost in this run and found at Stripe by the lookup (the transfer existed): no second send.
+            self.world.faults_seen["answers_lost_resolved_by_lookup"] += payment.report.resolved_by_lookup
         except PayoutRefused as exc:
             self.world.faults_seen["executions_refused"] += 1
             self.world.refusals.append(str(exc))

@@ -36,6 +36,6 @@ def test_months_of_payouts_with_faults_pay_nobody_more_than_owed(engine, ledger_
     figures = run(world, sandbox, API_KEY, make_engine, lambda e: Backup(e, ledger_url, tmp_path).restore)
     for extra in engines[1:]:
         extra.dispose()
-    print(figures)
-    assert figures["transfers"] > 0 and figures["restored"] == 1
-    assert figures.get("decided_twice", 0) == 0
+    # The faults were met (the seeds are chosen so), and none broke an invariant (`run` asserts them).
+    assert figures["transfers"] > 0 and figures["restored"] == 1 and figures["carried_items"] > 0
+    assert figures["decisions"] > 0 and figures.get("decided_twice", 0) == 0
