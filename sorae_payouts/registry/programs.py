@@ -72,6 +72,7 @@ class Program:
             "program_id": self.program_id,
             "name": self.name,
             "paying_account": self.paying_account_ref or "platform",
+            "paying_account_id": self.paying_account_id,  # learned from Stripe at the key's first use
             "policy": self.policy,
             "status": self.status,
             "created_at": self.created_at.isoformat() if self.created_at else None,
